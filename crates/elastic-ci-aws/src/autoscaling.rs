@@ -1,0 +1,273 @@
+//! Scaling group: EC2 Auto Scaling.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use elastic_ci_core::fleet::{
+    GroupSnapshot, Health, InstanceSnapshot, LifecycleActionResult, LifecycleState, ScalingActivity,
+};
+use tracing::instrument;
+
+use crate::error::{AwsError, AwsErrorKind};
+
+/// Identifies a lifecycle action to complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleAction {
+    pub group_name: String,
+    pub hook_name: String,
+    pub instance_id: String,
+    pub token: Option<String>,
+}
+
+/// What the stack needs from Auto Scaling.
+#[async_trait]
+pub trait ScalingGroup: Send + Sync {
+    /// A group with its sizes and instances; a missing group is `NotFound`.
+    async fn describe_group(&self, group_name: &str) -> Result<GroupSnapshot, AwsError>;
+
+    /// The group an instance belongs to, or `None` when it belongs to none.
+    async fn group_of_instance(&self, instance_id: &str) -> Result<Option<String>, AwsError>;
+
+    /// Sets the desired capacity, ignoring the group's own cooldowns.
+    async fn set_desired_capacity(&self, group_name: &str, desired: u32) -> Result<(), AwsError>;
+
+    async fn set_instance_health(&self, instance_id: &str, health: Health) -> Result<(), AwsError>;
+
+    /// Terminates an instance of a group, lowering the desired capacity by one when
+    /// `decrement_desired` is set (so the group does not replace it).
+    async fn terminate_instance(
+        &self,
+        instance_id: &str,
+        decrement_desired: bool,
+    ) -> Result<(), AwsError>;
+
+    /// The group's most recent scaling activities, newest first, at most `max` of them.
+    async fn scaling_activities(
+        &self,
+        group_name: &str,
+        max: u32,
+    ) -> Result<Vec<ScalingActivity>, AwsError>;
+
+    async fn complete_lifecycle_action(
+        &self,
+        action: &LifecycleAction,
+        result: LifecycleActionResult,
+    ) -> Result<(), AwsError>;
+}
+
+/// [`ScalingGroup`] over the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct AutoScalingGroups {
+    client: aws_sdk_autoscaling::Client,
+}
+
+impl AutoScalingGroups {
+    pub fn new(sdk_config: &SdkConfig) -> AutoScalingGroups {
+        AutoScalingGroups { client: aws_sdk_autoscaling::Client::new(sdk_config) }
+    }
+}
+
+fn size(
+    operation: &'static str,
+    group_name: &str,
+    what: &str,
+    value: Option<i32>,
+) -> Result<u32, AwsError> {
+    let value = value.unwrap_or(0);
+    u32::try_from(value).map_err(|_| {
+        AwsError::new(
+            AwsErrorKind::Service,
+            operation,
+            group_name,
+            format!("the group's {what} is negative ({value})"),
+        )
+    })
+}
+
+fn to_i32(operation: &'static str, resource: &str, value: u32) -> Result<i32, AwsError> {
+    i32::try_from(value).map_err(|_| {
+        AwsError::new(
+            AwsErrorKind::Validation,
+            operation,
+            resource,
+            format!("{value} is larger than the API accepts"),
+        )
+    })
+}
+
+#[async_trait]
+impl ScalingGroup for AutoScalingGroups {
+    #[instrument(skip_all, fields(group_name))]
+    async fn describe_group(&self, group_name: &str) -> Result<GroupSnapshot, AwsError> {
+        const OPERATION: &str = "DescribeAutoScalingGroups";
+        let output = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group_name)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
+        let group = output
+            .auto_scaling_groups
+            .unwrap_or_default()
+            .into_iter()
+            .find(|group| group.auto_scaling_group_name.as_deref() == Some(group_name))
+            .ok_or_else(|| {
+                AwsError::new(
+                    AwsErrorKind::NotFound,
+                    OPERATION,
+                    group_name,
+                    "no such Auto Scaling group",
+                )
+            })?;
+        let instances = group
+            .instances
+            .unwrap_or_default()
+            .into_iter()
+            .map(|instance| InstanceSnapshot {
+                id: instance.instance_id.unwrap_or_default(),
+                lifecycle_state: LifecycleState::from_api(
+                    instance
+                        .lifecycle_state
+                        .as_ref()
+                        .map(|state| state.as_str())
+                        .unwrap_or_default(),
+                ),
+                health: Health::from_api(instance.health_status.as_deref().unwrap_or("Healthy")),
+                protected_from_scale_in: instance.protected_from_scale_in.unwrap_or(false),
+            })
+            .collect();
+        Ok(GroupSnapshot {
+            name: group_name.to_owned(),
+            min_size: size(OPERATION, group_name, "MinSize", group.min_size)?,
+            max_size: size(OPERATION, group_name, "MaxSize", group.max_size)?,
+            desired_capacity: size(
+                OPERATION,
+                group_name,
+                "DesiredCapacity",
+                group.desired_capacity,
+            )?,
+            instances,
+        })
+    }
+
+    #[instrument(skip_all, fields(instance_id))]
+    async fn group_of_instance(&self, instance_id: &str) -> Result<Option<String>, AwsError> {
+        let output = self
+            .client
+            .describe_auto_scaling_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|error| {
+                AwsError::from_sdk("DescribeAutoScalingInstances", instance_id, error)
+            })?;
+        Ok(output
+            .auto_scaling_instances
+            .unwrap_or_default()
+            .into_iter()
+            .find(|instance| instance.instance_id.as_deref() == Some(instance_id))
+            .and_then(|instance| instance.auto_scaling_group_name))
+    }
+
+    #[instrument(skip_all, fields(group_name, desired))]
+    async fn set_desired_capacity(&self, group_name: &str, desired: u32) -> Result<(), AwsError> {
+        const OPERATION: &str = "SetDesiredCapacity";
+        self.client
+            .set_desired_capacity()
+            .auto_scaling_group_name(group_name)
+            .desired_capacity(to_i32(OPERATION, group_name, desired)?)
+            .honor_cooldown(false)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(instance_id, %health))]
+    async fn set_instance_health(&self, instance_id: &str, health: Health) -> Result<(), AwsError> {
+        self.client
+            .set_instance_health()
+            .instance_id(instance_id)
+            .health_status(health.as_api())
+            .should_respect_grace_period(false)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("SetInstanceHealth", instance_id, error))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(instance_id, decrement_desired))]
+    async fn terminate_instance(
+        &self,
+        instance_id: &str,
+        decrement_desired: bool,
+    ) -> Result<(), AwsError> {
+        self.client
+            .terminate_instance_in_auto_scaling_group()
+            .instance_id(instance_id)
+            .should_decrement_desired_capacity(decrement_desired)
+            .send()
+            .await
+            .map_err(|error| {
+                AwsError::from_sdk("TerminateInstanceInAutoScalingGroup", instance_id, error)
+            })?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(group_name, max))]
+    async fn scaling_activities(
+        &self,
+        group_name: &str,
+        max: u32,
+    ) -> Result<Vec<ScalingActivity>, AwsError> {
+        const OPERATION: &str = "DescribeScalingActivities";
+        let output = self
+            .client
+            .describe_scaling_activities()
+            .auto_scaling_group_name(group_name)
+            .max_records(to_i32(OPERATION, group_name, max.clamp(1, 100))?)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
+        Ok(output
+            .activities
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|activity| {
+                Some(ScalingActivity {
+                    start_time: SystemTime::try_from(activity.start_time?).ok()?,
+                    end_time: activity.end_time.and_then(|time| SystemTime::try_from(time).ok()),
+                    status: activity
+                        .status_code
+                        .map(|code| code.as_str().to_owned())
+                        .unwrap_or_default(),
+                    description: activity.description.unwrap_or_default(),
+                    cause: activity.cause.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    #[instrument(skip_all, fields(group_name = %action.group_name, instance_id = %action.instance_id))]
+    async fn complete_lifecycle_action(
+        &self,
+        action: &LifecycleAction,
+        result: LifecycleActionResult,
+    ) -> Result<(), AwsError> {
+        self.client
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&action.group_name)
+            .lifecycle_hook_name(&action.hook_name)
+            .instance_id(&action.instance_id)
+            .set_lifecycle_action_token(action.token.clone())
+            .lifecycle_action_result(result.as_api())
+            .send()
+            .await
+            .map_err(|error| {
+                AwsError::from_sdk("CompleteLifecycleAction", &action.instance_id, error)
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! Narrow async traits over the AWS services the stack uses, shaped by what the stack
+//! needs rather than by the SDK, with one SDK adapter each and in-memory fakes behind
+//! the `fake` feature.
+//!
+//! | trait | service | adapter |
+//! |---|---|---|
+//! | [`s3::ObjectStore`] | S3 | [`s3::S3ObjectStore`] |
+//! | [`ssm::ParameterStore`] | SSM Parameter Store | [`ssm::SsmParameterStore`] |
+//! | [`autoscaling::ScalingGroup`] | EC2 Auto Scaling | [`autoscaling::AutoScalingGroups`] |
+//! | [`cloudwatch::Metrics`] | CloudWatch | [`cloudwatch::CloudWatchMetrics`] |
+//! | [`ecr::RegistryAuth`] | ECR | [`ecr::EcrRegistryAuth`] |
+//! | [`cloudformation::StackSignal`] | CloudFormation | [`cloudformation::CloudFormationSignal`] |
+//!
+//! **Architecture Invariant:** every SDK client is built from the `SdkConfig` that
+//! [`config::aws_sdk_config`] returns, so the standard variables (`AWS_REGION`,
+//! `AWS_PROFILE`, `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`) point any binary at
+//! a local emulator. Every adapter maps SDK errors into [`error::AwsError`], whose kind
+//! tells not-found, access-denied, throttled, validation and transport failures apart.
+//!
+//! ## Configuration
+//!
+//! Read by the SDK itself: `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`, the credential
+//! variables, and `AWS_EC2_METADATA_SERVICE_ENDPOINT` for the instance metadata service.
+
+pub mod autoscaling;
+pub mod cloudformation;
+pub mod cloudwatch;
+pub mod config;
+pub mod ecr;
+pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod s3;
+pub mod ssm;

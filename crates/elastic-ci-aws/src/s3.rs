@@ -1,0 +1,214 @@
+//! Object store: S3.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tracing::instrument;
+
+use crate::config::AwsSettings;
+use crate::error::{AwsError, AwsErrorKind};
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// A failed download: either S3 failed, or writing what it sent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("writing s3://{bucket}/{key} failed: {source}")]
+    Write {
+        bucket: String,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DownloadError {
+    /// The AWS failure kind, if the failure was on the S3 side.
+    pub fn aws_kind(&self) -> Option<AwsErrorKind> {
+        match self {
+            DownloadError::Aws(error) => Some(error.kind),
+            DownloadError::Write { .. } => None,
+        }
+    }
+}
+
+/// What the stack needs from S3.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Streams an object into `writer` chunk by chunk, never holding it all in memory.
+    /// Returns the number of bytes written.
+    async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        writer: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64, DownloadError>;
+
+    /// Uploads `body` as one object.
+    async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<(), AwsError>;
+
+    /// Every object under `prefix`, across all pages, in key order.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectSummary>, AwsError>;
+
+    /// An object's metadata; a missing object is an error of kind `NotFound`.
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError>;
+}
+
+/// Downloads an object into a file at `path`, creating or truncating it.
+pub async fn download_to_file(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+) -> Result<u64, DownloadError> {
+    let write_error =
+        |source| DownloadError::Write { bucket: bucket.to_owned(), key: key.to_owned(), source };
+    let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
+    let n_bytes = store.download(bucket, key, &mut file).await?;
+    file.sync_all().await.map_err(write_error)?;
+    Ok(n_bytes)
+}
+
+/// [`ObjectStore`] over the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct S3ObjectStore {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3ObjectStore {
+    pub fn new(sdk_config: &SdkConfig, settings: &AwsSettings) -> S3ObjectStore {
+        let config = aws_sdk_s3::config::Builder::from(sdk_config)
+            .force_path_style(settings.s3_path_style)
+            .build();
+        S3ObjectStore { client: aws_sdk_s3::Client::from_conf(config) }
+    }
+}
+
+fn s3_resource(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+#[async_trait]
+impl ObjectStore for S3ObjectStore {
+    #[instrument(skip_all, fields(bucket, key))]
+    async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        writer: &mut (dyn AsyncWrite + Send + Unpin),
+    ) -> Result<u64, DownloadError> {
+        let resource = || s3_resource(bucket, key);
+        let output = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("GetObject", resource(), error))?;
+        let mut body = output.body;
+        let mut n_bytes = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|error| {
+            AwsError::new(
+                AwsErrorKind::Transport,
+                "GetObject",
+                resource(),
+                format!("reading the body: {error}"),
+            )
+        })? {
+            writer.write_all(&chunk).await.map_err(|source| DownloadError::Write {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                source,
+            })?;
+            n_bytes += chunk.len() as u64;
+        }
+        writer.flush().await.map_err(|source| DownloadError::Write {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            source,
+        })?;
+        Ok(n_bytes)
+    }
+
+    #[instrument(skip_all, fields(bucket, key, n_bytes = body.len()))]
+    async fn upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> Result<(), AwsError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_owned))
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("PutObject", s3_resource(bucket, key), error))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(bucket, prefix))]
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectSummary>, AwsError> {
+        let mut pages =
+            self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+        let mut objects = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| {
+                AwsError::from_sdk("ListObjectsV2", s3_resource(bucket, prefix), error)
+            })?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                objects.push(ObjectSummary {
+                    key: key.to_owned(),
+                    size: object.size().and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|time| SystemTime::try_from(*time).ok()),
+                });
+            }
+        }
+        Ok(objects)
+    }
+
+    #[instrument(skip_all, fields(bucket, key))]
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError> {
+        let output =
+            self.client.head_object().bucket(bucket).key(key).send().await.map_err(|error| {
+                AwsError::from_sdk("HeadObject", s3_resource(bucket, key), error)
+            })?;
+        Ok(ObjectHead {
+            size: output.content_length().and_then(|size| u64::try_from(size).ok()).unwrap_or(0),
+            content_type: output.content_type().map(str::to_owned),
+            last_modified: output.last_modified().and_then(|time| SystemTime::try_from(*time).ok()),
+        })
+    }
+}

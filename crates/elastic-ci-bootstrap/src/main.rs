@@ -1,0 +1,26 @@
+//! Entry point of `elastic-ci-bootstrap`; see the library for what each command does.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use clap::Parser;
+use elastic_ci_bootstrap::{Cli, init_logging, report_error, run};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    #[allow(clippy::disallowed_methods, reason = "the one place this binary reads its environment")]
+    let env: HashMap<String, String> = std::env::vars().collect();
+    init_logging(&env);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            return report_error(
+                &anyhow::Error::new(error).context("failed to start the async runtime"),
+            );
+        }
+    };
+    match runtime.block_on(run(cli, &env)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report_error(&error),
+    }
+}

@@ -1,0 +1,20 @@
+//! Pure domain logic shared by every Elastic CI Stack binary.
+//!
+//! **Architecture Invariant:** this crate does no I/O. It has no async runtime, no AWS
+//! SDK, no HTTP client, and never reads the environment, the file system or the clock.
+//! Callers hand it plain values (environment maps, file contents, timestamps) and get
+//! plain values back, so everything here is tested with table and property tests.
+//!
+//! - [`uri`]: the `s3://`, `ssm:`, `https://`, `http://` and `file://` sources that the
+//!   stack fetches configuration from.
+//! - [`envfile`]: the env-file format read by both systemd's `EnvironmentFile=` and
+//!   bash's `source`, with a writer and a parser.
+//! - [`fleet`]: snapshots of an Auto Scaling group and its instances.
+//! - [`secret`]: a string wrapper that never prints its contents.
+//! - [`shell`]: quoting for text a shell evaluates.
+
+pub mod envfile;
+pub mod fleet;
+pub mod secret;
+pub mod shell;
+pub mod uri;

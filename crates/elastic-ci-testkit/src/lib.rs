@@ -1,0 +1,17 @@
+//! Test support shared by every crate's tests. Dev-only: nothing in a shipped binary
+//! depends on it.
+//!
+//! - [`moto`]: reach the local AWS emulator that `cargo xtask moto start` (or
+//!   `cargo xtask ci`) runs, with SDK clients for setting up fixtures.
+//! - [`http`]: an in-process HTTP and HTTPS server for tests of HTTP clients.
+//! - [`names`]: resource names unique across parallel tests and runs.
+//!
+//! **Architecture Invariant:** tests reach nothing but 127.0.0.1.
+//!
+//! This crate is the one exception to "AWS SDK crates appear only in `elastic-ci-aws`":
+//! fixtures (buckets, parameters, groups) are set up with SDK calls the production
+//! traits deliberately do not offer.
+
+pub mod http;
+pub mod moto;
+pub mod names;

@@ -1,0 +1,94 @@
+//! `cargo xtask ci`: every check CI runs, in the order that fails fastest.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::flags::CiArgs;
+use crate::{moto, project};
+
+pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let root = project::root();
+    let cargo = project::cargo();
+
+    if !args.no_lint {
+        step(
+            "cargo fmt --check",
+            Command::new(&cargo).args(["fmt", "--all", "--check"]).current_dir(&root),
+        )?;
+        step(
+            "cargo clippy",
+            Command::new(&cargo)
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .current_dir(&root),
+        )?;
+    }
+
+    // Build the tests before starting the emulator, so a compile error fails fast and
+    // the emulator's install runs while nothing else needs the CPU.
+    step("build tests", test_command(&cargo, &root, true).current_dir(&root))?;
+
+    let dir = moto::moto_dir()?;
+    let server = moto::Server::start(&dir).context("failed to start the local AWS emulator")?;
+    eprintln!("moto listening at {}", server.endpoint);
+    let mut tests = test_command(&cargo, &root, false);
+    tests
+        .current_dir(&root)
+        .env("ELASTIC_CI_MOTO_ENDPOINT", &server.endpoint)
+        // Suites that need the emulator fail instead of skipping when CI is set.
+        .env("CI", "true");
+    step("tests", &mut tests)?;
+    drop(server);
+
+    eprintln!("ci passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// nextest when it is installed (one process per test, so tests cannot share state by
+/// accident), otherwise `cargo test`.
+fn test_command(cargo: &str, root: &std::path::Path, build_only: bool) -> Command {
+    let mut command = Command::new(cargo);
+    command.current_dir(root);
+    if has_nextest(cargo) {
+        command.args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]);
+        if build_only {
+            command.arg("--no-run");
+        }
+    } else {
+        command.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+        if build_only {
+            command.arg("--no-run");
+        }
+    }
+    command
+}
+
+fn has_nextest(cargo: &str) -> bool {
+    Command::new(cargo)
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("==> {name}");
+    let status = command.status().with_context(|| format!("failed to run {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    eprintln!("==> {name}: ok in {:.0?}", started.elapsed());
+    Ok(())
+}

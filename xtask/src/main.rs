@@ -1,0 +1,36 @@
+//! `cargo xtask`: the project's automation, in Rust.
+//!
+//! - `cargo xtask ci`: every check CI runs (formatting, lints, all tests including the
+//!   suites against the local AWS emulator, which it starts and stops itself).
+//! - `cargo xtask moto start|stop|status`: a local AWS emulator for tests and for trying
+//!   the binaries by hand.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "xtask talks to its user on the terminal"
+)]
+
+mod ci;
+mod flags;
+mod moto;
+mod project;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    let result = match flags.command {
+        flags::Command::Ci(args) => ci::run(&args),
+        flags::Command::Moto(args) => moto::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
