@@ -130,10 +130,13 @@ pub fn init_logging(env: &HashMap<String, String>) {
     let filter = env.get("ELASTIC_CI_LOG").map_or(default, String::as_str);
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal: on an instance stderr goes to the journal and log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .init();
 }
 
