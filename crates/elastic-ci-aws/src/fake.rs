@@ -16,7 +16,7 @@ use elastic_ci_core::fleet::{
 use elastic_ci_core::secret::Secret;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::autoscaling::{LifecycleAction, ScalingGroup};
+use crate::autoscaling::{ActivityPage, LifecycleAction, ScalingGroup};
 use crate::cloudformation::{ResourceSignal, StackSignal};
 use crate::cloudwatch::{MetricDatum, Metrics};
 use crate::ecr::{RegistryAuth, RegistryCredentials};
@@ -257,11 +257,15 @@ pub enum ScalingCall {
     CompleteLifecycleAction { instance_id: String, result: LifecycleActionResult },
 }
 
+/// Scaling activities per page, as the service's maximum.
+const ACTIVITY_PAGE_SIZE: usize = 100;
+
 /// In-memory Auto Scaling, validating capacity changes the way the service does.
 #[derive(Debug, Default)]
 pub struct FakeScalingGroup {
     groups: Mutex<BTreeMap<String, GroupSnapshot>>,
     activities: Mutex<HashMap<String, Vec<ScalingActivity>>>,
+    activity_page_requests: Mutex<u32>,
     calls: Mutex<Vec<ScalingCall>>,
     pub faults: Faults,
 }
@@ -294,6 +298,11 @@ impl FakeScalingGroup {
 
     pub fn add_activity(&self, group_name: &str, activity: ScalingActivity) {
         lock(&self.activities).entry(group_name.to_owned()).or_default().push(activity);
+    }
+
+    /// How many pages of scaling activities were asked for.
+    pub fn activity_page_requests(&self) -> u32 {
+        *lock(&self.activity_page_requests)
     }
 
     pub fn calls(&self) -> Vec<ScalingCall> {
@@ -435,9 +444,33 @@ impl ScalingGroup for FakeScalingGroup {
     ) -> Result<Vec<ScalingActivity>, AwsError> {
         self.faults.check("DescribeScalingActivities", group_name)?;
         let mut activities = lock(&self.activities).get(group_name).cloned().unwrap_or_default();
-        activities.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+        activities.sort_by_key(|activity| std::cmp::Reverse(activity.start_time));
         activities.truncate(usize::try_from(max).unwrap_or(usize::MAX));
         Ok(activities)
+    }
+
+    async fn scaling_activities_page(
+        &self,
+        group_name: &str,
+        next_token: Option<&str>,
+    ) -> Result<ActivityPage, AwsError> {
+        const OPERATION: &str = "DescribeScalingActivities";
+        self.faults.check(OPERATION, group_name)?;
+        *lock(&self.activity_page_requests) += 1;
+        let start = match next_token {
+            None => 0,
+            Some(token) => token.parse::<usize>().map_err(|_| {
+                AwsError::new(AwsErrorKind::Validation, OPERATION, group_name, "invalid NextToken")
+            })?,
+        };
+        let mut activities = lock(&self.activities).get(group_name).cloned().unwrap_or_default();
+        activities.sort_by_key(|activity| std::cmp::Reverse(activity.start_time));
+        let end = (start + ACTIVITY_PAGE_SIZE).min(activities.len());
+        let page = activities.get(start..end).unwrap_or_default().to_vec();
+        Ok(ActivityPage {
+            activities: page,
+            next_token: (end < activities.len()).then(|| end.to_string()),
+        })
     }
 
     async fn complete_lifecycle_action(

@@ -44,8 +44,10 @@ fn assert_one_error_line(output: &Output, expected: &[&str]) {
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
@@ -63,8 +65,10 @@ fn bad_arguments_exit_2_before_any_io() {
         (vec!["file:///etc/hostname", "OUT", "--mode", "999"], "invalid mode \"999\""),
         (vec!["file:///etc/hostname"], "DEST"),
     ] {
-        let args: Vec<String> =
-            args.iter().map(|a| if *a == "OUT" { dest.display().to_string() } else { (*a).to_owned() }).collect();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| if *a == "OUT" { dest.display().to_string() } else { (*a).to_owned() })
+            .collect();
         let output = fetch_command(&[]).args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
         assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
@@ -76,7 +80,9 @@ fn bad_arguments_exit_2_before_any_io() {
 fn help_explains_sources() {
     let output = fetch_command(&[]).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    for needle in ["s3://BUCKET/KEY", "ssm:/PATH", "https://", "file:///PATH", "--mode", "EnvironmentFile"] {
+    for needle in
+        ["s3://BUCKET/KEY", "ssm:/PATH", "https://", "file:///PATH", "--mode", "EnvironmentFile"]
+    {
         assert!(text.contains(needle), "{needle} missing from --help:\n{text}");
     }
 }
@@ -88,12 +94,16 @@ fn file_source_is_copied_with_the_requested_mode() {
     std::fs::write(&source, "#!/bin/sh\necho hi\n").unwrap();
     let dest = dir.path().join("dest.sh");
     let url = format!("file://{}", source.display()).replace(' ', "%20");
-    fetch_command(&[]).args([url.as_str(), dest.to_str().unwrap(), "--mode", "0750"]).assert().success();
+    fetch_command(&[])
+        .args([url.as_str(), dest.to_str().unwrap(), "--mode", "0750"])
+        .assert()
+        .success();
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "#!/bin/sh\necho hi\n");
     assert_eq!(mode_of(&dest), 0o750);
 
     let missing = format!("file://{}/missing", dir.path().display());
-    let output = fetch_command(&[]).args([missing.as_str(), dest.to_str().unwrap()]).output().unwrap();
+    let output =
+        fetch_command(&[]).args([missing.as_str(), dest.to_str().unwrap()]).output().unwrap();
     assert_one_error_line(&output, &["reading", "missing", "No such file or directory"]);
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "#!/bin/sh\necho hi\n");
 }
@@ -106,12 +116,16 @@ fn https_source_is_verified_against_trusted_certificates() {
     let dest = dir.path().join("agent.env");
 
     // Untrusted: the test CA is not in the system store.
-    let output = fetch_command(&[]).args([&server.url("/file"), dest.to_str().unwrap()]).output().unwrap();
+    let output =
+        fetch_command(&[]).args([&server.url("/file"), dest.to_str().unwrap()]).output().unwrap();
     assert_one_error_line(&output, &["GET https://127.0.0.1", "could not connect"]);
     assert!(!dest.exists());
 
     let trusted = [("SSL_CERT_FILE".to_owned(), ca)];
-    fetch_command(&trusted).args([&server.localhost_url("/redirect"), dest.to_str().unwrap()]).assert().success();
+    fetch_command(&trusted)
+        .args([&server.localhost_url("/redirect"), dest.to_str().unwrap()])
+        .assert()
+        .success();
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "HTTPS_BODY=1\n");
     assert_eq!(mode_of(&dest), 0o600);
 
@@ -134,7 +148,8 @@ fn http_timeouts_and_errors_fail_with_one_line() {
         .output()
         .unwrap();
     assert_one_error_line(&output, &["timed out"]);
-    let output = fetch_command(&[]).args([&server.url("/error"), dest.to_str().unwrap()]).output().unwrap();
+    let output =
+        fetch_command(&[]).args([&server.url("/error"), dest.to_str().unwrap()]).output().unwrap();
     assert_one_error_line(&output, &["HTTP 500"]);
     assert_eq!(files_in(dir.path()), Vec::<String>::new());
 }
@@ -156,7 +171,10 @@ async fn s3_object_present_missing_and_bucket_missing() {
     let moto2 = moto.clone();
     let (source2, dest2) = (source.clone(), dest_arg.clone());
     tokio::task::spawn_blocking(move || {
-        moto_fetch(&moto2).args([source2.as_str(), dest2.as_str(), "--mode", "0640"]).assert().success();
+        moto_fetch(&moto2)
+            .args([source2.as_str(), dest2.as_str(), "--mode", "0640"])
+            .assert()
+            .success();
     })
     .await
     .unwrap();
@@ -164,8 +182,14 @@ async fn s3_object_present_missing_and_bucket_missing() {
     assert_eq!(mode_of(&dest), 0o640);
 
     for (source, expected) in [
-        (format!("s3://{bucket}/config/missing.env"), vec!["GetObject", "not found", "missing.env"]),
-        (format!("s3://{}/k", unique_name("no-such-bucket")), vec!["GetObject", "not found", "NoSuchBucket"]),
+        (
+            format!("s3://{bucket}/config/missing.env"),
+            vec!["GetObject", "not found", "missing.env"],
+        ),
+        (
+            format!("s3://{}/k", unique_name("no-such-bucket")),
+            vec!["GetObject", "not found", "NoSuchBucket"],
+        ),
     ] {
         let moto = moto.clone();
         let dest_arg = dest_arg.clone();
@@ -233,9 +257,13 @@ async fn ssm_path_round_trips_through_systemd_format_and_bash() {
         dest.display(),
         HOSTILE_VALUES.iter().map(|(n, _)| n.to_ascii_uppercase()).collect::<Vec<_>>().join(" ")
     );
-    let bash = std::process::Command::new("bash").args(["--noprofile", "--norc", "-c", &script]).output().unwrap();
+    let bash = std::process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-c", &script])
+        .output()
+        .unwrap();
     assert!(bash.status.success(), "{}", String::from_utf8_lossy(&bash.stderr));
-    let values: Vec<&str> = std::str::from_utf8(&bash.stdout).unwrap().split_terminator('\0').collect();
+    let values: Vec<&str> =
+        std::str::from_utf8(&bash.stdout).unwrap().split_terminator('\0').collect();
     let expected: Vec<&str> = HOSTILE_VALUES.iter().map(|(_, v)| *v).collect();
     assert_eq!(values, expected);
     assert!(!Path::new("/tmp/elastic-ci-pwned").exists());
@@ -246,12 +274,18 @@ async fn ssm_path_without_parameters_writes_an_empty_env_file() {
     let Some(moto) = moto() else { return };
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("agent.env");
-    let (source, dest_arg) = (format!("ssm:/{}", unique_name("fetch-empty")), dest.to_str().unwrap().to_owned());
-    let output =
-        tokio::task::spawn_blocking(move || moto_fetch(&moto).args([source.as_str(), dest_arg.as_str()]).output().unwrap())
-            .await
-            .unwrap();
+    let (source, dest_arg) =
+        (format!("ssm:/{}", unique_name("fetch-empty")), dest.to_str().unwrap().to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        moto_fetch(&moto).args([source.as_str(), dest_arg.as_str()]).output().unwrap()
+    })
+    .await
+    .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("no parameters under this path"));
-    assert!(elastic_ci_core::envfile::parse(&std::fs::read_to_string(&dest).unwrap()).unwrap().is_empty());
+    assert!(
+        elastic_ci_core::envfile::parse(&std::fs::read_to_string(&dest).unwrap())
+            .unwrap()
+            .is_empty()
+    );
 }
