@@ -12,8 +12,18 @@
 //! - [`fleet`]: snapshots of an Auto Scaling group and its instances.
 //! - [`secret`]: a string wrapper that never prints its contents.
 //! - [`shell`]: quoting for text a shell evaluates.
+//! - [`boot`]: the instance boot sequence as data: configuration, rendered files, plan.
+//! - [`archive`]: what a git-mirror seed archive may contain.
+//! - [`disk`]: the disk-space check's thresholds and purge target.
+//! - [`fixperms`]: argument rules of `fix-permissions`.
+//! - [`backoff`]: retry schedules.
 
+pub mod archive;
+pub mod backoff;
+pub mod boot;
+pub mod disk;
 pub mod envfile;
+pub mod fixperms;
 pub mod fleet;
 pub mod secret;
 pub mod shell;

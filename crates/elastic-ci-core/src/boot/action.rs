@@ -1,0 +1,91 @@
+//! The actions that change the instance beyond writing files: ownership, systemd,
+//! mounts, commands run as another user, the stack signal.
+//!
+//! The instance binary executes them through one small trait, or, with
+//! `--record-actions FILE`, appends each to FILE as one JSON object per line
+//! (`{"action":"chown","path":"/etc/…",…}`) instead. Paths are the instance's own
+//! absolute paths, whatever `--root` the files were written under.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// One change to the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum SystemAction {
+    /// Changes the owner of `path` without following symlinks; `recursive` walks
+    /// directories, never following links either.
+    Chown { path: String, user: String, group: String, recursive: bool },
+    /// Runs `systemctl ARGS…`.
+    Systemctl { args: Vec<String> },
+    /// Bind-mounts `source` onto `target`.
+    BindMount { source: String, target: String },
+    /// Runs a command as `user` through a login shell (`su -l USER -c …`).
+    RunAsUser { user: String, command: Vec<String> },
+    /// Waits until `docker ps` works, trying `attempts` times with growing pauses;
+    /// fails if it never does.
+    WaitForDocker { attempts: u32 },
+    /// Checks a sudoers file with `visudo -cf PATH`.
+    CheckSudoers { path: String },
+    /// Runs a command as root.
+    Run { command: Vec<String> },
+    /// Sends a CloudFormation resource signal (SignalResource) for this instance.
+    SignalStack {
+        stack_name: String,
+        logical_resource_id: String,
+        unique_id: String,
+        success: bool,
+    },
+}
+
+impl SystemAction {
+    pub fn systemctl(args: &[&str]) -> SystemAction {
+        SystemAction::Systemctl { args: args.iter().map(|a| (*a).to_owned()).collect() }
+    }
+
+    pub fn chown(path: &str, user: &str, group: &str) -> SystemAction {
+        SystemAction::Chown {
+            path: path.to_owned(),
+            user: user.to_owned(),
+            group: group.to_owned(),
+            recursive: false,
+        }
+    }
+
+    pub fn chown_recursive(path: &str, user: &str, group: &str) -> SystemAction {
+        SystemAction::Chown {
+            path: path.to_owned(),
+            user: user.to_owned(),
+            group: group.to_owned(),
+            recursive: true,
+        }
+    }
+}
+
+impl fmt::Display for SystemAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SystemAction::Chown { path, user, group, recursive } => {
+                let flag = if *recursive { " -R" } else { "" };
+                write!(f, "chown{flag} {user}:{group} {path}")
+            }
+            SystemAction::Systemctl { args } => write!(f, "systemctl {}", args.join(" ")),
+            SystemAction::BindMount { source, target } => {
+                write!(f, "mount --bind {source} {target}")
+            }
+            SystemAction::RunAsUser { user, command } => {
+                write!(f, "as {user}: {}", command.join(" "))
+            }
+            SystemAction::WaitForDocker { attempts } => {
+                write!(f, "wait for docker (up to {attempts} tries of `docker ps`)")
+            }
+            SystemAction::CheckSudoers { path } => write!(f, "visudo -cf {path}"),
+            SystemAction::Run { command } => f.write_str(&command.join(" ")),
+            SystemAction::SignalStack { stack_name, logical_resource_id, unique_id, success } => {
+                let status = if *success { "SUCCESS" } else { "FAILURE" };
+                write!(f, "signal {status} to {stack_name}/{logical_resource_id} for {unique_id}")
+            }
+        }
+    }
+}

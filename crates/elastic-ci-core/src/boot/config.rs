@@ -1,0 +1,914 @@
+//! The boot configuration: every variable the UserData passes to the bootstrapper,
+//! parsed and validated in one go.
+//!
+//! [`BootConfig::from_env_map`] reports every missing or invalid input together, so an
+//! operator fixes a broken stack in one round instead of one instance launch per typo,
+//! and nothing on the instance changes before the whole input is known to be good.
+//!
+//! Names and defaults are the original stack's (the template's parameter defaults).
+//! Required: `BUILDKITE_STACK_NAME`, `BUILDKITE_STACK_VERSION`,
+//! `BUILDKITE_STACK_DEPLOYED_BY`, `BUILDKITE_AGENT_TOKEN_PATH`, `BUILDKITE_QUEUE` and
+//! `AWS_REGION` (or `AWS_DEFAULT_REGION`). Every other variable may be absent or empty,
+//! which means its default, but must be valid when set.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+
+use crate::uri::{SourceUri, validate_bucket_name};
+
+/// The agent's default API endpoint.
+pub const DEFAULT_AGENT_ENDPOINT: &str = "https://agent-edge.buildkite.com/v3";
+
+/// Everything the boot sequence needs to know, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootConfig {
+    pub stack_name: String,
+    pub stack_version: String,
+    /// `cloudformation`, `terraform`, …: only `cloudformation` sends stack signals.
+    pub deployed_by: String,
+    pub region: String,
+    pub queue: String,
+    /// SSM parameter name or full ARN holding the agent registration token.
+    pub token_parameter: String,
+    pub agents_per_instance: NonZeroU32,
+    pub agent_endpoint: String,
+    /// Extra agent tags, in order; empty items dropped.
+    pub agent_tags: Vec<String>,
+    pub timestamp_lines: bool,
+    pub experiments: String,
+    pub tracing_backend: String,
+    pub signing_key_parameter: Option<String>,
+    pub signing_key_id: Option<String>,
+    pub verification_key_parameter: Option<String>,
+    pub release: AgentRelease,
+    pub cancel_grace_period_secs: u32,
+    /// `-1` leaves the agent's own default.
+    pub signal_grace_period_secs: i64,
+    pub signing_kms_key: String,
+    pub verification_failure_behavior: String,
+    pub scale_in_idle_period_secs: u64,
+    pub terminate_after_job: bool,
+    pub disconnect_after_uptime_secs: u64,
+    pub terminate_on_disk_full: bool,
+    pub purge_builds_on_disk_full: bool,
+    pub secrets_bucket: String,
+    pub secrets_bucket_region: String,
+    pub skip_ssh_key_not_found_warning: bool,
+    pub artifacts_bucket: String,
+    pub s3_default_region: String,
+    pub s3_acl: String,
+    pub git_mirrors: bool,
+    pub git_mirror_seed_bucket: Option<String>,
+    pub bootstrap_script: Option<SourceUri>,
+    pub env_file: Option<SourceUri>,
+    pub authorized_users: Option<SourceUri>,
+    pub instance_storage: bool,
+    pub ecr_policy: String,
+    /// Comma-separated commands for `/etc/sudoers.d/buildkite-agent-additional`.
+    pub additional_sudo_permissions: Option<String>,
+    pub plugins: Plugins,
+    pub ecr_credential_helper: bool,
+    pub docker: DockerSettings,
+    /// `Some` when `ENABLE_RESOURCE_LIMITS` is `true`.
+    pub resource_limits: Option<ResourceLimits>,
+    /// `Some(days)` when `ENABLE_EC2_LOG_RETENTION_POLICY` is `true`.
+    pub log_retention_days: Option<u32>,
+    /// Accepted but risky settings, for the boot log (never values that could be secret).
+    pub warnings: Vec<String>,
+}
+
+/// The built-in job plugins the hooks may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plugins {
+    pub secrets: bool,
+    pub ecr: bool,
+    pub docker_login: bool,
+}
+
+/// Docker settings that the bootstrapper only passes on to jobs through `cfn-env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerSettings {
+    pub experimental: bool,
+    pub userns_remap: bool,
+    pub prune_until: String,
+    pub pre_exit_disk_cleanup: bool,
+    pub builder_prune: bool,
+}
+
+/// The systemd slice limits of `ENABLE_RESOURCE_LIMITS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceLimits {
+    pub memory_high: String,
+    pub memory_max: String,
+    pub memory_swap_max: String,
+    pub cpu_weight: u32,
+    pub cpu_quota: String,
+    pub io_weight: u32,
+}
+
+/// The agent release channel; `/usr/bin/buildkite-agent` points at
+/// `/usr/bin/buildkite-agent-<channel>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentRelease {
+    Stable,
+    Beta,
+    /// Downloaded at boot from the experimental channel.
+    Edge,
+    /// Downloaded at boot from the oldstable channel.
+    OldStable,
+}
+
+impl AgentRelease {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentRelease::Stable => "stable",
+            AgentRelease::Beta => "beta",
+            AgentRelease::Edge => "edge",
+            AgentRelease::OldStable => "oldstable",
+        }
+    }
+
+    /// The download URL for channels that are not baked into the image.
+    pub fn download_url(self, arch: &str) -> Option<String> {
+        let channel = match self {
+            AgentRelease::Edge => "experimental",
+            AgentRelease::OldStable => "oldstable",
+            AgentRelease::Stable | AgentRelease::Beta => return None,
+        };
+        Some(format!(
+            "https://download.buildkite.com/agent/{channel}/latest/buildkite-agent-linux-{arch}"
+        ))
+    }
+}
+
+/// Every input that was missing or invalid, in the order of [`ENV_VARS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct BootConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for BootConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid boot configuration ({n} problem{}): {}",
+            if n == 1 { "" } else { "s" },
+            self.problems.join("; ")
+        )
+    }
+}
+
+const S3_ACLS: &[&str] = &[
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+];
+const ECR_POLICIES: &[&str] =
+    &["none", "readonly", "readonly-pullthrough", "poweruser", "poweruser-pullthrough", "full"];
+const RETENTION_DAYS: &[u32] =
+    &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653];
+
+impl BootConfig {
+    /// Every variable [`BootConfig::from_env_map`] reads, in the order it reads them.
+    pub const ENV_VARS: &[&str] = &[
+        "BUILDKITE_STACK_NAME",
+        "BUILDKITE_STACK_VERSION",
+        "BUILDKITE_STACK_DEPLOYED_BY",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "BUILDKITE_QUEUE",
+        "BUILDKITE_AGENT_TOKEN_PATH",
+        "BUILDKITE_AGENTS_PER_INSTANCE",
+        "BUILDKITE_AGENT_ENDPOINT",
+        "BUILDKITE_AGENT_TAGS",
+        "BUILDKITE_AGENT_TIMESTAMP_LINES",
+        "BUILDKITE_AGENT_EXPERIMENTS",
+        "BUILDKITE_AGENT_TRACING_BACKEND",
+        "BUILDKITE_AGENT_SIGNING_KEY_PATH",
+        "BUILDKITE_AGENT_SIGNING_KEY_ID",
+        "BUILDKITE_AGENT_VERIFICATION_KEY_PATH",
+        "BUILDKITE_AGENT_RELEASE",
+        "BUILDKITE_AGENT_CANCEL_GRACE_PERIOD",
+        "BUILDKITE_AGENT_SIGNAL_GRACE_PERIOD_SECONDS",
+        "BUILDKITE_AGENT_SIGNING_KMS_KEY",
+        "BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR",
+        "BUILDKITE_SCALE_IN_IDLE_PERIOD",
+        "BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB",
+        "BUILDKITE_AGENT_DISCONNECT_AFTER_UPTIME",
+        "BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL",
+        "BUILDKITE_PURGE_BUILDS_ON_DISK_FULL",
+        "BUILDKITE_SECRETS_BUCKET",
+        "BUILDKITE_SECRETS_BUCKET_REGION",
+        "BUILDKITE_SECRETS_PLUGIN_SKIP_SSH_KEY_NOT_FOUND_WARNING",
+        "BUILDKITE_ARTIFACTS_BUCKET",
+        "BUILDKITE_S3_DEFAULT_REGION",
+        "BUILDKITE_S3_ACL",
+        "BUILDKITE_AGENT_ENABLE_GIT_MIRRORS",
+        "BUILDKITE_GIT_MIRROR_SEED_BUCKET",
+        "BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT",
+        "BUILDKITE_ENV_FILE_URL",
+        "BUILDKITE_AUTHORIZED_USERS_URL",
+        "BUILDKITE_ENABLE_INSTANCE_STORAGE",
+        "BUILDKITE_ECR_POLICY",
+        "BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS",
+        "SECRETS_PLUGIN_ENABLED",
+        "ECR_PLUGIN_ENABLED",
+        "DOCKER_LOGIN_PLUGIN_ENABLED",
+        "ECR_CREDENTIAL_HELPER_ENABLED",
+        "DOCKER_EXPERIMENTAL",
+        "DOCKER_USERNS_REMAP",
+        "DOCKER_PRUNE_UNTIL",
+        "ENABLE_PRE_EXIT_DISK_CLEANUP",
+        "DOCKER_BUILDER_PRUNE_ENABLED",
+        "ENABLE_RESOURCE_LIMITS",
+        "RESOURCE_LIMITS_MEMORY_HIGH",
+        "RESOURCE_LIMITS_MEMORY_MAX",
+        "RESOURCE_LIMITS_MEMORY_SWAP_MAX",
+        "RESOURCE_LIMITS_CPU_WEIGHT",
+        "RESOURCE_LIMITS_CPU_QUOTA",
+        "RESOURCE_LIMITS_IO_WEIGHT",
+        "ENABLE_EC2_LOG_RETENTION_POLICY",
+        "EC2_LOG_RETENTION_DAYS",
+    ];
+
+    /// Parses the UserData environment. Every problem is collected before returning,
+    /// and messages name the variable and never repeat a value that could be secret.
+    pub fn from_env_map(vars: &HashMap<String, String>) -> Result<BootConfig, BootConfigError> {
+        let mut r = Reader { vars, problems: Vec::new(), warnings: Vec::new() };
+
+        let stack_name = r.required("BUILDKITE_STACK_NAME");
+        let stack_version = r.required("BUILDKITE_STACK_VERSION");
+        let deployed_by = r.required("BUILDKITE_STACK_DEPLOYED_BY");
+        let region = match r.optional("AWS_REGION").or_else(|| r.optional("AWS_DEFAULT_REGION")) {
+            Some(region) => {
+                if !is_region(&region) {
+                    r.problem(format!(
+                        "AWS_REGION {region:?}: expected a region name such as us-east-1"
+                    ));
+                }
+                region
+            }
+            None => {
+                r.problem(
+                    "AWS_REGION is missing (or AWS_DEFAULT_REGION): the stack's region".into(),
+                );
+                String::new()
+            }
+        };
+        let queue = r.required("BUILDKITE_QUEUE");
+        let token_parameter = r.required("BUILDKITE_AGENT_TOKEN_PATH");
+        if !token_parameter.is_empty() && !is_parameter_name(&token_parameter) {
+            r.problem(format!(
+                "BUILDKITE_AGENT_TOKEN_PATH {token_parameter:?}: expected an SSM parameter name (letters, digits, '_', '.', '-', '/') or a parameter ARN"
+            ));
+        }
+        let agents_per_instance = r.number("BUILDKITE_AGENTS_PER_INSTANCE", 1u32, 1, 10_000);
+        let agents_per_instance = NonZeroU32::new(agents_per_instance).unwrap_or(NonZeroU32::MIN);
+        let agent_endpoint = r.string("BUILDKITE_AGENT_ENDPOINT", DEFAULT_AGENT_ENDPOINT);
+        if !agent_endpoint.starts_with("https://") && !agent_endpoint.starts_with("http://") {
+            r.problem(format!(
+                "BUILDKITE_AGENT_ENDPOINT {agent_endpoint:?}: expected an https:// URL"
+            ));
+        }
+        let agent_tags = r
+            .string("BUILDKITE_AGENT_TAGS", "")
+            .split(',')
+            .filter(|tag| !tag.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let timestamp_lines = r.bool("BUILDKITE_AGENT_TIMESTAMP_LINES", false);
+        let experiments = r.string("BUILDKITE_AGENT_EXPERIMENTS", "");
+        let tracing_backend =
+            r.one_of("BUILDKITE_AGENT_TRACING_BACKEND", "", &["", "datadog", "opentelemetry"]);
+        let signing_key_parameter = r.parameter("BUILDKITE_AGENT_SIGNING_KEY_PATH");
+        let signing_key_id = r.optional("BUILDKITE_AGENT_SIGNING_KEY_ID");
+        let verification_key_parameter = r.parameter("BUILDKITE_AGENT_VERIFICATION_KEY_PATH");
+        let release = match r
+            .one_of("BUILDKITE_AGENT_RELEASE", "stable", &["stable", "beta", "edge", "oldstable"])
+            .as_str()
+        {
+            "beta" => AgentRelease::Beta,
+            "edge" => AgentRelease::Edge,
+            "oldstable" => AgentRelease::OldStable,
+            _ => AgentRelease::Stable,
+        };
+        let cancel_grace_period_secs =
+            r.number("BUILDKITE_AGENT_CANCEL_GRACE_PERIOD", 60u32, 1, 86_400);
+        let signal_grace_period_secs =
+            r.number("BUILDKITE_AGENT_SIGNAL_GRACE_PERIOD_SECONDS", -1i64, -1, 86_400);
+        let signing_kms_key = r.string("BUILDKITE_AGENT_SIGNING_KMS_KEY", "");
+        let verification_failure_behavior = r.one_of(
+            "BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR",
+            "block",
+            &["block", "warn"],
+        );
+        let scale_in_idle_period_secs =
+            r.number("BUILDKITE_SCALE_IN_IDLE_PERIOD", 600u64, 0, 31_536_000);
+        let terminate_after_job = r.bool("BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB", false);
+        let disconnect_after_uptime_secs =
+            r.number("BUILDKITE_AGENT_DISCONNECT_AFTER_UPTIME", 0u64, 0, 31_536_000);
+        let terminate_on_disk_full = r.bool("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", false);
+        let purge_builds_on_disk_full = r.bool("BUILDKITE_PURGE_BUILDS_ON_DISK_FULL", false);
+        let secrets_bucket = r.bucket("BUILDKITE_SECRETS_BUCKET").unwrap_or_default();
+        let secrets_bucket_region = r.region_or_empty("BUILDKITE_SECRETS_BUCKET_REGION");
+        let skip_ssh_key_not_found_warning =
+            r.bool("BUILDKITE_SECRETS_PLUGIN_SKIP_SSH_KEY_NOT_FOUND_WARNING", false);
+        let artifacts_bucket = r.bucket("BUILDKITE_ARTIFACTS_BUCKET").unwrap_or_default();
+        let s3_default_region = r.region_or_empty("BUILDKITE_S3_DEFAULT_REGION");
+        let s3_acl = r.one_of("BUILDKITE_S3_ACL", "private", S3_ACLS);
+        let git_mirrors = r.bool("BUILDKITE_AGENT_ENABLE_GIT_MIRRORS", false);
+        let git_mirror_seed_bucket = r.bucket("BUILDKITE_GIT_MIRROR_SEED_BUCKET");
+        let bootstrap_script = r.file_source("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT");
+        let env_file = r.source("BUILDKITE_ENV_FILE_URL");
+        let authorized_users = r.file_source("BUILDKITE_AUTHORIZED_USERS_URL");
+        let instance_storage = r.bool("BUILDKITE_ENABLE_INSTANCE_STORAGE", false);
+        let ecr_policy = r.one_of("BUILDKITE_ECR_POLICY", "none", ECR_POLICIES);
+        let additional_sudo_permissions = r.sudo_commands("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS");
+        let plugins = Plugins {
+            secrets: r.bool("SECRETS_PLUGIN_ENABLED", true),
+            ecr: r.bool("ECR_PLUGIN_ENABLED", true),
+            docker_login: r.bool("DOCKER_LOGIN_PLUGIN_ENABLED", true),
+        };
+        let ecr_credential_helper = r.bool("ECR_CREDENTIAL_HELPER_ENABLED", false);
+        let docker = DockerSettings {
+            experimental: r.bool("DOCKER_EXPERIMENTAL", false),
+            userns_remap: r.bool("DOCKER_USERNS_REMAP", true),
+            prune_until: r.matching(
+                "DOCKER_PRUNE_UNTIL",
+                "4h",
+                is_prune_age,
+                "a duration such as 4h or 1d12h (digits followed by s, m, h or d)",
+            ),
+            pre_exit_disk_cleanup: r.bool("ENABLE_PRE_EXIT_DISK_CLEANUP", false),
+            builder_prune: r.bool("DOCKER_BUILDER_PRUNE_ENABLED", false),
+        };
+        let limits_enabled = r.bool("ENABLE_RESOURCE_LIMITS", false);
+        let memory = "a size such as 512M, a percentage from 1% to 100%, or infinity";
+        let limits = ResourceLimits {
+            memory_high: r.matching("RESOURCE_LIMITS_MEMORY_HIGH", "90%", is_memory_limit, memory),
+            memory_max: r.matching("RESOURCE_LIMITS_MEMORY_MAX", "90%", is_memory_limit, memory),
+            memory_swap_max: r.matching(
+                "RESOURCE_LIMITS_MEMORY_SWAP_MAX",
+                "90%",
+                is_memory_limit,
+                memory,
+            ),
+            cpu_weight: r.number("RESOURCE_LIMITS_CPU_WEIGHT", 100u32, 1, 10_000),
+            cpu_quota: r.matching(
+                "RESOURCE_LIMITS_CPU_QUOTA",
+                "90%",
+                is_cpu_quota,
+                "a percentage such as 90% or 200%",
+            ),
+            io_weight: r.number("RESOURCE_LIMITS_IO_WEIGHT", 80u32, 1, 10_000),
+        };
+        let retention_enabled = r.bool("ENABLE_EC2_LOG_RETENTION_POLICY", false);
+        let retention_days = r.number("EC2_LOG_RETENTION_DAYS", 7u32, 1, 3653);
+        if !RETENTION_DAYS.contains(&retention_days) {
+            r.problem(format!(
+                "EC2_LOG_RETENTION_DAYS {retention_days:?}: expected one of {}",
+                RETENTION_DAYS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            ));
+        }
+
+        if !r.problems.is_empty() {
+            return Err(BootConfigError { problems: r.problems });
+        }
+        Ok(BootConfig {
+            stack_name,
+            stack_version,
+            deployed_by,
+            region,
+            queue,
+            token_parameter,
+            agents_per_instance,
+            agent_endpoint,
+            agent_tags,
+            timestamp_lines,
+            experiments,
+            tracing_backend,
+            signing_key_parameter,
+            signing_key_id,
+            verification_key_parameter,
+            release,
+            cancel_grace_period_secs,
+            signal_grace_period_secs,
+            signing_kms_key,
+            verification_failure_behavior,
+            scale_in_idle_period_secs,
+            terminate_after_job,
+            disconnect_after_uptime_secs,
+            terminate_on_disk_full,
+            purge_builds_on_disk_full,
+            secrets_bucket,
+            secrets_bucket_region,
+            skip_ssh_key_not_found_warning,
+            artifacts_bucket,
+            s3_default_region,
+            s3_acl,
+            git_mirrors,
+            git_mirror_seed_bucket,
+            bootstrap_script,
+            env_file,
+            authorized_users,
+            instance_storage,
+            ecr_policy,
+            additional_sudo_permissions,
+            plugins,
+            ecr_credential_helper,
+            docker,
+            resource_limits: limits_enabled.then_some(limits),
+            log_retention_days: retention_enabled.then_some(retention_days),
+            warnings: r.warnings,
+        })
+    }
+
+    /// Whether the stack was deployed by CloudFormation, which waits for a signal from
+    /// each instance.
+    pub fn signals_cloudformation(&self) -> bool {
+        self.deployed_by == "cloudformation"
+    }
+}
+
+/// What the failure path can still use when the configuration itself is invalid: it
+/// reads the few values it needs leniently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureContext {
+    pub stack_name: Option<String>,
+    pub region: Option<String>,
+    pub signals_cloudformation: bool,
+}
+
+impl FailureContext {
+    pub fn from_env_map(vars: &HashMap<String, String>) -> FailureContext {
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty() && !value.chars().any(char::is_control))
+        };
+        FailureContext {
+            stack_name: get("BUILDKITE_STACK_NAME"),
+            region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .filter(|r| is_region(r)),
+            signals_cloudformation: get("BUILDKITE_STACK_DEPLOYED_BY").as_deref()
+                == Some("cloudformation"),
+        }
+    }
+}
+
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
+    }
+
+    /// The value, `None` when absent or empty. Control characters are refused in every
+    /// input: values end up in line-based files (the agent config, systemd units)
+    /// where a line break would start a new setting.
+    fn optional(&mut self, name: &str) -> Option<String> {
+        let value = self.vars.get(name)?;
+        if value.is_empty() {
+            return None;
+        }
+        if value.chars().any(char::is_control) {
+            self.problem(format!(
+                "{name} contains a line break or another control character, which no setting allows"
+            ));
+            return None;
+        }
+        Some(value.clone())
+    }
+
+    fn required(&mut self, name: &str) -> String {
+        match self.optional(name) {
+            Some(value) => value,
+            None => {
+                if self.vars.get(name).is_none_or(String::is_empty) {
+                    self.problem(format!("{name} is missing"));
+                }
+                String::new()
+            }
+        }
+    }
+
+    fn string(&mut self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn bool(&mut self, name: &str, default: bool) -> bool {
+        match self.optional(name).as_deref() {
+            None => default,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                self.problem(format!("{name} {other:?}: expected true or false"));
+                default
+            }
+        }
+    }
+
+    fn number<T>(&mut self, name: &str, default: T, min: T, max: T) -> T
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(text) = self.optional(name) else { return default };
+        match text.trim().parse::<T>() {
+            Ok(value) if value >= min && value <= max => value,
+            _ => {
+                self.problem(format!(
+                    "{name} {text:?}: expected a whole number from {min} to {max}"
+                ));
+                default
+            }
+        }
+    }
+
+    fn one_of(&mut self, name: &str, default: &str, allowed: &[&str]) -> String {
+        let value = self.string(name, default);
+        if allowed.contains(&value.as_str()) {
+            value
+        } else {
+            let shown: Vec<String> = allowed
+                .iter()
+                .map(|a| if a.is_empty() { "\"\"".to_owned() } else { (*a).to_owned() })
+                .collect();
+            self.problem(format!("{name} {value:?}: expected one of {}", shown.join(", ")));
+            default.to_owned()
+        }
+    }
+
+    fn matching(
+        &mut self,
+        name: &str,
+        default: &str,
+        valid: fn(&str) -> bool,
+        expected: &str,
+    ) -> String {
+        let value = self.string(name, default);
+        if valid(&value) {
+            value
+        } else {
+            self.problem(format!("{name} {value:?}: expected {expected}"));
+            default.to_owned()
+        }
+    }
+
+    fn region_or_empty(&mut self, name: &str) -> String {
+        let value = self.string(name, "");
+        if !value.is_empty() && !is_region(&value) {
+            self.problem(format!("{name} {value:?}: expected a region name such as us-east-1"));
+            return String::new();
+        }
+        value
+    }
+
+    fn bucket(&mut self, name: &str) -> Option<String> {
+        let value = self.optional(name)?;
+        match validate_bucket_name(&value) {
+            Ok(()) => Some(value),
+            Err(reason) => {
+                self.problem(format!("{name} {value:?}: {reason}"));
+                None
+            }
+        }
+    }
+
+    fn parameter(&mut self, name: &str) -> Option<String> {
+        let value = self.optional(name)?;
+        if is_parameter_name(&value) {
+            Some(value)
+        } else {
+            self.problem(format!(
+                "{name} {value:?}: expected an SSM parameter name (letters, digits, '_', '.', '-', '/') or a parameter ARN"
+            ));
+            None
+        }
+    }
+
+    fn source(&mut self, name: &str) -> Option<SourceUri> {
+        let value = self.optional(name)?;
+        match SourceUri::new(&value) {
+            Ok(source) => {
+                if matches!(&source, SourceUri::Http(url) if !url.is_https()) {
+                    self.warnings.push(format!(
+                        "{name} uses plain http: the download can be read and changed in transit"
+                    ));
+                }
+                Some(source)
+            }
+            Err(error) => {
+                self.problem(format!("{name}: {error}"));
+                None
+            }
+        }
+    }
+
+    /// A source of one file: `ssm:` paths produce an env file, not a script or a key
+    /// list, so they are refused here.
+    fn file_source(&mut self, name: &str) -> Option<SourceUri> {
+        let source = self.source(name)?;
+        if let SourceUri::Ssm(path) = &source {
+            self.problem(format!(
+                "{name} \"ssm:{path}\": expected s3://, https://, http:// or file:// (an ssm: path is a set of variables, not a file)"
+            ));
+            return None;
+        }
+        Some(source)
+    }
+
+    fn sudo_commands(&mut self, name: &str) -> Option<String> {
+        let value = self.optional(name)?;
+        let mut ok = true;
+        for command in value.split(',').map(str::trim) {
+            if command == "ALL" {
+                self.warnings.push(format!(
+                    "{name} grants ALL: the buildkite-agent user, and so every job, can run any command as root"
+                ));
+            } else if !command.starts_with('/') || command.contains(['\\', '#', '!']) {
+                self.problem(format!(
+                    "{name} item {command:?}: expected an absolute command path (optionally with arguments) or ALL, without '\\', '#' or '!'"
+                ));
+                ok = false;
+            }
+        }
+        ok.then_some(value)
+    }
+}
+
+fn is_region(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 32
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && value.contains('-')
+}
+
+/// An SSM parameter name (`/a/b`, `a.b`) or a parameter ARN.
+pub fn is_parameter_name(value: &str) -> bool {
+    let name_chars = |s: &str| {
+        !s.is_empty()
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/'))
+    };
+    if let Some(rest) = value.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        return parts.len() == 5
+            && parts[0].starts_with("aws")
+            && parts[1] == "ssm"
+            && parts[4].strip_prefix("parameter").is_some_and(name_chars);
+    }
+    name_chars(value) && value != "/"
+}
+
+fn is_prune_age(value: &str) -> bool {
+    let mut digits = 0;
+    let mut units = 0;
+    for c in value.chars() {
+        if c.is_ascii_digit() {
+            digits += 1;
+        } else if matches!(c, 's' | 'm' | 'h' | 'd') && digits > 0 {
+            digits = 0;
+            units += 1;
+        } else {
+            return false;
+        }
+    }
+    digits == 0 && units > 0
+}
+
+fn is_memory_limit(value: &str) -> bool {
+    if value == "infinity" {
+        return true;
+    }
+    if let Some(percent) = value.strip_suffix('%') {
+        return percent.parse::<u8>().is_ok_and(|p| (1..=100).contains(&p))
+            && !percent.starts_with('0');
+    }
+    let digits = value.strip_suffix(['K', 'k', 'M', 'm', 'G', 'g', 'T', 't']).unwrap_or(value);
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+}
+
+fn is_cpu_quota(value: &str) -> bool {
+    value
+        .strip_suffix('%')
+        .is_some_and(|digits| !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use expect_test::expect;
+    use test_case::test_case;
+
+    use super::*;
+
+    /// A realistic, complete UserData environment.
+    pub(crate) fn full_env() -> HashMap<String, String> {
+        [
+            ("BUILDKITE_STACK_NAME", "ci-linux"),
+            ("BUILDKITE_STACK_VERSION", "v7.0.0"),
+            ("BUILDKITE_STACK_DEPLOYED_BY", "cloudformation"),
+            ("BUILDKITE_SCALE_IN_IDLE_PERIOD", "600"),
+            ("BUILDKITE_SECRETS_BUCKET", "ci-linux-managedsecretsbucket-1x2y3z"),
+            ("BUILDKITE_SECRETS_BUCKET_REGION", "us-east-1"),
+            ("BUILDKITE_SECRETS_PLUGIN_SKIP_SSH_KEY_NOT_FOUND_WARNING", "false"),
+            ("BUILDKITE_ARTIFACTS_BUCKET", "ci-artifacts"),
+            ("BUILDKITE_S3_DEFAULT_REGION", "us-east-1"),
+            ("BUILDKITE_S3_ACL", "private"),
+            ("BUILDKITE_AGENT_TOKEN_PATH", "/ci-linux/buildkite/agent-token"),
+            ("BUILDKITE_AGENTS_PER_INSTANCE", "2"),
+            ("BUILDKITE_AGENT_ENDPOINT", "https://agent-edge.buildkite.com/v3"),
+            ("BUILDKITE_AGENT_TAGS", "os=linux,size=large"),
+            ("BUILDKITE_AGENT_TIMESTAMP_LINES", "false"),
+            ("BUILDKITE_AGENT_EXPERIMENTS", "normalised-upload-paths"),
+            ("BUILDKITE_AGENT_TRACING_BACKEND", ""),
+            ("BUILDKITE_AGENT_SIGNING_KEY_PATH", ""),
+            ("BUILDKITE_AGENT_SIGNING_KEY_ID", ""),
+            ("BUILDKITE_AGENT_VERIFICATION_KEY_PATH", ""),
+            ("BUILDKITE_AGENT_RELEASE", "stable"),
+            ("BUILDKITE_AGENT_CANCEL_GRACE_PERIOD", "60"),
+            ("BUILDKITE_AGENT_SIGNAL_GRACE_PERIOD_SECONDS", "-1"),
+            ("BUILDKITE_AGENT_SIGNING_KMS_KEY", ""),
+            ("BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR", "block"),
+            ("BUILDKITE_QUEUE", "default"),
+            ("BUILDKITE_AGENT_ENABLE_GIT_MIRRORS", "true"),
+            ("BUILDKITE_GIT_MIRROR_SEED_BUCKET", ""),
+            ("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT", ""),
+            ("BUILDKITE_ENV_FILE_URL", "s3://ci-config/agent.env"),
+            ("BUILDKITE_ENABLE_INSTANCE_STORAGE", "false"),
+            ("BUILDKITE_AUTHORIZED_USERS_URL", ""),
+            ("BUILDKITE_ECR_POLICY", "readonly"),
+            ("BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB", "false"),
+            ("BUILDKITE_AGENT_DISCONNECT_AFTER_UPTIME", "0"),
+            ("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", "false"),
+            ("BUILDKITE_PURGE_BUILDS_ON_DISK_FULL", "true"),
+            ("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS", ""),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_REGION", "us-east-1"),
+            ("SECRETS_PLUGIN_ENABLED", "true"),
+            ("ECR_PLUGIN_ENABLED", "true"),
+            ("DOCKER_LOGIN_PLUGIN_ENABLED", "false"),
+            ("ECR_CREDENTIAL_HELPER_ENABLED", "false"),
+            ("DOCKER_EXPERIMENTAL", "false"),
+            ("DOCKER_USERNS_REMAP", "true"),
+            ("DOCKER_PRUNE_UNTIL", "4h"),
+            ("ENABLE_PRE_EXIT_DISK_CLEANUP", "false"),
+            ("DOCKER_BUILDER_PRUNE_ENABLED", "false"),
+            ("ENABLE_RESOURCE_LIMITS", "false"),
+            ("ENABLE_EC2_LOG_RETENTION_POLICY", "false"),
+            ("EC2_LOG_RETENTION_DAYS", "7"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn with(changes: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env = full_env();
+        for (name, value) in changes {
+            env.insert((*name).to_owned(), (*value).to_owned());
+        }
+        env
+    }
+
+    fn error(env: &HashMap<String, String>) -> String {
+        BootConfig::from_env_map(env).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_a_complete_environment() {
+        let config = BootConfig::from_env_map(&full_env()).unwrap();
+        assert_eq!(config.agents_per_instance.get(), 2);
+        assert_eq!(config.agent_tags, ["os=linux", "size=large"]);
+        assert_eq!(config.env_file.as_ref().unwrap().to_string(), "s3://ci-config/agent.env");
+        assert!(config.git_mirrors && config.purge_builds_on_disk_full);
+        assert!(!config.plugins.docker_login && config.plugins.secrets);
+        assert!(config.signals_cloudformation());
+        assert_eq!(config.resource_limits, None);
+        assert!(config.warnings.is_empty());
+    }
+
+    #[test]
+    fn only_the_identity_of_the_stack_is_required() {
+        let minimal: HashMap<String, String> = [
+            ("BUILDKITE_STACK_NAME", "s"),
+            ("BUILDKITE_STACK_VERSION", "dev"),
+            ("BUILDKITE_STACK_DEPLOYED_BY", "terraform"),
+            ("BUILDKITE_AGENT_TOKEN_PATH", "/s/token"),
+            ("BUILDKITE_QUEUE", "default"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let config = BootConfig::from_env_map(&minimal).unwrap();
+        assert_eq!(config.region, "eu-west-1");
+        assert_eq!(config.agent_endpoint, DEFAULT_AGENT_ENDPOINT);
+        assert_eq!(config.scale_in_idle_period_secs, 600);
+        assert_eq!(config.release, AgentRelease::Stable);
+        assert!(config.docker.userns_remap);
+        assert!(!config.signals_cloudformation());
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let mut env = with(&[
+            ("BUILDKITE_AGENTS_PER_INSTANCE", "0"),
+            ("BUILDKITE_AGENT_RELEASE", "nightly"),
+            ("BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB", "yes"),
+            ("BUILDKITE_ENV_FILE_URL", "/etc/agent.env"),
+            ("BUILDKITE_AGENT_TAGS", "a=b\nhooks-path=/tmp/evil"),
+            ("DOCKER_PRUNE_UNTIL", "4 hours"),
+            ("ENABLE_RESOURCE_LIMITS", "true"),
+            ("RESOURCE_LIMITS_MEMORY_MAX", "101%"),
+            ("BUILDKITE_QUEUE", ""),
+        ]);
+        env.remove("BUILDKITE_STACK_NAME");
+        env.remove("AWS_REGION");
+        env.remove("AWS_DEFAULT_REGION");
+        expect![[r#"invalid boot configuration (10 problems): BUILDKITE_STACK_NAME is missing; AWS_REGION is missing (or AWS_DEFAULT_REGION): the stack's region; BUILDKITE_QUEUE is missing; BUILDKITE_AGENTS_PER_INSTANCE "0": expected a whole number from 1 to 10000; BUILDKITE_AGENT_TAGS contains a line break or another control character, which no setting allows; BUILDKITE_AGENT_RELEASE "nightly": expected one of stable, beta, edge, oldstable; BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB "yes": expected true or false; BUILDKITE_ENV_FILE_URL: invalid source "/etc/agent.env": no scheme: expected s3://BUCKET/KEY, ssm:/PATH, https://…, http://… or file:///PATH; for a local file write file:///etc/agent.env; DOCKER_PRUNE_UNTIL "4 hours": expected a duration such as 4h or 1d12h (digits followed by s, m, h or d); RESOURCE_LIMITS_MEMORY_MAX "101%": expected a size such as 512M, a percentage from 1% to 100%, or infinity"#]].assert_eq(&error(&env));
+    }
+
+    #[test_case("BUILDKITE_AGENT_TOKEN_PATH", "token with spaces", "expected an SSM parameter name"; "token path")]
+    #[test_case("BUILDKITE_AGENT_SIGNING_KEY_PATH", "$(id)", "expected an SSM parameter name"; "signing key")]
+    #[test_case("BUILDKITE_SECRETS_BUCKET", "Bad_Bucket", "BUILDKITE_SECRETS_BUCKET \"Bad_Bucket\""; "bucket")]
+    #[test_case("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT", "ssm:/a/b", "an ssm: path is a set of variables"; "ssm script")]
+    #[test_case("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS", "/usr/bin/docker,rm -rf /", "item \"rm -rf /\""; "sudo relative")]
+    #[test_case("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS", "/bin/x # comment", "without '\\', '#' or '!'"; "sudo comment")]
+    #[test_case("EC2_LOG_RETENTION_DAYS", "8", "expected one of 1, 3, 5, 7"; "retention")]
+    #[test_case("AWS_REGION", "us_east_1", "AWS_REGION \"us_east_1\""; "region")]
+    #[test_case("BUILDKITE_STACK_NAME", "a\rb", "BUILDKITE_STACK_NAME contains a line break"; "carriage return")]
+    fn rejects(name: &str, value: &str, expected: &str) {
+        let message = error(&with(&[(name, value)]));
+        assert!(message.contains(expected), "{message}");
+        assert!(message.starts_with("invalid boot configuration (1 problem): "), "{message}");
+    }
+
+    #[test]
+    fn accepts_hostile_but_harmless_values() {
+        let config = BootConfig::from_env_map(&with(&[
+            ("BUILDKITE_STACK_NAME", "it's \"$(touch /tmp/pwned)\" `id`"),
+            ("BUILDKITE_AGENT_TAGS", "q=\"quoted\",dollar=$(id),,"),
+            ("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS", "/usr/bin/systemctl restart docker, ALL"),
+            ("BUILDKITE_AUTHORIZED_USERS_URL", "http://keys.example.com/keys"),
+        ]))
+        .unwrap();
+        assert_eq!(config.agent_tags, ["q=\"quoted\"", "dollar=$(id)"]);
+        assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn failure_context_reads_what_it_can() {
+        let mut env = with(&[("BUILDKITE_AGENTS_PER_INSTANCE", "zero")]);
+        env.remove("AWS_REGION");
+        let context = FailureContext::from_env_map(&env);
+        assert_eq!(context.stack_name.as_deref(), Some("ci-linux"));
+        assert_eq!(context.region.as_deref(), Some("us-east-1"));
+        assert!(context.signals_cloudformation);
+        let context = FailureContext::from_env_map(&HashMap::new());
+        assert_eq!(
+            context,
+            FailureContext { stack_name: None, region: None, signals_cloudformation: false }
+        );
+    }
+
+    #[test]
+    fn env_vars_lists_every_variable_read() {
+        // Every variable in the complete environment is one the parser knows.
+        for name in full_env().keys() {
+            assert!(BootConfig::ENV_VARS.contains(&name.as_str()), "{name} not in ENV_VARS");
+        }
+        let mut sorted = BootConfig::ENV_VARS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), BootConfig::ENV_VARS.len(), "duplicates in ENV_VARS");
+    }
+
+    #[test_case("4h", true)]
+    #[test_case("1d12h30m", true)]
+    #[test_case("h", false)]
+    #[test_case("4", false)]
+    #[test_case("", false)]
+    fn prune_ages(value: &str, valid: bool) {
+        assert_eq!(is_prune_age(value), valid);
+    }
+
+    #[test_case("/a/b", true)]
+    #[test_case("plain.name", true)]
+    #[test_case("/", false)]
+    #[test_case("arn:aws:ssm:us-east-1:123456789012:parameter/a/b", true)]
+    #[test_case("arn:aws-cn:ssm:cn-north-1:123456789012:parameter/x", true)]
+    #[test_case("arn:aws:s3:::bucket", false)]
+    fn parameter_names(value: &str, valid: bool) {
+        assert_eq!(is_parameter_name(value), valid);
+    }
+}

@@ -1,0 +1,571 @@
+//! The boot sequence as an ordered list of named steps, each a list of operations.
+//!
+//! [`plan`] is the single source of truth: the instance binary executes exactly these
+//! operations, and `boot --dry-run` prints them. Step names appear in the failure
+//! message and in the failure signal, so an operator knows where a boot stopped.
+
+use std::fmt;
+
+use crate::boot::action::SystemAction;
+use crate::boot::agent_config::AgentConfig;
+use crate::boot::config::BootConfig;
+use crate::boot::{cfn_env, units};
+use crate::uri::SourceUri;
+
+pub const AGENT_USER: &str = "buildkite-agent";
+pub const AGENT_HOME: &str = "/var/lib/buildkite-agent";
+pub const CFN_ENV_PATH: &str = "/var/lib/buildkite-agent/cfn-env";
+pub const AGENT_ENV_FILE_PATH: &str = "/var/lib/buildkite-agent/env";
+pub const BUILD_PATH: &str = "/var/lib/buildkite-agent/builds";
+pub const PLUGINS_PATH: &str = "/var/lib/buildkite-agent/plugins";
+pub const GIT_MIRRORS_PATH: &str = "/var/lib/buildkite-agent/git-mirrors";
+pub const HOOKS_PATH: &str = "/etc/buildkite-agent/hooks";
+pub const AGENT_CONFIG_PATH: &str = "/etc/buildkite-agent/buildkite-agent.cfg";
+pub const SIGNING_KEY_PATH: &str = "/etc/buildkite-agent/signing-key.json";
+pub const VERIFICATION_KEY_PATH: &str = "/etc/buildkite-agent/verification-key.json";
+pub const STATUS_FILE_PATH: &str = "/var/log/elastic-stack-bootstrap-status";
+pub const LOG_FILE_PATH: &str = "/var/log/elastic-stack.log";
+pub const SUDOERS_ADDITIONAL_PATH: &str = "/etc/sudoers.d/buildkite-agent-additional";
+pub const AGENT_BINARY_PATH: &str = "/usr/bin/buildkite-agent";
+pub const LIFECYCLED_ENV_PATH: &str = "/etc/lifecycled";
+/// The lifecycled handler: a shim that runs `elastic-ci-bootstrap stop-gracefully "$@"`.
+pub const STOP_HANDLER_PATH: &str = "/usr/local/bin/stop-agent-gracefully";
+pub const BOOTSTRAP_BINARY_PATH: &str = "/usr/local/bin/elastic-ci-bootstrap";
+pub const REFRESH_KEYS_SCRIPT_PATH: &str = "/usr/local/bin/refresh_authorized_keys";
+pub const AGENT_SLICE_PATH: &str = "/etc/systemd/system/buildkite-agent.slice";
+pub const RESOURCE_LIMITS_DROP_IN_PATH: &str =
+    "/etc/systemd/system/buildkite-agent.service.d/10-resource-limits.conf";
+pub const ENVIRONMENT_DROP_IN_PATH: &str =
+    "/etc/systemd/system/buildkite-agent.service.d/environment.conf";
+pub const CLOUDWATCH_AGENT_CONFIG_PATH: &str =
+    "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json";
+pub const EPHEMERAL_PATH: &str = "/mnt/ephemeral";
+pub const FSTAB_PATH: &str = "/etc/fstab";
+/// Where cloud-init keeps the instance id it read at the start of the boot: the
+/// fallback when the metadata service stays unreachable, so a failed boot can still
+/// mark its own instance unhealthy.
+pub const CLOUD_INIT_INSTANCE_ID_PATH: &str = "/var/lib/cloud/data/instance-id";
+/// Root-only scratch space for the bootstrap script (never `/tmp`).
+pub const PRIVATE_DIR_PATH: &str = "/var/lib/elastic-ci-bootstrap";
+/// The logical id of the Auto Scaling group in the stack template.
+pub const STACK_RESOURCE: &str = "AgentAutoScaleGroup";
+
+/// What the boot learned about the instance before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFacts {
+    pub instance_id: String,
+    /// Such as `27.1.1`; `unknown` when it could not be read.
+    pub docker_version: String,
+    /// `amd64`, `arm64` or `unknown`.
+    pub arch: String,
+    /// `ec2-user`, or `ubuntu` on Ubuntu.
+    pub login_user: String,
+    pub login_home: String,
+}
+
+/// The architecture name used in agent download URLs, from Rust's target name.
+pub fn arch_name(machine: &str) -> &'static str {
+    match machine {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        _ => "unknown",
+    }
+}
+
+/// The login user: `ubuntu` when `/etc/os-release` says `ID=ubuntu`, else `ec2-user`.
+pub fn login_user(os_release: &str) -> &'static str {
+    let id = os_release.lines().find_map(|line| line.trim().strip_prefix("ID="));
+    match id.map(|id| id.trim_matches(['"', '\''])) {
+        Some("ubuntu") => "ubuntu",
+        _ => "ec2-user",
+    }
+}
+
+/// The home directory of `user` in an `/etc/passwd` text, or `/home/<user>`.
+pub fn home_of(passwd: &str, user: &str) -> String {
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() >= 7 && fields[0] == user && fields[5].starts_with('/'))
+        .map_or_else(|| format!("/home/{user}"), |fields| fields[5].to_owned())
+}
+
+/// One operation of a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `mkdir -p`, the last component with `mode`.
+    CreateDir { path: String, mode: u32 },
+    /// Writes a file atomically (temporary file beside it, then rename), creating the
+    /// parent directories. `show` prints the content into the boot log.
+    WriteFile { path: String, mode: u32, content: String, show: bool },
+    /// Renames a file within one directory.
+    Rename { from: String, to: String },
+    /// Points `link` at `target`, replacing what was there.
+    Symlink { link: String, target: String },
+    /// Appends `line` to a file unless the file already has it.
+    AppendLineOnce { path: String, line: String },
+    /// Reads the agent token from SSM (decrypted) and keeps it in memory.
+    ReadAgentToken { parameter: String },
+    /// Writes the agent configuration with the token read before.
+    WriteAgentConfig { path: String, mode: u32, config: AgentConfig },
+    /// Writes one SSM parameter's value (decrypted) to a file.
+    FetchParameter { parameter: String, path: String, mode: u32 },
+    /// Downloads a source to a file (`elastic-ci-bootstrap fetch`).
+    Fetch { source: SourceUri, path: String, mode: u32 },
+    /// Best-effort seeding of git mirrors from `s3://bucket/git-mirror-seeds/`.
+    SeedGitMirrors { bucket: String, dir: String },
+    /// Fetches the user's bootstrap script to a private path and runs it with bash as
+    /// root; a non-zero exit fails the boot.
+    RunBootstrapScript { source: SourceUri },
+    /// Adds `retention_in_days` to the CloudWatch agent's log files and reloads it.
+    SetLogRetention { config_path: String, days: u32 },
+    /// A change outside the file system.
+    System(SystemAction),
+}
+
+/// A named group of operations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: &'static str,
+    pub ops: Vec<Op>,
+    /// A failure is logged as a warning and the boot goes on.
+    pub best_effort: bool,
+}
+
+/// The whole boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootPlan {
+    pub steps: Vec<Step>,
+}
+
+/// Plans the boot of one instance.
+pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
+    let mut steps = Vec::new();
+    let mut step = |name: &'static str, ops: Vec<Op>| {
+        if !ops.is_empty() {
+            steps.push(Step { name, ops, best_effort: false });
+        }
+    };
+    let agent_owned = |path: &str| SystemAction::chown(path, "root", AGENT_USER);
+    let write = |path: &str, mode: u32, content: String| Op::WriteFile {
+        path: path.to_owned(),
+        mode,
+        content,
+        show: true,
+    };
+
+    step(
+        "cfn-env",
+        vec![
+            write(CFN_ENV_PATH, 0o640, cfn_env::render(&cfn_env::entries(config, facts))),
+            Op::System(agent_owned(CFN_ENV_PATH)),
+        ],
+    );
+
+    let channel_binary = format!("{AGENT_BINARY_PATH}-{}", config.release.as_str());
+    let mut ops = Vec::new();
+    if let Some(url) = config.release.download_url(&facts.arch) {
+        // The URL is a constant https URL with a known architecture name.
+        if let Ok(source) = SourceUri::new(&url) {
+            ops.push(Op::Fetch { source, path: channel_binary.clone(), mode: 0o755 });
+        }
+    }
+    ops.push(Op::Symlink { link: AGENT_BINARY_PATH.to_owned(), target: channel_binary });
+    step("agent-release", ops);
+
+    if let Some(commands) = &config.additional_sudo_permissions {
+        // sudo ignores files whose name contains a '.', so the rule is checked under a
+        // pending name and only then moved into place: a syntax error can never break
+        // sudo (and with it fix-permissions).
+        let pending = format!("{SUDOERS_ADDITIONAL_PATH}.pending");
+        step(
+            "sudoers",
+            vec![
+                write(&pending, 0o440, units::sudoers_additional(commands)),
+                Op::System(SystemAction::CheckSudoers { path: pending.clone() }),
+                Op::Rename { from: pending, to: SUDOERS_ADDITIONAL_PATH.to_owned() },
+            ],
+        );
+    }
+
+    if config.git_mirrors {
+        let mut ops = vec![Op::CreateDir { path: GIT_MIRRORS_PATH.to_owned(), mode: 0o755 }];
+        ops.extend(ephemeral_bind(config, "git-mirrors", GIT_MIRRORS_PATH));
+        if let Some(bucket) = &config.git_mirror_seed_bucket {
+            ops.push(Op::SeedGitMirrors {
+                bucket: bucket.clone(),
+                dir: GIT_MIRRORS_PATH.to_owned(),
+            });
+        }
+        ops.push(Op::System(SystemAction::chown_recursive(
+            GIT_MIRRORS_PATH,
+            AGENT_USER,
+            AGENT_USER,
+        )));
+        step("git-mirrors", ops);
+    }
+
+    let mut ops = vec![Op::CreateDir { path: BUILD_PATH.to_owned(), mode: 0o755 }];
+    ops.extend(ephemeral_bind(config, "builds", BUILD_PATH));
+    ops.push(Op::System(SystemAction::chown(BUILD_PATH, AGENT_USER, AGENT_USER)));
+    step("build-path", ops);
+
+    step(
+        "agent-config",
+        vec![
+            Op::ReadAgentToken { parameter: config.token_parameter.clone() },
+            Op::WriteAgentConfig {
+                path: AGENT_CONFIG_PATH.to_owned(),
+                mode: 0o640,
+                config: AgentConfig::new(config, facts),
+            },
+            Op::System(agent_owned(AGENT_CONFIG_PATH)),
+        ],
+    );
+
+    let mut ops = Vec::new();
+    for (parameter, path) in [
+        (&config.signing_key_parameter, SIGNING_KEY_PATH),
+        (&config.verification_key_parameter, VERIFICATION_KEY_PATH),
+    ] {
+        if let Some(parameter) = parameter {
+            ops.push(Op::FetchParameter {
+                parameter: parameter.clone(),
+                path: path.to_owned(),
+                mode: 0o640,
+            });
+            ops.push(Op::System(agent_owned(path)));
+        }
+    }
+    step("signing-keys", ops);
+
+    if let Some(source) = &config.env_file {
+        step(
+            "agent-env-file",
+            vec![
+                Op::Fetch {
+                    source: source.clone(),
+                    path: AGENT_ENV_FILE_PATH.to_owned(),
+                    mode: 0o640,
+                },
+                Op::System(agent_owned(AGENT_ENV_FILE_PATH)),
+            ],
+        );
+    }
+
+    if let Some(source) = &config.authorized_users {
+        let user = facts.login_user.as_str();
+        let ssh_dir = format!("{}/.ssh", facts.login_home);
+        let keys = format!("{ssh_dir}/authorized_keys");
+        step(
+            "authorized-keys",
+            vec![
+                Op::CreateDir { path: ssh_dir.clone(), mode: 0o700 },
+                Op::System(SystemAction::chown(&ssh_dir, user, user)),
+                Op::Fetch { source: source.clone(), path: keys.clone(), mode: 0o600 },
+                Op::System(SystemAction::chown(&keys, user, user)),
+                // Not shown in the log: the script holds the full URL, and a pre-signed
+                // URL's query string is a credential.
+                Op::WriteFile {
+                    path: REFRESH_KEYS_SCRIPT_PATH.to_owned(),
+                    mode: 0o755,
+                    content: units::refresh_authorized_keys(
+                        BOOTSTRAP_BINARY_PATH,
+                        &source_text(source),
+                        &facts.login_home,
+                        user,
+                    ),
+                    show: false,
+                },
+                Op::System(SystemAction::systemctl(&[
+                    "enable",
+                    "--now",
+                    "refresh_authorized_keys.timer",
+                ])),
+            ],
+        );
+    }
+
+    step(
+        "git-lfs",
+        vec![Op::System(SystemAction::RunAsUser {
+            user: AGENT_USER.to_owned(),
+            command: vec!["git".into(), "lfs".into(), "install".into()],
+        })],
+    );
+
+    if let Some(source) = &config.bootstrap_script {
+        step("bootstrap-script", vec![Op::RunBootstrapScript { source: source.clone() }]);
+    }
+
+    step(
+        "lifecycled",
+        vec![
+            write(LIFECYCLED_ENV_PATH, 0o644, units::lifecycled(&config.region, STOP_HANDLER_PATH)),
+            Op::System(SystemAction::systemctl(&["enable", "--now", "lifecycled.service"])),
+        ],
+    );
+
+    if let Some(limits) = &config.resource_limits {
+        step(
+            "resource-limits",
+            vec![
+                write(AGENT_SLICE_PATH, 0o644, units::agent_slice(limits)),
+                write(RESOURCE_LIMITS_DROP_IN_PATH, 0o644, units::resource_limits_drop_in()),
+                Op::System(SystemAction::systemctl(&["daemon-reload"])),
+            ],
+        );
+    }
+
+    step("docker", vec![Op::System(SystemAction::WaitForDocker { attempts: 6 })]);
+
+    step(
+        "agent-service-environment",
+        vec![
+            write(
+                ENVIRONMENT_DROP_IN_PATH,
+                0o644,
+                units::environment_drop_in(config.terminate_after_job),
+            ),
+            Op::System(SystemAction::systemctl(&["daemon-reload"])),
+        ],
+    );
+
+    step(
+        "start-agent",
+        vec![Op::System(SystemAction::systemctl(&["enable", "--now", "buildkite-agent"]))],
+    );
+
+    if let Some(days) = config.log_retention_days {
+        steps.push(Step {
+            name: "log-retention",
+            ops: vec![Op::SetLogRetention {
+                config_path: CLOUDWATCH_AGENT_CONFIG_PATH.to_owned(),
+                days,
+            }],
+            best_effort: true,
+        });
+    }
+
+    if config.signals_cloudformation() {
+        // Expected to fail once the stack is complete (nothing waits for the signal).
+        steps.push(Step {
+            name: "signal-success",
+            ops: vec![Op::System(success_signal(config, &facts.instance_id, true))],
+            best_effort: true,
+        });
+    }
+
+    steps.push(Step {
+        name: "status",
+        ops: vec![Op::WriteFile {
+            path: STATUS_FILE_PATH.to_owned(),
+            mode: 0o644,
+            content: "Completed".to_owned(),
+            show: false,
+        }],
+        best_effort: false,
+    });
+    BootPlan { steps }
+}
+
+/// The stack signal for this instance.
+pub fn success_signal(config: &BootConfig, instance_id: &str, success: bool) -> SystemAction {
+    stack_signal(&config.stack_name, instance_id, success)
+}
+
+/// The stack signal for an instance of `stack_name`.
+pub fn stack_signal(stack_name: &str, instance_id: &str, success: bool) -> SystemAction {
+    SystemAction::SignalStack {
+        stack_name: stack_name.to_owned(),
+        logical_resource_id: STACK_RESOURCE.to_owned(),
+        unique_id: instance_id.to_owned(),
+        success,
+    }
+}
+
+/// A source as the `fetch` command takes it, query string included.
+fn source_text(source: &SourceUri) -> String {
+    match source {
+        SourceUri::S3(s3) => s3.to_string(),
+        SourceUri::Ssm(path) => format!("ssm:{path}"),
+        SourceUri::Http(url) => url.as_str().to_owned(),
+        SourceUri::File(path) => format!("file://{path}"),
+    }
+}
+
+/// With instance storage: `/mnt/ephemeral/<name>` bind-mounted onto `target`, in fstab.
+fn ephemeral_bind(config: &BootConfig, name: &str, target: &str) -> Vec<Op> {
+    if !config.instance_storage {
+        return Vec::new();
+    }
+    let source = format!("{EPHEMERAL_PATH}/{name}");
+    vec![
+        Op::CreateDir { path: source.clone(), mode: 0o755 },
+        Op::System(SystemAction::BindMount { source: source.clone(), target: target.to_owned() }),
+        Op::AppendLineOnce {
+            path: FSTAB_PATH.to_owned(),
+            line: units::bind_mount_fstab_line(&source, target),
+        },
+    ]
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::CreateDir { path, mode } => write!(f, "create directory {path} ({mode:04o})"),
+            Op::WriteFile { path, mode, content, show } => {
+                write!(f, "write {path} ({mode:04o})")?;
+                if *show {
+                    for line in content.lines() {
+                        write!(f, "\n      | {line}")?;
+                    }
+                }
+                Ok(())
+            }
+            Op::Rename { from, to } => write!(f, "rename {from} to {to}"),
+            Op::Symlink { link, target } => write!(f, "link {link} -> {target}"),
+            Op::AppendLineOnce { path, line } => write!(f, "append to {path} (once): {line}"),
+            Op::ReadAgentToken { parameter } => {
+                write!(f, "read the agent token from SSM parameter {parameter} (never logged)")
+            }
+            Op::WriteAgentConfig { path, mode, config } => {
+                write!(f, "write {path} ({mode:04o})")?;
+                if let Ok(text) = config.render_redacted() {
+                    for line in text.lines() {
+                        write!(f, "\n      | {line}")?;
+                    }
+                }
+                Ok(())
+            }
+            Op::FetchParameter { parameter, path, mode } => {
+                write!(f, "write SSM parameter {parameter} to {path} ({mode:04o})")
+            }
+            Op::Fetch { source, path, mode } => write!(f, "fetch {source} to {path} ({mode:04o})"),
+            Op::SeedGitMirrors { bucket, dir } => write!(
+                f,
+                "seed git mirrors from s3://{bucket}/git-mirror-seeds/ into {dir} (best effort)"
+            ),
+            Op::RunBootstrapScript { source } => {
+                write!(f, "fetch {source} to {PRIVATE_DIR_PATH} and run it with bash as root")
+            }
+            Op::SetLogRetention { config_path, days } => write!(
+                f,
+                "set retention_in_days={days} on every log of {config_path} and reload the CloudWatch agent"
+            ),
+            Op::System(action) => write!(f, "{action}"),
+        }
+    }
+}
+
+impl fmt::Display for BootPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, step) in self.steps.iter().enumerate() {
+            let note = if step.best_effort { " (best effort)" } else { "" };
+            writeln!(f, "{:>2}. {}{note}", index + 1, step.name)?;
+            for op in &step.ops {
+                writeln!(f, "    - {op}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use expect_test::expect;
+
+    use super::*;
+    use crate::boot::config::tests::full_env;
+
+    pub(crate) fn facts() -> InstanceFacts {
+        InstanceFacts {
+            instance_id: "i-0123456789abcdef0".to_owned(),
+            docker_version: "27.1.1".to_owned(),
+            arch: "amd64".to_owned(),
+            login_user: "ec2-user".to_owned(),
+            login_home: "/home/ec2-user".to_owned(),
+        }
+    }
+
+    fn step_names(plan: &BootPlan) -> Vec<&str> {
+        plan.steps.iter().map(|step| step.name).collect()
+    }
+
+    #[test]
+    fn plans_the_steps_in_the_original_order() {
+        let config = BootConfig::from_env_map(&full_env()).unwrap();
+        expect![[r#"
+            [
+                "cfn-env",
+                "agent-release",
+                "git-mirrors",
+                "build-path",
+                "agent-config",
+                "agent-env-file",
+                "git-lfs",
+                "lifecycled",
+                "docker",
+                "agent-service-environment",
+                "start-agent",
+                "signal-success",
+                "status",
+            ]
+        "#]]
+        .assert_debug_eq(&step_names(&plan(&config, &facts())));
+    }
+
+    #[test]
+    fn optional_features_add_their_steps() {
+        let mut env = full_env();
+        for (name, value) in [
+            ("BUILDKITE_AGENT_RELEASE", "edge"),
+            ("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS", "/usr/bin/docker"),
+            ("BUILDKITE_ENABLE_INSTANCE_STORAGE", "true"),
+            ("BUILDKITE_GIT_MIRROR_SEED_BUCKET", "seeds"),
+            ("BUILDKITE_AGENT_VERIFICATION_KEY_PATH", "/ci/verify"),
+            ("BUILDKITE_AUTHORIZED_USERS_URL", "s3://keys/authorized_keys"),
+            ("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT", "file:///opt/setup.sh"),
+            ("ENABLE_RESOURCE_LIMITS", "true"),
+            ("ENABLE_EC2_LOG_RETENTION_POLICY", "true"),
+            ("BUILDKITE_STACK_DEPLOYED_BY", "terraform"),
+        ] {
+            env.insert(name.to_owned(), value.to_owned());
+        }
+        let config = BootConfig::from_env_map(&env).unwrap();
+        let plan = plan(&config, &facts());
+        let text = plan.to_string();
+        for needle in [
+            "fetch https://download.buildkite.com/agent/experimental/latest/buildkite-agent-linux-amd64 to /usr/bin/buildkite-agent-edge (0755)",
+            "link /usr/bin/buildkite-agent -> /usr/bin/buildkite-agent-edge",
+            "visudo -cf /etc/sudoers.d/buildkite-agent-additional.pending",
+            "mount --bind /mnt/ephemeral/builds /var/lib/buildkite-agent/builds",
+            "append to /etc/fstab (once): /mnt/ephemeral/git-mirrors /var/lib/buildkite-agent/git-mirrors none defaults,bind 0 0",
+            "seed git mirrors from s3://seeds/git-mirror-seeds/",
+            "write SSM parameter /ci/verify to /etc/buildkite-agent/verification-key.json (0640)",
+            "chown ec2-user:ec2-user /home/ec2-user/.ssh/authorized_keys",
+            "systemctl enable --now refresh_authorized_keys.timer",
+            "fetch file:///opt/setup.sh to /var/lib/elastic-ci-bootstrap and run it",
+            "| MemoryMax=90%",
+            "set retention_in_days=7",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        assert!(!step_names(&plan).contains(&"signal-success"));
+    }
+
+    #[test_case::test_case("ID=ubuntu\nNAME=Ubuntu", "ubuntu")]
+    #[test_case::test_case("ID=\"ubuntu\"", "ubuntu")]
+    #[test_case::test_case("ID=\"amzn\"\nID_LIKE=\"fedora\"", "ec2-user")]
+    #[test_case::test_case("", "ec2-user")]
+    fn picks_the_login_user(os_release: &str, expected: &str) {
+        assert_eq!(login_user(os_release), expected);
+    }
+
+    #[test]
+    fn finds_home_directories() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000::/srv/ubuntu:/bin/bash\n";
+        assert_eq!(home_of(passwd, "ubuntu"), "/srv/ubuntu");
+        assert_eq!(home_of(passwd, "ec2-user"), "/home/ec2-user");
+    }
+}
