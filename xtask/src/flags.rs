@@ -16,6 +16,9 @@ pub(crate) enum Command {
     Ci(CiArgs),
     /// Manage the local AWS emulator (moto) used by tests and local runs.
     Moto(MotoArgs),
+    /// Render the published CloudFormation template into <target dir>/dist/aws-stack.yml:
+    /// release version, AMI mappings from the AMI build, scaler zip location.
+    Template(TemplateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +26,26 @@ pub(crate) struct CiArgs {
     /// Skip `cargo fmt --check` and clippy (tests and infrastructure checks only).
     #[arg(long)]
     pub(crate) no_lint: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TemplateArgs {
+    /// Release version written into the template and the scaler zip's S3 key
+    /// [default: `git describe --tags --always --dirty`].
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// AMI ids by region, as written by `cargo xtask ami`
+    /// [default: <target dir>/dist/mappings.yml; without it the placeholder mapping stays].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) mappings: Option<std::path::PathBuf>,
+    /// Prefix of the per-region buckets holding the scaler zips: the template reads
+    /// s3://<PREFIX>-<region>/elastic-ci-scaler/<version>/elastic-ci-scaler-<arch>.zip.
+    #[arg(long, value_name = "PREFIX", default_value = crate::template::DEFAULT_LAMBDA_BUCKET_PREFIX)]
+    pub(crate) lambda_bucket_prefix: String,
+    /// Where to write the template; service-role.yml is copied beside it
+    /// [default: <target dir>/dist/aws-stack.yml].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,6 +4,7 @@
 //!   suites against the local AWS emulator, which it starts and stops itself).
 //! - `cargo xtask moto start|stop|status`: a local AWS emulator for tests and for trying
 //!   the binaries by hand.
+//! - `cargo xtask template`: the published CloudFormation template.
 
 #![allow(
     clippy::print_stdout,
@@ -15,6 +16,7 @@ mod ci;
 mod flags;
 mod moto;
 mod project;
+mod template;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let result = match flags.command {
         flags::Command::Ci(args) => ci::run(&args),
         flags::Command::Moto(args) => moto::run(&args),
+        flags::Command::Template(args) => template::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

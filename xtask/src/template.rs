@@ -1,0 +1,486 @@
+//! `cargo xtask template`: renders the published CloudFormation template.
+//!
+//! The source, `cloudformation/aws-stack.yml`, deploys as it is (it is what the linters
+//! and the moto deploy test read) but names no release: its version is `0.0.0-dev` and
+//! its AMI mapping is a placeholder. Rendering
+//!
+//! - replaces every `0.0.0-dev` with the release version (the template description, the
+//!   `BUILDKITE_STACK_VERSION` the instances report, and the scaler zip's S3 key);
+//! - replaces the lines between the `BEGIN AMI MAPPINGS` and `END AMI MAPPINGS` markers
+//!   with the AMI ids of the AMI build, read from the mappings file;
+//! - sets the prefix of the per-region buckets the scaler zips are published to.
+//!
+//! # The mappings file
+//!
+//! `cargo xtask ami` writes it, by default to `<target dir>/dist/mappings.yml`: a YAML
+//! map from region to the AMI id of each image variant, every variant optional.
+//!
+//! ```yaml
+//! us-east-1:
+//!   linuxamd64: ami-0123456789abcdef0
+//!   linuxarm64: ami-0fedcba9876543210
+//! eu-west-1:
+//!   linuxamd64: ami-00112233445566778
+//! ```
+//!
+//! Variants are `linuxamd64`, `linuxarm64`, `ubuntu2404amd64` and `ubuntu2404arm64`; a
+//! missing one renders as an empty string. Without the file the template keeps its
+//! placeholder mapping, whose stacks need the `ImageId` parameter.
+//!
+//! # The scaler zips
+//!
+//! The template expects the scaler at
+//! `s3://<bucket prefix>-<region>/elastic-ci-scaler/<version>/elastic-ci-scaler-<arch>.zip`
+//! with `<arch>` `x86_64` or `arm64` (the `ScalerLambda` mapping); the `ScalerLambdaS3Bucket`
+//! and `ScalerLambdaS3Key` parameters override it per stack. Rendering does not need the
+//! zips to exist.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail, ensure};
+use serde::Deserialize;
+
+use crate::flags::TemplateArgs;
+use crate::project;
+
+/// The source template, relative to the project root.
+pub(crate) const SOURCE: &str = "cloudformation/aws-stack.yml";
+/// The service role template, published beside the stack template unchanged.
+pub(crate) const SERVICE_ROLE_SOURCE: &str = "cloudformation/service-role.yml";
+/// The version the source template carries until it is rendered.
+pub(crate) const SOURCE_VERSION: &str = "0.0.0-dev";
+/// The default prefix of the per-region buckets that hold the scaler zips.
+pub(crate) const DEFAULT_LAMBDA_BUCKET_PREFIX: &str = "elastic-ci-stack-lambdas";
+/// The image variants of the `AWSRegion2AMI` mapping, in column order.
+pub(crate) const AMI_VARIANTS: [&str; 4] =
+    ["linuxamd64", "linuxarm64", "ubuntu2404amd64", "ubuntu2404arm64"];
+/// CloudFormation's limit for a template passed inline (`--template-body`); larger
+/// templates must be deployed from S3 (`--template-url`).
+pub(crate) const INLINE_TEMPLATE_LIMIT_BYTES: usize = 51_200;
+
+const BEGIN_MARKER: &str = "# BEGIN AMI MAPPINGS";
+const END_MARKER: &str = "# END AMI MAPPINGS";
+const BUCKET_PREFIX_KEY: &str = "BucketPrefix:";
+
+/// AMI ids by region, then by image variant.
+pub(crate) type AmiMappings = BTreeMap<String, BTreeMap<String, String>>;
+
+/// What to put into the published template.
+#[derive(Debug, Clone)]
+pub(crate) struct RenderOptions {
+    pub(crate) version: String,
+    /// `None` keeps the placeholder mapping.
+    pub(crate) ami_mappings: Option<AmiMappings>,
+    pub(crate) lambda_bucket_prefix: String,
+}
+
+pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
+    let root = project::root();
+    let dist = project::target_dir()?.join("dist");
+    let version = match &args.version {
+        Some(version) => version.clone(),
+        None => default_version(&root),
+    };
+    let mappings_path = args.mappings.clone().unwrap_or_else(|| dist.join("mappings.yml"));
+    let ami_mappings = match std::fs::read_to_string(&mappings_path) {
+        Ok(text) => Some(parse_mappings(&text, &mappings_path)?),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && args.mappings.is_none() => {
+            eprintln!(
+                "note: no AMI mappings at {} (written by `cargo xtask ami`): the template keeps its placeholder mapping, so stacks need the ImageId parameter",
+                mappings_path.display()
+            );
+            None
+        }
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("failed to read {}", mappings_path.display()));
+        }
+    };
+    let options = RenderOptions {
+        version,
+        ami_mappings,
+        lambda_bucket_prefix: args.lambda_bucket_prefix.clone(),
+    };
+
+    let source_path = root.join(SOURCE);
+    let source = std::fs::read_to_string(&source_path)
+        .with_context(|| format!("failed to read {}", source_path.display()))?;
+    let rendered = render(&source, &options)?;
+
+    let output = args.output.clone().unwrap_or_else(|| dist.join("aws-stack.yml"));
+    write(&output, &rendered)?;
+    let service_role = std::fs::read_to_string(root.join(SERVICE_ROLE_SOURCE))
+        .with_context(|| format!("failed to read {SERVICE_ROLE_SOURCE}"))?;
+    let service_role_output = output.with_file_name("service-role.yml");
+    write(&service_role_output, &service_role)?;
+
+    let size = rendered.len();
+    let fits = if size <= INLINE_TEMPLATE_LIMIT_BYTES {
+        "fits the 51,200-byte limit for --template-body"
+    } else {
+        "over the 51,200-byte limit for --template-body: deploy it from S3 with --template-url"
+    };
+    eprintln!(
+        "rendered {} (version {}, {} AMI region{}): {size} bytes, {fits}",
+        output.display(),
+        options.version,
+        options.ami_mappings.as_ref().map_or(0, BTreeMap::len),
+        if options.ami_mappings.as_ref().map_or(0, BTreeMap::len) == 1 { "" } else { "s" },
+    );
+    eprintln!("copied {}", service_role_output.display());
+    Ok(())
+}
+
+/// Renders the source template. Fails, naming the problem, on a version or bucket
+/// prefix that cannot appear in the template, or a source without the expected markers.
+pub(crate) fn render(source: &str, options: &RenderOptions) -> anyhow::Result<String> {
+    validate_version(&options.version)?;
+    validate_bucket_prefix(&options.lambda_bucket_prefix)?;
+    ensure!(
+        source.contains(SOURCE_VERSION),
+        "the source template does not contain the version placeholder {SOURCE_VERSION:?}"
+    );
+
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_mappings = false;
+    let mut saw_mappings = false;
+    let mut saw_bucket_prefix = false;
+    for line in source.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with(BEGIN_MARKER) {
+            ensure!(!saw_mappings, "the source template has two {BEGIN_MARKER:?} markers");
+            in_mappings = true;
+            saw_mappings = true;
+            lines.push(line.to_owned());
+            continue;
+        }
+        if trimmed.starts_with(END_MARKER) {
+            ensure!(in_mappings, "{END_MARKER:?} without {BEGIN_MARKER:?} in the source template");
+            in_mappings = false;
+            let indent = &line[..line.len() - trimmed.len()];
+            if let Some(mappings) = &options.ami_mappings {
+                lines.extend(mapping_lines(mappings, indent));
+            }
+            lines.push(line.to_owned());
+            continue;
+        }
+        if in_mappings {
+            // The placeholder lines stay only when there is nothing to replace them with.
+            if options.ami_mappings.is_none() {
+                lines.push(line.to_owned());
+            }
+            continue;
+        }
+        if let Some(rest) = trimmed.strip_prefix(BUCKET_PREFIX_KEY) {
+            ensure!(!rest.trim().is_empty(), "empty {BUCKET_PREFIX_KEY} in the source template");
+            ensure!(!saw_bucket_prefix, "two {BUCKET_PREFIX_KEY} lines in the source template");
+            saw_bucket_prefix = true;
+            let indent = &line[..line.len() - trimmed.len()];
+            lines.push(format!("{indent}{BUCKET_PREFIX_KEY} {}", options.lambda_bucket_prefix));
+            continue;
+        }
+        lines.push(line.replace(SOURCE_VERSION, &options.version));
+    }
+    ensure!(saw_mappings && !in_mappings, "the source template lacks the AMI mapping markers");
+    ensure!(saw_bucket_prefix, "the source template lacks the {BUCKET_PREFIX_KEY} line");
+
+    let mut rendered = lines.join("\n");
+    rendered.push('\n');
+    check_rendered(&rendered, options)?;
+    Ok(rendered)
+}
+
+/// Parses and validates a mappings file (see the module documentation).
+pub(crate) fn parse_mappings(text: &str, path: &Path) -> anyhow::Result<AmiMappings> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Variants {
+        linuxamd64: Option<String>,
+        linuxarm64: Option<String>,
+        ubuntu2404amd64: Option<String>,
+        ubuntu2404arm64: Option<String>,
+    }
+
+    let parsed: BTreeMap<String, Variants> = serde_yaml::from_str(text).with_context(|| {
+        format!(
+            "invalid mappings file {}: expected a map from region to {}",
+            path.display(),
+            AMI_VARIANTS.join("/")
+        )
+    })?;
+    ensure!(!parsed.is_empty(), "mappings file {} has no region", path.display());
+    let mut mappings = AmiMappings::new();
+    for (region, variants) in parsed {
+        ensure!(
+            is_region(&region),
+            "invalid region {region:?} in {}: expected a name such as us-east-1",
+            path.display()
+        );
+        let values = [
+            variants.linuxamd64,
+            variants.linuxarm64,
+            variants.ubuntu2404amd64,
+            variants.ubuntu2404arm64,
+        ];
+        let mut row = BTreeMap::new();
+        for (variant, ami) in AMI_VARIANTS.iter().zip(values) {
+            let Some(ami) = ami.filter(|ami| !ami.is_empty()) else { continue };
+            ensure!(
+                is_ami_id(&ami),
+                "invalid AMI id {ami:?} for {region} {variant} in {}: expected ami- and 8 or 17 hex digits",
+                path.display()
+            );
+            row.insert((*variant).to_owned(), ami);
+        }
+        ensure!(!row.is_empty(), "region {region} in {} has no AMI id", path.display());
+        mappings.insert(region, row);
+    }
+    Ok(mappings)
+}
+
+fn mapping_lines<'a>(
+    mappings: &'a AmiMappings,
+    indent: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    mappings.iter().map(move |(region, row)| {
+        let columns: Vec<String> = AMI_VARIANTS
+            .iter()
+            .map(|variant| {
+                let ami = row.get(*variant).map_or("\"\"", String::as_str);
+                format!("{variant}: {ami}")
+            })
+            .collect();
+        format!("{indent}{region}: {{{}}}", columns.join(", "))
+    })
+}
+
+/// Reads the rendered template back as YAML and checks what rendering promised.
+fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()> {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(rendered).context("the rendered template is not valid YAML")?;
+    let release = &template["Mappings"]["ScalerLambda"]["Release"];
+    ensure!(
+        release["BucketPrefix"].as_str() == Some(options.lambda_bucket_prefix.as_str()),
+        "the rendered template's ScalerLambda bucket prefix is not {:?}",
+        options.lambda_bucket_prefix
+    );
+    for arch in ["amd64", "arm64"] {
+        let key = release[arch].as_str().unwrap_or_default();
+        ensure!(
+            key.contains(&format!("/{}/", options.version)),
+            "the rendered scaler key for {arch} ({key:?}) does not name version {}",
+            options.version
+        );
+    }
+    if let Some(mappings) = &options.ami_mappings {
+        let rendered_regions = template["Mappings"]["AWSRegion2AMI"]
+            .as_mapping()
+            .map(|mapping| mapping.len())
+            .unwrap_or_default();
+        ensure!(
+            rendered_regions == mappings.len(),
+            "the rendered template maps {rendered_regions} regions, expected {}",
+            mappings.len()
+        );
+    }
+    if options.version != SOURCE_VERSION {
+        ensure!(
+            !rendered.contains(SOURCE_VERSION),
+            "the rendered template still contains {SOURCE_VERSION:?}"
+        );
+    }
+    Ok(())
+}
+
+/// `git describe --tags --always --dirty` (for example `v1.2.0-3-gabc1234`), or the
+/// workspace version when git cannot tell.
+fn default_version(root: &Path) -> String {
+    let described = Command::new("git")
+        .args(["describe", "--tags", "--always", "--dirty"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map(|version| version.trim().to_owned())
+        .filter(|version| validate_version(version).is_ok());
+    described.unwrap_or_else(|| format!("v{}", env!("CARGO_PKG_VERSION")))
+}
+
+/// A version ends up in an S3 key and in unquoted YAML: letters, digits and `.`, `_`,
+/// `+`, `-` only.
+fn validate_version(version: &str) -> anyhow::Result<()> {
+    let valid = !version.is_empty()
+        && version.len() <= 64
+        && version.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'));
+    if !valid {
+        bail!(
+            "invalid version {version:?}: expected 1 to 64 letters, digits, '.', '_', '+' or '-'"
+        );
+    }
+    Ok(())
+}
+
+/// The prefix plus `-<region>` must be a valid bucket name.
+fn validate_bucket_prefix(prefix: &str) -> anyhow::Result<()> {
+    let valid = (3..=40).contains(&prefix.len())
+        && prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && prefix.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid {
+        bail!(
+            "invalid Lambda bucket prefix {prefix:?}: expected 3 to 40 lower-case letters, digits or '-', starting with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+fn is_ami_id(ami: &str) -> bool {
+    ami.strip_prefix("ami-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+fn write(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> String {
+        std::fs::read_to_string(project::root().join(SOURCE)).expect("the source template")
+    }
+
+    fn options(mappings: Option<AmiMappings>) -> RenderOptions {
+        RenderOptions {
+            version: "v1.2.3".to_owned(),
+            ami_mappings: mappings,
+            lambda_bucket_prefix: "my-lambdas".to_owned(),
+        }
+    }
+
+    fn mappings(text: &str) -> AmiMappings {
+        parse_mappings(text, Path::new("mappings.yml")).expect("valid mappings")
+    }
+
+    #[test]
+    fn renders_version_bucket_prefix_and_mappings() {
+        let mappings = mappings(
+            "us-east-1:\n  linuxamd64: ami-0123456789abcdef0\n  linuxarm64: ami-12c6146b\neu-west-1:\n  ubuntu2404amd64: ami-0fedcba9876543210\n",
+        );
+        let rendered = render(&source(), &options(Some(mappings))).expect("renders");
+        assert!(!rendered.contains(SOURCE_VERSION));
+        assert!(rendered.contains("Description: Buildkite Elastic CI Stack for AWS v1.2.3\n"));
+        assert!(rendered.contains("BUILDKITE_STACK_VERSION=v1.2.3\n"));
+        assert!(rendered.contains("amd64: elastic-ci-scaler/v1.2.3/elastic-ci-scaler-x86_64.zip"));
+        assert!(rendered.contains("BucketPrefix: my-lambdas\n"));
+        assert!(rendered.contains(
+            "    eu-west-1: {linuxamd64: \"\", linuxarm64: \"\", ubuntu2404amd64: ami-0fedcba9876543210, ubuntu2404arm64: \"\"}\n"
+        ));
+        assert!(rendered.contains(
+            "    us-east-1: {linuxamd64: ami-0123456789abcdef0, linuxarm64: ami-12c6146b, ubuntu2404amd64: \"\", ubuntu2404arm64: \"\"}\n"
+        ));
+        let template: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("YAML");
+        assert_eq!(
+            template["Mappings"]["AWSRegion2AMI"]["us-east-1"]["linuxarm64"].as_str(),
+            Some("ami-12c6146b")
+        );
+    }
+
+    #[test]
+    fn keeps_the_placeholder_mapping_without_a_mappings_file() {
+        let rendered = render(&source(), &options(None)).expect("renders");
+        let template: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("YAML");
+        let regions = template["Mappings"]["AWSRegion2AMI"].as_mapping().expect("a mapping");
+        assert_eq!(regions.len(), 1);
+        assert_eq!(
+            template["Mappings"]["AWSRegion2AMI"]["us-east-1"]["linuxamd64"].as_str(),
+            Some("")
+        );
+    }
+
+    #[test]
+    fn rendering_changes_nothing_but_the_release_lines() {
+        let source = source();
+        let rendered = render(&source, &options(None)).expect("renders");
+        let changed: Vec<(&str, &str)> =
+            source.lines().zip(rendered.lines()).filter(|(a, b)| a != b).collect();
+        assert_eq!(source.lines().count(), rendered.lines().count());
+        assert!(
+            changed
+                .iter()
+                .all(|(a, _)| a.contains(SOURCE_VERSION) || a.contains(BUCKET_PREFIX_KEY))
+        );
+        assert_eq!(changed.len(), source.matches(SOURCE_VERSION).count() + 1);
+    }
+
+    #[test]
+    fn rejects_versions_that_would_break_the_template() {
+        for version in ["", "v1 2", "v1:2", "v1/2", "v1\"2", "v1\n2"] {
+            let error =
+                render(&source(), &RenderOptions { version: version.to_owned(), ..options(None) })
+                    .expect_err(version);
+            assert!(error.to_string().contains(&format!("invalid version {version:?}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_bucket_prefixes() {
+        for prefix in ["", "ab", "Upper", "-dash", "with_underscore", "a.b"] {
+            let error = render(
+                &source(),
+                &RenderOptions { lambda_bucket_prefix: prefix.to_owned(), ..options(None) },
+            )
+            .expect_err(prefix);
+            assert!(
+                error.to_string().contains(&format!("invalid Lambda bucket prefix {prefix:?}"))
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_mappings_naming_the_value() {
+        let cases = [
+            (
+                "us-east-1:\n  linuxamd64: ami-xyz\n",
+                "invalid AMI id \"ami-xyz\" for us-east-1 linuxamd64",
+            ),
+            ("useast1:\n  linuxamd64: ami-12c6146b\n", "invalid region \"useast1\""),
+            ("us-east-1:\n  windows: ami-12c6146b\n", "invalid mappings file mappings.yml"),
+            ("us-east-1: {}\n", "region us-east-1 in mappings.yml has no AMI id"),
+            ("{}\n", "has no region"),
+            ("- not a map\n", "invalid mappings file mappings.yml"),
+        ];
+        for (text, expected) in cases {
+            let error = parse_mappings(text, Path::new("mappings.yml")).expect_err(text);
+            assert!(format!("{error:#}").contains(expected), "{text:?}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn rejects_a_source_without_markers() {
+        let source =
+            source().replace(BEGIN_MARKER, "# something").replace(END_MARKER, "# something else");
+        let error = render(&source, &options(None)).expect_err("no markers");
+        assert!(error.to_string().contains("AMI mapping markers"), "{error}");
+    }
+}
