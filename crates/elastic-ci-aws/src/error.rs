@@ -119,8 +119,8 @@ impl AwsError {
 
 /// Maps a service error code (or, for code-less answers such as a HEAD 404, the HTTP
 /// status) to a kind. Codes differ between services and protocols; these are the ones
-/// S3, SSM, Auto Scaling, CloudWatch, ECR, CloudFormation and STS send.
-fn classify(code: Option<&str>, status: u16) -> AwsErrorKind {
+/// S3, SSM, Auto Scaling, CloudWatch, ECR, CloudFormation, EC2 and STS send.
+pub(crate) fn classify(code: Option<&str>, status: u16) -> AwsErrorKind {
     match code {
         Some(
             "NoSuchKey"
@@ -132,7 +132,9 @@ fn classify(code: Option<&str>, status: u16) -> AwsErrorKind {
             | "ResourceNotFound"
             | "ResourceNotFoundException"
             | "RepositoryNotFoundException"
-            | "RegistryNotFoundException",
+            | "RegistryNotFoundException"
+            | "InvalidAMIID.NotFound"
+            | "InvalidAMIID.Unavailable",
         ) => AwsErrorKind::NotFound,
         Some(
             "AccessDenied"

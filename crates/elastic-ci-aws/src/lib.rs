@@ -10,6 +10,7 @@
 //! | [`cloudwatch::Metrics`] | CloudWatch | [`cloudwatch::CloudWatchMetrics`] |
 //! | [`ecr::RegistryAuth`] | ECR | [`ecr::EcrRegistryAuth`] |
 //! | [`cloudformation::StackSignal`] | CloudFormation | [`cloudformation::CloudFormationSignal`] |
+//! | [`ec2::MachineImages`] | EC2 images | [`ec2::Ec2MachineImages`] (signed Query API calls, no SDK crate) |
 //!
 //! **Architecture Invariant:** every SDK client is built from the `SdkConfig` that
 //! [`config::aws_sdk_config`] returns, so the standard variables (`AWS_REGION`,
@@ -27,6 +28,7 @@ pub mod autoscaling;
 pub mod cloudformation;
 pub mod cloudwatch;
 pub mod config;
+pub mod ec2;
 pub mod ecr;
 pub mod error;
 #[cfg(feature = "fake")]

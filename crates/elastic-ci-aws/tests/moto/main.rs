@@ -3,6 +3,8 @@
 //! Needs `ELASTIC_CI_MOTO_ENDPOINT` (set by `cargo xtask ci` or `cargo xtask moto
 //! start`); skips without it, except in CI, where it fails.
 
+mod ec2;
+
 use elastic_ci_aws::autoscaling::{AutoScalingGroups, ScalingGroup};
 use elastic_ci_aws::cloudwatch::{CloudWatchMetrics, MetricDatum, MetricUnit, Metrics};
 use elastic_ci_aws::ecr::{EcrRegistryAuth, RegistryAuth};

@@ -1,0 +1,378 @@
+//! Machine images: the three EC2 image operations the release tooling needs, across
+//! regions (describe, copy, make public).
+//!
+//! Unlike the other adapters this one does not use an AWS SDK crate: `aws-sdk-ec2` is
+//! by far the largest service crate (several hundred operations, minutes of compile
+//! time on a two-core machine, for every build of the workspace), and we need three
+//! operations of EC2's plain Query protocol. [`Ec2MachineImages`] sends them as
+//! form-encoded POSTs signed with SigV4 (`aws-sigv4`, already in the SDK's dependency
+//! tree), with the credentials, endpoint overrides and region names of the shared
+//! `SdkConfig`, and reads the few fields it needs from the XML answer.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_types::service_config::ServiceConfigKey;
+use tracing::{instrument, warn};
+
+use crate::error::{AwsError, AwsErrorKind, classify};
+
+/// The EC2 Query API version every request names.
+const API_VERSION: &str = "2016-11-15";
+
+/// Attempts per call for throttling and transport failures, first try included.
+const MAX_ATTEMPTS: u32 = 4;
+
+/// One image, as far as the release tooling cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineImage {
+    pub image_id: String,
+    pub name: String,
+    pub state: ImageState,
+    /// Whether every account may launch it.
+    pub public: bool,
+}
+
+/// Where an image is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageState {
+    /// Still being created or copied.
+    Pending,
+    Available,
+    /// Any state an image does not come back from (`failed`, `error`, `invalid`,
+    /// `deregistered`, `disabled`), with EC2's word for it.
+    Unusable(String),
+}
+
+impl ImageState {
+    fn parse(state: &str) -> ImageState {
+        match state {
+            "pending" | "transient" => ImageState::Pending,
+            "available" => ImageState::Available,
+            other => ImageState::Unusable(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ImageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageState::Pending => f.write_str("pending"),
+            ImageState::Available => f.write_str("available"),
+            ImageState::Unusable(state) => f.write_str(state),
+        }
+    }
+}
+
+/// A copy of an image into another region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyImageRequest {
+    pub source_region: String,
+    pub source_image_id: String,
+    /// The region the copy is made in.
+    pub region: String,
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[async_trait]
+pub trait MachineImages: Send + Sync {
+    /// The image `image_id` in `region`, or `None` when the region has no such image.
+    async fn describe_image(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> Result<Option<MachineImage>, AwsError>;
+
+    /// Starts a copy (with the source's tags) and returns the new image's id; the copy
+    /// is `Pending` until EC2 has finished it.
+    async fn copy_image(&self, request: &CopyImageRequest) -> Result<String, AwsError>;
+
+    /// Lets every account launch the image (launch permission group `all`).
+    async fn make_public(&self, region: &str, image_id: &str) -> Result<(), AwsError>;
+}
+
+/// [`MachineImages`] over EC2's Query API.
+#[derive(Debug, Clone)]
+pub struct Ec2MachineImages {
+    http: reqwest::Client,
+    credentials: Option<SharedCredentialsProvider>,
+    /// An endpoint for every region (an emulator), or `None` for the regional ones.
+    endpoint_url: Option<String>,
+}
+
+impl Ec2MachineImages {
+    /// Uses the credentials of `sdk_config` and its endpoint override, if any: the
+    /// EC2-specific one (`AWS_ENDPOINT_URL_EC2`, or `endpoint_url` in an `[services]`
+    /// profile section) first, then the general one (`AWS_ENDPOINT_URL`).
+    pub fn new(sdk_config: &SdkConfig) -> Ec2MachineImages {
+        let service_endpoint = sdk_config.service_config().and_then(|config| {
+            let key = ServiceConfigKey::builder()
+                .service_id("EC2")
+                .env("AWS_ENDPOINT_URL")
+                .profile("endpoint_url")
+                .build()
+                .ok()?;
+            config.load_config(key)
+        });
+        let endpoint_url = service_endpoint.or_else(|| sdk_config.endpoint_url().map(str::to_owned));
+        Ec2MachineImages {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+            credentials: sdk_config.credentials_provider(),
+            endpoint_url,
+        }
+    }
+
+    fn endpoint(&self, region: &str) -> String {
+        match &self.endpoint_url {
+            Some(url) => url.clone(),
+            None if region.starts_with("cn-") => format!("https://ec2.{region}.amazonaws.com.cn/"),
+            None => format!("https://ec2.{region}.amazonaws.com/"),
+        }
+    }
+
+    /// Sends one action, retrying throttling and transport failures; returns the XML
+    /// body of a successful answer.
+    async fn call(
+        &self,
+        region: &str,
+        action: &'static str,
+        resource: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
+        let mut delay = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            match self.call_once(region, action, resource, params).await {
+                Err(error)
+                    if attempt < MAX_ATTEMPTS
+                        && matches!(
+                            error.kind,
+                            AwsErrorKind::Throttled
+                                | AwsErrorKind::Transport
+                                | AwsErrorKind::Service
+                        ) =>
+                {
+                    warn!(%error, attempt, "retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        region: &str,
+        action: &'static str,
+        resource: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, AwsError> {
+        let fail = |kind, message: String| AwsError::new(kind, action, resource, message);
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action).append_pair("Version", API_VERSION);
+            for (name, value) in params {
+                form.append_pair(name, value);
+            }
+            form.finish()
+        };
+
+        let provider = self.credentials.as_ref().ok_or_else(|| {
+            fail(AwsErrorKind::AccessDenied, "no credentials are configured".to_owned())
+        })?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|error| fail(AwsErrorKind::AccessDenied, format!("no credentials: {error}")))?;
+        let identity = credentials.into();
+        let signing_params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name("ec2")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|error| fail(AwsErrorKind::Validation, format!("signing: {error}")))?
+            .into();
+        let url = self.endpoint(region);
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let signable = SignableRequest::new(
+            "POST",
+            &url,
+            [("content-type", content_type)].into_iter(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|error| fail(AwsErrorKind::Validation, format!("signing: {error}")))?;
+        let (instructions, _signature) = sign(signable, &signing_params)
+            .map_err(|error| fail(AwsErrorKind::Validation, format!("signing: {error}")))?
+            .into_parts();
+
+        let mut request = self.http.post(&url).header("content-type", content_type);
+        for (name, value) in instructions.headers() {
+            request = request.header(name, value);
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| fail(AwsErrorKind::Transport, error.to_string()))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|error| fail(AwsErrorKind::Transport, format!("reading the answer: {error}")))?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        let code = xml_text(&text, "Code");
+        let message = xml_text(&text, "Message").unwrap_or_default();
+        Err(AwsError {
+            kind: classify(code.as_deref(), status),
+            operation: action,
+            resource: resource.to_owned(),
+            code,
+            message,
+        })
+    }
+}
+
+#[async_trait]
+impl MachineImages for Ec2MachineImages {
+    #[instrument(skip_all, fields(region, image_id))]
+    async fn describe_image(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> Result<Option<MachineImage>, AwsError> {
+        let resource = format!("{region}/{image_id}");
+        let answer =
+            match self.call(region, "DescribeImages", &resource, &[("ImageId.1", image_id)]).await {
+                Ok(answer) => answer,
+                Err(error) if error.kind == AwsErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(error),
+            };
+        Ok(parse_image(&answer))
+    }
+
+    #[instrument(skip_all, fields(source = %request.source_image_id, region = %request.region))]
+    async fn copy_image(&self, request: &CopyImageRequest) -> Result<String, AwsError> {
+        let resource = format!(
+            "{}/{} to {}",
+            request.source_region, request.source_image_id, request.region
+        );
+        let mut params = vec![
+            ("SourceRegion", request.source_region.as_str()),
+            ("SourceImageId", request.source_image_id.as_str()),
+            ("Name", request.name.as_str()),
+            ("CopyImageTags", "true"),
+        ];
+        if let Some(description) = &request.description {
+            params.push(("Description", description.as_str()));
+        }
+        let answer = self.call(&request.region, "CopyImage", &resource, &params).await?;
+        xml_text(&answer, "imageId").ok_or_else(|| {
+            AwsError::new(AwsErrorKind::Service, "CopyImage", resource, "the answer has no imageId")
+        })
+    }
+
+    #[instrument(skip_all, fields(region, image_id))]
+    async fn make_public(&self, region: &str, image_id: &str) -> Result<(), AwsError> {
+        let resource = format!("{region}/{image_id}");
+        self.call(
+            region,
+            "ModifyImageAttribute",
+            &resource,
+            &[("ImageId", image_id), ("LaunchPermission.Add.1.Group", "all")],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The first image of a DescribeImages answer.
+fn parse_image(answer: &str) -> Option<MachineImage> {
+    let item = xml_text(answer, "imagesSet")?;
+    Some(MachineImage {
+        image_id: xml_text(&item, "imageId")?,
+        name: xml_text(&item, "name").unwrap_or_default(),
+        state: ImageState::parse(&xml_text(&item, "imageState")?),
+        public: xml_text(&item, "isPublic").as_deref() == Some("true"),
+    })
+}
+
+/// The text of the first `<tag>…</tag>` element, entities decoded. EC2's answers are
+/// flat enough for this: the fields read here occur once per image.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    Some(
+        xml[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_image_from_a_describe_images_answer() {
+        let answer = r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>r</requestId>
+  <imagesSet>
+    <item>
+      <imageId>ami-0abc</imageId>
+      <imageState>pending</imageState>
+      <isPublic>false</isPublic>
+      <name>buildkite &amp; co</name>
+      <blockDeviceMapping><item><deviceName>/dev/xvda</deviceName></item></blockDeviceMapping>
+      <tagSet><item><key>Name</key><value>x</value></item></tagSet>
+    </item>
+  </imagesSet>
+</DescribeImagesResponse>"#;
+        assert_eq!(
+            parse_image(answer),
+            Some(MachineImage {
+                image_id: "ami-0abc".to_owned(),
+                name: "buildkite & co".to_owned(),
+                state: ImageState::Pending,
+                public: false,
+            })
+        );
+    }
+
+    #[test]
+    fn an_empty_images_set_is_no_image() {
+        let answer = "<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>";
+        assert_eq!(parse_image(answer), None);
+        let answer = "<DescribeImagesResponse><imagesSet>\n</imagesSet></DescribeImagesResponse>";
+        assert_eq!(parse_image(answer), None);
+    }
+
+    #[test]
+    fn states_that_do_not_recover_are_unusable() {
+        assert_eq!(ImageState::parse("available"), ImageState::Available);
+        assert_eq!(ImageState::parse("transient"), ImageState::Pending);
+        assert_eq!(ImageState::parse("failed"), ImageState::Unusable("failed".to_owned()));
+        assert_eq!(ImageState::parse("failed").to_string(), "failed");
+    }
+}
