@@ -10,6 +10,7 @@
 //! - [`envfile`]: the env-file format read by both systemd's `EnvironmentFile=` and
 //!   bash's `source`, with a writer and a parser.
 //! - [`fleet`]: snapshots of an Auto Scaling group and its instances.
+//! - [`scaling`]: the scaler's configuration and its pure scaling decision.
 //! - [`secret`]: a string wrapper that never prints its contents.
 //! - [`shell`]: quoting for text a shell evaluates.
 //! - [`boot`]: the instance boot sequence as data: configuration, rendered files, plan.
@@ -25,6 +26,7 @@ pub mod disk;
 pub mod envfile;
 pub mod fixperms;
 pub mod fleet;
+pub mod scaling;
 pub mod secret;
 pub mod shell;
 pub mod uri;
