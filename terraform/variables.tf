@@ -1,0 +1,1150 @@
+# One variable per parameter of cloudformation/aws-stack.yml, named in snake_case
+# (BuildkiteAgentTokenParameterStoreKMSKey is buildkite_agent_token_parameter_store_kms_key),
+# with the same defaults and validation. "true"/"false" parameters are bools here,
+# comma-separated lists are lists of strings. A test in xtask keeps the two in step.
+
+# Terraform only: CloudFormation takes these from the stack itself.
+variable "stack_name" {
+  description = "Name of the stack: prefixes every resource name, like a CloudFormation stack name."
+  type        = string
+  default     = "buildkite-stack"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-zA-Z][a-zA-Z0-9-]{0,29}$", var.stack_name))
+    error_message = "stack_name must start with a letter and have at most 30 letters, digits or hyphens."
+  }
+}
+
+variable "tags" {
+  description = "Tags for every resource that takes tags."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+}
+
+# Base Configuration
+variable "buildkite_agent_token" {
+  description = "Buildkite agent registration token. The stack stores it as a SecureString SSM parameter. Required unless buildkite_agent_token_parameter_store_path is set."
+  type        = string
+  default     = ""
+  sensitive   = true
+  nullable    = false
+}
+
+variable "buildkite_agent_token_parameter_store_path" {
+  description = "Existing SSM parameter (a path starting with / or a full parameter ARN, for another account) holding the agent token. When set, the stack stores no token."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^/$|^/[a-zA-Z0-9_.\\-/]+$|^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/[a-zA-Z0-9_.\\-/]+$", var.buildkite_agent_token_parameter_store_path))
+    error_message = "buildkite_agent_token_parameter_store_path must match ^$|^/$|^/[a-zA-Z0-9_.\\-/]+$|^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/[a-zA-Z0-9_.\\-/]+$."
+  }
+}
+
+variable "buildkite_agent_token_parameter_store_kms_key" {
+  description = "KMS key id or ARN that encrypts that SSM parameter (empty for the AWS managed key)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "buildkite_queue" {
+  description = "Queue the agents register with (agent tag queue=)."
+  type        = string
+  default     = "default"
+  nullable    = false
+
+  validation {
+    condition     = length(var.buildkite_queue) >= 1
+    error_message = "buildkite_queue must not be empty."
+  }
+}
+
+variable "agent_endpoint" {
+  description = "Buildkite agent API endpoint."
+  type        = string
+  default     = "https://agent-edge.buildkite.com/v3"
+  nullable    = false
+}
+
+# Signed Pipelines Configuration
+variable "pipeline_signing_kms_key_id" {
+  description = "Existing KMS key id or ARN for signing and verifying jobs. Do not combine with pipeline_signing_kms_key_spec."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "pipeline_signing_kms_key_spec" {
+  description = "ECC_NIST_P256 creates an asymmetric SIGN_VERIFY KMS key for job signing; none creates nothing."
+  type        = string
+  default     = "none"
+  nullable    = false
+
+  validation {
+    condition     = contains(["ECC_NIST_P256", "none"], var.pipeline_signing_kms_key_spec)
+    error_message = "pipeline_signing_kms_key_spec must be one of ECC_NIST_P256, none."
+  }
+}
+
+variable "pipeline_signing_kms_access" {
+  description = "What the instances may do with the signing key."
+  type        = string
+  default     = "sign-and-verify"
+  nullable    = false
+
+  validation {
+    condition     = contains(["sign-and-verify", "verify"], var.pipeline_signing_kms_access)
+    error_message = "pipeline_signing_kms_access must be one of sign-and-verify, verify."
+  }
+}
+
+variable "pipeline_signing_verification_failure_behavior" {
+  description = "What agents do with a job whose signature is missing or invalid."
+  type        = string
+  default     = "block"
+  nullable    = false
+
+  validation {
+    condition     = contains(["block", "warn"], var.pipeline_signing_verification_failure_behavior)
+    error_message = "pipeline_signing_verification_failure_behavior must be one of block, warn."
+  }
+}
+
+variable "buildkite_agent_signing_key_ssm_parameter" {
+  description = "SSM parameter holding a JWKS to sign jobs with. The instance role is granted read access."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^/[a-zA-Z0-9_.\\-/]+$", var.buildkite_agent_signing_key_ssm_parameter))
+    error_message = "buildkite_agent_signing_key_ssm_parameter must match ^$|^/[a-zA-Z0-9_.\\-/]+$."
+  }
+}
+
+variable "buildkite_agent_signing_key_id" {
+  description = "Key id inside the signing JWKS."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "buildkite_agent_verification_key_ssm_parameter" {
+  description = "SSM parameter holding a JWKS to verify jobs with. The instance role is granted read access."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^/[a-zA-Z0-9_.\\-/]+$", var.buildkite_agent_verification_key_ssm_parameter))
+    error_message = "buildkite_agent_verification_key_ssm_parameter must match ^$|^/[a-zA-Z0-9_.\\-/]+$."
+  }
+}
+
+# Advanced Configuration
+variable "buildkite_agent_release" {
+  description = "Buildkite agent release channel."
+  type        = string
+  default     = "stable"
+  nullable    = false
+
+  validation {
+    condition     = contains(["stable", "oldstable", "beta", "edge"], var.buildkite_agent_release)
+    error_message = "buildkite_agent_release must be one of stable, oldstable, beta, edge."
+  }
+}
+
+variable "buildkite_agent_tags" {
+  description = "Extra comma-separated agent tags (key=value)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "buildkite_agent_timestamp_lines" {
+  description = "Prefix every job log line with a timestamp."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "buildkite_agent_experiments" {
+  description = "Comma-separated agent experiments."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "buildkite_agent_enable_git_mirrors" {
+  description = "Enable agent git mirrors."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "git_mirror_seed_bucket" {
+  description = "Bucket whose git-mirror-seeds/ archives seed the git mirrors at boot (with git mirrors on). Raises the default instance_creation_timeout to PT15M."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "buildkite_agent_tracing_backend" {
+  description = "Agent tracing backend."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = contains(["", "datadog", "opentelemetry"], var.buildkite_agent_tracing_backend)
+    error_message = "buildkite_agent_tracing_backend must be one of '', datadog, opentelemetry."
+  }
+}
+
+variable "buildkite_agent_cancel_grace_period" {
+  description = "Seconds a cancelled or timed-out job gets to clean up."
+  type        = number
+  default     = 60
+  nullable    = false
+
+  validation {
+    condition     = var.buildkite_agent_cancel_grace_period >= 1
+    error_message = "buildkite_agent_cancel_grace_period must be at least 1."
+  }
+}
+
+variable "buildkite_agent_signal_grace_period" {
+  description = "Seconds between the cancel signal and SIGKILL; -1 keeps the agent default."
+  type        = number
+  default     = -1
+  nullable    = false
+
+  validation {
+    condition     = var.buildkite_agent_signal_grace_period >= -1
+    error_message = "buildkite_agent_signal_grace_period must be at least -1."
+  }
+}
+
+variable "buildkite_terminate_instance_after_job" {
+  description = "Run one job per instance, then terminate it."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "buildkite_agent_disconnect_after_uptime" {
+  description = "Seconds after which an agent stops taking jobs and exits (0 = never)."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.buildkite_agent_disconnect_after_uptime >= 0
+    error_message = "buildkite_agent_disconnect_after_uptime must be at least 0."
+  }
+}
+
+variable "buildkite_terminate_instance_on_disk_full" {
+  description = "Terminate the instance instead of failing the job when the disk is full."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "buildkite_purge_builds_on_disk_full" {
+  description = "Delete build directories as a last resort when the disk is full."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "buildkite_additional_sudo_permissions" {
+  description = "Comma-separated absolute command paths the buildkite-agent user may run with sudo."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "enable_ec2_log_retention_policy" {
+  description = "Expire instance logs after ec2_log_retention_days (otherwise kept forever)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "ec2_log_retention_days" {
+  description = "Retention of the instance log groups when enable_ec2_log_retention_policy is true."
+  type        = number
+  default     = 7
+  nullable    = false
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653], var.ec2_log_retention_days)
+    error_message = "ec2_log_retention_days must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Lambda log groups, in days."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653."
+  }
+}
+
+variable "buildkite_agent_enable_graceful_shutdown" {
+  description = "When an update replaces the Auto Scaling group, let the old group's agents finish their jobs before it is removed."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "lambda_architecture" {
+  description = "CPU architecture of the stack's Lambda functions."
+  type        = string
+  default     = "x86_64"
+  nullable    = false
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be one of x86_64, arm64."
+  }
+}
+
+variable "scaler_lambda_s3_bucket" {
+  description = "Bucket (in this region) holding the scaler Lambda zip. Empty uses the release bucket for this region."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "scaler_lambda_s3_key" {
+  description = "Key of the scaler Lambda zip in scaler_lambda_s3_bucket. Empty uses this release's zip for lambda_architecture."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+# Network Configuration
+variable "vpc_id" {
+  description = "Existing VPC for the instances. Empty builds a VPC with two public subnets."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "subnets" {
+  description = "Subnet ids for the instances (with vpc_id)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "availability_zones" {
+  description = "Two availability zones for the subnets the stack builds (default the region's first two)."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "security_group_ids" {
+  description = "Security group ids for the instances. Empty creates one."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "associate_public_ip_address" {
+  description = "Give instances a public IPv4 address (the stack-built VPC has no NAT gateway)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "enable_vpc_endpoints" {
+  description = "Add S3, ECR, SSM, Secrets Manager and KMS endpoints to the stack-built VPC."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+# Instance Configuration
+variable "image_id" {
+  description = "AMI id for the instances; overrides the stack's AMIs."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "image_id_parameter" {
+  description = "SSM parameter holding the AMI id, resolved at each launch."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "linux_distribution" {
+  description = "Linux distribution of the stack's AMIs."
+  type        = string
+  default     = "amazonlinux2023"
+  nullable    = false
+
+  validation {
+    condition     = contains(["amazonlinux2023", "ubuntu2404"], var.linux_distribution)
+    error_message = "linux_distribution must be one of amazonlinux2023, ubuntu2404."
+  }
+}
+
+variable "instance_types" {
+  description = "Up to 25 comma-separated instance types of one architecture, in order of preference. The architecture is detected from the type names."
+  type        = string
+  default     = "t3.large"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[\\w\\-\\.]+(,[\\w\\-\\.]*){0,24}$", var.instance_types))
+    error_message = "instance_types must match ^[\\w\\-\\.]+(,[\\w\\-\\.]*){0,24}$."
+  }
+
+  validation {
+    condition     = length(var.instance_types) >= 1
+    error_message = "instance_types must not be empty."
+  }
+}
+
+variable "cpu_credits" {
+  description = "Credit mode of burstable (t2, t3, t3a, t4g) instances."
+  type        = string
+  default     = "unlimited"
+  nullable    = false
+
+  validation {
+    condition     = contains(["standard", "unlimited"], var.cpu_credits)
+    error_message = "cpu_credits must be one of standard, unlimited."
+  }
+}
+
+variable "nested_virtualization_enabled" {
+  description = "Enable nested virtualization (some Intel instance families only)."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "enable_instance_storage" {
+  description = "Mount NVMe instance storage at /mnt/ephemeral for Docker, builds and git mirrors."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "mount_tmpfs_at_tmp" {
+  description = "Keep /tmp in memory (tmpfs)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "agents_per_instance" {
+  description = "Agents started on each instance."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.agents_per_instance >= 1
+    error_message = "agents_per_instance must be at least 1."
+  }
+}
+
+variable "key_name" {
+  description = "EC2 key pair for SSH access. Opens port 22 on the stack's security group."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "secrets_bucket" {
+  description = "Existing S3 secrets bucket. Empty (with the secrets plugin on) creates one."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "secrets_bucket_region" {
+  description = "Region of that secrets bucket."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "secrets_plugin_skip_ssh_key_not_found_warning" {
+  description = "Do not warn when the secrets bucket has no SSH key."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "artifacts_bucket" {
+  description = "Existing bucket the agents may read and write artifacts in."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "artifacts_bucket_region" {
+  description = "Region of the artifacts bucket (default this region)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "artifacts_s3_acl" {
+  description = "Canned ACL of uploaded artifacts."
+  type        = string
+  default     = "private"
+  nullable    = false
+
+  validation {
+    condition     = contains(["private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control"], var.artifacts_s3_acl)
+    error_message = "artifacts_s3_acl must be one of private, public-read, public-read-write, authenticated-read, aws-exec-read, bucket-owner-read, bucket-owner-full-control."
+  }
+}
+
+variable "authorized_users_url" {
+  description = "s3:// or https:// URL of an authorized_keys file, refreshed hourly. Opens port 22 on the stack's security group."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "bootstrap_script_url" {
+  description = "s3://, https:// or file:// URL of a script run as root at boot, before the agent starts."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "agent_env_file_url" {
+  description = "s3://, ssm:, https:// or file:// URL of environment variables for the agent process."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "root_volume_size" {
+  description = "Root volume size in GB."
+  type        = number
+  default     = 250
+  nullable    = false
+
+  validation {
+    condition     = var.root_volume_size >= 10
+    error_message = "root_volume_size must be at least 10."
+  }
+}
+
+variable "root_volume_name" {
+  description = "Root device name (default /dev/xvda, or /dev/sda1 on Ubuntu)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "root_volume_type" {
+  description = "Root volume type."
+  type        = string
+  default     = "gp3"
+  nullable    = false
+}
+
+variable "root_volume_encrypted" {
+  description = "Encrypt the root volume."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "root_volume_delete_on_termination" {
+  description = "Delete the root volume when the instance terminates."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "root_volume_iops" {
+  description = "Root volume IOPS (gp3, io1 and io2)."
+  type        = number
+  default     = 3000
+  nullable    = false
+}
+
+variable "root_volume_throughput" {
+  description = "Root volume throughput in MB/s (gp3)."
+  type        = number
+  default     = 125
+  nullable    = false
+}
+
+variable "managed_policy_arns" {
+  description = "Managed policies to attach to the instance role."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "scaler_managed_policy_arns" {
+  description = "Managed policies to attach to the scaler Lambda's role."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "instance_role_arn" {
+  description = "Existing IAM role for the instances (paths up to 10 levels). The stack then creates no instance role or policies."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^arn:aws[a-z-]*:iam::[0-9]+:role/.*$", var.instance_role_arn))
+    error_message = "instance_role_arn must match ^$|^arn:aws[a-z-]*:iam::[0-9]+:role/.*$."
+  }
+}
+
+variable "instance_role_name" {
+  description = "Name of the instance role the stack creates (default generated)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "instance_role_permissions_boundary_arn" {
+  description = "Permissions boundary for every role the stack creates."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "instance_role_tags" {
+  description = "Up to five key=value tags, comma-separated, for the instance role."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*(,[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*){0,4}$", var.instance_role_tags))
+    error_message = "instance_role_tags must match ^$|^[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*(,[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*){0,4}$."
+  }
+}
+
+variable "imdsv2_tokens" {
+  description = "Whether instance metadata requires IMDSv2 session tokens."
+  type        = string
+  default     = "required"
+  nullable    = false
+
+  validation {
+    condition     = contains(["optional", "required"], var.imdsv2_tokens)
+    error_message = "imdsv2_tokens must be one of optional, required."
+  }
+}
+
+variable "enable_detailed_monitoring" {
+  description = "Enable 1-minute EC2 detailed monitoring."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "instance_name" {
+  description = "Name tag of the instances (default the stack name)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "experimental_enable_resource_limits" {
+  description = "Run the agent in a systemd slice with the limits below."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "resource_limits_memory_high" {
+  description = "Slice MemoryHigh."
+  type        = string
+  default     = "90%"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$", var.resource_limits_memory_high))
+    error_message = "resource_limits_memory_high must match ^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$."
+  }
+}
+
+variable "resource_limits_memory_max" {
+  description = "Slice MemoryMax."
+  type        = string
+  default     = "90%"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$", var.resource_limits_memory_max))
+    error_message = "resource_limits_memory_max must match ^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$."
+  }
+}
+
+variable "resource_limits_memory_swap_max" {
+  description = "Slice MemorySwapMax."
+  type        = string
+  default     = "90%"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$", var.resource_limits_memory_swap_max))
+    error_message = "resource_limits_memory_swap_max must match ^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$."
+  }
+}
+
+variable "resource_limits_cpu_weight" {
+  description = "Slice CPUWeight."
+  type        = number
+  default     = 100
+  nullable    = false
+
+  validation {
+    condition     = var.resource_limits_cpu_weight >= 1 && var.resource_limits_cpu_weight <= 10000
+    error_message = "resource_limits_cpu_weight must be between 1 and 10000."
+  }
+}
+
+variable "resource_limits_cpu_quota" {
+  description = "Slice CPUQuota."
+  type        = string
+  default     = "90%"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^\\d+%$", var.resource_limits_cpu_quota))
+    error_message = "resource_limits_cpu_quota must match ^\\d+%$."
+  }
+}
+
+variable "resource_limits_io_weight" {
+  description = "Slice IOWeight."
+  type        = number
+  default     = 80
+  nullable    = false
+
+  validation {
+    condition     = var.resource_limits_io_weight >= 1 && var.resource_limits_io_weight <= 10000
+    error_message = "resource_limits_io_weight must be between 1 and 10000."
+  }
+}
+
+# Auto-scaling Configuration
+variable "min_size" {
+  description = "Minimum number of instances; the stack waits for this many to boot."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.min_size >= 0
+    error_message = "min_size must be at least 0."
+  }
+}
+
+variable "max_size" {
+  description = "Maximum number of instances. Equal to min_size means no scaler."
+  type        = number
+  default     = 10
+  nullable    = false
+
+  validation {
+    condition     = var.max_size >= 0
+    error_message = "max_size must be at least 0."
+  }
+}
+
+variable "instance_buffer" {
+  description = "Spare idle instances to keep while there are jobs."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.instance_buffer >= 0
+    error_message = "instance_buffer must be at least 0."
+  }
+}
+
+variable "disable_scale_in" {
+  description = "The scaler never lowers capacity; idle instances terminate themselves."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "instance_scale_in_protection" {
+  description = "Protect new instances from scale-in by the Auto Scaling group."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "on_demand_base_capacity" {
+  description = "Instances always launched on demand."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.on_demand_base_capacity >= 0
+    error_message = "on_demand_base_capacity must be at least 0."
+  }
+}
+
+variable "on_demand_percentage" {
+  description = "Percentage of on-demand instances above the base (the rest are Spot)."
+  type        = number
+  default     = 100
+  nullable    = false
+
+  validation {
+    condition     = var.on_demand_percentage >= 0 && var.on_demand_percentage <= 100
+    error_message = "on_demand_percentage must be between 0 and 100."
+  }
+}
+
+variable "spot_allocation_strategy" {
+  description = "Spot allocation strategy."
+  type        = string
+  default     = "capacity-optimized"
+  nullable    = false
+
+  validation {
+    condition     = contains(["price-capacity-optimized", "capacity-optimized", "lowest-price", "capacity-optimized-prioritized"], var.spot_allocation_strategy)
+    error_message = "spot_allocation_strategy must be one of price-capacity-optimized, capacity-optimized, lowest-price, capacity-optimized-prioritized."
+  }
+}
+
+variable "scale_out_factor" {
+  description = "Multiplier on each scale-out step."
+  type        = number
+  default     = 1.0
+  nullable    = false
+}
+
+variable "scale_out_cooldown_period" {
+  description = "Seconds between scale-outs."
+  type        = number
+  default     = 300
+  nullable    = false
+}
+
+variable "scale_in_idle_period" {
+  description = "Seconds every agent on an instance must be idle before the instance terminates."
+  type        = number
+  default     = 600
+  nullable    = false
+}
+
+variable "scale_in_cooldown_period" {
+  description = "Seconds between scale-ins."
+  type        = number
+  default     = 3600
+  nullable    = false
+}
+
+variable "scale_out_for_waiting_jobs" {
+  description = "Also scale out for jobs waiting behind wait and block steps."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "instance_creation_timeout" {
+  description = "How long the stack waits for min_size instances to boot (ISO 8601, default PT5M, or PT15M with a git mirror seed bucket)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "scaler_event_schedule_period" {
+  description = "How often the scaler runs (an EventBridge rate such as 1 minute)."
+  type        = string
+  default     = "1 minute"
+  nullable    = false
+}
+
+variable "scaler_event_schedule_jitter" {
+  description = "Maximum start delay of each scaler run, to stagger many stacks (a duration such as 10s)."
+  type        = string
+  default     = "0s"
+  nullable    = false
+}
+
+variable "scaler_min_poll_interval" {
+  description = "Minimum interval between polls within one scaler run."
+  type        = string
+  default     = "10s"
+  nullable    = false
+}
+
+variable "scaler_enable_experimental_elastic_ci_mode" {
+  description = "Experimental scaler mode with graceful scale-in and dangling-instance clean-up."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "enable_scheduled_scaling" {
+  description = "Change min_size on a schedule."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "schedule_timezone" {
+  description = "Time zone of the schedules (IANA name)."
+  type        = string
+  default     = "UTC"
+  nullable    = false
+}
+
+variable "scale_up_schedule" {
+  description = "Cron expression of the scale-up action."
+  type        = string
+  default     = "0 8 * * MON-FRI"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$", var.scale_up_schedule))
+    error_message = "scale_up_schedule must match ^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$."
+  }
+}
+
+variable "scale_up_min_size" {
+  description = "min_size set by the scale-up action."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.scale_up_min_size >= 0
+    error_message = "scale_up_min_size must be at least 0."
+  }
+}
+
+variable "scale_down_schedule" {
+  description = "Cron expression of the scale-down action."
+  type        = string
+  default     = "0 18 * * MON-FRI"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$", var.scale_down_schedule))
+    error_message = "scale_down_schedule must match ^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$."
+  }
+}
+
+variable "scale_down_min_size" {
+  description = "min_size set by the scale-down action."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.scale_down_min_size >= 0
+    error_message = "scale_down_min_size must be at least 0."
+  }
+}
+
+# Cost Allocation Configuration
+variable "enable_cost_allocation_tags" {
+  description = "Tag instances, volumes and buckets with the cost allocation tag."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "cost_allocation_tag_name" {
+  description = "Cost allocation tag key."
+  type        = string
+  default     = "CreatedBy"
+  nullable    = false
+}
+
+variable "cost_allocation_tag_value" {
+  description = "Cost allocation tag value."
+  type        = string
+  default     = "buildkite-elastic-ci-stack-for-aws"
+  nullable    = false
+}
+
+# Docker Daemon Configuration
+variable "enable_docker_user_namespace_remap" {
+  description = "Remap container root to the buildkite-agent user."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "enable_docker_experimental" {
+  description = "Enable Docker experimental features."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "docker_prune_until" {
+  description = "Age of Docker images and build cache pruned when the disk runs low."
+  type        = string
+  default     = "4h"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(\\d+[smhd])+$", var.docker_prune_until))
+    error_message = "docker_prune_until must match ^(\\d+[smhd])+$."
+  }
+}
+
+variable "enable_pre_exit_disk_cleanup" {
+  description = "Also check and clean the disk after every job."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "docker_builder_prune_enabled" {
+  description = "Also prune the BuildKit build cache."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+# Docker Networking Configuration
+variable "docker_networking_protocol" {
+  description = "Docker networking, ipv4 or dualstack."
+  type        = string
+  default     = "ipv4"
+  nullable    = false
+
+  validation {
+    condition     = contains(["ipv4", "dualstack"], var.docker_networking_protocol)
+    error_message = "docker_networking_protocol must be one of ipv4, dualstack."
+  }
+}
+
+variable "docker_ipv4_address_pool_1" {
+  description = "First Docker default address pool."
+  type        = string
+  default     = "172.17.0.0/12"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$", var.docker_ipv4_address_pool_1))
+    error_message = "docker_ipv4_address_pool_1 must match ^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$."
+  }
+}
+
+variable "docker_ipv4_address_pool_2" {
+  description = "Second Docker default address pool."
+  type        = string
+  default     = "192.168.0.0/16"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$", var.docker_ipv4_address_pool_2))
+    error_message = "docker_ipv4_address_pool_2 must match ^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$."
+  }
+}
+
+variable "docker_ipv6_address_pool" {
+  description = "Docker IPv6 default address pool (dualstack)."
+  type        = string
+  default     = "2001:db8:2::/104"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$", var.docker_ipv6_address_pool))
+    error_message = "docker_ipv6_address_pool must match ^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$."
+  }
+}
+
+variable "docker_fixed_cidr_v4" {
+  description = "Docker fixed-cidr of the default bridge (optional)."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$", var.docker_fixed_cidr_v4))
+    error_message = "docker_fixed_cidr_v4 must match ^$|^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$."
+  }
+}
+
+variable "docker_fixed_cidr_v6" {
+  description = "Docker fixed-cidr-v6 (dualstack)."
+  type        = string
+  default     = "2001:db8:1::/64"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$", var.docker_fixed_cidr_v6))
+    error_message = "docker_fixed_cidr_v6 must match ^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$."
+  }
+}
+
+# Docker Registry Configuration
+variable "ecr_access_policy" {
+  description = "ECR access for the instance role; -pullthrough also allows pull-through cache imports."
+  type        = string
+  default     = "none"
+  nullable    = false
+
+  validation {
+    condition     = contains(["none", "readonly", "readonly-pullthrough", "poweruser", "poweruser-pullthrough", "full"], var.ecr_access_policy)
+    error_message = "ecr_access_policy must be one of none, readonly, readonly-pullthrough, poweruser, poweruser-pullthrough, full."
+  }
+}
+
+# Plugins Configuration
+variable "enable_secrets_plugin" {
+  description = "Load secrets from the S3 secrets bucket for every job (creates a bucket if none is given)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "enable_ecr_plugin" {
+  description = "Log in to ECR for every job."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "enable_ecr_credential_helper" {
+  description = "Use the ECR credential helper instead of docker login."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "enable_docker_login_plugin" {
+  description = "Run docker login with DOCKER_LOGIN_* credentials for every job."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
