@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::flags::CiArgs;
-use crate::{moto, project};
+use crate::{infra_checks, moto, project};
 
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -33,6 +33,8 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
                 .current_dir(&root),
         )?;
     }
+
+    infra_checks::run_all()?;
 
     // Build the tests before starting the emulator, so a compile error fails fast and
     // the emulator's install runs while nothing else needs the CPU.

@@ -14,6 +14,7 @@
 
 mod ci;
 mod flags;
+mod infra_checks;
 mod moto;
 mod project;
 mod template;
