@@ -16,6 +16,10 @@ pub(crate) enum Command {
     Ci(CiArgs),
     /// Manage the local AWS emulator (moto) used by tests and local runs.
     Moto(MotoArgs),
+    /// Build the scaler Lambda zips (x86_64 and, when the aarch64 standard library can
+    /// be had, arm64) and the instance binaries with the `dist` profile into
+    /// <target dir>/dist/, and print their sizes.
+    Dist(DistArgs),
     /// Render the published CloudFormation template into <target dir>/dist/aws-stack.yml:
     /// release version, AMI mappings from the AMI build, scaler zip location.
     Template(TemplateArgs),
@@ -46,6 +50,13 @@ pub(crate) struct TemplateArgs {
     /// [default: <target dir>/dist/aws-stack.yml].
     #[arg(long, value_name = "FILE")]
     pub(crate) output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DistArgs {
+    /// Build only the x86_64 artefacts.
+    #[arg(long)]
+    pub(crate) no_arm64: bool,
 }
 
 #[derive(Debug, clap::Args)]

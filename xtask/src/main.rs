@@ -4,6 +4,7 @@
 //!   suites against the local AWS emulator, which it starts and stops itself).
 //! - `cargo xtask moto start|stop|status`: a local AWS emulator for tests and for trying
 //!   the binaries by hand.
+//! - `cargo xtask dist`: the scaler Lambda zips and the instance binaries.
 //! - `cargo xtask template`: the published CloudFormation template.
 
 #![allow(
@@ -13,6 +14,7 @@
 )]
 
 mod ci;
+mod dist;
 mod flags;
 mod infra_checks;
 mod moto;
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let result = match flags.command {
         flags::Command::Ci(args) => ci::run(&args),
         flags::Command::Moto(args) => moto::run(&args),
+        flags::Command::Dist(args) => dist::run(&args),
         flags::Command::Template(args) => template::run(&args),
     };
     match result {

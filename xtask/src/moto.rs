@@ -187,30 +187,34 @@ fn log_file(dir: &Path) -> PathBuf {
 /// is already done. Returns the path of `moto_server`.
 fn install(dir: &Path) -> anyhow::Result<PathBuf> {
     let venv = dir.join("venv");
-    let moto_server = venv.join("bin/moto_server");
+    install_in_venv(&venv, MOTO_REQUIREMENT, "moto")?;
+    Ok(venv.join("bin/moto_server"))
+}
+
+/// Installs a pinned PyPI `requirement` into its own virtual environment at `venv`,
+/// unless the environment already holds exactly that requirement.
+pub(crate) fn install_in_venv(venv: &Path, requirement: &str, what: &str) -> anyhow::Result<()> {
     let marker = venv.join(".elastic-ci-requirement");
-    if moto_server.exists()
-        && std::fs::read_to_string(&marker).is_ok_and(|pinned| pinned == MOTO_REQUIREMENT)
-    {
-        return Ok(moto_server);
+    if std::fs::read_to_string(&marker).is_ok_and(|pinned| pinned == requirement) {
+        return Ok(());
     }
-    eprintln!("installing {MOTO_REQUIREMENT} into {} …", venv.display());
+    eprintln!("installing {requirement} into {} …", venv.display());
     let python = python()?;
     run_checked(
-        Command::new(&python).args(["-m", "venv", "--clear"]).arg(&venv),
-        "create the moto virtual environment",
+        Command::new(&python).args(["-m", "venv", "--clear"]).arg(venv),
+        &format!("create the {what} virtual environment"),
     )?;
     run_checked(
         Command::new(venv.join("bin/pip")).args([
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            MOTO_REQUIREMENT,
+            requirement,
         ]),
-        "install moto",
+        &format!("install {what}"),
     )?;
-    std::fs::write(&marker, MOTO_REQUIREMENT)?;
-    Ok(moto_server)
+    std::fs::write(&marker, requirement)?;
+    Ok(())
 }
 
 /// The Python 3 interpreter to build virtual environments with.

@@ -20,6 +20,15 @@ pub struct LifecycleAction {
     pub token: Option<String>,
 }
 
+/// One page of a group's scaling activities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityPage {
+    /// Newest first.
+    pub activities: Vec<ScalingActivity>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
 /// What the stack needs from Auto Scaling.
 #[async_trait]
 pub trait ScalingGroup: Send + Sync {
@@ -54,6 +63,14 @@ pub trait ScalingGroup: Send + Sync {
         action: &LifecycleAction,
         result: LifecycleActionResult,
     ) -> Result<(), AwsError>;
+
+    /// One page (up to 100) of the group's scaling activities, newest first, starting
+    /// at `next_token` (the first page when `None`).
+    async fn scaling_activities_page(
+        &self,
+        group_name: &str,
+        next_token: Option<&str>,
+    ) -> Result<ActivityPage, AwsError>;
 }
 
 /// [`ScalingGroup`] over the AWS SDK.
@@ -231,23 +248,29 @@ impl ScalingGroup for AutoScalingGroups {
             .send()
             .await
             .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
-        Ok(output
-            .activities
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|activity| {
-                Some(ScalingActivity {
-                    start_time: SystemTime::try_from(activity.start_time?).ok()?,
-                    end_time: activity.end_time.and_then(|time| SystemTime::try_from(time).ok()),
-                    status: activity
-                        .status_code
-                        .map(|code| code.as_str().to_owned())
-                        .unwrap_or_default(),
-                    description: activity.description.unwrap_or_default(),
-                    cause: activity.cause.unwrap_or_default(),
-                })
-            })
-            .collect())
+        Ok(activities_from_sdk(output.activities.unwrap_or_default()))
+    }
+
+    #[instrument(skip_all, fields(group_name))]
+    async fn scaling_activities_page(
+        &self,
+        group_name: &str,
+        next_token: Option<&str>,
+    ) -> Result<ActivityPage, AwsError> {
+        const OPERATION: &str = "DescribeScalingActivities";
+        let output = self
+            .client
+            .describe_scaling_activities()
+            .auto_scaling_group_name(group_name)
+            .max_records(100)
+            .set_next_token(next_token.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
+        Ok(ActivityPage {
+            activities: activities_from_sdk(output.activities.unwrap_or_default()),
+            next_token: output.next_token.filter(|token| !token.is_empty()),
+        })
     }
 
     #[instrument(skip_all, fields(group_name = %action.group_name, instance_id = %action.instance_id))]
@@ -270,4 +293,24 @@ impl ScalingGroup for AutoScalingGroups {
             })?;
         Ok(())
     }
+}
+
+fn activities_from_sdk(
+    activities: Vec<aws_sdk_autoscaling::types::Activity>,
+) -> Vec<ScalingActivity> {
+    activities
+        .into_iter()
+        .filter_map(|activity| {
+            Some(ScalingActivity {
+                start_time: SystemTime::try_from(activity.start_time?).ok()?,
+                end_time: activity.end_time.and_then(|time| SystemTime::try_from(time).ok()),
+                status: activity
+                    .status_code
+                    .map(|code| code.as_str().to_owned())
+                    .unwrap_or_default(),
+                description: activity.description.unwrap_or_default(),
+                cause: activity.cause.unwrap_or_default(),
+            })
+        })
+        .collect()
 }

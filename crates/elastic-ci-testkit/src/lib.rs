@@ -3,6 +3,8 @@
 //!
 //! - [`moto`]: reach the local AWS emulator that `cargo xtask moto start` (or
 //!   `cargo xtask ci`) runs, with SDK clients for setting up fixtures.
+//! - [`buildkite`]: a fake Buildkite agent API whose queue counts and failures tests
+//!   script.
 //! - [`http`]: an in-process HTTP and HTTPS server for tests of HTTP clients.
 //! - [`names`]: resource names unique across parallel tests and runs.
 //!
@@ -12,6 +14,7 @@
 //! fixtures (buckets, parameters, groups) are set up with SDK calls the production
 //! traits deliberately do not offer.
 
+pub mod buildkite;
 pub mod http;
 pub mod moto;
 pub mod names;

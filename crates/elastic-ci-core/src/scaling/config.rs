@@ -129,6 +129,11 @@ impl ScalerConfig {
     /// Reads the configuration from environment variables.
     pub fn from_env_map(vars: &HashMap<String, String>) -> Result<ScalerConfig, ScalerConfigError> {
         let env = Env(vars);
+        let queue = env.required("BUILDKITE_QUEUE")?.to_owned();
+        let group_name = env.required("ASG_NAME")?.to_owned();
+        let agents_per_instance = env.required("AGENTS_PER_INSTANCE").and_then(|value| {
+            goparse::parse_int(value).ok_or_else(|| invalid("AGENTS_PER_INSTANCE", value, GO_INT))
+        })?;
         let elastic_ci_mode = env.bool("ELASTIC_CI_MODE", false)?;
         let token = env.get("BUILDKITE_AGENT_TOKEN");
         let agent_token = match (env.get("BUILDKITE_AGENT_TOKEN_SSM_KEY"), token) {
@@ -136,9 +141,6 @@ impl ScalerConfig {
             (None, Some(token)) => TokenSource::Plain(Secret::new(token)),
             (None, None) => return Err(ScalerConfigError::MissingToken),
         };
-        let agents_per_instance = env.required("AGENTS_PER_INSTANCE").and_then(|value| {
-            goparse::parse_int(value).ok_or_else(|| invalid("AGENTS_PER_INSTANCE", value, GO_INT))
-        })?;
         let policy = ScalingPolicy {
             // Zero or less means one instance per agent needed, as in the original.
             agents_per_instance: positive_u32(agents_per_instance),
@@ -168,8 +170,8 @@ impl ScalerConfig {
             })?;
         let invocation_timeout = env.duration("LAMBDA_TIMEOUT", -1)?;
         Ok(ScalerConfig {
-            queue: env.required("BUILDKITE_QUEUE")?.to_owned(),
-            group_name: env.required("ASG_NAME")?.to_owned(),
+            queue,
+            group_name,
             agent_token,
             agent_endpoint,
             poll_interval: non_negative(env.duration("LAMBDA_INTERVAL", 10_000_000_000)?),

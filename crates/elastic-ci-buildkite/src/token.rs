@@ -1,0 +1,90 @@
+//! The Buildkite agent token: in clear from `BUILDKITE_AGENT_TOKEN`, or read with
+//! decryption from the SSM parameter (name or full ARN) in
+//! `BUILDKITE_AGENT_TOKEN_SSM_KEY`.
+
+use elastic_ci_aws::error::AwsError;
+use elastic_ci_aws::ssm::ParameterStore;
+use elastic_ci_core::scaling::config::TokenSource;
+use elastic_ci_core::secret::Secret;
+
+/// The token could not be read. Names the parameter, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("failed to read the agent token from BUILDKITE_AGENT_TOKEN_SSM_KEY {name:?}: {source}")]
+    Ssm {
+        name: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error("the agent token in SSM parameter {name:?} (BUILDKITE_AGENT_TOKEN_SSM_KEY) is empty")]
+    Empty { name: String },
+}
+
+impl TokenError {
+    /// The SSM failure, for callers that react to its kind (throttling, access denied).
+    pub fn aws_error(&self) -> Option<&AwsError> {
+        match self {
+            TokenError::Ssm { source, .. } => Some(source),
+            TokenError::Empty { .. } => None,
+        }
+    }
+}
+
+/// Resolves the agent token.
+pub async fn agent_token(
+    source: &TokenSource,
+    parameters: &dyn ParameterStore,
+) -> Result<Secret, TokenError> {
+    match source {
+        TokenSource::Plain(token) => Ok(token.clone()),
+        TokenSource::Ssm(name) => {
+            let parameter = parameters
+                .get(name)
+                .await
+                .map_err(|source| TokenError::Ssm { name: name.clone(), source })?;
+            let value = parameter.value.expose().trim();
+            if value.is_empty() {
+                return Err(TokenError::Empty { name: name.clone() });
+            }
+            Ok(Secret::new(value))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use elastic_ci_aws::error::AwsErrorKind;
+    use elastic_ci_aws::fake::FakeParameterStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_the_token_by_name_or_arn() {
+        let store = FakeParameterStore::default();
+        store.put("/buildkite/agent-token", "tok\n");
+        let by_name = TokenSource::Ssm("/buildkite/agent-token".into());
+        assert_eq!(agent_token(&by_name, &store).await.unwrap().expose(), "tok");
+        let arn = "arn:aws:ssm:us-east-1:123456789012:parameter/buildkite/agent-token";
+        let by_arn = agent_token(&TokenSource::Ssm(arn.into()), &store).await.unwrap();
+        assert_eq!(by_arn.expose(), "tok");
+        let plain = agent_token(&TokenSource::Plain(Secret::new("clear")), &store).await;
+        assert_eq!(plain.unwrap().expose(), "clear");
+    }
+
+    #[tokio::test]
+    async fn failures_name_the_parameter_but_not_the_value() {
+        let store = FakeParameterStore::default();
+        let missing = agent_token(&TokenSource::Ssm("/nope".into()), &store).await.unwrap_err();
+        assert_eq!(missing.aws_error().map(|e| e.kind), Some(AwsErrorKind::NotFound));
+        assert!(missing.to_string().contains("\"/nope\""), "{missing}");
+        store.put("/blank", "  ");
+        let empty = agent_token(&TokenSource::Ssm("/blank".into()), &store).await.unwrap_err();
+        assert_eq!(empty, TokenError::Empty { name: "/blank".into() });
+        store.put("/throttled", "secret-value");
+        store.faults.fail_next("GetParameter", AwsErrorKind::Throttled, 1);
+        let throttled =
+            agent_token(&TokenSource::Ssm("/throttled".into()), &store).await.unwrap_err();
+        assert!(!throttled.to_string().contains("secret-value"));
+        assert_eq!(throttled.aws_error().map(|e| e.kind), Some(AwsErrorKind::Throttled));
+    }
+}

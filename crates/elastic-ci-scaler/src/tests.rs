@@ -1,0 +1,508 @@
+//! The poll, the loop and the invocation against the in-memory AWS fakes (for what the
+//! emulator cannot do: pending instances, scaling activities, throttling, injected
+//! failures) and the fake Buildkite API, on a manual clock.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use elastic_ci_aws::error::AwsErrorKind;
+use elastic_ci_aws::fake::{FakeMetrics, FakeParameterStore, FakeScalingGroup, ScalingCall};
+use elastic_ci_buildkite::{AgentMetricsClient, ClientSettings};
+use elastic_ci_core::fleet::{GroupSnapshot, LifecycleState, ScalingActivity};
+use elastic_ci_core::scaling::config::ScalerConfig;
+use elastic_ci_core::scaling::{Direction, Reason};
+use elastic_ci_testkit::buildkite::{FakeBuildkite, Fault, QueueMetrics};
+
+use super::*;
+use crate::clock::ManualClock;
+
+const TOKEN: &str = "agent-token-abc";
+const GROUP: &str = "stack-a-AgentAutoScaleGroup";
+
+struct Harness {
+    deps: Deps,
+    group: Arc<FakeScalingGroup>,
+    metrics: Arc<FakeMetrics>,
+    parameters: Arc<FakeParameterStore>,
+    buildkite: FakeBuildkite,
+    clock: ManualClock,
+}
+
+fn start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn harness(vars: &[(&str, &str)]) -> Harness {
+    let buildkite = FakeBuildkite::start(TOKEN);
+    let mut env: HashMap<String, String> = [
+        ("BUILDKITE_QUEUE", "default"),
+        ("ASG_NAME", GROUP),
+        ("AGENTS_PER_INSTANCE", "1"),
+        ("BUILDKITE_AGENT_TOKEN", TOKEN),
+        ("AVAILABILITY_THRESHOLD", "0"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    env.insert("BUILDKITE_AGENT_ENDPOINT".to_owned(), buildkite.endpoint());
+    for (name, value) in vars {
+        env.insert((*name).to_owned(), (*value).to_owned());
+    }
+    let config = ScalerConfig::from_env_map(&env).unwrap();
+    let group = Arc::new(FakeScalingGroup::default());
+    group.insert_group(GroupSnapshot {
+        name: GROUP.to_owned(),
+        min_size: 0,
+        max_size: 10,
+        desired_capacity: 0,
+        instances: Vec::new(),
+    });
+    let metrics = Arc::new(FakeMetrics::default());
+    let parameters = Arc::new(FakeParameterStore::default());
+    let settings = ClientSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(500),
+    };
+    let client = AgentMetricsClient::new(&config.agent_endpoint, &settings).unwrap();
+    let clock = ManualClock::new(start());
+    let deps = Deps::new(
+        config,
+        group.clone(),
+        metrics.clone(),
+        parameters.clone(),
+        Arc::new(client),
+        Arc::new(clock.clone()),
+    );
+    Harness { deps, group, metrics, parameters, buildkite, clock }
+}
+
+impl Harness {
+    fn desired(&self) -> u32 {
+        self.group.group(GROUP).unwrap().desired_capacity
+    }
+
+    fn set_calls(&self) -> Vec<u32> {
+        self.group
+            .calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                ScalingCall::SetDesiredCapacity { desired, .. } => Some(desired),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn poll(&self) -> PollReport {
+        run_once(&self.deps, &Secret::new(TOKEN)).await
+    }
+}
+
+/// Captures the JSON log lines emitted on this thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn poll_lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|line| line["target"] == POLL_LOG_TARGET)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn scales_out_and_logs_one_json_line_per_poll() {
+    let h = harness(&[]);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(3, 1, 2).with_agents(0, 1));
+    let log = Captured::default();
+    let _guard = log.install();
+
+    let report = h.poll().await;
+    assert_eq!(report.error, None);
+    assert_eq!(report.applied, Applied::Set);
+    assert_eq!(h.desired(), 4);
+    assert_eq!(h.deps.scaling_state().last_scale_out, Some(start()));
+
+    let lines = log.poll_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["queue"], "default");
+    assert_eq!(line["org"], "test-org");
+    assert_eq!(line["scheduled_jobs"], 3);
+    assert_eq!(line["running_jobs"], 1);
+    assert_eq!(line["waiting_jobs"], 2);
+    assert_eq!(line["total_agents"], 1);
+    assert_eq!(line["desired_capacity"], 0);
+    assert_eq!(line["in_service"], 0);
+    assert_eq!(line["computed_capacity"], 4);
+    assert_eq!(line["target_capacity"], 4);
+    assert_eq!(line["direction"], "out");
+    assert_eq!(line["applied"], "Set");
+    assert!(line["reason"].as_str().unwrap().ends_with("scale out from 0 to 4"), "{line}");
+    assert!(line.get("error").is_none());
+}
+
+#[tokio::test]
+async fn api_failures_never_touch_the_group() {
+    let h = harness(&[]);
+    h.group.set_desired_capacity(GROUP, 5).await.unwrap();
+    h.buildkite.set_queue("default", QueueMetrics::jobs(0, 0, 0));
+    let faults = [
+        (Fault::Status(500), "HTTP 500"),
+        (Fault::RateLimited { retry_after_secs: 20 }, "HTTP 429"),
+        (Fault::DropConnection, "connection closed"),
+        (Fault::InvalidJson, "not the documented JSON"),
+        (Fault::EmptyObject, "no \"jobs\" object"),
+        (Fault::Slow(Duration::from_secs(3)), "timed out"),
+    ];
+    let log = Captured::default();
+    let _guard = log.install();
+    for (fault, expected) in faults {
+        h.buildkite.fail_next(fault.clone(), 1);
+        let report = h.poll().await;
+        let error = report.error.expect("the poll fails");
+        assert_eq!(error.error_type(), "BuildkiteUnavailable", "{fault:?}");
+        assert!(error.to_string().contains(expected), "{fault:?}: {error}");
+        assert_eq!(report.decision, None);
+        assert_eq!(report.applied, Applied::Nothing);
+    }
+    // Only the setup call: the empty queue would have scaled in to 0 otherwise.
+    assert_eq!(h.set_calls(), [5]);
+    assert_eq!(h.desired(), 5);
+    assert!(h.metrics.published().is_empty());
+    let lines = log.poll_lines();
+    assert_eq!(lines.len(), 6);
+    assert!(lines.iter().all(|line| line["level"] == "WARN" && line["error_type"] == "BuildkiteUnavailable"));
+
+    // A refused token too.
+    let wrong = run_once(&h.deps, &Secret::new("not-the-token")).await;
+    assert_eq!(wrong.error.map(|e| e.error_type()), Some("BuildkiteUnauthorized"));
+    // And once the API is back, the poll scales in as the queue says.
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    assert_eq!(h.desired(), 0);
+}
+
+#[tokio::test]
+async fn aws_failures_change_nothing_and_start_no_cooldown() {
+    let h = harness(&[("SCALE_OUT_COOLDOWN_PERIOD", "5m")]);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(2, 0, 0));
+
+    h.group.faults.fail_next("DescribeAutoScalingGroups", AwsErrorKind::Throttled, 1);
+    let report = h.poll().await;
+    assert_eq!(report.error.as_ref().map(ScalerError::error_type), Some("AwsThrottled"));
+    assert_eq!(report.decision, None);
+
+    h.group.faults.fail_next("SetDesiredCapacity", AwsErrorKind::Throttled, 1);
+    let report = h.poll().await;
+    assert_eq!(report.applied, Applied::Failed);
+    assert_eq!(h.deps.scaling_state(), ScalingState::default());
+
+    // The next poll retries at once: the failure did not start the cooldown.
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    assert_eq!(h.set_calls(), [2]);
+}
+
+#[tokio::test]
+async fn publishes_six_queue_metrics_with_org_and_queue_dimensions() {
+    let h = harness(&[("CLOUDWATCH_METRICS", "1")]);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(3, 2, 1).with_agents(4, 2));
+    h.poll().await;
+    let published = h.metrics.published();
+    let names: Vec<(&str, f64)> = published
+        .iter()
+        .map(|(namespace, datum)| {
+            assert_eq!(namespace, "Buildkite");
+            assert_eq!(
+                datum.dimensions,
+                [("Org".to_owned(), "test-org".to_owned()), ("Queue".to_owned(), "default".to_owned())]
+            );
+            (datum.name.as_str(), datum.value)
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ScheduledJobsCount", 3.0),
+            ("RunningJobsCount", 2.0),
+            ("WaitingJobsCount", 1.0),
+            ("IdleAgentCount", 4.0),
+            ("BusyAgentCount", 2.0),
+            ("TotalAgentCount", 6.0)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_metrics_failure_skips_scaling_unless_told_to_ignore_it() {
+    let parity = harness(&[("CLOUDWATCH_METRICS", "true")]);
+    parity.buildkite.set_queue("default", QueueMetrics::jobs(2, 0, 0));
+    parity.metrics.faults.fail_next("PutMetricData", AwsErrorKind::Throttled, 1);
+    let report = parity.poll().await;
+    assert_eq!(report.error.map(|e| e.error_type()), Some("AwsThrottled"));
+    assert!(parity.set_calls().is_empty());
+
+    let fixed = harness(&[("CLOUDWATCH_METRICS", "true"), ("IGNORE_CLOUDWATCH_METRICS_ERRORS", "1")]);
+    fixed.buildkite.set_queue("default", QueueMetrics::jobs(2, 0, 0));
+    fixed.metrics.faults.fail_next("PutMetricData", AwsErrorKind::Throttled, 1);
+    let report = fixed.poll().await;
+    assert_eq!(report.error, None);
+    assert_eq!(fixed.set_calls(), [2]);
+}
+
+#[tokio::test]
+async fn a_dry_run_computes_and_changes_nothing() {
+    let mut h = harness(&[("CLOUDWATCH_METRICS", "true")]);
+    h.deps.dry_run = true;
+    h.buildkite.set_queue("default", QueueMetrics::jobs(4, 0, 0));
+    let report = h.poll().await;
+    assert_eq!(report.applied, Applied::DryRun);
+    assert_eq!(report.decision.map(|d| d.computed), Some(4));
+    assert!(h.group.calls().is_empty());
+    assert!(h.metrics.published().is_empty());
+    assert_eq!(h.deps.scaling_state(), ScalingState::default());
+}
+
+#[tokio::test]
+async fn pending_instances_count_as_requested() {
+    let h = harness(&[]);
+    h.group.set_desired_capacity(GROUP, 3).await.unwrap();
+    h.group.add_instance(GROUP, "i-1", LifecycleState::InService);
+    h.group.add_instance(GROUP, "i-2", LifecycleState::Pending);
+    h.group.add_instance(GROUP, "i-3", LifecycleState::Pending);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(3, 0, 0));
+    let report = h.poll().await;
+    let decision = report.decision.unwrap();
+    assert_eq!((decision.group.in_service, decision.group.pending), (1, 2));
+    assert_eq!(decision.reason, Reason::Converging);
+    assert_eq!(h.set_calls(), [3]);
+}
+
+#[tokio::test]
+async fn cooldowns_hold_on_the_simulated_clock_in_both_directions() {
+    let h = harness(&[("SCALE_OUT_COOLDOWN_PERIOD", "5m"), ("SCALE_IN_COOLDOWN_PERIOD", "1h")]);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(2, 0, 0));
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(5, 0, 0));
+    h.clock.advance(Duration::from_secs(299));
+    let held = h.poll().await.decision.unwrap();
+    assert_eq!(held.reason, Reason::ScaleOutCooldown { remaining: Duration::from_secs(1) });
+    h.clock.advance(Duration::from_secs(1));
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    assert_eq!(h.desired(), 5);
+
+    // Scale-in: the first is allowed (no scale-in yet), the next waits an hour.
+    h.buildkite.set_queue("default", QueueMetrics::jobs(1, 0, 0));
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(0, 0, 0));
+    h.clock.advance(Duration::from_secs(3599));
+    assert!(matches!(h.poll().await.decision.unwrap().reason, Reason::ScaleInCooldown { .. }));
+    h.clock.advance(Duration::from_secs(1));
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    assert_eq!(h.set_calls(), [2, 5, 1, 0]);
+}
+
+#[tokio::test]
+async fn the_loop_polls_every_interval_until_the_timeout() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("LAMBDA_TIMEOUT", "50s")]);
+    let summary = handle(&h.deps, None).await.unwrap();
+    // Polls at +0, +10, +20, +30, +40 and +50 (a poll takes no simulated time here).
+    assert_eq!(summary.polls, 6);
+    assert_eq!(h.clock.sleeps(), vec![Duration::from_secs(10); 5]);
+    assert_eq!(h.buildkite.requests().len(), 6);
+}
+
+#[tokio::test]
+async fn the_lambda_deadline_bounds_the_loop_when_no_timeout_is_set() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s")]);
+    let summary = handle(&h.deps, Some(start() + Duration::from_secs(35))).await.unwrap();
+    // Deadline 35 s minus the 2 s margin: polls at +0, +10, +20, +30.
+    assert_eq!(summary.polls, 4);
+}
+
+#[tokio::test]
+async fn the_poll_duration_header_raises_the_interval_for_the_rest_of_the_invocation() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("LAMBDA_TIMEOUT", "50s")]);
+    h.buildkite.state().poll_duration_secs = Some(15);
+    let summary = handle(&h.deps, None).await.unwrap();
+    assert_eq!(summary.polls, 4);
+    assert_eq!(h.clock.sleeps(), vec![Duration::from_secs(15); 3]);
+}
+
+#[tokio::test]
+async fn retry_after_delays_only_the_next_poll() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("LAMBDA_TIMEOUT", "50s")]);
+    h.buildkite.fail_next(Fault::RateLimited { retry_after_secs: 25 }, 1);
+    let summary = handle(&h.deps, None).await.unwrap();
+    assert_eq!(summary.failed_polls, 1);
+    assert_eq!(&h.clock.sleeps()[..2], [Duration::from_secs(25), Duration::from_secs(10)]);
+}
+
+#[tokio::test]
+async fn an_invocation_fails_only_when_every_poll_failed() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("LAMBDA_TIMEOUT", "15s")]);
+    h.buildkite.fail_next(Fault::Status(502), 2);
+    let error = handle(&h.deps, None).await.unwrap_err();
+    assert_eq!(error.error_type(), "BuildkiteUnavailable");
+    assert!(error.to_string().contains("HTTP 502"), "{error}");
+
+    h.buildkite.fail_next(Fault::Status(502), 1);
+    let summary = handle(&h.deps, None).await.unwrap();
+    assert_eq!((summary.polls, summary.failed_polls), (2, 1));
+}
+
+#[tokio::test]
+async fn the_startup_jitter_is_stable_per_group_and_precedes_the_timeout() {
+    let h = harness(&[
+        ("LAMBDA_STARTUP_JITTER_MAX", "30s"),
+        ("LAMBDA_INTERVAL", "10s"),
+        ("LAMBDA_TIMEOUT", "20s"),
+    ]);
+    let summary = handle(&h.deps, None).await.unwrap();
+    assert_eq!(summary.polls, 3);
+    let sleeps = h.clock.sleeps();
+    assert_eq!(sleeps[0], Duration::from_nanos(1_737_151_707));
+    assert_eq!(&sleeps[1..], [Duration::from_secs(10); 2]);
+}
+
+fn explicit_activity(at: SystemTime, increase: bool) -> ScalingActivity {
+    let cause = if increase {
+        "At 2026-08-05T10:35:05Z a user request explicitly set group desired capacity changing the desired capacity from 1 to 2. At 2026-08-05T10:35:14Z an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 1 to 2."
+    } else {
+        "At 2026-08-05T11:00:00Z a user request explicitly set group desired capacity changing the desired capacity from 2 to 1. At 2026-08-05T11:00:05Z an instance was taken out of service in response to a difference between desired and actual capacity, shrinking the capacity from 2 to 1."
+    };
+    ScalingActivity {
+        start_time: at,
+        end_time: None,
+        status: "Successful".to_owned(),
+        description: String::new(),
+        cause: cause.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_cold_start_restores_cooldowns_from_scaling_activities_once() {
+    let h = harness(&[("SCALE_OUT_COOLDOWN_PERIOD", "5m"), ("LAMBDA_TIMEOUT", "1s")]);
+    h.group.add_activity(GROUP, explicit_activity(start() - Duration::from_secs(100), true));
+    h.group.add_activity(GROUP, explicit_activity(start() - Duration::from_secs(1000), false));
+    h.buildkite.set_queue("default", QueueMetrics::jobs(3, 0, 0));
+    let log = Captured::default();
+    let _guard = log.install();
+
+    handle(&h.deps, None).await.unwrap();
+    let state = h.deps.scaling_state();
+    assert_eq!(state.last_scale_out, Some(start() - Duration::from_secs(100)));
+    assert_eq!(state.last_scale_in, Some(start() - Duration::from_secs(1000)));
+    assert!(h.set_calls().is_empty(), "the restored cooldown holds the scale-out");
+    let reason = &log.poll_lines()[0]["reason"];
+    assert!(reason.as_str().unwrap().ends_with("scale-out cooldown, 200.0s left"), "{reason}");
+
+    handle(&h.deps, None).await.unwrap();
+    assert_eq!(h.group.activity_page_requests(), 1, "scanned once per process");
+}
+
+#[tokio::test]
+async fn the_activity_scan_is_capped_retried_after_errors_and_skipped_when_pointless() {
+    let h = harness(&[("MAX_DESCRIBE_SCALING_ACTIVITIES_PAGES", "2"), ("LAMBDA_TIMEOUT", "1s")]);
+    for i in 0..250 {
+        let mut activity = explicit_activity(start() - Duration::from_secs(10 + i), true);
+        activity.status = "Failed".to_owned();
+        h.group.add_activity(GROUP, activity);
+    }
+    h.group.faults.fail_next("DescribeScalingActivities", AwsErrorKind::AccessDenied, 1);
+    handle(&h.deps, None).await.unwrap();
+    assert_eq!(h.group.activity_page_requests(), 0, "the denied call counts no page");
+    handle(&h.deps, None).await.unwrap();
+    assert_eq!(h.group.activity_page_requests(), 2, "at most two pages");
+    handle(&h.deps, None).await.unwrap();
+    assert_eq!(h.group.activity_page_requests(), 2, "done once it succeeded");
+
+    let neither = harness(&[("DISABLE_SCALE_IN", "true"), ("DISABLE_SCALE_OUT", "true"), ("LAMBDA_TIMEOUT", "1s")]);
+    handle(&neither.deps, None).await.unwrap();
+    assert_eq!(neither.group.activity_page_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_token_is_read_again_from_ssm() {
+    let ssm_key = "/buildkite/agent-token";
+    let h = harness(&[("BUILDKITE_AGENT_TOKEN_SSM_KEY", ssm_key)]);
+    h.parameters.put(ssm_key, TOKEN);
+    let mut token = Secret::new("rotated-away");
+    let shutdown = Shutdown::default();
+    let summary = run_until(&h.deps, &mut token, Some(start() + Duration::from_secs(15)), &shutdown).await;
+    assert_eq!((summary.polls, summary.failed_polls), (2, 1));
+    assert_eq!(token.expose(), TOKEN);
+}
+
+#[tokio::test]
+async fn a_missing_ssm_token_fails_the_invocation_without_polling() {
+    let h = harness(&[("BUILDKITE_AGENT_TOKEN_SSM_KEY", "/missing/token")]);
+    let error = handle(&h.deps, None).await.unwrap_err();
+    assert_eq!(error.error_type(), "AgentTokenUnavailable");
+    assert!(error.to_string().contains("/missing/token"), "{error}");
+    assert!(h.buildkite.requests().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_loop() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s")]);
+    let shutdown = Shutdown::default();
+    shutdown.trigger();
+    let summary = run_until(&h.deps, &mut Secret::new(TOKEN), None, &shutdown).await;
+    assert!(summary.polls <= 1);
+}
+
+#[tokio::test]
+async fn elastic_ci_mode_is_refused_with_a_clear_error() {
+    let h = harness(&[("ELASTIC_CI_MODE", "true")]);
+    let error = check_supported(&h.deps.config).unwrap_err();
+    assert_eq!(error.error_type(), "InvalidConfig");
+    assert!(error.to_string().contains("ELASTIC_CI_MODE"), "{error}");
+}
+
+#[tokio::test]
+async fn scale_in_routes_follow_the_fix_setting() {
+    // Desired 2, five protected instances draining, four jobs: the original routes the
+    // increase through scale-in, which the stack's DISABLE_SCALE_IN blocks.
+    for (fix, expected) in [("false", None), ("true", Some(4))] {
+        let h = harness(&[("DISABLE_SCALE_IN", "true"), ("ROUTE_BY_DESIRED_CAPACITY", fix)]);
+        h.group.set_desired_capacity(GROUP, 2).await.unwrap();
+        for i in 0..5 {
+            h.group.add_instance(GROUP, &format!("i-{i}"), LifecycleState::InService);
+        }
+        h.buildkite.set_queue("default", QueueMetrics::jobs(4, 0, 0));
+        let decision = h.poll().await.decision.unwrap();
+        match expected {
+            None => assert_eq!(decision.reason, Reason::ScaleInDisabled),
+            Some(to) => assert_eq!(
+                decision.action,
+                Action::SetDesiredCapacity { direction: Direction::Out, from: 2, to }
+            ),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! A fake AWS Lambda runtime API: hands out one invocation and records what the
+//! function reports for it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::routing::{get, post};
+use elastic_ci_testkit::http::TestServer;
+
+pub(crate) const REQUEST_ID: &str = "0f3a7c1e-request";
+
+/// What the function posted: (route kind, body).
+pub(crate) type Reports = Arc<Mutex<Vec<(String, String)>>>;
+
+pub(crate) struct FakeLambdaApi {
+    pub(crate) server: TestServer,
+    pub(crate) reports: Reports,
+}
+
+impl FakeLambdaApi {
+    pub(crate) fn start() -> FakeLambdaApi {
+        let reports: Reports = Arc::default();
+        let handed_out = Arc::new(AtomicBool::new(false));
+        let record = |kind: &'static str, reports: Reports| {
+            move |Path(id): Path<String>, body: String| {
+                let reports = reports.clone();
+                async move {
+                    reports.lock().unwrap().push((format!("{kind} {id}"), body));
+                    axum::http::StatusCode::ACCEPTED
+                }
+            }
+        };
+        let init_reports = reports.clone();
+        let router = Router::new()
+            .route(
+                "/2018-06-01/runtime/invocation/next",
+                get(move || {
+                    let handed_out = handed_out.clone();
+                    async move {
+                        if handed_out.swap(true, Ordering::SeqCst) {
+                            // One invocation only: later polls wait until the test ends.
+                            tokio::time::sleep(Duration::from_secs(600)).await;
+                        }
+                        let deadline = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .unwrap()
+                            + Duration::from_secs(60);
+                        let mut headers = HeaderMap::new();
+                        headers.insert("Lambda-Runtime-Aws-Request-Id", HeaderValue::from_static(REQUEST_ID));
+                        headers.insert(
+                            "Lambda-Runtime-Deadline-Ms",
+                            HeaderValue::from(u64::try_from(deadline.as_millis()).unwrap()),
+                        );
+                        headers.insert(
+                            "Lambda-Runtime-Invoked-Function-Arn",
+                            HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:scaler"),
+                        );
+                        (headers, r#"{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}"#)
+                    }
+                }),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(record("response", reports.clone())))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(record("error", reports.clone())))
+            .route(
+                "/2018-06-01/runtime/init/error",
+                post(move |body: String| {
+                    let reports = init_reports.clone();
+                    async move {
+                        reports.lock().unwrap().push(("init-error".to_owned(), body));
+                        axum::http::StatusCode::ACCEPTED
+                    }
+                }),
+            );
+        FakeLambdaApi { server: TestServer::http(router), reports }
+    }
+
+    /// `host:port`, the form of `AWS_LAMBDA_RUNTIME_API`.
+    pub(crate) fn address(&self) -> String {
+        self.server.addr.to_string()
+    }
+
+    /// Waits (up to a minute) for the function's report on the invocation.
+    pub(crate) fn wait_for_report(&self) -> (String, String) {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(report) = self.reports.lock().unwrap().first().cloned() {
+                return report;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no report from the function");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
