@@ -205,6 +205,16 @@ impl ObjectStore for FakeObjectStore {
             last_modified: Some(object.last_modified),
         })
     }
+
+    async fn bucket_region(&self, bucket: &str) -> Result<Option<String>, AwsError> {
+        let resource = format!("s3://{bucket}");
+        self.faults.check("HeadBucket", &resource)?;
+        if lock(&self.buckets).contains_key(bucket) {
+            Ok(Some("us-east-1".to_owned()))
+        } else {
+            Err(AwsError::new(AwsErrorKind::NotFound, "HeadBucket", resource, "Not Found"))
+        }
+    }
 }
 
 /// In-memory SSM Parameter Store.

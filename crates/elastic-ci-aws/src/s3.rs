@@ -77,6 +77,12 @@ pub trait ObjectStore: Send + Sync {
 
     /// An object's metadata; a missing object is an error of kind `NotFound`.
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectHead, AwsError>;
+
+    /// Checks that a bucket exists and can be listed (HeadBucket, which needs
+    /// `s3:ListBucket`), and returns its region when S3 says it. A missing bucket is an
+    /// error of kind `NotFound`; a bucket in another region than the client's is not
+    /// an error: its region is returned.
+    async fn bucket_region(&self, bucket: &str) -> Result<Option<String>, AwsError>;
 }
 
 /// Downloads an object into a file at `path`, creating or truncating it.
@@ -210,5 +216,26 @@ impl ObjectStore for S3ObjectStore {
             content_type: output.content_type().map(str::to_owned),
             last_modified: output.last_modified().and_then(|time| SystemTime::try_from(*time).ok()),
         })
+    }
+
+    #[instrument(skip_all, fields(bucket))]
+    async fn bucket_region(&self, bucket: &str) -> Result<Option<String>, AwsError> {
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(output) => Ok(output.bucket_region().map(str::to_owned)),
+            Err(error) => {
+                // S3 answers a request sent to the wrong region with a 301 that still
+                // carries the bucket's region in `x-amz-bucket-region`.
+                let moved_region = error.raw_response().and_then(|response| {
+                    (response.status().as_u16() == 301)
+                        .then(|| response.headers().get("x-amz-bucket-region"))
+                        .flatten()
+                        .map(str::to_owned)
+                });
+                match moved_region {
+                    Some(region) => Ok(Some(region)),
+                    None => Err(AwsError::from_sdk("HeadBucket", format!("s3://{bucket}"), error)),
+                }
+            }
+        }
     }
 }

@@ -18,6 +18,10 @@
 //! - [`disk`]: the disk-space check's thresholds and purge target.
 //! - [`fixperms`]: argument rules of `fix-permissions`.
 //! - [`backoff`]: retry schedules.
+//! - [`hooks`]: the agent hooks' output script (quoted `export`/`unset` lines),
+//!   environment differences, plugin switches, checkout paths, ECR registry names.
+//! - [`secrets`]: the S3 secrets bucket's layout and lookup order, secret-file names,
+//!   git credentials.
 
 pub mod archive;
 pub mod backoff;
@@ -26,7 +30,9 @@ pub mod disk;
 pub mod envfile;
 pub mod fixperms;
 pub mod fleet;
+pub mod hooks;
 pub mod scaling;
 pub mod secret;
+pub mod secrets;
 pub mod shell;
 pub mod uri;

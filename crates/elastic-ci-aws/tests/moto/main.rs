@@ -89,6 +89,17 @@ async fn s3_errors_are_classified() {
 }
 
 #[tokio::test]
+async fn s3_bucket_region_reports_the_region_or_a_missing_bucket() {
+    let Some(moto) = moto() else { return };
+    let store = S3ObjectStore::new(&moto.sdk_config(), &moto.settings());
+    let bucket = moto.bucket("aws-s3-region").await;
+    assert_eq!(store.bucket_region(&bucket).await.unwrap().as_deref(), Some("us-east-1"));
+    let missing = store.bucket_region(&unique_name("no-such-bucket")).await.unwrap_err();
+    assert_eq!(missing.kind, AwsErrorKind::NotFound, "{missing}");
+    assert!(missing.to_string().starts_with("HeadBucket s3://no-such-bucket-"), "{missing}");
+}
+
+#[tokio::test]
 async fn ssm_get_and_get_by_path() {
     let Some(moto) = moto() else { return };
     let store = SsmParameterStore::new(&moto.sdk_config());

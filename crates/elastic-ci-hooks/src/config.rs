@@ -1,0 +1,317 @@
+//! The hooks' settings, read from the job environment.
+//!
+//! The job environment is the agent's environment plus `cfn-env` (which the hook shim
+//! sources first), the pipeline's variables and whatever earlier hooks exported. The
+//! stack writes its own switches as exactly `true` or `false`, and they are compared
+//! that way, as the original hooks did.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use elastic_ci_core::hooks::{RegistryIdError, ecr_account_ids, parse_switch};
+
+/// Where the bootstrapper binary lives on the AMI.
+pub const DEFAULT_BOOTSTRAP: &str = "/usr/local/bin/elastic-ci-bootstrap";
+
+/// Attempts after the first for docker logins and ECR calls, unless the job sets its
+/// own with `BUILDKITE_PLUGIN_ECR_RETRIES` or `BUILDKITE_PLUGIN_DOCKER_LOGIN_RETRIES`.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// What the `environment`, `pre-command` and `pre-exit` hooks read when they start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HooksConfig {
+    /// `ELASTIC_CI_BOOTSTRAP`: the bootstrapper that provides `check-disk`,
+    /// `terminate` and `fix-permissions`.
+    pub bootstrap: String,
+    /// `ELASTIC_CI_SUDO`: the command that runs fix-permissions as root (`sudo` by
+    /// default; empty runs it directly, for machines without sudo).
+    pub sudo: Option<String>,
+    /// `TMPDIR`, or `/tmp`: where the per-job Docker config directory is made.
+    pub tmp_dir: PathBuf,
+    /// `BUILDKITE_STACK_VERSION`, for the section title.
+    pub stack_version: String,
+    /// `BUILDKITE_DOCKER_EXPERIMENTAL=true`.
+    pub docker_experimental: bool,
+    /// `DOCKER_PRUNE_UNTIL` (default `4h`).
+    pub prune_until: String,
+    /// `DOCKER_BUILDER_PRUNE_ENABLED=true`.
+    pub builder_prune: bool,
+    /// `BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL=true`.
+    pub terminate_on_disk_full: bool,
+    /// `ENABLE_PRE_EXIT_DISK_CLEANUP=true`.
+    pub pre_exit_disk_cleanup: bool,
+    /// `BUILDKITE_ECR_POLICY` other than `none` (or empty).
+    pub ecr_enabled_by_stack: bool,
+    /// `DOCKER_USERNS_REMAP` is `false` or unset: containers can leave root-owned
+    /// files in the checkout, so fix-permissions runs.
+    pub fix_permissions: bool,
+    /// `BUILDKITE_BUILD_PATH` and `BUILDKITE_BUILD_CHECKOUT_PATH`.
+    pub build_path: String,
+    pub checkout_path: String,
+    /// `BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV` is `true` or `1`: list the variables the
+    /// secrets set (names only).
+    pub dump_env: bool,
+}
+
+fn value<'a>(env: &'a HashMap<String, String>, name: &str) -> &'a str {
+    env.get(name).map_or("", String::as_str)
+}
+
+fn is_true(env: &HashMap<String, String>, name: &str) -> bool {
+    value(env, name) == "true"
+}
+
+fn non_empty(env: &HashMap<String, String>, name: &str) -> Option<String> {
+    Some(value(env, name).trim()).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+impl HooksConfig {
+    pub fn from_env_map(env: &HashMap<String, String>) -> HooksConfig {
+        let policy = value(env, "BUILDKITE_ECR_POLICY").trim();
+        HooksConfig {
+            bootstrap: non_empty(env, "ELASTIC_CI_BOOTSTRAP")
+                .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned()),
+            sudo: match env.get("ELASTIC_CI_SUDO") {
+                Some(sudo) if sudo.trim().is_empty() => None,
+                Some(sudo) => Some(sudo.trim().to_owned()),
+                None => Some("sudo".to_owned()),
+            },
+            tmp_dir: non_empty(env, "TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
+            stack_version: value(env, "BUILDKITE_STACK_VERSION").to_owned(),
+            docker_experimental: is_true(env, "BUILDKITE_DOCKER_EXPERIMENTAL"),
+            prune_until: non_empty(env, "DOCKER_PRUNE_UNTIL").unwrap_or_else(|| "4h".to_owned()),
+            builder_prune: is_true(env, "DOCKER_BUILDER_PRUNE_ENABLED"),
+            terminate_on_disk_full: is_true(env, "BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL"),
+            pre_exit_disk_cleanup: is_true(env, "ENABLE_PRE_EXIT_DISK_CLEANUP"),
+            ecr_enabled_by_stack: !policy.is_empty() && policy != "none",
+            fix_permissions: env.get("DOCKER_USERNS_REMAP").is_none_or(|v| v == "false"),
+            build_path: value(env, "BUILDKITE_BUILD_PATH").to_owned(),
+            checkout_path: value(env, "BUILDKITE_BUILD_CHECKOUT_PATH").to_owned(),
+            dump_env: matches!(value(env, "BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV"), "true" | "1"),
+        }
+    }
+}
+
+/// The S3 secrets settings, read after the environment hook exported the
+/// `BUILDKITE_PLUGIN_S3_SECRETS_*` variables from the stack's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretsSettings {
+    /// `BUILDKITE_PLUGIN_S3_SECRETS_BUCKET`.
+    pub bucket: String,
+    /// `BUILDKITE_PLUGIN_S3_SECRETS_REGION`: used as it is when set; otherwise the
+    /// bucket's region is asked from S3.
+    pub region: Option<String>,
+    /// `BUILDKITE_PLUGIN_S3_SECRETS_BUCKET_PREFIX`, else `BUILDKITE_PIPELINE_SLUG`.
+    pub bucket_prefix: Option<String>,
+    pub pipeline_slug: Option<String>,
+    /// `BUILDKITE_REPO`, for the missing-SSH-key warning.
+    pub repo: String,
+    /// `BUILDKITE_PLUGIN_S3_SECRETS_SKIP_SSH_KEY_NOT_FOUND_WARNING` is `true` (any
+    /// case) or `1`.
+    pub skip_ssh_key_warning: bool,
+}
+
+impl SecretsSettings {
+    pub fn from_env_map(env: &HashMap<String, String>) -> SecretsSettings {
+        let skip = value(env, "BUILDKITE_PLUGIN_S3_SECRETS_SKIP_SSH_KEY_NOT_FOUND_WARNING");
+        SecretsSettings {
+            bucket: value(env, "BUILDKITE_PLUGIN_S3_SECRETS_BUCKET").trim().to_owned(),
+            region: non_empty(env, "BUILDKITE_PLUGIN_S3_SECRETS_REGION"),
+            bucket_prefix: non_empty(env, "BUILDKITE_PLUGIN_S3_SECRETS_BUCKET_PREFIX"),
+            pipeline_slug: non_empty(env, "BUILDKITE_PIPELINE_SLUG"),
+            repo: value(env, "BUILDKITE_REPO").to_owned(),
+            skip_ssh_key_warning: skip.eq_ignore_ascii_case("true") || skip == "1",
+        }
+    }
+}
+
+/// The ECR login settings, read after the environment hook exported the
+/// `BUILDKITE_PLUGIN_ECR_*` variables from the stack's (the names of the ECR plugin,
+/// so pipelines that configured the plugin keep working).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrSettings {
+    /// `BUILDKITE_PLUGIN_ECR_LOGIN` is `true` or `1`.
+    pub login: bool,
+    /// `BUILDKITE_PLUGIN_ECR_RETRIES`.
+    pub retries: u32,
+    /// `BUILDKITE_PLUGIN_ECR_CREDENTIAL_HELPER` is `true` or `1`.
+    pub credential_helper: bool,
+    /// Unless `BUILDKITE_PLUGIN_ECR_CREDENTIAL_HELPER_IGNORE_CREDS_STORAGE` is `false`
+    /// or `0`.
+    pub ignore_creds_storage: bool,
+    /// `BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS_0`, `_1`, … (or `BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS`),
+    /// comma-separated; empty means this instance's own account.
+    pub account_ids: Vec<String>,
+    /// `BUILDKITE_PLUGIN_ECR_REGISTRY_REGION`, `BUILDKITE_PLUGIN_ECR_REGION`,
+    /// `AWS_DEFAULT_REGION`, `AWS_REGION`; `None` means none is set.
+    pub region: Option<String>,
+    /// `BUILDKITE_PLUGIN_ECR_PROFILE`.
+    pub profile: Option<String>,
+    /// `BUILDKITE_PLUGIN_ECR_ASSUME_ROLE_ROLE_ARN` (not supported by the built-in login).
+    pub assume_role: Option<String>,
+    /// The job asked for the login itself (`AWS_ECR_LOGIN=true` or registry ids), as
+    /// opposed to getting the stack's default.
+    pub requested_by_job: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EcrSettingsError {
+    #[error(transparent)]
+    RegistryId(#[from] RegistryIdError),
+    #[error("invalid {name} {value:?}: expected a number of retries from 0 to 10")]
+    Retries { name: &'static str, value: String },
+}
+
+/// Reads a retry count; unset or empty is the default.
+pub fn retries(env: &HashMap<String, String>, name: &'static str) -> Result<u32, EcrSettingsError> {
+    match non_empty(env, name) {
+        None => Ok(DEFAULT_RETRIES),
+        Some(value) => match value.parse::<u32>() {
+            Ok(n) if n <= 10 => Ok(n),
+            _ => Err(EcrSettingsError::Retries { name, value }),
+        },
+    }
+}
+
+impl EcrSettings {
+    pub fn from_env_map(env: &HashMap<String, String>) -> Result<EcrSettings, EcrSettingsError> {
+        let numbered: Vec<&str> = (0..)
+            .map(|i| value(env, &format!("BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS_{i}")))
+            .take_while(|v| !v.is_empty())
+            .collect();
+        let account_ids = if numbered.is_empty() {
+            ecr_account_ids([value(env, "BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS")])?
+        } else {
+            ecr_account_ids(numbered)?
+        };
+        let region = [
+            "BUILDKITE_PLUGIN_ECR_REGISTRY_REGION",
+            "BUILDKITE_PLUGIN_ECR_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+        ]
+        .iter()
+        .find_map(|name| non_empty(env, name));
+        let truthy = |name| matches!(value(env, name), "true" | "1");
+        Ok(EcrSettings {
+            login: truthy("BUILDKITE_PLUGIN_ECR_LOGIN"),
+            retries: retries(env, "BUILDKITE_PLUGIN_ECR_RETRIES")?,
+            credential_helper: truthy("BUILDKITE_PLUGIN_ECR_CREDENTIAL_HELPER"),
+            ignore_creds_storage: !matches!(
+                value(env, "BUILDKITE_PLUGIN_ECR_CREDENTIAL_HELPER_IGNORE_CREDS_STORAGE"),
+                "false" | "0"
+            ),
+            account_ids,
+            region,
+            profile: non_empty(env, "BUILDKITE_PLUGIN_ECR_PROFILE"),
+            assume_role: non_empty(env, "BUILDKITE_PLUGIN_ECR_ASSUME_ROLE_ROLE_ARN"),
+            requested_by_job: parse_switch(value(env, "AWS_ECR_LOGIN")) == Some(true)
+                || !value(env, "AWS_ECR_LOGIN_REGISTRY_IDS").trim().is_empty(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_ami() {
+        let config = HooksConfig::from_env_map(&env(&[]));
+        assert_eq!(config.bootstrap, DEFAULT_BOOTSTRAP);
+        assert_eq!(config.sudo.as_deref(), Some("sudo"));
+        assert_eq!(config.tmp_dir, PathBuf::from("/tmp"));
+        assert_eq!(config.prune_until, "4h");
+        assert!(config.fix_permissions);
+        assert!(!config.ecr_enabled_by_stack);
+        assert!(!config.terminate_on_disk_full);
+    }
+
+    #[test]
+    fn reads_the_stack_switches() {
+        let config = HooksConfig::from_env_map(&env(&[
+            ("ELASTIC_CI_BOOTSTRAP", "/opt/bin/bootstrap"),
+            ("ELASTIC_CI_SUDO", ""),
+            ("TMPDIR", "/var/tmp"),
+            ("BUILDKITE_DOCKER_EXPERIMENTAL", "true"),
+            ("DOCKER_PRUNE_UNTIL", "1h"),
+            ("DOCKER_BUILDER_PRUNE_ENABLED", "true"),
+            ("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", "true"),
+            ("ENABLE_PRE_EXIT_DISK_CLEANUP", "TRUE"),
+            ("BUILDKITE_ECR_POLICY", "readonly"),
+            ("DOCKER_USERNS_REMAP", "true"),
+            ("BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV", "1"),
+        ]));
+        assert_eq!(config.bootstrap, "/opt/bin/bootstrap");
+        assert_eq!(config.sudo, None);
+        assert_eq!(config.tmp_dir, PathBuf::from("/var/tmp"));
+        assert!(
+            config.docker_experimental && config.builder_prune && config.terminate_on_disk_full
+        );
+        assert!(!config.pre_exit_disk_cleanup, "the stack writes exactly `true`");
+        assert!(config.ecr_enabled_by_stack && !config.fix_permissions && config.dump_env);
+        assert_eq!(config.prune_until, "1h");
+    }
+
+    #[test]
+    fn reads_ecr_settings_with_plugin_names() {
+        let settings = EcrSettings::from_env_map(&env(&[
+            ("BUILDKITE_PLUGIN_ECR_LOGIN", "1"),
+            ("BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS_0", "111122223333,444455556666"),
+            ("BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS_1", "777788889999"),
+            ("BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS", "000000000000"),
+            ("BUILDKITE_PLUGIN_ECR_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ECR_LOGIN_REGISTRY_IDS", "111122223333"),
+        ]))
+        .unwrap();
+        assert!(settings.login && settings.requested_by_job && settings.ignore_creds_storage);
+        assert_eq!(settings.account_ids, ["111122223333", "444455556666", "777788889999"]);
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(settings.retries, DEFAULT_RETRIES);
+
+        let off =
+            EcrSettings::from_env_map(&env(&[("BUILDKITE_PLUGIN_ECR_LOGIN", "false")])).unwrap();
+        assert!(
+            !off.login
+                && !off.requested_by_job
+                && off.account_ids.is_empty()
+                && off.region.is_none()
+        );
+    }
+
+    #[test]
+    fn rejects_bad_ecr_values_naming_them() {
+        let error =
+            EcrSettings::from_env_map(&env(&[("BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS", "12;id")]))
+                .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid ECR registry id \"12;id\": expected a 12-digit AWS account id"
+        );
+        let error = EcrSettings::from_env_map(&env(&[("BUILDKITE_PLUGIN_ECR_RETRIES", "many")]))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid BUILDKITE_PLUGIN_ECR_RETRIES \"many\": expected a number of retries from 0 to 10"
+        );
+    }
+
+    #[test]
+    fn reads_secrets_settings() {
+        let settings = SecretsSettings::from_env_map(&env(&[
+            ("BUILDKITE_PLUGIN_S3_SECRETS_BUCKET", "secrets"),
+            ("BUILDKITE_PLUGIN_S3_SECRETS_REGION", ""),
+            ("BUILDKITE_PIPELINE_SLUG", "app"),
+            ("BUILDKITE_PLUGIN_S3_SECRETS_SKIP_SSH_KEY_NOT_FOUND_WARNING", "TRUE"),
+        ]));
+        assert_eq!(settings.bucket, "secrets");
+        assert_eq!(settings.region, None);
+        assert_eq!(settings.pipeline_slug.as_deref(), Some("app"));
+        assert!(settings.skip_ssh_key_warning);
+    }
+}

@@ -1,0 +1,79 @@
+//! The disk check around jobs: `elastic-ci-bootstrap check-disk`, then, if space is
+//! low, a Docker prune and a second check; a disk still full fails the job or
+//! terminates the instance.
+
+use std::path::PathBuf;
+
+use crate::job::{Job, JobFailure};
+use crate::process;
+
+/// What the disk check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskState {
+    Enough,
+    /// Still low after pruning; `report` is what the second check printed.
+    Full {
+        report: String,
+    },
+}
+
+fn bootstrap(job: &Job<'_>) -> Option<PathBuf> {
+    process::find_program(&job.config.bootstrap, &job.env)
+}
+
+/// Checks free space and inodes, prunes Docker when they are low, and checks again.
+pub fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
+    let Some(bootstrap) = bootstrap(job) else {
+        job.log.warning(&format!(
+            "{} is not installed: skipping the disk space check (set ELASTIC_CI_BOOTSTRAP to its path)",
+            job.config.bootstrap
+        ));
+        return Ok(DiskState::Enough);
+    };
+    job.log.line("Checking disk space");
+    let status = process::run(&mut process::command(&bootstrap, ["check-disk"], &job.env))?;
+    if status.success() {
+        return Ok(DiskState::Enough);
+    }
+    job.log.section(":broom: Pruning docker resources to free disk space");
+    crate::docker::prune(job);
+    job.log.line("Checking disk space again");
+    let output =
+        process::run_captured(&mut process::command(&bootstrap, ["check-disk"], &job.env))?;
+    let mut report = String::from_utf8_lossy(&output.stdout).into_owned();
+    report.push_str(&String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        job.log.line(report.trim_end());
+        Ok(DiskState::Enough)
+    } else {
+        Ok(DiskState::Full { report })
+    }
+}
+
+/// Reports a full disk and fails the job, terminating the instance first when
+/// `BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL` is `true`.
+pub fn fail(job: &Job<'_>, report: &str) -> JobFailure {
+    job.log.open_section(":warning: Insufficient disk space after cleanup.");
+    job.log.line(report.trim_end());
+    if !job.config.terminate_on_disk_full {
+        job.log.line(
+            "Exiting job due to insufficient disk space (set BuildkiteTerminateInstanceOnDiskFull to true in CloudFormation Stack to terminate instance instead).",
+        );
+        return JobFailure { code: 1 };
+    }
+    job.log.line("Terminating instance due to disk space issues.");
+    let Some(bootstrap) = bootstrap(job) else {
+        job.log.line(&format!("{} not found, falling back to exit 1", job.config.bootstrap));
+        return JobFailure { code: 1 };
+    };
+    match process::run(&mut process::command(&bootstrap, ["terminate"], &job.env)) {
+        Ok(status) if status.success() => {}
+        Ok(status) => job.log.error(&format!(
+            "{} terminate failed ({})",
+            job.config.bootstrap,
+            process::describe(status)
+        )),
+        Err(error) => job.log.error(&format!("{error:#}")),
+    }
+    JobFailure { code: 1 }
+}

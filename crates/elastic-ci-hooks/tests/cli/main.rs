@@ -1,0 +1,434 @@
+//! The hooks without AWS: command line, Docker checks and logins, disk paths,
+//! fix-permissions, clean-up, ssh-agent handling, and (with the in-memory S3 fake)
+//! what the hooks say when the instance role may not read a secret.
+//!
+//! Every hook runs on a simulated instance (`support::Sandbox`) with recording stubs
+//! first on `PATH`, through the real shims where the environment matters.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use elastic_ci_aws::ecr::RegistryAuth;
+use elastic_ci_aws::fake::FakeObjectStore;
+use elastic_ci_aws::s3::ObjectStore;
+use elastic_ci_hooks::clients::Clients;
+use elastic_ci_hooks::joblog::JobLog;
+use elastic_ci_hooks::{Cli, run};
+use support::{Sandbox, alive, assert_no_secrets, run_hook, run_shim};
+
+#[test]
+fn help_explains_every_command() {
+    let output = Command::new(support::HOOKS_BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for command in ["environment", "pre-command", "pre-exit", "git-credential"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let output = Command::new(support::HOOKS_BIN).args(["environment", "--help"]).output().unwrap();
+    assert!(String::from_utf8(output.stdout).unwrap().contains("DOCKER_CONFIG"));
+    let output = Command::new(support::HOOKS_BIN).arg("no-such-hook").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn environment_creates_a_private_docker_config_and_pre_exit_removes_it() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("BUILDKITE_DOCKER_EXPERIMENTAL".into(), "true".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let dir = run.env.get("DOCKER_CONFIG").expect("DOCKER_CONFIG exported").clone();
+    assert_eq!(run.env.get("BUILDKITE_DOCKER_CONFIG_TEMP_DIRECTORY"), Some(&dir));
+    assert!(dir.starts_with(&*sandbox.path("tmp").to_string_lossy()));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let config = std::fs::read_to_string(format!("{dir}/config.json")).unwrap();
+    assert!(config.contains(r#""experimental": "enabled""#), "{config}");
+    for flag in ["SECRETS_PLUGIN_ENABLED", "ECR_PLUGIN_ENABLED", "DOCKER_LOGIN_PLUGIN_ENABLED"] {
+        assert_eq!(run.env.get(flag).map(String::as_str), Some("1"), "{flag}");
+    }
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("~~~ :llama: Setting up elastic stack environment (v0-test)"),
+        "{stderr}"
+    );
+    assert!(sandbox.calls().contains("docker ps"), "{}", sandbox.calls());
+    assert!(sandbox.calls().contains("elastic-ci-bootstrap check-disk"));
+
+    let mut job = env.clone();
+    job.extend(run.env.clone());
+    let exit = run_shim("pre-exit", &job);
+    assert_eq!(exit.code(), Some(0), "{}", exit.stderr());
+    assert!(!std::path::Path::new(&dir).exists());
+    assert!(!exit.env.contains_key("DOCKER_CONFIG"));
+    assert!(!exit.env.contains_key("BUILDKITE_DOCKER_CONFIG_TEMP_DIRECTORY"));
+    assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
+}
+
+#[test]
+fn cfn_env_is_loaded_before_the_hook_runs() {
+    let sandbox = Sandbox::new();
+    // The stack's cfn-env: it exports settings the hook then acts on.
+    std::fs::write(
+        sandbox.path("home/cfn-env"),
+        "export BUILDKITE_STACK_VERSION='v9.9.9'\nexport PLUGINS_ENABLED='secrets'\n",
+    )
+    .unwrap();
+    let run = run_shim("environment", &sandbox.job_env());
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let stdout = run.stdout();
+    assert!(stdout.contains("~~~ :earth_asia: Setting up environment variables"), "{stdout}");
+    assert!(run.stderr().contains("(v9.9.9)"));
+    assert_eq!(run.env.get("SECRETS_PLUGIN_ENABLED").map(String::as_str), Some("1"));
+    assert_eq!(run.env.get("ECR_PLUGIN_ENABLED"), None);
+}
+
+#[test]
+fn jobs_switch_plugins_off() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("ECR_PLUGIN_ENABLED".into(), "false".into());
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "0".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.env.get("SECRETS_PLUGIN_ENABLED").map(String::as_str), Some("1"));
+    assert_eq!(run.env.get("ECR_PLUGIN_ENABLED").map(String::as_str), Some("0"));
+    assert_eq!(run.env.get("DOCKER_LOGIN_PLUGIN_ENABLED").map(String::as_str), Some("0"));
+    assert_eq!(run.env.get("PLUGINS_ENABLED").map(String::as_str), Some("secrets"));
+}
+
+#[test]
+fn docker_not_running_fails_the_job_without_leaving_a_config_behind() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("STUB_DOCKER_PS_EXIT".into(), "1".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(1));
+    assert!(run.stderr().contains("Docker isn't running!"), "{}", run.stderr());
+    assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
+}
+
+#[test]
+fn without_docker_the_docker_steps_are_skipped_with_a_warning() {
+    let sandbox = Sandbox::new();
+    sandbox.remove_stub("docker");
+    let mut env = sandbox.job_env();
+    // The system directories of this machine may hold a docker CLI: use a PATH
+    // with the stubs and a minimal set of tools only.
+    let tools = sandbox.path("tools");
+    std::fs::create_dir(&tools).unwrap();
+    for tool in ["bash", "sed", "head", "cat"] {
+        let found =
+            Command::new("/bin/bash").arg("-c").arg(format!("command -v {tool}")).output().unwrap();
+        let found = String::from_utf8(found.stdout).unwrap();
+        std::os::unix::fs::symlink(found.trim(), tools.join(tool)).unwrap();
+    }
+    env.insert("PATH".into(), format!("{}:{}", sandbox.path("bin").display(), tools.display()));
+    sandbox.disk_answers(&[1, 1]);
+    let output = run_hook("environment", &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("docker is not installed"), "{stderr}");
+    assert!(stderr.contains("nothing to prune"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "the disk is still full");
+
+    // A job that asks for a docker login cannot do without docker.
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "1".into());
+    env.insert("DOCKER_LOGIN_USER".into(), "bot".into());
+    env.insert("DOCKER_LOGIN_PASSWORD".into(), "pw".into());
+    let output = run_hook("pre-command", &env);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("docker is not installed"));
+}
+
+#[test]
+fn a_low_disk_is_pruned_and_checked_again() {
+    let sandbox = Sandbox::new();
+    sandbox.disk_answers(&[1, 0]);
+    let mut env = sandbox.job_env();
+    env.insert("DOCKER_PRUNE_UNTIL".into(), "2h".into());
+    env.insert("DOCKER_BUILDER_PRUNE_ENABLED".into(), "true".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let calls = sandbox.calls();
+    assert!(calls.contains("docker image prune --all --force --filter until=2h"), "{calls}");
+    assert!(calls.contains("docker builder prune --all --force --filter until=2h"), "{calls}");
+    assert_eq!(calls.matches("check-disk").count(), 2);
+    assert!(run.stderr().contains("~~~ :broom: Pruning docker resources to free disk space"));
+}
+
+#[test]
+fn a_full_disk_fails_the_job_or_terminates_the_instance() {
+    let sandbox = Sandbox::new();
+    sandbox.disk_answers(&[1, 1]);
+    let env = sandbox.job_env();
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(1));
+    let stderr = run.stderr();
+    assert!(stderr.contains("--- :warning: Insufficient disk space after cleanup."), "{stderr}");
+    assert!(stderr.contains("Not enough disk space free: 1.0G available"), "{stderr}");
+    assert!(stderr.contains("set BuildkiteTerminateInstanceOnDiskFull to true"), "{stderr}");
+    assert!(!sandbox.calls().contains("terminate"));
+    assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
+
+    sandbox.disk_answers(&[1, 1]);
+    let mut env = env;
+    env.insert("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL".into(), "true".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(1));
+    assert!(run.stderr().contains("Terminating instance due to disk space issues."));
+    assert!(sandbox.calls().contains("elastic-ci-bootstrap terminate"), "{}", sandbox.calls());
+}
+
+#[test]
+fn pre_exit_cleans_up_even_when_the_disk_is_full() {
+    let sandbox = Sandbox::new();
+    let env = sandbox.job_env();
+    let setup = run_shim("environment", &env);
+    assert_eq!(setup.code(), Some(0), "{}", setup.stderr());
+    let mut job = env.clone();
+    job.extend(setup.env.clone());
+    // An ssh-agent as the secrets would have started it.
+    let agent =
+        Command::new("ssh-agent").arg("-s").env("TMPDIR", sandbox.path("tmp")).output().unwrap();
+    let agent = String::from_utf8(agent.stdout).unwrap();
+    let field = |name: &str| {
+        agent
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let pid = field("SSH_AGENT_PID");
+    job.insert("SSH_AUTH_SOCK".into(), field("SSH_AUTH_SOCK"));
+    job.insert("SSH_AGENT_PID".into(), pid.clone());
+    job.insert("ELASTIC_CI_SSH_AGENT_PID".into(), pid.clone());
+    assert!(alive(&pid));
+
+    job.insert("ENABLE_PRE_EXIT_DISK_CLEANUP".into(), "true".into());
+    job.insert("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL".into(), "true".into());
+    sandbox.disk_answers(&[1, 1]);
+    let exit = run_shim("pre-exit", &job);
+    assert_eq!(exit.code(), Some(1), "{}", exit.stderr());
+    assert!(!std::path::Path::new(&job["DOCKER_CONFIG"]).exists());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!alive(&pid), "ssh-agent {pid} still running");
+    assert!(sandbox.calls().contains("elastic-ci-bootstrap terminate"));
+    assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
+}
+
+#[test]
+fn pre_exit_removes_only_its_own_docker_config_and_ssh_agent() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    let precious = sandbox.path("home/precious");
+    std::fs::create_dir(&precious).unwrap();
+    env.insert("BUILDKITE_DOCKER_CONFIG_TEMP_DIRECTORY".into(), precious.display().to_string());
+    // A process that is not an ssh-agent.
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    env.insert("ELASTIC_CI_SSH_AGENT_PID".into(), sleeper.id().to_string());
+    let output = run_hook("pre-exit", &env);
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("its name does not start with the per-job prefix"), "{stderr}");
+    assert!(precious.exists());
+    assert!(alive(&sleeper.id().to_string()));
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+}
+
+#[test]
+fn fix_permissions_runs_through_sudo_with_the_checkout_dirs() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("DOCKER_USERNS_REMAP".into(), "false".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        sandbox.calls().contains("sudo -n elastic-ci-bootstrap fix-permissions agent-1 acme app"),
+        "{}",
+        sandbox.calls()
+    );
+    assert!(run.stderr().contains("~~~ Fixing permissions for 'agent-1/acme/app'..."));
+    // That job succeeded, so its Docker config is its pre-exit's to remove.
+    std::fs::remove_dir_all(&run.env["DOCKER_CONFIG"]).unwrap();
+
+    env.insert("BUILDKITE_BUILD_CHECKOUT_PATH".into(), "/elsewhere/a/b/c".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(53));
+    assert!(run.stderr().contains("is not BUILD_PATH/AGENT/ORG/PIPELINE"), "{}", run.stderr());
+
+    env.insert(
+        "BUILDKITE_BUILD_CHECKOUT_PATH".into(),
+        sandbox.path("builds/agent-1/acme/app").display().to_string(),
+    );
+    env.insert("STUB_FIXPERMS_EXIT".into(), "3".into());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(53));
+    assert!(run.stderr().contains("fix-permissions failed (exit status 3)"), "{}", run.stderr());
+    assert!(sandbox.tmp_entries().is_empty());
+}
+
+#[test]
+fn docker_login_sends_the_password_on_stdin_and_retries() {
+    let sandbox = Sandbox::new();
+    let password = "pa ss'$(touch /tmp/pwned)\"`id`";
+    let mut env = sandbox.job_env();
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "1".into());
+    env.insert("DOCKER_LOGIN_USER".into(), "robot".into());
+    env.insert("DOCKER_LOGIN_PASSWORD".into(), format!("{password}\n"));
+    env.insert("DOCKER_LOGIN_SERVER".into(), "quay.io".into());
+    env.insert("BUILDKITE_PLUGIN_DOCKER_LOGIN_RETRIES".into(), "2".into());
+    env.insert("STUB_DOCKER_LOGIN_FAILURES".into(), "1".into());
+    let run = run_shim("pre-command", &env);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(run.stderr().contains("Login failed on attempt 1 of 3. Trying again in 1 seconds..."));
+    assert_eq!(
+        run.env.get("BUILDKITE_PLUGIN_DOCKER_LOGIN_USERNAME").map(String::as_str),
+        Some("robot")
+    );
+    assert_eq!(
+        run.env.get("BUILDKITE_PLUGIN_DOCKER_LOGIN_SERVER").map(String::as_str),
+        Some("quay.io")
+    );
+    let calls = sandbox.calls();
+    assert_eq!(
+        calls.matches("docker login --username robot --password-stdin quay.io").count(),
+        2,
+        "{calls}"
+    );
+    assert_eq!(sandbox.stdin_log().matches(&format!("docker quay.io: {password}\n")).count(), 2);
+    assert_no_secrets("arguments", &calls, &[password]);
+    assert_no_secrets("stderr", &run.stderr(), &[password]);
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+#[test]
+fn docker_login_gives_up_after_its_retries() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "1".into());
+    env.insert("DOCKER_LOGIN_USER".into(), "robot".into());
+    env.insert("DOCKER_LOGIN_PASSWORD".into(), "hunter2".into());
+    env.insert("BUILDKITE_PLUGIN_DOCKER_LOGIN_RETRIES".into(), "1".into());
+    env.insert("STUB_DOCKER_LOGIN_FAILURES".into(), "5".into());
+    let output = run_hook("pre-command", &env);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("docker login to Docker Hub as robot failed after 2 attempts"),
+        "{stderr}"
+    );
+    assert!(
+        sandbox.calls().contains("docker login --username robot --password-stdin \n"),
+        "{}",
+        sandbox.calls()
+    );
+    assert_no_secrets("stderr", &stderr, &["hunter2"]);
+}
+
+#[test]
+fn docker_login_without_a_password_fails_clearly() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "1".into());
+    env.insert("DOCKER_LOGIN_USER".into(), "robot".into());
+    let output = run_hook("pre-command", &env);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("No docker-login password found in $DOCKER_LOGIN_PASSWORD")
+    );
+
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "0".into());
+    let output = run_hook("pre-command", &env);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn git_credential_store_and_erase_do_nothing() {
+    for action in ["store", "erase"] {
+        let output = Command::new(support::HOOKS_BIN)
+            .args(["git-credential", "bucket", "us-east-1", "git-credentials", action])
+            .env_clear()
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        assert!(output.stdout.is_empty());
+    }
+}
+
+/// The in-memory S3 fake behind the hooks' client factory: moto cannot deny access.
+struct FakeClients {
+    store: Arc<FakeObjectStore>,
+}
+
+#[async_trait]
+impl Clients for FakeClients {
+    async fn object_store(&self, _region: Option<&str>) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store) as Arc<dyn ObjectStore>
+    }
+
+    async fn registry_auth(&self, _region: &str, _profile: Option<&str>) -> Arc<dyn RegistryAuth> {
+        Arc::new(elastic_ci_aws::fake::FakeRegistryAuth::default())
+    }
+}
+
+async fn run_in_process(
+    args: &[&str],
+    env: &HashMap<String, String>,
+    clients: &FakeClients,
+) -> (Result<String, u8>, String) {
+    use clap::Parser;
+    let (log, buffer) = JobLog::in_memory();
+    let cli = Cli::parse_from(std::iter::once("elastic-ci-hooks").chain(args.iter().copied()));
+    let result = run(cli, env, clients, &log, &mut std::io::empty()).await;
+    let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+    (result, text)
+}
+
+#[tokio::test]
+async fn access_denied_names_the_key_and_the_missing_permission() {
+    let sandbox = Sandbox::new();
+    let store = Arc::new(FakeObjectStore::default());
+    store.create_bucket("secrets");
+    store.put("secrets", "app/env", "export FROM_PIPELINE=yes\n");
+    store.put("secrets", "env", "export FROM_GLOBAL=yes\n");
+    store.deny("secrets", "env");
+    store.put("secrets", "app/secret-files/API_TOKEN", "t0k3n");
+    store.deny("secrets", "app/secret-files/API_TOKEN");
+    let clients = FakeClients { store: Arc::clone(&store) };
+    let mut env = sandbox.job_env();
+    env.insert("BUILDKITE_SECRETS_BUCKET".into(), "secrets".into());
+    let (result, log) = run_in_process(&["environment"], &env, &clients).await;
+    let stdout = result.unwrap_or_else(|code| panic!("exit {code}:\n{log}"));
+    assert!(log.contains(
+        ":warning: access denied to s3://secrets/env: the instance role needs s3:GetObject on arn:aws:s3:::secrets/env"
+    ), "{log}");
+    assert!(log.contains("access denied to s3://secrets/app/secret-files/API_TOKEN"), "{log}");
+    assert!(stdout.contains("export FROM_PIPELINE=yes"), "{stdout}");
+    assert!(!stdout.contains("FROM_GLOBAL") && !stdout.contains("API_TOKEN"), "{stdout}");
+    support::assert_only_exports(&stdout);
+    // The created Docker config belongs to the (successful) job now.
+    let _ = std::fs::remove_dir_all(sandbox.path("tmp"));
+
+    // The bucket itself denied: the job fails, naming the permission.
+    store.faults.fail_next("HeadBucket", elastic_ci_aws::error::AwsErrorKind::AccessDenied, 1);
+    std::fs::create_dir_all(sandbox.path("tmp")).unwrap();
+    let (result, log) = run_in_process(&["environment"], &env, &clients).await;
+    assert_eq!(result, Err(53), "{log}");
+    assert!(log.contains("the instance role needs s3:ListBucket on arn:aws:s3:::secrets"), "{log}");
+    assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
+
+    // Anything else (after the SDK's retries) fails the job rather than running it
+    // without its secrets.
+    store.faults.fail_next("GetObject", elastic_ci_aws::error::AwsErrorKind::Transport, 1);
+    let (result, log) = run_in_process(&["environment"], &env, &clients).await;
+    assert_eq!(result, Err(53), "{log}");
+    assert!(log.contains("failed to download s3://secrets/"), "{log}");
+}
