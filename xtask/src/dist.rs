@@ -88,7 +88,9 @@ pub(crate) fn run(args: &DistArgs) -> anyhow::Result<()> {
             continue;
         }
         let packages: Vec<&str> = match arch {
-            Arch::X86_64 => std::iter::once(SCALER).chain(instance_packages.iter().copied()).collect(),
+            Arch::X86_64 => {
+                std::iter::once(SCALER).chain(instance_packages.iter().copied()).collect()
+            }
             Arch::Arm64 => vec![SCALER],
         };
         let lambda_dir = target_dir.join("lambda").join(arch.name());
@@ -192,7 +194,8 @@ mod tests {
             .map(|arch| format!("{SCALER}-{}.zip", arch.name()))
             .collect();
         assert_eq!(names, ["elastic-ci-scaler-x86_64.zip", "elastic-ci-scaler-arm64.zip"]);
-        let template = std::fs::read_to_string(project::root().join("xtask/src/template.rs")).unwrap();
+        let template =
+            std::fs::read_to_string(project::root().join("xtask/src/template.rs")).unwrap();
         assert!(template.contains("elastic-ci-scaler-<arch>.zip"));
     }
 

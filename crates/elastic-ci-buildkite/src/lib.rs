@@ -48,7 +48,8 @@ pub struct QueueReport {
 /// Reading a queue's metrics.
 #[async_trait]
 pub trait AgentMetrics: Send + Sync {
-    async fn queue_metrics(&self, queue: &str, token: &Secret) -> Result<QueueReport, MetricsError>;
+    async fn queue_metrics(&self, queue: &str, token: &Secret)
+    -> Result<QueueReport, MetricsError>;
 }
 
 /// A failed poll. Messages name the URL (without credentials) and never the token.
@@ -118,7 +119,10 @@ pub struct ClientBuildError(#[source] reqwest::Error);
 
 impl AgentMetricsClient {
     /// A client for the agent API at `endpoint` (such as `https://agent.buildkite.com/v3`).
-    pub fn new(endpoint: &Url, settings: &ClientSettings) -> Result<AgentMetricsClient, ClientBuildError> {
+    pub fn new(
+        endpoint: &Url,
+        settings: &ClientSettings,
+    ) -> Result<AgentMetricsClient, ClientBuildError> {
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
@@ -144,7 +148,11 @@ impl AgentMetricsClient {
 #[async_trait]
 impl AgentMetrics for AgentMetricsClient {
     #[instrument(skip_all, fields(queue))]
-    async fn queue_metrics(&self, queue: &str, token: &Secret) -> Result<QueueReport, MetricsError> {
+    async fn queue_metrics(
+        &self,
+        queue: &str,
+        token: &Secret,
+    ) -> Result<QueueReport, MetricsError> {
         let url = self.queue_url(queue);
         let shown = shown_url(&url);
         let transport = |error: reqwest::Error| MetricsError::Transport {
@@ -154,18 +162,26 @@ impl AgentMetrics for AgentMetricsClient {
         let mut authorization = HeaderValue::from_str(&format!("Token {}", token.expose()))
             .map_err(|_| MetricsError::Transport {
                 url: shown.clone(),
-                message: "the agent token contains characters not allowed in an HTTP header".to_owned(),
+                message: "the agent token contains characters not allowed in an HTTP header"
+                    .to_owned(),
             })?;
         authorization.set_sensitive(true);
-        let response =
-            self.http.get(url).header(AUTHORIZATION, authorization).send().await.map_err(transport)?;
+        let response = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, authorization)
+            .send()
+            .await
+            .map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport)?;
         if status != StatusCode::OK {
             let body = quote_body(&body, token);
             return Err(match status.as_u16() {
-                401 | 403 => MetricsError::Unauthorized { url: shown, status: status.as_u16(), body },
+                401 | 403 => {
+                    MetricsError::Unauthorized { url: shown, status: status.as_u16(), body }
+                }
                 429 => MetricsError::RateLimited { url: shown, retry_after: retry_after(&headers) },
                 other => MetricsError::Status { url: shown, status: other, body },
             });
@@ -210,7 +226,8 @@ fn quote_body(body: &[u8], token: &Secret) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_IN_ERROR)]);
     let text = text.trim();
     // An API that echoed the request would put the token in our error message.
-    let text = if token.is_empty() { text.to_owned() } else { text.replace(token.expose(), "<redacted>") };
+    let text =
+        if token.is_empty() { text.to_owned() } else { text.replace(token.expose(), "<redacted>") };
     if text.is_empty() { "(empty body)".to_owned() } else { text }
 }
 
@@ -276,8 +293,8 @@ struct Cluster {
 /// Decodes a 200's body. The `agents`, `jobs` and `organization.slug` fields must be
 /// there: an answer without them is a degraded API, not an idle queue.
 fn decode(body: &[u8]) -> Result<QueueReport, String> {
-    let answer: Answer =
-        serde_json::from_slice(body).map_err(|error| format!("not the documented JSON: {error}"))?;
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|error| format!("not the documented JSON: {error}"))?;
     let jobs = answer.jobs.ok_or("no \"jobs\" object")?;
     let agents = answer.agents.ok_or("no \"agents\" object")?;
     let organization_slug =

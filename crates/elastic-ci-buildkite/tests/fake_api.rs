@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use elastic_ci_buildkite::{AgentMetrics, AgentMetricsClient, ClientSettings, MetricsError, USER_AGENT};
+use elastic_ci_buildkite::{
+    AgentMetrics, AgentMetricsClient, ClientSettings, MetricsError, USER_AGENT,
+};
 use elastic_ci_core::secret::Secret;
 use elastic_ci_testkit::buildkite::{FakeBuildkite, Fault, QueueMetrics, Reply};
 use url::Url;
@@ -124,7 +126,8 @@ async fn an_unreachable_api_is_a_transport_error() {
         fake.endpoint()
     };
     let client =
-        AgentMetricsClient::new(&Url::parse(&endpoint).unwrap(), &ClientSettings::standard()).unwrap();
+        AgentMetricsClient::new(&Url::parse(&endpoint).unwrap(), &ClientSettings::standard())
+            .unwrap();
     let error = client.queue_metrics("default", &token()).await.unwrap_err();
     assert!(
         matches!(&error, MetricsError::Transport { message, .. } if message.starts_with("could not connect")),
@@ -148,7 +151,11 @@ async fn scripts_answer_one_reply_per_poll_and_repeat_the_last() {
         result.map(|report| report.counts.scheduled_jobs).map_err(|error| error.to_string())
     };
     assert_eq!(scheduled(client.queue_metrics("default", &token()).await), Ok(1));
-    assert!(scheduled(client.queue_metrics("default", &token()).await).unwrap_err().contains("HTTP 503"));
+    assert!(
+        scheduled(client.queue_metrics("default", &token()).await)
+            .unwrap_err()
+            .contains("HTTP 503")
+    );
     assert_eq!(scheduled(client.queue_metrics("default", &token()).await), Ok(5));
     assert_eq!(scheduled(client.queue_metrics("default", &token()).await), Ok(5));
 }

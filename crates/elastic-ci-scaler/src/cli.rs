@@ -126,7 +126,12 @@ pub async fn cli_main(cli: Cli, env: HashMap<String, String>) -> anyhow::Result<
         }
     } else {
         let summary = run_until(&deps, &mut token, None, &shutdown).await;
-        info!(polls = summary.polls, failed_polls = summary.failed_polls, capacity_changes = summary.capacity_changes, "stopped");
+        info!(
+            polls = summary.polls,
+            failed_polls = summary.failed_polls,
+            capacity_changes = summary.capacity_changes,
+            "stopped"
+        );
         Ok(())
     };
     signals.abort();

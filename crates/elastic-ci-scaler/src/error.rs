@@ -31,9 +31,9 @@ impl ScalerError {
                 AwsErrorKind::Throttled => "AwsThrottled",
                 AwsErrorKind::AccessDenied => "AwsAccessDenied",
                 AwsErrorKind::NotFound => "AwsNotFound",
-                AwsErrorKind::Validation
-                | AwsErrorKind::Transport
-                | AwsErrorKind::Service => "AwsError",
+                AwsErrorKind::Validation | AwsErrorKind::Transport | AwsErrorKind::Service => {
+                    "AwsError"
+                }
             },
         }
     }

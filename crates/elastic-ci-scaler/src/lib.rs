@@ -224,7 +224,8 @@ impl RunSummary {
 
 /// One poll (spec §3.2): metrics, CloudWatch, group, decision, action, one log line.
 pub async fn run_once(deps: &Deps, token: &Secret) -> PollReport {
-    let mut report = PollReport { metrics: None, decision: None, applied: Applied::Nothing, error: None };
+    let mut report =
+        PollReport { metrics: None, decision: None, applied: Applied::Nothing, error: None };
     if let Err(error) = poll(deps, token, &mut report).await {
         report.error = Some(error);
         if report.decision.is_some() {
@@ -444,7 +445,10 @@ pub async fn restore_cooldowns(deps: &Deps) {
     }
 }
 
-async fn scan_activities(deps: &Deps, mut scan: ActivityScan) -> Result<(ScalingState, u32), AwsError> {
+async fn scan_activities(
+    deps: &Deps,
+    mut scan: ActivityScan,
+) -> Result<(ScalingState, u32), AwsError> {
     let mut next_token: Option<String> = None;
     let mut n_pages = 0;
     loop {
@@ -471,7 +475,10 @@ async fn scan_activities(deps: &Deps, mut scan: ActivityScan) -> Result<(Scaling
 
 /// One Lambda invocation (spec §3.1): jitter, cooldown restore, token, polling loop.
 /// `lambda_deadline` is the invocation's deadline from the Lambda context.
-pub async fn handle(deps: &Deps, lambda_deadline: Option<SystemTime>) -> Result<RunSummary, ScalerError> {
+pub async fn handle(
+    deps: &Deps,
+    lambda_deadline: Option<SystemTime>,
+) -> Result<RunSummary, ScalerError> {
     let config = &deps.config;
     let mut jitter = startup_jitter(&config.group_name, config.startup_jitter_max);
     if let Some(deadline) = lambda_deadline {

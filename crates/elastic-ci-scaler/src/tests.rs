@@ -198,7 +198,11 @@ async fn api_failures_never_touch_the_group() {
     assert!(h.metrics.published().is_empty());
     let lines = log.poll_lines();
     assert_eq!(lines.len(), 6);
-    assert!(lines.iter().all(|line| line["level"] == "WARN" && line["error_type"] == "BuildkiteUnavailable"));
+    assert!(
+        lines
+            .iter()
+            .all(|line| line["level"] == "WARN" && line["error_type"] == "BuildkiteUnavailable")
+    );
 
     // A refused token too.
     let wrong = run_once(&h.deps, &Secret::new("not-the-token")).await;
@@ -240,7 +244,10 @@ async fn publishes_six_queue_metrics_with_org_and_queue_dimensions() {
             assert_eq!(namespace, "Buildkite");
             assert_eq!(
                 datum.dimensions,
-                [("Org".to_owned(), "test-org".to_owned()), ("Queue".to_owned(), "default".to_owned())]
+                [
+                    ("Org".to_owned(), "test-org".to_owned()),
+                    ("Queue".to_owned(), "default".to_owned())
+                ]
             );
             (datum.name.as_str(), datum.value)
         })
@@ -267,7 +274,8 @@ async fn a_metrics_failure_skips_scaling_unless_told_to_ignore_it() {
     assert_eq!(report.error.map(|e| e.error_type()), Some("AwsThrottled"));
     assert!(parity.set_calls().is_empty());
 
-    let fixed = harness(&[("CLOUDWATCH_METRICS", "true"), ("IGNORE_CLOUDWATCH_METRICS_ERRORS", "1")]);
+    let fixed =
+        harness(&[("CLOUDWATCH_METRICS", "true"), ("IGNORE_CLOUDWATCH_METRICS_ERRORS", "1")]);
     fixed.buildkite.set_queue("default", QueueMetrics::jobs(2, 0, 0));
     fixed.metrics.faults.fail_next("PutMetricData", AwsErrorKind::Throttled, 1);
     let report = fixed.poll().await;
@@ -442,7 +450,11 @@ async fn the_activity_scan_is_capped_retried_after_errors_and_skipped_when_point
     handle(&h.deps, None).await.unwrap();
     assert_eq!(h.group.activity_page_requests(), 2, "done once it succeeded");
 
-    let neither = harness(&[("DISABLE_SCALE_IN", "true"), ("DISABLE_SCALE_OUT", "true"), ("LAMBDA_TIMEOUT", "1s")]);
+    let neither = harness(&[
+        ("DISABLE_SCALE_IN", "true"),
+        ("DISABLE_SCALE_OUT", "true"),
+        ("LAMBDA_TIMEOUT", "1s"),
+    ]);
     handle(&neither.deps, None).await.unwrap();
     assert_eq!(neither.group.activity_page_requests(), 0);
 }
@@ -454,7 +466,8 @@ async fn a_refused_token_is_read_again_from_ssm() {
     h.parameters.put(ssm_key, TOKEN);
     let mut token = Secret::new("rotated-away");
     let shutdown = Shutdown::default();
-    let summary = run_until(&h.deps, &mut token, Some(start() + Duration::from_secs(15)), &shutdown).await;
+    let summary =
+        run_until(&h.deps, &mut token, Some(start() + Duration::from_secs(15)), &shutdown).await;
     assert_eq!((summary.polls, summary.failed_polls), (2, 1));
     assert_eq!(token.expose(), TOKEN);
 }

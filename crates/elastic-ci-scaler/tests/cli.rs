@@ -39,10 +39,7 @@ fn no_command_is_an_error() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("no command given"));
-    assert_cmd::Command::from_std(scaler())
-        .arg("--bogus")
-        .assert()
-        .code(2);
+    assert_cmd::Command::from_std(scaler()).arg("--bogus").assert().code(2);
 }
 
 #[test]

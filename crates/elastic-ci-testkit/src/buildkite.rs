@@ -195,7 +195,8 @@ impl FakeBuildkiteState {
             Some(QueueSource::Fixed(metrics)) => Reply::Metrics(*metrics),
             Some(QueueSource::Computed(compute)) => Reply::Metrics(compute(now)),
             Some(QueueSource::Script(replies)) => {
-                let reply = if replies.len() > 1 { replies.pop_front() } else { replies.front().cloned() };
+                let reply =
+                    if replies.len() > 1 { replies.pop_front() } else { replies.front().cloned() };
                 reply.unwrap_or(Reply::Metrics(QueueMetrics::default()))
             }
         }
@@ -288,9 +289,9 @@ async fn answer(
     let plan = {
         let mut state = lock(state);
         let now = (state.clock)();
-        let token = authorization
-            .as_deref()
-            .and_then(|value| value.strip_prefix("Token ").or_else(|| value.strip_prefix("Bearer ")));
+        let token = authorization.as_deref().and_then(|value| {
+            value.strip_prefix("Token ").or_else(|| value.strip_prefix("Bearer "))
+        });
         let plan = if method != Method::GET
             || !(path.ends_with("/metrics/queue") || path.ends_with("/metrics"))
         {
@@ -396,13 +397,18 @@ fn queue_body(state: &FakeBuildkiteState, metrics: QueueMetrics) -> serde_json::
 
 async fn serve(plan: Plan) -> Response {
     let message = |status: StatusCode, message: &str| {
-        (status, [(header::CONTENT_TYPE, "application/json")], json!({ "message": message }).to_string())
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({ "message": message }).to_string(),
+        )
             .into_response()
     };
     match plan {
-        Plan::Unauthorized => {
-            message(StatusCode::UNAUTHORIZED, "Eeep! You forgot to pass an agent registration token")
-        }
+        Plan::Unauthorized => message(
+            StatusCode::UNAUTHORIZED,
+            "Eeep! You forgot to pass an agent registration token",
+        ),
         Plan::NotFound => message(StatusCode::NOT_FOUND, "Not Found"),
         Plan::BadRequest => message(StatusCode::BAD_REQUEST, "name is required"),
         Plan::Fault(Fault::Status(status)) => message(

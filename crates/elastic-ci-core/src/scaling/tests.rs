@@ -628,10 +628,10 @@ proptest! {
     ) {
         let decision = decide(&policy, &state, &counts, &group, now());
         prop_assert!(decision.computed >= group.min_size && decision.computed <= group.max_size);
-        if policy.route_by_desired_capacity || policy.scale_in_factor == 0.0 {
-            if let Action::SetDesiredCapacity { to, .. } = decision.action {
-                prop_assert!(to >= group.min_size && to <= group.max_size, "{decision:?}");
-            }
+        if (policy.route_by_desired_capacity || policy.scale_in_factor == 0.0)
+            && let Action::SetDesiredCapacity { to, .. } = decision.action
+        {
+            prop_assert!(to >= group.min_size && to <= group.max_size, "{decision:?}");
         }
     }
 

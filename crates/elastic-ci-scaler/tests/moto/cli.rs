@@ -66,10 +66,14 @@ async fn dry_run_changes_nothing() {
     assert_eq!(lines[0]["applied"], "DryRun");
     assert_eq!(lines[0]["target_capacity"], 7);
     assert_eq!(stack.desired().await, 1);
-    let metrics = stack.moto.cloudwatch().list_metrics().namespace("Buildkite").send().await.unwrap();
+    let metrics =
+        stack.moto.cloudwatch().list_metrics().namespace("Buildkite").send().await.unwrap();
     assert!(
         metrics.metrics().iter().all(|metric| {
-            metric.dimensions().iter().all(|dimension| dimension.value() != Some(stack.queue.as_str()))
+            metric
+                .dimensions()
+                .iter()
+                .all(|dimension| dimension.value() != Some(stack.queue.as_str()))
         }),
         "a dry run publishes nothing"
     );

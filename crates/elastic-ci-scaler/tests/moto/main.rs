@@ -67,8 +67,8 @@ impl Stack {
     fn deps(&self, vars: &[(&str, &str)]) -> Deps {
         let config = ScalerConfig::from_env_map(&self.env(vars)).unwrap();
         let sdk_config = self.moto.sdk_config();
-        let client = AgentMetricsClient::new(&config.agent_endpoint, &ClientSettings::standard())
-            .unwrap();
+        let client =
+            AgentMetricsClient::new(&config.agent_endpoint, &ClientSettings::standard()).unwrap();
         Deps::new(
             config,
             Arc::new(AutoScalingGroups::new(&sdk_config)),
@@ -136,7 +136,8 @@ async fn caps_at_max_size_and_holds_min_size() {
 async fn cooldowns_hold_in_both_directions_on_a_simulated_clock() {
     let Some(moto) = moto() else { return };
     let stack = Stack::new(moto, 0, 10, 0).await;
-    let deps = stack.deps(&[("SCALE_OUT_COOLDOWN_PERIOD", "300s"), ("SCALE_IN_COOLDOWN_PERIOD", "1h")]);
+    let deps =
+        stack.deps(&[("SCALE_OUT_COOLDOWN_PERIOD", "300s"), ("SCALE_IN_COOLDOWN_PERIOD", "1h")]);
     stack.set_jobs(2, 0);
     poll(&deps).await;
     assert_eq!(stack.desired().await, 2);
@@ -181,7 +182,7 @@ async fn an_api_outage_or_bad_answer_never_changes_capacity() {
     }
 
     // The API entirely down.
-    let env = stack.env(&[]);
+    let env = stack.env(&[("LAMBDA_TIMEOUT", "1s")]);
     drop(stack.buildkite);
     let down = ScalerConfig::from_env_map(&env).unwrap();
     let client =
@@ -209,7 +210,8 @@ async fn reads_the_token_from_ssm_by_name_and_by_arn() {
     stack.set_jobs(2, 0);
     let arn = format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}");
     for key in [name.as_str(), arn.as_str()] {
-        let mut env = stack.env(&[("BUILDKITE_AGENT_TOKEN_SSM_KEY", key), ("LAMBDA_TIMEOUT", "1s")]);
+        let mut env =
+            stack.env(&[("BUILDKITE_AGENT_TOKEN_SSM_KEY", key), ("LAMBDA_TIMEOUT", "1s")]);
         env.remove("BUILDKITE_AGENT_TOKEN");
         let config = ScalerConfig::from_env_map(&env).unwrap();
         let sdk_config = stack.moto.sdk_config();
@@ -270,7 +272,9 @@ async fn published_metrics_are_readable_with_get_metric_data() {
         request = request.metric_data_queries(
             MetricDataQuery::builder()
                 .id(format!("m{index}"))
-                .metric_stat(MetricStat::builder().metric(metric).period(60).stat("Maximum").build())
+                .metric_stat(
+                    MetricStat::builder().metric(metric).period(60).stat("Maximum").build(),
+                )
                 .build(),
         );
     }
