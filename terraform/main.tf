@@ -94,7 +94,6 @@ locals {
     BUILDKITE_STACK_NAME                                    = var.stack_name
     BUILDKITE_STACK_VERSION                                 = local.stack_version
     BUILDKITE_STACK_DEPLOYED_BY                             = "terraform"
-    BUILDKITE_STACK_RESOURCE                                = ""
     AWS_REGION                                              = local.region
     AWS_DEFAULT_REGION                                      = local.region
     BUILDKITE_QUEUE                                         = var.buildkite_queue

@@ -18,7 +18,13 @@ mod dist;
 mod flags;
 mod infra_checks;
 mod moto;
+#[cfg(test)]
+mod moto_api;
+#[cfg(test)]
+mod parity_tests;
 mod project;
+#[cfg(test)]
+mod stack_tests;
 mod template;
 
 use std::process::ExitCode;

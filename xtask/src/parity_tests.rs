@@ -1,0 +1,377 @@
+//! The stack template, the Terraform module and the binaries agree:
+//!
+//! - every template parameter is a Terraform variable (snake_case) with the same type,
+//!   default and validation, and sits in one console group;
+//! - the UserData of both passes the bootstrapper exactly the inputs it reads;
+//! - every scaler environment variable they set is one the scaler reads;
+//! - the bootstrapper signals the template's Auto Scaling group;
+//! - the log groups the stack creates are the ones the image streams to.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use elastic_ci_core::boot::config::BootConfig;
+use elastic_ci_core::boot::plan::STACK_RESOURCE;
+use elastic_ci_core::scaling::config::ScalerConfig;
+use hcl::{Body, Expression, ObjectKey};
+use serde_yaml::Value;
+
+use crate::stack_tests::parse_user_data;
+use crate::{project, template};
+
+/// Words kept together in snake_case (`IMDSv2Tokens` is `imdsv2_tokens`).
+const ACRONYMS: [&str; 18] = [
+    "IMDSv2", "IPv4", "IPv6", "ARNs", "ARN", "EC2", "S3", "KMS", "ACL", "CPU", "IO", "ECR", "ID",
+    "SSM", "SSH", "CI", "V4", "V6",
+];
+
+/// Terraform-only variables: CloudFormation takes the stack name and tags from the stack.
+const TERRAFORM_ONLY: [&str; 2] = ["stack_name", "tags"];
+
+/// Comma-separated string parameters that are lists in Terraform.
+const LIST_PARAMETERS: [&str; 1] = ["SecurityGroupIds"];
+
+/// Inputs the UserData passes (as the original stack did) that the bootstrapper does
+/// not read yet: the instance-storage tmpfs switch and the Docker networking settings.
+/// Each must leave this list as soon as the bootstrapper reads it.
+const PASSED_BUT_NOT_YET_READ: [&str; 7] = [
+    "BUILDKITE_MOUNT_TMPFS_AT_TMP",
+    "DOCKER_NETWORKING_PROTOCOL",
+    "DOCKER_IPV4_ADDRESS_POOL_1",
+    "DOCKER_IPV4_ADDRESS_POOL_2",
+    "DOCKER_IPV6_ADDRESS_POOL",
+    "DOCKER_FIXED_CIDR_V4",
+    "DOCKER_FIXED_CIDR_V6",
+];
+
+/// The variable name of a template parameter.
+pub(crate) fn snake_case(parameter: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut rest = parameter;
+    while let Some(first) = rest.chars().next() {
+        let word_len = ACRONYMS
+            .iter()
+            .find(|acronym| rest.starts_with(**acronym))
+            .map(|acronym| acronym.len())
+            .unwrap_or_else(|| {
+                let tail = &rest[first.len_utf8()..];
+                let same_kind = |c: char| {
+                    if first.is_ascii_digit() { c.is_ascii_digit() } else { c.is_ascii_lowercase() }
+                };
+                first.len_utf8() + tail.find(|c: char| !same_kind(c)).unwrap_or(tail.len())
+            });
+        words.push(rest[..word_len].to_ascii_lowercase());
+        rest = &rest[word_len..];
+    }
+    words.join("_")
+}
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(project::root().join(template::SOURCE))
+        .expect("the source template");
+    serde_yaml::from_str(&text).expect("the template is YAML")
+}
+
+fn terraform(file: &str) -> Body {
+    let path = project::root().join("terraform").join(file);
+    let text = std::fs::read_to_string(&path).expect("a module file");
+    hcl::parse(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// `variable "name" { … }` blocks of variables.tf, by name.
+fn variables() -> BTreeMap<String, Body> {
+    terraform("variables.tf")
+        .blocks()
+        .filter(|block| block.identifier() == "variable")
+        .map(|block| (block.labels()[0].as_str().to_owned(), block.body().clone()))
+        .collect()
+}
+
+fn attribute<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes().find(|attribute| attribute.key() == key).map(|attribute| attribute.expr())
+}
+
+/// The keys of the object assigned to `local.<name>` in `file`.
+fn local_object_keys(file: &str, name: &str) -> BTreeSet<String> {
+    let body = terraform(file);
+    let object = body
+        .blocks()
+        .filter(|block| block.identifier() == "locals")
+        .find_map(|block| attribute(block.body(), name))
+        .unwrap_or_else(|| panic!("local.{name} is not in {file}"));
+    let Expression::Object(object) = object else { panic!("local.{name} is not an object") };
+    object
+        .keys()
+        .map(|key| match key {
+            ObjectKey::Identifier(identifier) => identifier.to_string(),
+            ObjectKey::Expression(expression) => expression.to_string(),
+            other => panic!("unexpected key {other:?}"),
+        })
+        .collect()
+}
+
+fn as_number(expression: &Expression) -> Option<f64> {
+    match expression {
+        Expression::Number(number) => number.as_f64(),
+        // `-1` parses as the negation of 1.
+        Expression::Operation(_) => expression.to_string().replace(' ', "").parse().ok(),
+        _ => None,
+    }
+}
+
+fn yaml_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) => number.as_f64(),
+        Value::String(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The text of every validation condition of a variable.
+fn validations(body: &Body) -> Vec<String> {
+    body.blocks()
+        .filter(|block| block.identifier() == "validation")
+        .filter_map(|block| attribute(block.body(), "condition").map(ToString::to_string))
+        .collect()
+}
+
+fn hcl_string(text: &str) -> String {
+    Expression::String(text.to_owned()).to_string()
+}
+
+#[test]
+fn snake_case_keeps_acronyms_whole() {
+    let cases = [
+        ("BuildkiteAgentTokenParameterStoreKMSKey", "buildkite_agent_token_parameter_store_kms_key"),
+        ("IMDSv2Tokens", "imdsv2_tokens"),
+        ("DockerIPv4AddressPool1", "docker_ipv4_address_pool_1"),
+        ("DockerFixedCidrV6", "docker_fixed_cidr_v6"),
+        ("EC2LogRetentionDays", "ec2_log_retention_days"),
+        ("ArtifactsS3ACL", "artifacts_s3_acl"),
+        ("ManagedPolicyARNs", "managed_policy_arns"),
+        ("SecretsPluginSkipSSHKeyNotFoundWarning", "secrets_plugin_skip_ssh_key_not_found_warning"),
+        ("ScalerEnableExperimentalElasticCIMode", "scaler_enable_experimental_elastic_ci_mode"),
+        ("ResourceLimitsIOWeight", "resource_limits_io_weight"),
+        ("VpcId", "vpc_id"),
+    ];
+    for (parameter, variable) in cases {
+        assert_eq!(snake_case(parameter), variable, "{parameter}");
+    }
+}
+
+#[test]
+fn every_parameter_is_a_terraform_variable_with_the_same_type_default_and_validation() {
+    let template = template();
+    let parameters = template["Parameters"].as_mapping().expect("parameters");
+    let mut variables = variables();
+    let mut problems = Vec::new();
+    for (name, parameter) in parameters {
+        let name = name.as_str().expect("a parameter name");
+        let variable_name = snake_case(name);
+        let Some(variable) = variables.remove(&variable_name) else {
+            problems.push(format!("{name}: no variable {variable_name}"));
+            continue;
+        };
+        let kind = parameter["Type"].as_str().unwrap_or_default();
+        let allowed: Vec<Value> =
+            parameter["AllowedValues"].as_sequence().cloned().unwrap_or_default();
+        let boolean = allowed == [Value::from("true"), Value::from("false")];
+        let list = kind == "CommaDelimitedList" || LIST_PARAMETERS.contains(&name);
+        let expected_type = match (boolean, kind, list) {
+            (true, _, _) => "bool",
+            (_, _, true) => "list(string)",
+            (_, "Number", _) => "number",
+            _ => "string",
+        };
+        let actual_type = attribute(&variable, "type").map(ToString::to_string).unwrap_or_default();
+        if actual_type != expected_type {
+            problems.push(format!("{variable_name}: type {actual_type}, expected {expected_type}"));
+        }
+
+        let default = &parameter["Default"];
+        let tf_default = attribute(&variable, "default");
+        let same_default = match (expected_type, tf_default) {
+            ("bool", Some(Expression::Bool(value))) => default.as_str() == Some(&value.to_string()),
+            ("number", Some(expression)) => as_number(expression) == yaml_number(default),
+            ("list(string)", Some(Expression::Array(items))) => {
+                items.is_empty() && default.as_str() == Some("")
+            }
+            ("string", Some(Expression::String(value))) => {
+                yaml_number(default).map_or(default.as_str() == Some(value), |_| {
+                    serde_yaml::to_string(default).unwrap_or_default().trim() == value
+                })
+            }
+            _ => false,
+        };
+        if !same_default {
+            problems.push(format!("{variable_name}: default {tf_default:?}, template has {default:?}"));
+        }
+
+        let sensitive = matches!(attribute(&variable, "sensitive"), Some(Expression::Bool(true)));
+        if sensitive != parameter["NoEcho"].as_bool().unwrap_or(false) {
+            problems.push(format!("{variable_name}: sensitive must match NoEcho"));
+        }
+
+        let conditions = validations(&variable);
+        let mut expect = |what: &str, fragments: Vec<String>| {
+            let found = conditions
+                .iter()
+                .any(|condition| fragments.iter().all(|fragment| condition.contains(fragment)));
+            if !found {
+                problems.push(format!("{variable_name}: no validation for {what} ({fragments:?})"));
+            }
+        };
+        if !boolean && !allowed.is_empty() {
+            let values = allowed
+                .iter()
+                .map(|value| match value {
+                    Value::String(text) => hcl_string(text),
+                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
+                })
+                .collect();
+            expect("AllowedValues", values);
+        }
+        if let Some(pattern) = parameter["AllowedPattern"].as_str() {
+            expect("AllowedPattern", vec![format!("regex({}", hcl_string(pattern))]);
+        }
+        if let Some(min) = yaml_number(&parameter["MinValue"]) {
+            expect("MinValue", vec![format!("var.{variable_name} >= {min}")]);
+        }
+        if let Some(max) = yaml_number(&parameter["MaxValue"]) {
+            expect("MaxValue", vec![format!("var.{variable_name} <= {max}")]);
+        }
+        if let Some(min) = yaml_number(&parameter["MinLength"]) {
+            expect("MinLength", vec![format!("length(var.{variable_name}) >= {min}")]);
+        }
+    }
+    let extra: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
+    if extra != BTreeSet::from(TERRAFORM_ONLY) {
+        problems.push(format!("variables without a parameter: {extra:?}, expected {TERRAFORM_ONLY:?}"));
+    }
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}
+
+#[test]
+fn every_parameter_is_in_exactly_one_console_group() {
+    let template = template();
+    let parameters: BTreeSet<&str> = template["Parameters"]
+        .as_mapping()
+        .expect("parameters")
+        .keys()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut grouped = Vec::new();
+    for group in template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+        .as_sequence()
+        .expect("parameter groups")
+    {
+        grouped.extend(group["Parameters"].as_sequence().expect("a list").iter().filter_map(Value::as_str));
+    }
+    let unique: BTreeSet<&str> = grouped.iter().copied().collect();
+    assert_eq!(unique.len(), grouped.len(), "a parameter is in two groups");
+    assert_eq!(unique, parameters);
+}
+
+/// The UserData of the template, unrendered.
+fn template_boot_inputs() -> crate::stack_tests::BootInputs {
+    let template = template();
+    let user_data = &template["Resources"]["AgentLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+        ["UserData"]["Fn::Base64"];
+    let Value::Tagged(sub) = user_data else { panic!("UserData is not Fn::Base64: !Sub") };
+    let text = sub.value[0].as_str().expect("the !Sub string");
+    parse_user_data(text)
+}
+
+#[test]
+fn user_data_passes_the_bootstrapper_exactly_the_inputs_it_reads() {
+    let inputs = template_boot_inputs();
+    assert_eq!(inputs.lines.len(), inputs.expected_lines, "the line-count check is stale");
+    let template_names = inputs.names();
+    assert_eq!(template_names.len(), inputs.lines.len(), "a name is passed twice");
+    let terraform_names = local_object_keys("main.tf", "boot_inputs");
+    assert_eq!(template_names, terraform_names, "the template and the module pass different inputs");
+
+    let read: BTreeSet<String> = BootConfig::ENV_VARS.iter().map(|name| (*name).to_owned()).collect();
+    let not_yet: BTreeSet<String> =
+        PASSED_BUT_NOT_YET_READ.iter().map(|name| (*name).to_owned()).collect();
+    let now_read: Vec<&String> = not_yet.intersection(&read).collect();
+    assert!(now_read.is_empty(), "the bootstrapper reads {now_read:?} now: drop them from PASSED_BUT_NOT_YET_READ");
+    let missing: Vec<&String> = read.difference(&template_names).collect();
+    assert!(missing.is_empty(), "the bootstrapper reads {missing:?}, which the UserData does not pass");
+    let unread: Vec<&String> = template_names.difference(&read).filter(|name| !not_yet.contains(*name)).collect();
+    assert!(unread.is_empty(), "the UserData passes {unread:?}, which the bootstrapper does not read");
+}
+
+#[test]
+fn every_scaler_variable_set_is_one_the_scaler_reads() {
+    let template = template();
+    let template_names: BTreeSet<String> = template["Resources"]["AutoscalingFunction"]["Properties"]
+        ["Environment"]["Variables"]
+        .as_mapping()
+        .expect("the scaler's environment")
+        .keys()
+        .filter_map(|key| key.as_str().map(str::to_owned))
+        .collect();
+    let terraform_names = local_object_keys("scaler.tf", "scaler_environment");
+    assert_eq!(template_names, terraform_names, "the template and the module set different variables");
+    let read: BTreeSet<String> = ScalerConfig::ENV_VARS.iter().map(|name| (*name).to_owned()).collect();
+    let unread: Vec<&String> = template_names.difference(&read).collect();
+    assert!(unread.is_empty(), "the scaler does not read {unread:?}");
+    for required in ["BUILDKITE_QUEUE", "ASG_NAME", "AGENTS_PER_INSTANCE", "BUILDKITE_AGENT_TOKEN_SSM_KEY"] {
+        assert!(template_names.contains(required), "{required} is required by the scaler");
+    }
+}
+
+#[test]
+fn the_bootstrapper_signals_the_group_that_waits_for_it() {
+    let template = template();
+    let group = &template["Resources"][STACK_RESOURCE];
+    assert_eq!(group["Type"].as_str(), Some("AWS::AutoScaling::AutoScalingGroup"));
+    let count = &group["CreationPolicy"]["ResourceSignal"]["Count"];
+    assert!(matches!(count, Value::Tagged(_)), "Count is !Ref MinSize: {count:?}");
+}
+
+/// The instance log groups of the template, the module and (when the image's
+/// CloudWatch agent configuration is in the repository) the image.
+#[test]
+fn log_groups_are_the_ones_the_instances_stream_to() {
+    let template = template();
+    let prefix = "/buildkite/${AWS::StackName}/";
+    let template_groups: BTreeSet<String> = template["Resources"]
+        .as_mapping()
+        .expect("resources")
+        .values()
+        .filter(|resource| resource["Type"].as_str() == Some("AWS::Logs::LogGroup"))
+        .filter(|resource| resource["Condition"].is_null())
+        .filter_map(|resource| match &resource["Properties"]["LogGroupName"] {
+            Value::Tagged(sub) => sub.value.as_str().and_then(|name| name.strip_prefix(prefix)).map(str::to_owned),
+            _ => None,
+        })
+        .filter(|name| name != "stack-helpers")
+        .collect();
+
+    let compute = terraform("compute.tf");
+    let for_each = compute
+        .blocks()
+        .find(|block| block.identifier() == "resource" && block.labels().iter().any(|label| label.as_str() == "instances"))
+        .and_then(|block| attribute(block.body(), "for_each"))
+        .expect("the module's instance log groups")
+        .to_string();
+    let terraform_groups: BTreeSet<String> =
+        template_groups.iter().filter(|group| for_each.contains(&format!("\"{group}\""))).cloned().collect();
+    assert_eq!(terraform_groups, template_groups, "the module's groups: {for_each}");
+    assert_eq!(for_each.matches('"').count(), template_groups.len() * 2, "the module has extra groups: {for_each}");
+
+    let image_config = project::root().join("packer/linux/conf/cloudwatch-agent/amazon-cloudwatch-agent.json");
+    if let Ok(text) = std::fs::read_to_string(&image_config) {
+        let config: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let image_groups: BTreeSet<String> = config["logs"]["logs_collected"]["files"]["collect_list"]
+            .as_array()
+            .expect("collect_list")
+            .iter()
+            .filter_map(|file| file["log_group_name"].as_str())
+            .filter_map(|name| name.strip_prefix("/buildkite/{stack_name}/").map(str::to_owned))
+            .collect();
+        let missing: Vec<&String> = image_groups.difference(&template_groups).collect();
+        assert!(missing.is_empty(), "the image streams to {missing:?}, which the stack does not create");
+    }
+}

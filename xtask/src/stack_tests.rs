@@ -1,0 +1,1201 @@
+//! The rendered stack template deployed on the local AWS emulator's CloudFormation:
+//! created with a realistic parameter set, inspected service by service, updated and
+//! deleted; then with the optional features on, with an existing role on a deep path,
+//! and with hostile parameter values run through the UserData script. The stack-helper
+//! functions embedded in the template run against the emulator too.
+//!
+//! moto deploys the template's resources but skips custom resources and bucket
+//! policies (see TOOLING.md), so the helper functions are exercised directly.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use base64::Engine;
+use elastic_ci_testkit::moto::{Moto, REGION, moto};
+use elastic_ci_testkit::names::unique_name;
+use serde_json::{Value, json};
+
+use crate::moto_api::{MotoApi, percent_decode, xml_all, xml_first};
+use crate::{project, template};
+
+/// moto's fake AMIs: one x86_64, one arm64.
+const AMD64_AMI: &str = "ami-12c6146b";
+const ARM64_AMI: &str = "ami-0e9271c829888680e";
+const VERSION: &str = "v9.8.7-test";
+const TOKEN: &str = "bkua_0123456789secret";
+/// The smallest valid zip archive (an empty one); moto does not run the code.
+const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+/// A deployed stack, as CloudFormation describes it.
+struct Stack {
+    name: String,
+    id: String,
+    /// Logical id → physical id, for the resources that exist.
+    resources: BTreeMap<String, String>,
+    outputs: BTreeMap<String, String>,
+}
+
+impl Stack {
+    fn physical(&self, logical_id: &str) -> &str {
+        self.resources
+            .get(logical_id)
+            .unwrap_or_else(|| panic!("{logical_id} is not in {:?}", self.resources.keys()))
+    }
+}
+
+/// The template as `cargo xtask template` renders it, with AMIs for us-east-1 and a
+/// release bucket prefix of this test's own.
+fn rendered_template(lambda_bucket_prefix: &str) -> String {
+    let source = std::fs::read_to_string(project::root().join(template::SOURCE))
+        .expect("the source template");
+    let mappings = template::parse_mappings(
+        &format!("us-east-1:\n  linuxamd64: {AMD64_AMI}\n  linuxarm64: {ARM64_AMI}\n"),
+        Path::new("test mappings"),
+    )
+    .expect("valid mappings");
+    template::render(
+        &source,
+        &template::RenderOptions {
+            version: VERSION.to_owned(),
+            ami_mappings: Some(mappings),
+            lambda_bucket_prefix: lambda_bucket_prefix.to_owned(),
+        },
+    )
+    .expect("the template renders")
+}
+
+/// A stack name short enough that CloudFormation's generated role names stay within
+/// IAM's 64 characters (moto does not truncate them as CloudFormation does).
+fn stack_name() -> String {
+    let unique = unique_name("s");
+    let digest = unique.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("ecs{:010x}", digest & 0xff_ffff_ffff)
+}
+
+fn parameters(values: &[(&str, &str)]) -> Vec<Parameter> {
+    values
+        .iter()
+        .map(|(key, value)| Parameter::builder().parameter_key(*key).parameter_value(*value).build())
+        .collect()
+}
+
+async fn create_stack(moto: &Moto, name: &str, template: &str, values: &[(&str, &str)]) -> Stack {
+    let cloudformation = moto.cloudformation();
+    cloudformation
+        .create_stack()
+        .stack_name(name)
+        .template_body(template)
+        .set_parameters(Some(parameters(values)))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("create_stack {name}: {error:?}"));
+    assert_status(moto, name, &StackStatus::CreateComplete).await;
+    read_stack(moto, name).await
+}
+
+/// The stack's status and reason only: its description holds parameter values.
+async fn assert_status(moto: &Moto, name: &str, expected: &StackStatus) {
+    let stack = describe(moto, name).await;
+    assert_eq!(
+        stack.stack_status(),
+        Some(expected),
+        "{name}: {:?}",
+        stack.stack_status_reason()
+    );
+}
+
+async fn describe(moto: &Moto, name: &str) -> aws_sdk_cloudformation::types::Stack {
+    let stacks =
+        moto.cloudformation().describe_stacks().stack_name(name).send().await.expect("describe");
+    stacks.stacks().first().cloned().expect("one stack")
+}
+
+async fn read_stack(moto: &Moto, name: &str) -> Stack {
+    let described = describe(moto, name).await;
+    let listed = moto
+        .cloudformation()
+        .list_stack_resources()
+        .stack_name(name)
+        .send()
+        .await
+        .expect("list_stack_resources");
+    let resources = listed
+        .stack_resource_summaries()
+        .iter()
+        .filter(|summary| !summary.logical_resource_id().unwrap_or_default().is_empty())
+        .map(|summary| {
+            (
+                summary.logical_resource_id().unwrap_or_default().to_owned(),
+                summary.physical_resource_id().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let outputs = described
+        .outputs()
+        .iter()
+        .map(|output| {
+            (
+                output.output_key().unwrap_or_default().to_owned(),
+                output.output_value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    Stack {
+        name: name.to_owned(),
+        id: described.stack_id().unwrap_or_default().to_owned(),
+        resources,
+        outputs,
+    }
+}
+
+async fn update_stack(moto: &Moto, stack: &Stack, template: &str, values: &[(&str, &str)]) {
+    moto.cloudformation()
+        .update_stack()
+        .stack_name(&stack.name)
+        .template_body(template)
+        .set_parameters(Some(parameters(values)))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("update_stack {}: {error:?}", stack.name));
+    assert_status(moto, &stack.name, &StackStatus::UpdateComplete).await;
+}
+
+async fn delete_stack(moto: &Moto, stack: &Stack) {
+    let group = stack.outputs["AutoScalingGroupName"].clone();
+    moto.cloudformation()
+        .delete_stack()
+        .stack_name(&stack.name)
+        .send()
+        .await
+        .expect("delete_stack");
+    assert_status(moto, &stack.id, &StackStatus::DeleteComplete).await;
+    let groups = moto
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&group)
+        .send()
+        .await
+        .expect("describe_auto_scaling_groups");
+    assert!(groups.auto_scaling_groups().is_empty(), "{group} survived the stack's deletion");
+}
+
+/// Uploads a zip as the scaler's code and returns the bucket.
+async fn upload_scaler_zip(moto: &Moto, bucket: &str, key: &str) {
+    match moto.s3().create_bucket().bucket(bucket).send().await {
+        Ok(_) => {}
+        Err(error) => {
+            let text = format!("{error:?}");
+            assert!(text.contains("BucketAlreadyOwnedByYou"), "create_bucket {bucket}: {text}");
+        }
+    }
+    moto.put_object(bucket, key, EMPTY_ZIP).await;
+}
+
+/// A VPC with two subnets, made outside the stack. moto cannot delete the route
+/// tables, routes and gateway attachment of a stack-built VPC, so tests that delete
+/// their stack bring their own network.
+fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
+    let vpc = api.query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]);
+    let vpc_id = xml_first(&vpc, "vpcId").expect("a VPC id");
+    let subnets = [("10.1.1.0/24", "us-east-1a"), ("10.1.2.0/24", "us-east-1b")]
+        .into_iter()
+        .map(|(cidr, zone)| {
+            let subnet = api.query(
+                "ec2",
+                "2016-11-15",
+                &[
+                    ("Action", "CreateSubnet"),
+                    ("VpcId", &vpc_id),
+                    ("CidrBlock", cidr),
+                    ("AvailabilityZone", zone),
+                ],
+            );
+            xml_first(&subnet, "subnetId").expect("a subnet id")
+        })
+        .collect();
+    (vpc_id, subnets)
+}
+
+/// The inputs the UserData hands the bootstrapper, and the line count it checks.
+pub(crate) struct BootInputs {
+    pub(crate) lines: Vec<(String, String)>,
+    pub(crate) expected_lines: usize,
+    shell_part: String,
+}
+
+impl BootInputs {
+    fn value(&self, name: &str) -> &str {
+        self.lines
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("{name} is not in the UserData"))
+    }
+
+    pub(crate) fn names(&self) -> BTreeSet<String> {
+        self.lines.iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// Reads the shell part of a UserData document (rendered, or the template's `!Sub`).
+pub(crate) fn parse_user_data(user_data: &str) -> BootInputs {
+    let start = user_data.find("#!/bin/bash").expect("a shell part");
+    let end = user_data[start..].find("\n--==ELASTIC-CI==--").expect("the closing boundary");
+    let shell_part = user_data[start..start + end].trim_end().to_owned();
+    let body = shell_part
+        .split_once("<<'ELASTIC_CI_BOOT_INPUTS'\n")
+        .and_then(|(_, rest)| rest.split_once("\nELASTIC_CI_BOOT_INPUTS\n"))
+        .map(|(body, _)| body)
+        .expect("the quoted heredoc");
+    let lines = body
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once('=').expect("NAME=value");
+            (name.to_owned(), value.to_owned())
+        })
+        .collect();
+    let expected_lines = shell_part
+        .split_once("\")\" -ne ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .expect("the line-count check");
+    BootInputs { lines, expected_lines, shell_part }
+}
+
+/// The launch template's latest version: its data as XML, and the decoded UserData.
+fn launch_template(api: &MotoApi, id: &str) -> (String, BootInputs) {
+    let xml = api.query(
+        "ec2",
+        "2016-11-15",
+        &[("Action", "DescribeLaunchTemplateVersions"), ("LaunchTemplateId", id)],
+    );
+    let user_data = xml_first(&xml, "userData").expect("UserData");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(user_data.trim())
+        .expect("base64 UserData");
+    let user_data = String::from_utf8(decoded).expect("UTF-8 UserData");
+    (xml, parse_user_data(&user_data))
+}
+
+fn role_policies(api: &MotoApi, role: &str) -> BTreeMap<String, Value> {
+    let listed = api.query("iam", "2010-05-08", &[("Action", "ListRolePolicies"), ("RoleName", role)]);
+    xml_all(&listed, "member")
+        .into_iter()
+        .map(|policy| {
+            let xml = api.query(
+                "iam",
+                "2010-05-08",
+                &[("Action", "GetRolePolicy"), ("RoleName", role), ("PolicyName", &policy)],
+            );
+            let mut document =
+                percent_decode(&xml_first(&xml, "PolicyDocument").expect("a document"));
+            // moto answers with Python's repr of the policies a role resource declares
+            // inline; none of ours contains a quote, so swapping quotes makes it JSON.
+            if document.starts_with("{'") {
+                document = document.replace('\'', "\"");
+            }
+            (policy, serde_json::from_str(&document).expect("a JSON policy"))
+        })
+        .collect()
+}
+
+/// Every statement of a policy document, with Action and Resource as lists.
+fn statements(document: &Value) -> Vec<(Vec<String>, Vec<String>)> {
+    let as_list = |value: &Value| -> Vec<String> {
+        match value {
+            Value::String(text) => vec![text.clone()],
+            Value::Array(items) => {
+                items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect()
+            }
+            _ => Vec::new(),
+        }
+    };
+    document["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|statement| (as_list(&statement["Action"]), as_list(&statement["Resource"])))
+        .collect()
+}
+
+/// The resources a policy grants `action` on.
+fn granted(document: &Value, action: &str) -> Vec<String> {
+    statements(document)
+        .into_iter()
+        .filter(|(actions, _)| actions.iter().any(|granted| granted == action))
+        .flat_map(|(_, resources)| resources)
+        .collect()
+}
+
+fn lambda_function(api: &MotoApi, name: &str) -> Value {
+    api.get("lambda", &format!("/2015-03-31/functions/{name}"))
+}
+
+fn log_groups(api: &MotoApi, prefix: &str) -> BTreeMap<String, Option<i64>> {
+    let answer = api.json(
+        "logs",
+        "Logs_20140328.DescribeLogGroups",
+        &json!({ "logGroupNamePrefix": prefix }),
+    );
+    answer["logGroups"]
+        .as_array()
+        .expect("logGroups")
+        .iter()
+        .map(|group| {
+            (
+                group["logGroupName"].as_str().expect("a name").to_owned(),
+                group["retentionInDays"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+const INSTANCE_LOG_GROUPS: [&str; 7] = [
+    "auth",
+    "buildkite-agent",
+    "cloud-init",
+    "cloud-init/output",
+    "docker-daemon",
+    "elastic-stack",
+    "system",
+];
+
+#[tokio::test]
+async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let prefix = unique_name("lambdas");
+    let template = rendered_template(&prefix);
+    // No ScalerLambdaS3Bucket or Key: the zip comes from the release location the
+    // template names for this version and architecture.
+    upload_scaler_zip(
+        &moto,
+        &format!("{prefix}-{REGION}"),
+        &format!("elastic-ci-scaler/{VERSION}/elastic-ci-scaler-x86_64.zip"),
+    )
+    .await;
+    let name = stack_name();
+    let (vpc_id, subnets) = existing_vpc(&api);
+    let subnets = subnets.join(",");
+    let values = [
+        ("BuildkiteAgentToken", TOKEN),
+        ("VpcId", vpc_id.as_str()),
+        ("Subnets", subnets.as_str()),
+        ("BuildkiteQueue", "deploy-test"),
+        ("InstanceTypes", "t3.large,t3a.large,m5.large"),
+        ("AgentsPerInstance", "2"),
+        ("MinSize", "0"),
+        ("MaxSize", "10"),
+        ("ScaleInIdlePeriod", "900"),
+        ("BuildkiteAgentTags", "team=ci,os=linux"),
+    ];
+    let stack = create_stack(&moto, &name, &template, &values).await;
+
+    // The Auto Scaling group: sizes, mixed instances, protection, tags.
+    let group_name = &stack.outputs["AutoScalingGroupName"];
+    assert!(group_name.starts_with(&format!("{name}-AgentAutoScaleGroup-")), "{group_name}");
+    let groups = moto
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group_name)
+        .send()
+        .await
+        .expect("describe_auto_scaling_groups");
+    let group = groups.auto_scaling_groups().first().expect("the group");
+    assert_eq!((group.min_size(), group.max_size()), (Some(0), Some(10)));
+    assert_eq!(group.new_instances_protected_from_scale_in(), Some(true));
+    assert_eq!(group.default_cooldown(), Some(60));
+    assert_eq!(group.termination_policies(), ["OldestLaunchTemplate", "ClosestToNextInstanceHour"]);
+    assert_eq!(group.vpc_zone_identifier(), Some(subnets.as_str()));
+    assert_eq!(stack.outputs["VpcId"], vpc_id);
+    let policy = group.mixed_instances_policy().expect("a mixed instances policy");
+    let overrides: Vec<&str> = policy
+        .launch_template()
+        .expect("a launch template")
+        .overrides()
+        .iter()
+        .filter_map(|item| item.instance_type())
+        .collect();
+    assert_eq!(overrides, ["t3.large", "t3a.large", "m5.large"]);
+    let distribution = policy.instances_distribution().expect("a distribution");
+    assert_eq!(distribution.on_demand_percentage_above_base_capacity(), Some(100));
+    assert_eq!(distribution.spot_allocation_strategy(), Some("capacity-optimized"));
+    let tags: BTreeMap<&str, &str> = group
+        .tags()
+        .iter()
+        .map(|tag| (tag.key().unwrap_or_default(), tag.value().unwrap_or_default()))
+        .collect();
+    assert_eq!(tags.get("BuildkiteQueue"), Some(&"deploy-test"));
+    assert_eq!(tags.get("AgentsPerInstance"), Some(&"2"));
+
+    // The launch template: the mapped AMI, IMDSv2, the instance profile, the inputs.
+    let (lt, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+    assert_eq!(xml_first(&lt, "imageId").as_deref(), Some(AMD64_AMI));
+    assert_eq!(xml_first(&lt, "instanceType").as_deref(), Some("t3.large"));
+    assert_eq!(xml_first(&lt, "httpTokens").as_deref(), Some("required"));
+    assert_eq!(xml_first(&lt, "httpPutResponseHopLimit").as_deref(), Some("2"));
+    assert_eq!(xml_first(&lt, "instanceMetadataTags").as_deref(), Some("enabled"));
+    assert_eq!(xml_first(&lt, "cpuCredits").as_deref(), Some("unlimited"));
+    assert!(xml_all(&lt, "value").contains(&"buildkite-agent".to_owned()), "Role tag: {lt}");
+    assert_eq!(inputs.lines.len(), inputs.expected_lines, "the UserData's line-count check");
+    assert_eq!(inputs.value("BUILDKITE_STACK_NAME"), name);
+    assert_eq!(inputs.value("BUILDKITE_STACK_VERSION"), VERSION);
+    assert_eq!(inputs.value("BUILDKITE_STACK_DEPLOYED_BY"), "cloudformation");
+    assert_eq!(inputs.value("BUILDKITE_QUEUE"), "deploy-test");
+    assert_eq!(inputs.value("BUILDKITE_AGENT_TOKEN_PATH"), format!("/{name}/buildkite/agent-token"));
+    assert_eq!(inputs.value("BUILDKITE_AGENTS_PER_INSTANCE"), "2");
+    assert_eq!(inputs.value("BUILDKITE_SCALE_IN_IDLE_PERIOD"), "900");
+    assert_eq!(inputs.value("BUILDKITE_AGENT_TAGS"), "team=ci,os=linux");
+    assert_eq!(inputs.value("BUILDKITE_SECRETS_BUCKET"), stack.outputs["ManagedSecretsBucket"]);
+    assert_eq!(inputs.value("BUILDKITE_SECRETS_BUCKET_REGION"), REGION);
+    assert_eq!(inputs.value("BUILDKITE_S3_DEFAULT_REGION"), REGION);
+    assert_eq!(inputs.value("AWS_REGION"), REGION);
+    assert!(!inputs.shell_part.contains(TOKEN), "the token must not reach the UserData");
+
+    // The instance role: trust, the core policy scoped to the stack, the secrets bucket.
+    let role = &stack.outputs["InstanceRoleName"];
+    assert_eq!(role, stack.physical("IAMRole"));
+    let role_xml = api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]);
+    let trust = percent_decode(&xml_first(&role_xml, "AssumeRolePolicyDocument").expect("trust"));
+    assert!(trust.contains("ec2.amazonaws.com") && trust.contains("autoscaling.amazonaws.com"));
+    let policies = role_policies(&api, role);
+    assert_eq!(policies.keys().collect::<Vec<_>>(), ["InstancePolicy", "SecretsBucket"]);
+    let core = &policies["InstancePolicy"];
+    assert_eq!(
+        granted(core, "autoscaling:TerminateInstanceInAutoScalingGroup"),
+        [format!(
+            "arn:aws:autoscaling:{REGION}:123456789012:autoScalingGroup:*:autoScalingGroupName/{name}-AgentAutoScaleGroup-*"
+        )]
+    );
+    assert_eq!(
+        granted(core, "ssm:GetParameter"),
+        [format!("arn:aws:ssm:{REGION}:123456789012:parameter/{name}/buildkite/agent-token")]
+    );
+    assert_eq!(granted(core, "cloudformation:SignalResource"), [stack.id.clone()]);
+    let bucket = &stack.outputs["ManagedSecretsBucket"];
+    assert_eq!(
+        granted(&policies["SecretsBucket"], "s3:Get*"),
+        [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
+    );
+    let profile = api.query(
+        "iam",
+        "2010-05-08",
+        &[("Action", "GetInstanceProfile"), ("InstanceProfileName", stack.physical("IAMInstanceProfile"))],
+    );
+    assert_eq!(xml_first(&profile, "RoleName").as_deref(), Some(role.as_str()));
+
+    // The secrets buckets: encrypted (moto applies only encryption and tags of a
+    // bucket's properties; the rest is checked in the template below).
+    let s3 = moto.s3();
+    let secrets_bucket = &stack.outputs["ManagedSecretsBucket"];
+    for bucket in [secrets_bucket, &stack.outputs["ManagedSecretsLoggingBucket"]] {
+        let encryption =
+            s3.get_bucket_encryption().bucket(bucket).send().await.expect("encryption");
+        let rule = encryption
+            .server_side_encryption_configuration()
+            .and_then(|configuration| configuration.rules().first())
+            .and_then(|rule| rule.apply_server_side_encryption_by_default())
+            .expect("a default encryption rule");
+        assert_eq!(rule.sse_algorithm().as_str(), "AES256");
+    }
+    assert_secrets_buckets_are_private_versioned_and_tls_only();
+
+    // The scaler: our zip, the scaler's environment, its role, schedule and logs.
+    let function = lambda_function(&api, stack.physical("AutoscalingFunction"));
+    let configuration = &function["Configuration"];
+    assert_eq!(configuration["Runtime"], "provided.al2023");
+    assert_eq!(configuration["Handler"], "bootstrap");
+    assert_eq!(configuration["Timeout"], 120);
+    assert_eq!(configuration["MemorySize"], 128);
+    let environment = &configuration["Environment"]["Variables"];
+    let expected = [
+        ("BUILDKITE_QUEUE", json!("deploy-test")),
+        ("ASG_NAME", json!(group_name)),
+        ("BUILDKITE_AGENT_TOKEN_SSM_KEY", json!(format!("/{name}/buildkite/agent-token"))),
+        ("BUILDKITE_AGENT_ENDPOINT", json!("https://agent-edge.buildkite.com/v3")),
+        ("LAMBDA_INTERVAL", json!("10s")),
+        ("LAMBDA_TIMEOUT", json!("50s")),
+        ("SCALE_OUT_COOLDOWN_PERIOD", json!("300s")),
+        ("SCALE_IN_COOLDOWN_PERIOD", json!("3600s")),
+        ("DISABLE_SCALE_IN", json!("true")),
+        ("CLOUDWATCH_METRICS", json!("true")),
+    ];
+    for (variable, value) in expected {
+        assert_eq!(environment[variable], value, "{variable}");
+    }
+    // moto passes numbers through as numbers; CloudFormation gives strings.
+    assert_eq!(environment["AGENTS_PER_INSTANCE"].to_string().trim_matches('"'), "2");
+    let scaler_role = stack.physical("AutoscalingLambdaExecutionRole");
+    assert!(configuration["Role"].as_str().is_some_and(|arn| arn.ends_with(scaler_role)));
+    let scaler_policy = &role_policies(&api, scaler_role)["AutoScalingGroups"];
+    assert_eq!(
+        granted(scaler_policy, "autoscaling:SetDesiredCapacity"),
+        [format!(
+            "arn:aws:autoscaling:{REGION}:123456789012:autoScalingGroup:*:autoScalingGroupName/{name}-AgentAutoScaleGroup-*"
+        )]
+    );
+    assert_eq!(
+        granted(scaler_policy, "ssm:GetParameter"),
+        [format!("arn:aws:ssm:{REGION}:123456789012:parameter/{name}/buildkite/agent-token")]
+    );
+    let rule = api.json(
+        "events",
+        "AWSEvents.DescribeRule",
+        &json!({ "Name": stack.physical("AutoscalingSchedule") }),
+    );
+    assert_eq!(rule["ScheduleExpression"], "rate(1 minute)");
+    assert_eq!(rule["State"], "ENABLED");
+    let targets = api.json(
+        "events",
+        "AWSEvents.ListTargetsByRule",
+        &json!({ "Rule": stack.physical("AutoscalingSchedule") }),
+    );
+    assert_eq!(targets["Targets"][0]["Arn"], configuration["FunctionArn"]);
+
+    let groups = log_groups(&api, &format!("/buildkite/{name}/"));
+    let mut expected: BTreeMap<String, Option<i64>> = INSTANCE_LOG_GROUPS
+        .iter()
+        .map(|group| (format!("/buildkite/{name}/{group}"), None))
+        .collect();
+    expected.insert(format!("/buildkite/{name}/scaler"), Some(1));
+    expected.insert(format!("/buildkite/{name}/stack-helpers"), Some(1));
+    assert_eq!(groups, expected);
+
+    // The helpers: the token's SecureString function and the AZ-rebalancing suspender.
+    for helper in ["AgentTokenParameterFunction", "AzRebalancingSuspenderFunction"] {
+        let function = lambda_function(&api, stack.physical(helper));
+        assert_eq!(function["Configuration"]["Runtime"], "python3.13", "{helper}");
+    }
+    for absent in ["StopBuildkiteAgentsFunction", "PipelineSigningKMSKey", "ScheduledScaleUpAction", "EcrApiEndpoint"] {
+        assert!(!stack.resources.contains_key(absent), "{absent} should be off by default");
+    }
+    assert_eq!(stack.outputs["PipelineSigningKMSKey"], "none");
+
+    let mut updated = values.to_vec();
+    updated.retain(|(key, _)| *key != "MaxSize");
+    updated.push(("MaxSize", "25"));
+    update_stack(&moto, &stack, &template, &updated).await;
+    let groups = moto
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&read_stack(&moto, &name).await.outputs["AutoScalingGroupName"])
+        .send()
+        .await
+        .expect("describe_auto_scaling_groups");
+    assert_eq!(groups.auto_scaling_groups().first().and_then(|group| group.max_size()), Some(25));
+
+    delete_stack(&moto, &read_stack(&moto, &name).await).await;
+}
+
+#[tokio::test]
+async fn deploys_with_the_optional_features_on() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let prefix = unique_name("lambdas");
+    let template = rendered_template(&prefix);
+    let zips = moto.bucket("scaler-zips").await;
+    upload_scaler_zip(&moto, &zips, &format!("elastic-ci-scaler/{VERSION}/elastic-ci-scaler-arm64.zip")).await;
+    let name = stack_name();
+    let token_path = format!("/{name}-ci/agent-token");
+    moto.put_parameter(&token_path, TOKEN, true).await;
+    let token_key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let (vpc_id, subnets) = existing_vpc(&api);
+    let subnets = subnets.join(",");
+    let values = [
+        ("VpcId", vpc_id.as_str()),
+        ("Subnets", subnets.as_str()),
+        ("AssociatePublicIpAddress", "false"),
+        ("BuildkiteAgentTokenParameterStorePath", token_path.as_str()),
+        ("BuildkiteAgentTokenParameterStoreKMSKey", token_key),
+        ("BuildkiteQueue", "arm"),
+        ("InstanceTypes", "m7g.large,c7gn.xlarge,r8gd.2xlarge"),
+        ("MinSize", "0"),
+        ("MaxSize", "6"),
+        ("OnDemandBaseCapacity", "1"),
+        ("OnDemandPercentage", "25"),
+        ("SpotAllocationStrategy", "price-capacity-optimized"),
+        ("InstanceScaleInProtection", "false"),
+        ("LambdaArchitecture", "arm64"),
+        ("ScalerLambdaS3Bucket", zips.as_str()),
+        ("PipelineSigningKMSKeySpec", "ECC_NIST_P256"),
+        ("BuildkiteAgentSigningKeySSMParameter", "/ci/jwks/signing"),
+        ("BuildkiteAgentVerificationKeySSMParameter", "/ci/jwks/verification"),
+        ("ECRAccessPolicy", "poweruser-pullthrough"),
+        ("ManagedPolicyARNs", "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"),
+        ("ScalerManagedPolicyARNs", "arn:aws:iam::aws:policy/ReadOnlyAccess"),
+        ("InstanceRoleTags", "team=ci,cost centre=platform"),
+        ("BootstrapScriptUrl", "s3://my-config/boot/bootstrap.sh"),
+        ("AgentEnvFileUrl", "ssm:/ci/agent-env"),
+        ("AuthorizedUsersUrl", "s3://my-config/keys/authorized_keys"),
+        ("ArtifactsBucket", "my-artifacts"),
+        ("ArtifactsBucketRegion", "eu-west-1"),
+        ("BuildkiteAgentEnableGitMirrors", "true"),
+        ("GitMirrorSeedBucket", "my-mirrors"),
+        ("EnableScheduledScaling", "true"),
+        ("ScaleUpSchedule", "0 7 * * MON-FRI"),
+        ("ScaleUpMinSize", "2"),
+        ("BuildkiteAgentEnableGracefulShutdown", "true"),
+        ("ScalerEnableExperimentalElasticCIMode", "true"),
+        ("EnableCostAllocationTags", "true"),
+        ("CostAllocationTagName", "CostCentre"),
+        ("CostAllocationTagValue", "ci"),
+        ("EnableSecretsPlugin", "false"),
+        ("IMDSv2Tokens", "optional"),
+        ("RootVolumeType", "io2"),
+        ("RootVolumeIops", "4000"),
+        ("EnableEC2LogRetentionPolicy", "true"),
+        ("EC2LogRetentionDays", "30"),
+        ("LogRetentionDays", "14"),
+    ];
+    let stack = create_stack(&moto, &name, &template, &values).await;
+
+    // Graviton types anywhere in the list select the arm64 AMI; no credits for them.
+    let (lt, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+    assert_eq!(xml_first(&lt, "imageId").as_deref(), Some(ARM64_AMI));
+    assert_eq!(xml_first(&lt, "cpuCredits"), None);
+    assert_eq!(xml_first(&lt, "httpTokens").as_deref(), Some("optional"));
+    assert_eq!(xml_first(&lt, "iops").as_deref(), Some("4000"));
+    assert_eq!(xml_first(&lt, "throughput"), None);
+    assert!(xml_all(&lt, "key").contains(&"CostCentre".to_owned()), "cost tag: {lt}");
+    assert_eq!(inputs.lines.len(), inputs.expected_lines);
+    assert_eq!(inputs.value("BUILDKITE_AGENT_TOKEN_PATH"), token_path);
+    assert_eq!(inputs.value("BUILDKITE_SECRETS_BUCKET"), "");
+    assert_eq!(inputs.value("BUILDKITE_S3_DEFAULT_REGION"), "eu-west-1");
+    assert_eq!(inputs.value("BUILDKITE_GIT_MIRROR_SEED_BUCKET"), "my-mirrors");
+    assert_eq!(inputs.value("BUILDKITE_ENV_FILE_URL"), "ssm:/ci/agent-env");
+    assert_eq!(inputs.value("BUILDKITE_ECR_POLICY"), "poweruser-pullthrough");
+    assert_eq!(inputs.value("ENABLE_EC2_LOG_RETENTION_POLICY"), "true");
+    let signing_key = inputs.value("BUILDKITE_AGENT_SIGNING_KMS_KEY");
+    assert!(signing_key.starts_with("arn:aws:kms:"), "{signing_key}");
+
+    let groups = moto
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&stack.outputs["AutoScalingGroupName"])
+        .send()
+        .await
+        .expect("describe_auto_scaling_groups");
+    let group = groups.auto_scaling_groups().first().expect("the group");
+    assert_eq!(group.new_instances_protected_from_scale_in(), Some(false));
+    let distribution = group
+        .mixed_instances_policy()
+        .and_then(|policy| policy.instances_distribution())
+        .expect("a distribution");
+    assert_eq!(distribution.on_demand_base_capacity(), Some(1));
+    assert_eq!(distribution.on_demand_percentage_above_base_capacity(), Some(25));
+    assert_eq!(distribution.spot_allocation_strategy(), Some("price-capacity-optimized"));
+    let actions = moto
+        .autoscaling()
+        .describe_scheduled_actions()
+        .auto_scaling_group_name(&stack.outputs["AutoScalingGroupName"])
+        .send()
+        .await
+        .expect("describe_scheduled_actions");
+    let schedules: BTreeSet<(String, Option<i32>)> = actions
+        .scheduled_update_group_actions()
+        .iter()
+        .map(|action| (action.recurrence().unwrap_or_default().to_owned(), action.min_size()))
+        .collect();
+    assert_eq!(
+        schedules,
+        BTreeSet::from([("0 7 * * MON-FRI".to_owned(), Some(2)), ("0 18 * * MON-FRI".to_owned(), Some(0))])
+    );
+
+    // The instance role: tags, and a grant for every source it reads. (moto ignores a
+    // role's ManagedPolicyArns, so the ECR and user policies cannot be checked here.)
+    let role = &stack.outputs["InstanceRoleName"];
+    let role_xml = api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]);
+    let tag_keys = xml_all(&role_xml, "Key");
+    assert_eq!(tag_keys, ["CreatedBy", "team", "cost centre"], "{role_xml}");
+    let policies = role_policies(&api, role);
+    assert_eq!(
+        policies.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            "AgentEnvFile",
+            "ArtifactsBucket",
+            "AuthorizedUsers",
+            "BootstrapScript",
+            "DecryptAgentToken",
+            "ECRPullThrough",
+            "GitMirrorSeedBucket",
+            "InstancePolicy",
+            "PipelineSigningKMSKeyAccess",
+            "PipelineSigningKeyParameters",
+        ])
+    );
+    let arn = |service: &str, resource: &str| format!("arn:aws:{service}:{REGION}:123456789012:{resource}");
+    assert_eq!(granted(&policies["InstancePolicy"], "ssm:GetParameter"), [arn("ssm", &format!("parameter{token_path}"))]);
+    assert_eq!(granted(&policies["DecryptAgentToken"], "kms:Decrypt"), [token_key]);
+    assert_eq!(
+        granted(&policies["BootstrapScript"], "s3:GetObject"),
+        ["arn:aws:s3:::my-config/boot/bootstrap.sh"]
+    );
+    assert_eq!(
+        granted(&policies["AuthorizedUsers"], "s3:GetObject"),
+        ["arn:aws:s3:::my-config/keys/authorized_keys"]
+    );
+    assert_eq!(
+        granted(&policies["AgentEnvFile"], "ssm:GetParametersByPath"),
+        [arn("ssm", "parameter/ci/agent-env"), arn("ssm", "parameter/ci/agent-env/*")]
+    );
+    assert_eq!(
+        granted(&policies["PipelineSigningKeyParameters"], "ssm:GetParameter"),
+        [arn("ssm", "parameter/ci/jwks/signing"), arn("ssm", "parameter/ci/jwks/verification")]
+    );
+    assert_eq!(granted(&policies["PipelineSigningKMSKeyAccess"], "kms:Sign"), [signing_key]);
+    assert_eq!(
+        granted(&policies["ArtifactsBucket"], "s3:PutObject"),
+        ["arn:aws:s3:::my-artifacts", "arn:aws:s3:::my-artifacts/*"]
+    );
+
+    // The scaler: the arm64 zip of the release bucket given, the custom token, Elastic
+    // CI mode and the KMS grant on its role.
+    let function = lambda_function(&api, stack.physical("AutoscalingFunction"));
+    let environment = &function["Configuration"]["Environment"]["Variables"];
+    assert_eq!(environment["BUILDKITE_AGENT_TOKEN_SSM_KEY"], token_path.as_str());
+    assert_eq!(environment["ELASTIC_CI_MODE"], "true");
+    let scaler_role = stack.physical("AutoscalingLambdaExecutionRole");
+    let scaler_policies = role_policies(&api, scaler_role);
+    assert_eq!(granted(&scaler_policies["DecryptAgentToken"], "kms:Decrypt"), [token_key]);
+    assert!(!granted(&scaler_policies["ElasticCIModeSSMAndEC2"], "ec2:TerminateInstances").is_empty());
+
+    let groups = log_groups(&api, &format!("/buildkite/{name}/"));
+    assert_eq!(groups[&format!("/buildkite/{name}/buildkite-agent")], Some(30));
+    assert_eq!(groups[&format!("/buildkite/{name}/scaler")], Some(14));
+
+    for present in [
+        "StopBuildkiteAgentsFunction",
+        "PipelineSigningKMSKey",
+        "PipelineSigningKMSKeyAlias",
+        "SecurityGroupSshIngress",
+    ] {
+        assert!(stack.resources.contains_key(present), "{present} is missing");
+    }
+    for absent in ["ManagedSecretsBucket", "AgentTokenParameterFunction", "InstanceSecretsBucketPolicy", "Vpc"] {
+        assert!(!stack.resources.contains_key(absent), "{absent} should not exist");
+    }
+    assert_eq!(stack.outputs["ManagedSecretsBucket"], "Undefined");
+    assert_eq!(stack.outputs["PipelineSigningKMSKey"], stack.physical("PipelineSigningKMSKey"));
+
+    let mut updated = values.to_vec();
+    updated.retain(|(key, _)| *key != "ScaleUpMinSize");
+    updated.push(("ScaleUpMinSize", "3"));
+    update_stack(&moto, &stack, &template, &updated).await;
+    delete_stack(&moto, &stack).await;
+}
+
+#[tokio::test]
+async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed_size() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let role_name = unique_name("agent-role");
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let created = api.query(
+        "iam",
+        "2010-05-08",
+        &[
+            ("Action", "CreateRole"),
+            ("RoleName", &role_name),
+            ("Path", "/a/b/c/d/e/f/g/h/i/j/"),
+            ("AssumeRolePolicyDocument", trust),
+        ],
+    );
+    let role_arn = xml_first(&created, "Arn").expect("the role's ARN");
+    assert!(role_arn.ends_with(&format!(":role/a/b/c/d/e/f/g/h/i/j/{role_name}")), "{role_arn}");
+    let name = stack_name();
+    let (vpc_id, subnets) = existing_vpc(&api);
+    let subnets = subnets.join(",");
+    let stack = create_stack(
+        &moto,
+        &name,
+        &rendered_template(template::DEFAULT_LAMBDA_BUCKET_PREFIX),
+        &[
+            ("BuildkiteAgentToken", TOKEN),
+            ("VpcId", &vpc_id),
+            ("Subnets", &subnets),
+            ("InstanceRoleARN", &role_arn),
+            ("MinSize", "2"),
+            ("MaxSize", "2"),
+            ("ImageId", AMD64_AMI),
+            ("InstanceTypes", "t3.micro"),
+        ],
+    )
+    .await;
+
+    assert_eq!(stack.outputs["InstanceRoleName"], role_name);
+    let profile = api.query(
+        "iam",
+        "2010-05-08",
+        &[("Action", "GetInstanceProfile"), ("InstanceProfileName", stack.physical("IAMInstanceProfile"))],
+    );
+    assert_eq!(xml_first(&profile, "RoleName"), Some(role_name.clone()));
+    assert!(role_policies(&api, &role_name).is_empty(), "the stack must not change a given role");
+    for absent in [
+        "IAMRole",
+        "IAMPolicies",
+        "AutoscalingFunction",
+        "AutoscalingSchedule",
+        "AutoscalingLambdaExecutionRole",
+        "ScalerLogGroup",
+    ] {
+        assert!(!stack.resources.contains_key(absent), "{absent} should not exist");
+    }
+    let groups = moto
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&stack.outputs["AutoScalingGroupName"])
+        .send()
+        .await
+        .expect("describe_auto_scaling_groups");
+    let group = groups.auto_scaling_groups().first().expect("the group");
+    assert_eq!(group.instances().len(), 2, "MinSize instances are launched");
+    delete_stack(&moto, &stack).await;
+}
+
+/// UserData values stay literal: command substitutions, quotes and backticks in a
+/// parameter reach the bootstrapper's environment unchanged and run nothing, and a
+/// value with a line break stops the boot before anything is exported.
+#[tokio::test]
+async fn user_data_hands_hostile_values_over_literally() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let template = rendered_template(template::DEFAULT_LAMBDA_BUCKET_PREFIX);
+    let hostile = r#"a=$(touch pwned),b=`touch pwned`,c="quoted" 'single';d=\x"#;
+    let (vpc_id, subnets) = existing_vpc(&api);
+    let subnets = subnets.join(",");
+    for (tags, boots) in [(hostile, true), ("a=1\nLD_PRELOAD=/tmp/evil.so", false)] {
+        let stack = create_stack(
+            &moto,
+            &stack_name(),
+            &template,
+            &[
+                ("BuildkiteAgentToken", TOKEN),
+                ("VpcId", &vpc_id),
+                ("Subnets", &subnets),
+                ("MinSize", "0"),
+                ("MaxSize", "0"),
+                ("ImageId", AMD64_AMI),
+                ("BuildkiteAgentTags", tags),
+            ],
+        )
+        .await;
+        let (_, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let script = inputs
+            .shell_part
+            .replace("/var/lib/elastic-ci", &dir.path().join("state").display().to_string())
+            .replace("exec /usr/local/bin/elastic-ci-bootstrap boot", "exec env -0");
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .expect("run bash");
+        assert!(!dir.path().join("pwned").exists(), "a parameter value ran a command");
+        if boots {
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            let environment: BTreeMap<String, String> = output
+                .stdout
+                .split(|byte| *byte == 0)
+                .filter_map(|entry| std::str::from_utf8(entry).ok()?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect();
+            assert_eq!(environment["BUILDKITE_AGENT_TAGS"], tags);
+            assert_eq!(environment["BUILDKITE_QUEUE"], "default");
+        } else {
+            assert!(!output.status.success());
+            assert!(output.stdout.is_empty(), "nothing may be exported");
+            assert!(String::from_utf8_lossy(&output.stderr).contains("line break"));
+        }
+        delete_stack(&moto, &stack).await;
+    }
+}
+
+/// Without VpcId the stack builds two public subnets in two zones, an internet route
+/// and, on request, the VPC endpoints. Not deleted: moto cannot delete route tables,
+/// routes and gateway attachments (the other tests delete their stacks).
+#[tokio::test]
+async fn builds_its_own_vpc_with_endpoints_when_none_is_given() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let stack = create_stack(
+        &moto,
+        &stack_name(),
+        &rendered_template(template::DEFAULT_LAMBDA_BUCKET_PREFIX),
+        &[
+            ("BuildkiteAgentToken", TOKEN),
+            ("ImageId", AMD64_AMI),
+            ("MinSize", "0"),
+            ("MaxSize", "0"),
+            ("EnableVpcEndpoints", "true"),
+        ],
+    )
+    .await;
+    let vpc_id = &stack.outputs["VpcId"];
+    assert_eq!(vpc_id, stack.physical("Vpc"));
+    let filter = [("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", vpc_id.as_str())];
+    let subnets = api.query("ec2", "2016-11-15", &[[("Action", "DescribeSubnets")].as_slice(), &filter].concat());
+    let mut cidrs = xml_all(&subnets, "cidrBlock");
+    cidrs.sort();
+    assert_eq!(cidrs, ["10.0.1.0/24", "10.0.2.0/24"]);
+    let zones: BTreeSet<String> = xml_all(&subnets, "availabilityZone").into_iter().collect();
+    assert_eq!(zones.len(), 2, "two zones: {zones:?}");
+    let routes = api.query("ec2", "2016-11-15", &[("Action", "DescribeRouteTables"), ("RouteTableId.1", stack.physical("Routes"))]);
+    assert!(xml_all(&routes, "destinationCidrBlock").contains(&"0.0.0.0/0".to_owned()), "{routes}");
+    assert!(xml_all(&routes, "gatewayId").contains(&stack.physical("Gateway").to_owned()), "{routes}");
+    let endpoints = api.query("ec2", "2016-11-15", &[[("Action", "DescribeVpcEndpoints")].as_slice(), &filter].concat());
+    let services: BTreeSet<String> = xml_all(&endpoints, "serviceName")
+        .into_iter()
+        .map(|service| service.trim_start_matches(&format!("com.amazonaws.{REGION}.")).to_owned())
+        .collect();
+    assert_eq!(
+        services,
+        ["ec2messages", "ecr.api", "ecr.dkr", "kms", "s3", "secretsmanager", "ssm", "ssmmessages"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    );
+    let groups = moto
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&stack.outputs["AutoScalingGroupName"])
+        .send()
+        .await
+        .expect("describe_auto_scaling_groups");
+    let zone_identifier = groups.auto_scaling_groups()[0].vpc_zone_identifier().unwrap_or_default().to_owned();
+    let mut group_subnets: Vec<&str> = zone_identifier.split(',').collect();
+    group_subnets.sort_unstable();
+    let mut stack_subnets = vec![stack.physical("Subnet0"), stack.physical("Subnet1")];
+    stack_subnets.sort_unstable();
+    assert_eq!(group_subnets, stack_subnets);
+}
+
+/// Python with boto3: the emulator's own virtual environment, which `cargo xtask ci`
+/// and `cargo xtask moto start` create.
+fn python_with_boto3() -> Option<PathBuf> {
+    let python = project::target_dir().ok()?.join("moto/venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    #[allow(clippy::disallowed_methods, reason = "test harness configuration")]
+    let in_ci = std::env::var_os("CI").is_some();
+    assert!(!in_ci, "{} is missing: run the tests through `cargo xtask ci`", python.display());
+    eprintln!("skipping: no moto virtual environment at {}", python.display());
+    None
+}
+
+/// Runs the inline code of one of the template's helper functions against the
+/// emulator with `event`, and returns the response it sent to CloudFormation and what
+/// it printed.
+fn run_helper(moto: &Moto, python: &Path, function: &str, event: Value) -> (Value, String) {
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(project::root().join(template::SOURCE)).expect("the template"),
+    )
+    .expect("YAML");
+    let code = template["Resources"][function]["Properties"]["Code"]["ZipFile"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{function} has no inline code"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("index.py"), code).expect("write index.py");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a response listener");
+    let response_url = format!("http://{}/response", listener.local_addr().expect("an address"));
+    let receiver = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().expect("the function's response");
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buffer).expect("read the response");
+            request.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").expect("answer");
+                    return body.to_owned();
+                }
+            }
+            assert!(n > 0, "the connection closed early");
+        }
+    });
+
+    let mut event = event;
+    event["ResponseURL"] = json!(response_url);
+    event["StackId"] = json!("arn:aws:cloudformation:us-east-1:123456789012:stack/test/1");
+    event["RequestId"] = json!(unique_name("request"));
+    event["LogicalResourceId"] = json!("Helper");
+    let driver = "import json, sys, types, index\n\
+                  index.handler(json.loads(sys.argv[1]), types.SimpleNamespace(log_stream_name='test'))\n";
+    let output = Command::new(python)
+        .arg("-c")
+        .arg(driver)
+        .arg(event.to_string())
+        .current_dir(dir.path())
+        .envs(moto.env())
+        .output()
+        .expect("run python");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{function}: {printed}");
+    let response = receiver.join().expect("the response");
+    (serde_json::from_str(&response).expect("a JSON response"), printed)
+}
+
+#[tokio::test]
+async fn agent_token_function_stores_a_secure_string_and_never_prints_the_token() {
+    let Some(moto) = moto() else { return };
+    let Some(python) = python_with_boto3() else { return };
+    let name = format!("/{}/buildkite/agent-token", unique_name("stack"));
+    let properties = json!({ "Name": name, "Value": TOKEN });
+
+    let (response, printed) = run_helper(
+        &moto,
+        &python,
+        "AgentTokenParameterFunction",
+        json!({ "RequestType": "Create", "ResourceProperties": properties }),
+    );
+    assert_eq!(response["Status"], "SUCCESS", "{response}");
+    assert_eq!(response["PhysicalResourceId"], name.as_str());
+    assert_eq!(response["NoEcho"], true);
+    assert!(!printed.contains(TOKEN) && !response.to_string().contains(TOKEN));
+    let parameter = moto
+        .ssm()
+        .get_parameter()
+        .name(&name)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("the parameter");
+    let parameter = parameter.parameter().expect("a parameter");
+    assert_eq!(parameter.r#type().map(|kind| kind.as_str()), Some("SecureString"));
+    assert_eq!(parameter.value(), Some(TOKEN));
+
+    let (response, _) = run_helper(
+        &moto,
+        &python,
+        "AgentTokenParameterFunction",
+        json!({ "RequestType": "Delete", "PhysicalResourceId": name, "ResourceProperties": properties }),
+    );
+    assert_eq!(response["Status"], "SUCCESS", "{response}");
+    assert!(moto.ssm().get_parameter().name(&name).send().await.is_err(), "deleted");
+
+    // A name SSM refuses: the failure is reported without the token.
+    let (response, printed) = run_helper(
+        &moto,
+        &python,
+        "AgentTokenParameterFunction",
+        json!({ "RequestType": "Create", "ResourceProperties": { "Name": "/aws/reserved", "Value": TOKEN } }),
+    );
+    assert_eq!(response["Status"], "FAILED", "{response}");
+    assert!(!printed.contains(TOKEN) && !response.to_string().contains(TOKEN));
+}
+
+#[tokio::test]
+async fn az_rebalancing_suspender_suspends_the_process() {
+    let Some(moto) = moto() else { return };
+    let Some(python) = python_with_boto3() else { return };
+    let group = moto.scaling_group("suspender", 0, 2, 0).await;
+    let (response, _) = run_helper(
+        &moto,
+        &python,
+        "AzRebalancingSuspenderFunction",
+        json!({ "RequestType": "Create", "ResourceProperties": { "AutoScalingGroupName": group } }),
+    );
+    assert_eq!(response["Status"], "SUCCESS", "{response}");
+    let groups = moto
+        .autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&group)
+        .send()
+        .await
+        .expect("describe_auto_scaling_groups");
+    let suspended: Vec<&str> = groups.auto_scaling_groups()[0]
+        .suspended_processes()
+        .iter()
+        .filter_map(|process| process.process_name())
+        .collect();
+    assert_eq!(suspended, ["AZRebalance"]);
+}
+
+#[tokio::test]
+async fn stop_agents_function_drains_only_a_replaced_group() {
+    let Some(moto) = moto() else { return };
+    let Some(python) = python_with_boto3() else { return };
+    let old = moto.scaling_group("old-agents", 1, 4, 2).await;
+    let new = moto.scaling_group("new-agents", 1, 4, 2).await;
+    let sizes = |groups: &aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput| {
+        groups.auto_scaling_groups().iter().map(|group| (group.min_size(), group.desired_capacity())).collect::<Vec<_>>()
+    };
+
+    // Creation, and an update that keeps the group, leave the agents alone.
+    for event in [
+        json!({ "RequestType": "Create", "ResourceProperties": { "AutoScalingGroupName": new } }),
+        json!({ "RequestType": "Update", "ResourceProperties": { "AutoScalingGroupName": new }, "OldResourceProperties": { "AutoScalingGroupName": new } }),
+    ] {
+        let (response, _) = run_helper(&moto, &python, "StopBuildkiteAgentsFunction", event);
+        assert_eq!(response["Status"], "SUCCESS", "{response}");
+    }
+    let groups = moto.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&new).send().await.expect("describe");
+    assert_eq!(sizes(&groups), [(Some(1), Some(2))]);
+
+    // Replacing the group drains the old one.
+    let (response, printed) = run_helper(
+        &moto,
+        &python,
+        "StopBuildkiteAgentsFunction",
+        json!({ "RequestType": "Update", "ResourceProperties": { "AutoScalingGroupName": new }, "OldResourceProperties": { "AutoScalingGroupName": old } }),
+    );
+    assert_eq!(response["Status"], "SUCCESS", "{response}: {printed}");
+    let groups = moto.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&old).send().await.expect("describe");
+    assert_eq!(sizes(&groups), [(Some(0), Some(0))]);
+}
+
+/// What moto does not apply of the secrets buckets' properties, and bucket policies
+/// it skips, read from the template: versioning and access logging of the secrets
+/// bucket, public access blocked on both, and both policies refusing plain HTTP.
+fn assert_secrets_buckets_are_private_versioned_and_tls_only() {
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(project::root().join(template::SOURCE)).expect("the template"),
+    )
+    .expect("YAML");
+    let resources = &template["Resources"];
+    let secrets = &resources["ManagedSecretsBucket"]["Properties"];
+    assert_eq!(secrets["VersioningConfiguration"]["Status"].as_str(), Some("Enabled"));
+    let log_bucket = &secrets["LoggingConfiguration"]["DestinationBucketName"];
+    assert!(matches!(log_bucket, serde_yaml::Value::Tagged(_)), "{log_bucket:?}");
+    for (bucket, policy) in [
+        ("ManagedSecretsBucket", "ManagedSecretsBucketPolicy"),
+        ("ManagedSecretsLoggingBucket", "ManagedSecretsLoggingBucketPolicy"),
+    ] {
+        let block = &resources[bucket]["Properties"]["PublicAccessBlockConfiguration"];
+        for setting in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+            assert_eq!(block[setting].as_bool(), Some(true), "{bucket} {setting}");
+        }
+        assert_eq!(resources[policy]["Condition"].as_str(), Some("CreateSecretsBucket"));
+        let statements = resources[policy]["Properties"]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .expect("statements");
+        let denies_plain_http = statements.iter().any(|statement| {
+            statement["Effect"].as_str() == Some("Deny")
+                && statement["Action"].as_str() == Some("s3:*")
+                && statement["Condition"]["Bool"]["aws:SecureTransport"].as_str() == Some("false")
+        });
+        assert!(denies_plain_http, "{policy} must refuse requests without TLS");
+    }
+}
