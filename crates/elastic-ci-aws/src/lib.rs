@@ -10,6 +10,7 @@
 //! | [`cloudwatch::Metrics`] | CloudWatch | [`cloudwatch::CloudWatchMetrics`] |
 //! | [`ecr::RegistryAuth`] | ECR | [`ecr::EcrRegistryAuth`] |
 //! | [`cloudformation::StackSignal`] | CloudFormation | [`cloudformation::CloudFormationSignal`] |
+//! | [`imds::InstanceMetadata`] | EC2 instance metadata (IMDSv2) | [`imds::Imds`] |
 //! | [`ec2::MachineImages`] | EC2 images | [`ec2::Ec2MachineImages`] (signed Query API calls, no SDK crate) |
 //!
 //! **Architecture Invariant:** every SDK client is built from the `SdkConfig` that
@@ -33,5 +34,6 @@ pub mod ecr;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod imds;
 pub mod s3;
 pub mod ssm;

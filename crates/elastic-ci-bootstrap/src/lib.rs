@@ -2,18 +2,43 @@
 //!
 //! - `fetch SOURCE DEST`: download a file from `s3://`, `ssm:`, `https://`, `http://` or
 //!   `file://` and put it in place atomically with a given mode.
+//! - `boot`: configure the instance as an agent host, once ([`boot`]).
+//! - `terminate`: retire this instance ([`terminate`]).
+//! - `stop-gracefully`: lifecycled's handler for spot and lifecycle notices ([`stop`]).
+//! - `check-disk`: free space and inodes for the hooks ([`disk`]).
+//! - `fix-permissions AGENT ORG PIPELINE`: give a checkout back to the agent user
+//!   ([`fixperms`]).
 //!
 //! ## Configuration
 //!
-//! - `ELASTIC_CI_LOG`: log filter for stderr (default `info`).
+//! - `boot` reads the UserData variables listed in
+//!   `elastic_ci_core::boot::config::BootConfig::ENV_VARS` (`BUILDKITE_STACK_NAME`,
+//!   `BUILDKITE_AGENT_TOKEN_PATH`, `BUILDKITE_QUEUE`, `AWS_REGION`, …).
+//! - `check-disk` reads `DISK_MIN_AVAILABLE`, `DISK_MIN_INODES`,
+//!   `BUILDKITE_PURGE_BUILDS_ON_DISK_FULL`, `BUILDKITE_BUILD_PATH` and
+//!   `BUILDKITE_BUILD_CHECKOUT_PATH` from the job environment.
+//! - `AWS_EC2_METADATA_SERVICE_ENDPOINT`: the instance metadata service (default
+//!   `http://169.254.169.254`).
+//! - `ELASTIC_CI_LOG`: log filter for stderr (default `info`); `boot` also appends its
+//!   log to `/var/log/elastic-stack.log` under `--root`.
 //! - The standard AWS variables (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
 //!   `AWS_ENDPOINT_URL_<SERVICE>`, credentials), read by the SDK.
 //! - `SSL_CERT_FILE` / `SSL_CERT_DIR`: extra trusted certificates for HTTPS sources.
 
+pub mod boot;
+mod commands;
+pub mod disk;
 pub mod fetch;
+pub mod files;
+pub mod fixperms;
+mod output;
+pub mod seed;
+pub mod stop;
+pub mod system;
+pub mod terminate;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +75,153 @@ pub enum Command {
     /// as it was and the exit status is 1. Invalid arguments exit with 2.
     #[command(verbatim_doc_comment)]
     Fetch(FetchArgs),
+
+    /// Configure this instance as a Buildkite agent host: the UserData's last step.
+    ///
+    /// Reads the stack's settings from the environment (the UserData variables:
+    /// BUILDKITE_STACK_NAME, BUILDKITE_STACK_VERSION, BUILDKITE_STACK_DEPLOYED_BY,
+    /// BUILDKITE_AGENT_TOKEN_PATH, BUILDKITE_QUEUE, AWS_REGION and the optional rest;
+    /// see the README), validates all of them before changing anything, then writes
+    /// cfn-env, buildkite-agent.cfg (with the token from SSM), signing keys, the agent
+    /// env file, authorized keys, lifecycled and systemd settings, seeds git mirrors,
+    /// runs the bootstrap script and starts the agent.
+    ///
+    /// A status file (/var/log/elastic-stack-bootstrap-status) makes a second boot a
+    /// no-op after success, and a failure after a half-done boot. On failure the
+    /// instance is marked Unhealthy, CloudFormation gets a FAILURE signal when it
+    /// deployed the stack, and the exit status is 1 with the failed step named.
+    Boot(BootArgs),
+
+    /// Terminate this instance and lower its group's desired capacity.
+    ///
+    /// Run when the agent stops (the agent unit's ExecStopPost) or by the hooks on a
+    /// full disk. Waits --drain-secs for logs to reach CloudWatch, reads the instance id
+    /// and region from the metadata service (3 attempts each), then asks Auto Scaling
+    /// to terminate the instance with the desired capacity decremented; if that is
+    /// refused (desired capacity at MinSize), terminates it without decrement; if that
+    /// fails too, marks it Unhealthy. Exits 1 only when all three fail.
+    Terminate(TerminateArgs),
+
+    /// Stop the agent gracefully for a lifecycle notice (lifecycled's handler).
+    ///
+    /// For a spot interruption (ec2:SPOT_INSTANCE_TERMINATION TIME), asks the agent to
+    /// stop (SIGTERM), waits for its jobs, and tells it to cancel them (SIGQUIT) 20
+    /// seconds before TIME so it can deregister. For anything else, stops the agent
+    /// unit and waits for every agent process to exit; for
+    /// autoscaling:EC2_INSTANCE_TERMINATING with --lifecycle-hook, then completes the
+    /// lifecycle action (CONTINUE).
+    StopGracefully(StopArgs),
+
+    /// Check free disk space and inodes; exit 0 if there is enough, 1 if not.
+    ///
+    /// Measures the file system of docker's data root (data-root in
+    /// /etc/docker/daemon.json, else /var/lib/docker; a missing directory is measured
+    /// at its nearest existing ancestor) or of --path. Thresholds come from the
+    /// environment: DISK_MIN_AVAILABLE (KiB, default 5242880 = 5 GiB) and
+    /// DISK_MIN_INODES (default 250000). With BUILDKITE_PURGE_BUILDS_ON_DISK_FULL=true
+    /// and too little space, first deletes this agent's builds: the directory under
+    /// BUILDKITE_BUILD_PATH named by the first component of
+    /// BUILDKITE_BUILD_CHECKOUT_PATH, which must be one plain name of an existing
+    /// directory. Messages go to stderr; an invalid threshold exits 2.
+    CheckDisk(CheckDiskArgs),
+
+    /// Give one pipeline's checkout back to the buildkite-agent user.
+    ///
+    /// Run by the environment hook through sudo after containers left root-owned
+    /// files behind. Changes the owner of
+    /// /var/lib/buildkite-agent/builds/AGENT/ORG/PIPELINE and everything in it to
+    /// buildkite-agent, never following a symlink
+    /// and never leaving that directory; the builds directory is fixed and there are
+    /// no options. Each argument must be one plain directory name (no '/', not '.' or
+    /// '..', not empty). Exit status: 0 done (or nothing checked out yet), 1 wrong
+    /// number of arguments, 2 invalid argument, 3 the checkout cannot be opened safely
+    /// (a symlink, not a directory, another mount), 4 no buildkite-agent user, 5 a
+    /// change of owner failed.
+    FixPermissions(FixPermsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BootArgs {
+    /// The directory that stands for / : every file is written under it. Anything
+    /// other than / requires --record-actions or --dry-run.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print the plan and change nothing (asks the metadata service once; does not
+    /// read the token).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Append each system action (chown, systemctl, mount, commands run as another
+    /// user, the CloudFormation signal) to FILE as one JSON object per line instead
+    /// of performing it. Files are still written under --root, AWS is still called
+    /// and the bootstrap script still runs.
+    #[arg(long, value_name = "FILE")]
+    pub record_actions: Option<PathBuf>,
+    /// Pause after the first failed metadata request, in milliseconds; it doubles
+    /// after each further failure (5 attempts, pauses at most 30 s).
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
+    pub metadata_retry_delay_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TerminateArgs {
+    /// Seconds to wait first, so the agent's last log lines reach CloudWatch.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub drain_secs: u64,
+    /// Pause after a failed metadata request, in milliseconds (doubled once; 3
+    /// attempts per request).
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
+    pub metadata_retry_delay_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// The lifecycle transition: ec2:SPOT_INSTANCE_TERMINATION,
+    /// autoscaling:EC2_INSTANCE_TERMINATING, or anything else (or nothing) for a
+    /// plain graceful stop.
+    pub transition: Option<String>,
+    /// This instance's id (lifecycled passes it); read from the metadata service
+    /// when needed and absent.
+    pub instance_id: Option<String>,
+    /// For a spot interruption: when it happens, in RFC 3339 (lifecycled passes it).
+    pub termination_time: Option<String>,
+    /// The Auto Scaling lifecycle hook to complete after an
+    /// autoscaling:EC2_INSTANCE_TERMINATING stop.
+    #[arg(long, value_name = "NAME")]
+    pub lifecycle_hook: Option<String>,
+    /// The instance's Auto Scaling group (default: its aws:autoscaling:groupName tag
+    /// from the metadata service).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Record the systemctl actions to FILE (JSON lines) instead of performing them;
+    /// agent processes then count as stopped.
+    #[arg(long, value_name = "FILE")]
+    pub record_actions: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckDiskArgs {
+    /// Measure the file system holding DIR instead of docker's data root.
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// Docker's daemon configuration, read for data-root.
+    #[arg(long, value_name = "FILE", default_value = "/etc/docker/daemon.json")]
+    pub docker_config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FixPermsArgs {
+    /// AGENT_DIR ORG_DIR PIPELINE_DIR: one directory name each.
+    #[arg(value_name = "AGENT ORG PIPELINE", num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+    pub args: Vec<String>,
+}
+
+/// A command's own exit status, with a message printed as it is (no `error:`
+/// prefix; nothing when empty).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    pub code: u8,
+    pub message: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +264,21 @@ pub async fn run(cli: Cli, env: &HashMap<String, String>) -> anyhow::Result<()> 
                 .with_context(|| format!("fetching {} failed", args.source))?;
             Ok(())
         }
+        Command::Boot(args) => commands::boot(args, env).await,
+        Command::Terminate(args) => commands::terminate(args, env).await,
+        Command::StopGracefully(args) => commands::stop_gracefully(args, env).await,
+        Command::CheckDisk(args) => commands::check_disk(args, env),
+        Command::FixPermissions(args) => commands::fix_permissions(args).await,
+    }
+}
+
+/// The file `boot` appends its log to (besides stderr), under its `--root`.
+pub fn log_file(cli: &Cli) -> Option<PathBuf> {
+    match &cli.command {
+        Command::Boot(args) if !args.dry_run => {
+            Some(files::Root::new(&args.root).path(elastic_ci_core::boot::plan::LOG_FILE_PATH))
+        }
+        _ => None,
     }
 }
 
@@ -113,8 +300,14 @@ async fn backends_for(
     Ok(backends)
 }
 
-/// Exit status for a failed command: 2 for bad input, 1 for everything else.
+/// Exit status for a failed command: the command's own ([`ExitWith`]), else 1.
 pub fn report_error(error: &anyhow::Error) -> ExitCode {
+    if let Some(exit) = error.downcast_ref::<ExitWith>() {
+        if !exit.message.is_empty() {
+            output::say(&exit.message);
+        }
+        return ExitCode::from(exit.code);
+    }
     // One line: the caller (a boot script, a systemd unit) logs stderr line by line.
     let message = format!("{error:#}").replace(['\n', '\r'], " ");
     #[allow(clippy::print_stderr, reason = "the command's error report")]
@@ -124,20 +317,39 @@ pub fn report_error(error: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// The stderr log subscriber of the instance binaries, filtered by `ELASTIC_CI_LOG`.
-pub fn init_logging(env: &HashMap<String, String>) {
+/// The stderr log subscriber of the instance binaries, filtered by `ELASTIC_CI_LOG`,
+/// also appending to `log_file` when given (the boot log that the CloudWatch agent
+/// ships to `/buildkite/elastic-stack`).
+pub fn init_logging(env: &HashMap<String, String>, log_file: Option<&Path>) {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+
     let default = "info,aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,hyper=warn,reqwest=warn";
     let filter = env.get("ELASTIC_CI_LOG").map_or(default, String::as_str);
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let file = log_file.and_then(|path| {
+        let opened = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(path));
+        match opened {
+            Ok(file) => Some(file),
+            Err(error) => {
+                output::say(&format!("warning: not logging to {}: {error}", path.display()));
+                None
+            }
+        }
+    });
     // Colour only on a terminal: on an instance stderr goes to the journal and log files.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
+    let ansi = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    match file {
+        Some(file) => {
+            builder.with_writer(std::io::stderr.and(std::sync::Mutex::new(file))).init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use elastic_ci_bootstrap::{Cli, init_logging, report_error, run};
+use elastic_ci_bootstrap::{Cli, init_logging, log_file, report_error, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     #[allow(clippy::disallowed_methods, reason = "the one place this binary reads its environment")]
     let env: HashMap<String, String> = std::env::vars().collect();
-    init_logging(&env);
+    init_logging(&env, log_file(&cli).as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -18,6 +18,7 @@
 //! - [`disk`]: the disk-space check's thresholds and purge target.
 //! - [`fixperms`]: argument rules of `fix-permissions`.
 //! - [`backoff`]: retry schedules.
+//! - [`lifecycle`]: lifecycle transitions and spot interruption times.
 //! - [`hooks`]: the agent hooks' output script (quoted `export`/`unset` lines),
 //!   environment differences, plugin switches, checkout paths, ECR registry names.
 //! - [`secrets`]: the S3 secrets bucket's layout and lookup order, secret-file names,
@@ -31,6 +32,7 @@ pub mod envfile;
 pub mod fixperms;
 pub mod fleet;
 pub mod hooks;
+pub mod lifecycle;
 pub mod scaling;
 pub mod secret;
 pub mod secrets;

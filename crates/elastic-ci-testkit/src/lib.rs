@@ -6,6 +6,7 @@
 //! - [`buildkite`]: a fake Buildkite agent API whose queue counts and failures tests
 //!   script.
 //! - [`http`]: an in-process HTTP and HTTPS server for tests of HTTP clients.
+//! - [`imds`]: a fake EC2 instance metadata service (IMDSv2) that can be taken down.
 //! - [`names`]: resource names unique across parallel tests and runs.
 //!
 //! **Architecture Invariant:** tests reach nothing but 127.0.0.1.
@@ -16,5 +17,6 @@
 
 pub mod buildkite;
 pub mod http;
+pub mod imds;
 pub mod moto;
 pub mod names;

@@ -1,0 +1,540 @@
+//! `boot`: turns a fresh instance into a configured agent host, once.
+//!
+//! The sequence is the plan of [`elastic_ci_core::boot::plan`], executed operation by
+//! operation. Around it:
+//!
+//! - a status file makes a boot after a successful one a no-op, and refuses to go on
+//!   after a half-done one (the original's contract: cloud-init runs UserData on every
+//!   boot);
+//! - the instance id comes from the metadata service with retries and exponential
+//!   backoff, and, if the service stays down, from what cloud-init recorded, so that a
+//!   failed boot can still mark its own instance unhealthy;
+//! - every input is validated before anything changes, and all problems are reported
+//!   together;
+//! - any failure marks the instance Unhealthy, signals FAILURE to CloudFormation when
+//!   the stack was deployed by it, and exits non-zero naming the failed step.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use elastic_ci_aws::autoscaling::ScalingGroup;
+use elastic_ci_aws::imds::InstanceMetadata;
+use elastic_ci_aws::s3::ObjectStore;
+use elastic_ci_aws::ssm::ParameterStore;
+use elastic_ci_core::archive::SeedLimits;
+use elastic_ci_core::backoff::Backoff;
+use elastic_ci_core::boot::action::SystemAction;
+use elastic_ci_core::boot::config::{BootConfig, FailureContext};
+use elastic_ci_core::boot::plan::{
+    self, BootPlan, CLOUD_INIT_INSTANCE_ID_PATH, InstanceFacts, Op, PRIVATE_DIR_PATH,
+    STATUS_FILE_PATH,
+};
+use elastic_ci_core::fleet::Health;
+use elastic_ci_core::secret::Secret;
+use elastic_ci_core::uri::SourceUri;
+use tracing::{error, info, warn};
+
+use crate::fetch::{self, Backends};
+use crate::files::{self, Root};
+use crate::system::System;
+
+/// Everything the boot reads from and acts on.
+pub struct BootDeps {
+    pub root: Root,
+    /// The process environment: the UserData inputs, and the bootstrap script's
+    /// environment.
+    pub env: HashMap<String, String>,
+    pub metadata: Arc<dyn InstanceMetadata>,
+    pub parameters: Arc<dyn ParameterStore>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub scaling: Arc<dyn ScalingGroup>,
+    pub system: Arc<dyn System>,
+    pub http: reqwest::Client,
+    pub metadata_backoff: Backoff,
+    pub seed_limits: SeedLimits,
+}
+
+/// How a boot that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootOutcome {
+    Completed,
+    /// The status file said `Completed`: nothing was done.
+    AlreadyCompleted,
+}
+
+/// A failed boot: the step that failed and why. The instance has been marked
+/// unhealthy and the failure signalled, where that was possible.
+#[derive(Debug, thiserror::Error)]
+#[error("boot failed at step {step}: {message}")]
+pub struct BootFailure {
+    pub step: String,
+    pub message: String,
+}
+
+/// The metadata retry schedule of the original: 5 attempts, 1 s doubling to 30 s.
+pub fn metadata_backoff(first_delay: Duration) -> Backoff {
+    Backoff { attempts: 5, first_delay, max_delay: Duration::from_secs(30) }
+}
+
+/// Runs the boot.
+pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
+    let status_path = deps.root.path(STATUS_FILE_PATH);
+    let status = match std::fs::read_to_string(&status_path) {
+        Ok(status) => Some(status),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => Some(format!("<unreadable: {error}>")),
+    };
+    if status.as_deref().map(str::trim) == Some("Completed") {
+        info!("Bootstrap already completed successfully.");
+        return Ok(BootOutcome::AlreadyCompleted);
+    }
+
+    // Nothing changes before these three reads succeed: the configuration, the
+    // instance id and the status file.
+    let config = BootConfig::from_env_map(&deps.env);
+    let instance = instance_id(deps.metadata.as_ref(), deps.metadata_backoff).await;
+    let known_id = match &instance {
+        Ok(id) => Some(id.clone()),
+        Err(_) => fallback_instance_id(&deps.root),
+    };
+    let failing =
+        Failing { deps, context: FailureContext::from_env_map(&deps.env), instance_id: known_id };
+    let instance_id = match instance {
+        Ok(id) => id,
+        Err(error) => return Err(failing.fail("instance-metadata", &error).await),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return Err(failing.fail("configuration", &error.into()).await),
+    };
+    if let Some(status) = status {
+        let error = anyhow::anyhow!(
+            "Bootstrap previously failed, will not continue from unknown state ({} says {:?})",
+            STATUS_FILE_PATH,
+            status.trim()
+        );
+        return Err(failing.fail("status", &error).await);
+    }
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    if let Err(error) = files::write_atomic(&status_path, 0o644, b"Started") {
+        return Err(failing.fail("status", &error).await);
+    }
+
+    let facts = match gather_facts(deps, &instance_id, true).await {
+        Ok(facts) => facts,
+        Err(error) => return Err(failing.fail("docker-version", &error).await),
+    };
+    info!(
+        instance_id = %facts.instance_id,
+        docker_version = %facts.docker_version,
+        arch = %facts.arch,
+        login_user = %facts.login_user,
+        "instance facts"
+    );
+    let plan = plan::plan(&config, &facts);
+    let mut executor = Executor { deps, token: None };
+    for step in &plan.steps {
+        info!(step = step.name, "starting step");
+        if let Err(error) = executor.run_step(&step.ops).await {
+            if step.best_effort {
+                warn!(step = step.name, error = %format!("{error:#}"), "step failed; continuing");
+            } else {
+                return Err(failing.fail(step.name, &error).await);
+            }
+        }
+    }
+    info!("boot completed");
+    Ok(BootOutcome::Completed)
+}
+
+/// The plan `boot` would execute, as text, changing nothing. The metadata service is
+/// asked once (no retries) and the token is not read.
+pub async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
+    let config = BootConfig::from_env_map(&deps.env)?;
+    let mut out = String::new();
+    let status_path = deps.root.path(STATUS_FILE_PATH);
+    if let Ok(status) = std::fs::read_to_string(&status_path) {
+        let _ = writeln!(
+            out,
+            "Note: {STATUS_FILE_PATH} says {:?}: a real boot would {}.",
+            status.trim(),
+            if status.trim() == "Completed" { "do nothing" } else { "fail at once" }
+        );
+    }
+    let instance_id = match deps.metadata.instance_id().await {
+        Ok(id) => id,
+        Err(error) => {
+            let _ = writeln!(out, "Note: the metadata service did not answer ({error}).");
+            fallback_instance_id(&deps.root).unwrap_or_else(|| "<instance-id>".to_owned())
+        }
+    };
+    let facts = gather_facts(deps, &instance_id, false).await?;
+    let _ = writeln!(
+        out,
+        "Boot plan for instance {} of stack {} in {} (docker {}, login user {}); --dry-run changes nothing:",
+        facts.instance_id, config.stack_name, config.region, facts.docker_version, facts.login_user
+    );
+    for warning in &config.warnings {
+        let _ = writeln!(out, "Warning: {warning}");
+    }
+    let plan: BootPlan = plan::plan(&config, &facts);
+    let _ = write!(out, "{plan}");
+    Ok(out)
+}
+
+/// The instance id from the metadata service, retried per `backoff`.
+pub async fn instance_id(
+    metadata: &dyn InstanceMetadata,
+    backoff: Backoff,
+) -> anyhow::Result<String> {
+    let mut delays = backoff.delays();
+    let mut attempt = 1;
+    loop {
+        info!(
+            attempt,
+            attempts = backoff.attempts,
+            "Attempt {attempt} of {} to fetch metadata...",
+            backoff.attempts
+        );
+        let result = metadata.instance_id().await.map_err(anyhow::Error::from).and_then(|id| {
+            anyhow::ensure!(
+                is_instance_id(&id),
+                "the metadata service returned {id:?}, which is not an instance id"
+            );
+            Ok(id)
+        });
+        match result {
+            Ok(id) => {
+                info!(instance_id = %id, "Detected INSTANCE_ID={id}");
+                return Ok(id);
+            }
+            Err(error) => match delays.next() {
+                Some(delay) => {
+                    warn!(attempt, error = %error, "metadata request failed; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                None => {
+                    return Err(error.context(format!(
+                        "Failed to fetch EC2 metadata after {} attempts",
+                        backoff.attempts
+                    )));
+                }
+            },
+        }
+    }
+}
+
+/// `i-` followed by 8 to 17 hexadecimal digits.
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|hex| {
+        (8..=17).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit())
+    })
+}
+
+/// The instance id recorded by cloud-init (or, on Nitro instances, the DMI asset tag),
+/// for the failure path when the metadata service is unreachable.
+pub fn fallback_instance_id(root: &Root) -> Option<String> {
+    [CLOUD_INIT_INSTANCE_ID_PATH, "/sys/devices/virtual/dmi/id/board_asset_tag"]
+        .into_iter()
+        .filter_map(|path| std::fs::read_to_string(root.path(path)).ok())
+        .map(|text| text.trim().to_owned())
+        .find(|id| is_instance_id(id))
+}
+
+async fn gather_facts(
+    deps: &BootDeps,
+    instance_id: &str,
+    docker_required: bool,
+) -> anyhow::Result<InstanceFacts> {
+    let docker_version = match deps.system.docker_version().await {
+        Ok(version) => version,
+        Err(error) if docker_required => {
+            return Err(error.context("could not read the docker version"));
+        }
+        Err(_) => "unknown".to_owned(),
+    };
+    let read = |path: &str| std::fs::read_to_string(deps.root.path(path)).unwrap_or_default();
+    let login_user = plan::login_user(&read("/etc/os-release")).to_owned();
+    let login_home = plan::home_of(&read("/etc/passwd"), &login_user);
+    Ok(InstanceFacts {
+        instance_id: instance_id.to_owned(),
+        docker_version,
+        arch: plan::arch_name(std::env::consts::ARCH).to_owned(),
+        login_user,
+        login_home,
+    })
+}
+
+/// The failure path.
+struct Failing<'a> {
+    deps: &'a BootDeps,
+    context: FailureContext,
+    instance_id: Option<String>,
+}
+
+impl Failing<'_> {
+    async fn fail(&self, step: &str, error: &anyhow::Error) -> BootFailure {
+        let message = format!("{error:#}");
+        error!(step, error = %message, "boot failed");
+        match &self.instance_id {
+            Some(id) => match self.deps.scaling.set_instance_health(id, Health::Unhealthy).await {
+                Ok(()) => info!(instance_id = %id, "marked the instance unhealthy"),
+                Err(error) => warn!(error = %error, "Failed to set instance health to unhealthy."),
+            },
+            None => warn!(
+                "Skipping instance health check - INSTANCE_ID not available (metadata service may be unavailable)"
+            ),
+        }
+        match (&self.context.stack_name, &self.instance_id) {
+            (Some(stack), Some(id)) if self.context.signals_cloudformation => {
+                let signal = plan::stack_signal(stack, id, false);
+                if let Err(error) = self.deps.system.perform(&signal).await {
+                    warn!(error = %format!("{error:#}"), "Failed to send the failure signal to CloudFormation");
+                }
+            }
+            _ if self.context.signals_cloudformation => {
+                warn!(
+                    "Skipping the CloudFormation signal: the stack name or instance id is unknown"
+                );
+            }
+            _ => info!("Skipping cfn-signal (not deployed by CloudFormation)"),
+        }
+        BootFailure { step: step.to_owned(), message }
+    }
+}
+
+/// Runs plan operations, holding the agent token between reading and writing it.
+struct Executor<'a> {
+    deps: &'a BootDeps,
+    token: Option<Secret>,
+}
+
+impl Executor<'_> {
+    async fn run_step(&mut self, ops: &[Op]) -> anyhow::Result<()> {
+        for op in ops {
+            self.run(op).await?;
+        }
+        Ok(())
+    }
+
+    fn backends(&self) -> Backends {
+        Backends {
+            objects: Some(self.deps.objects.clone()),
+            parameters: Some(self.deps.parameters.clone()),
+            http: self.deps.http.clone(),
+        }
+    }
+
+    async fn run(&mut self, op: &Op) -> anyhow::Result<()> {
+        let root = &self.deps.root;
+        match op {
+            Op::CreateDir { path, mode } => files::create_dir(&root.path(path), *mode),
+            Op::WriteFile { path, mode, content, show } => {
+                files::write_atomic(&root.path(path), *mode, content.as_bytes())?;
+                if *show {
+                    info!(path = %path, "wrote {path}:\n{content}");
+                } else {
+                    info!(path = %path, "wrote {path}");
+                }
+                Ok(())
+            }
+            Op::Rename { from, to } => std::fs::rename(root.path(from), root.path(to))
+                .with_context(|| format!("could not rename {from} to {to}")),
+            Op::Symlink { link, target } => files::replace_symlink(&root.path(link), target),
+            Op::AppendLineOnce { path, line } => {
+                if files::append_line_once(&root.path(path), line)? {
+                    info!(path = %path, "added {line:?} to {path}");
+                }
+                Ok(())
+            }
+            Op::ReadAgentToken { parameter } => {
+                let token = self.deps.parameters.get(parameter).await.with_context(|| {
+                    format!("could not read the agent token from SSM parameter {parameter}")
+                })?;
+                self.token = Some(token.value);
+                info!(parameter = %parameter, "read the agent token");
+                Ok(())
+            }
+            Op::WriteAgentConfig { path, mode, config } => {
+                let token =
+                    self.token.as_ref().context("internal: the agent token was not read")?;
+                let text =
+                    config.render(token).context("refusing to write the agent configuration")?;
+                files::write_atomic(&root.path(path), *mode, text.expose().as_bytes())?;
+                info!(path = %path, "wrote the agent configuration (not shown: it holds the token)");
+                Ok(())
+            }
+            Op::FetchParameter { parameter, path, mode } => {
+                let value = self
+                    .deps
+                    .parameters
+                    .get(parameter)
+                    .await
+                    .with_context(|| format!("could not read SSM parameter {parameter}"))?;
+                let mut text = value.value.expose().to_owned();
+                text.push('\n');
+                files::write_atomic(&root.path(path), *mode, text.as_bytes())?;
+                info!(parameter = %parameter, path = %path, "wrote SSM parameter to file");
+                Ok(())
+            }
+            Op::Fetch { source, path, mode } => {
+                fetch::fetch(source, &root.path(path), *mode, &self.backends())
+                    .await
+                    .with_context(|| format!("fetching {source} failed"))?;
+                Ok(())
+            }
+            Op::SeedGitMirrors { bucket, dir } => {
+                let report = crate::seed::seed_git_mirrors(
+                    self.deps.objects.as_ref(),
+                    bucket,
+                    &root.path(dir),
+                    self.deps.seed_limits,
+                )
+                .await;
+                info!(
+                    n_seeded = report.seeded.len(),
+                    n_skipped = report.skipped.len(),
+                    "git mirror seeding done"
+                );
+                Ok(())
+            }
+            Op::RunBootstrapScript { source } => self.run_bootstrap_script(source).await,
+            Op::SetLogRetention { config_path, days } => {
+                let path = root.path(config_path);
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        warn!(path = %config_path, "the CloudWatch agent configuration is missing: log retention not set");
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        return Err(error).with_context(|| format!("could not read {config_path}"));
+                    }
+                };
+                let updated = with_log_retention(&text, *days)
+                    .with_context(|| format!("could not update {config_path}"))?;
+                files::write_atomic(&path, 0o644, updated.as_bytes())?;
+                self.deps
+                    .system
+                    .perform(&SystemAction::Run {
+                        command: [
+                            "amazon-cloudwatch-agent-ctl",
+                            "-a",
+                            "fetch-config",
+                            "-m",
+                            "ec2",
+                            "-s",
+                            "-c",
+                            &format!("file:{config_path}"),
+                        ]
+                        .map(str::to_owned)
+                        .to_vec(),
+                    })
+                    .await
+            }
+            Op::System(action) => self.deps.system.perform(action).await,
+        }
+    }
+
+    /// Fetches the script into a root-only directory (never `/tmp`), runs it with bash
+    /// and the boot's environment, and removes it. Its output goes to the boot log.
+    async fn run_bootstrap_script(&self, source: &SourceUri) -> anyhow::Result<()> {
+        let dir = self.deps.root.path(PRIVATE_DIR_PATH);
+        files::create_dir(&dir, 0o700)?;
+        let script = dir.join(format!("bootstrap-script.{}", std::process::id()));
+        fetch::fetch(source, &script, 0o700, &self.backends())
+            .await
+            .with_context(|| format!("fetching the bootstrap script {source} failed"))?;
+        info!(source = %source, "running the bootstrap script");
+        let stdout = std::io::stderr()
+            .as_fd_owned()
+            .context("could not pass the log to the bootstrap script")?;
+        let status = tokio::process::Command::new("bash")
+            .arg(&script)
+            .env_clear()
+            .envs(&self.deps.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .status()
+            .await
+            .context("could not run bash");
+        let _ = std::fs::remove_file(&script);
+        let status = status?;
+        anyhow::ensure!(status.success(), "the bootstrap script {source} exited with {status}");
+        Ok(())
+    }
+}
+
+/// A duplicate of stderr, so a child's stdout joins the log instead of our stdout
+/// (which is reserved for data).
+trait AsFdOwned {
+    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd>;
+}
+
+impl AsFdOwned for std::io::Stderr {
+    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.as_fd().try_clone_to_owned()
+    }
+}
+
+/// Sets `retention_in_days` on every entry of `logs.logs_collected.files.collect_list`.
+pub fn with_log_retention(config: &str, days: u32) -> anyhow::Result<String> {
+    let mut json: serde_json::Value = serde_json::from_str(config).context("not valid JSON")?;
+    let list = json
+        .pointer_mut("/logs/logs_collected/files/collect_list")
+        .and_then(serde_json::Value::as_array_mut)
+        .context("no logs.logs_collected.files.collect_list array")?;
+    for entry in list {
+        if let Some(entry) = entry.as_object_mut() {
+            entry.insert("retention_in_days".to_owned(), serde_json::Value::from(days));
+        }
+    }
+    let mut text = serde_json::to_string_pretty(&json).context("could not serialise")?;
+    text.push('\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_instance_ids() {
+        assert!(is_instance_id("i-0123456789abcdef0"));
+        assert!(is_instance_id("i-12345678"));
+        assert!(!is_instance_id("i-xyz"));
+        assert!(!is_instance_id("curl: (28) Connection timed out"));
+        assert!(!is_instance_id(""));
+    }
+
+    #[test]
+    fn fallback_reads_cloud_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        assert_eq!(fallback_instance_id(&root), None);
+        files::write_atomic(&root.path(CLOUD_INIT_INSTANCE_ID_PATH), 0o644, b"i-0abc12345678\n")
+            .unwrap();
+        assert_eq!(fallback_instance_id(&root).as_deref(), Some("i-0abc12345678"));
+    }
+
+    #[test]
+    fn adds_retention_to_every_log() {
+        let config = r#"{"agent":{"run_as_user":"root"},"logs":{"logs_collected":{"files":{"collect_list":[
+            {"file_path":"/var/log/a","log_group_name":"/a"},{"file_path":"/var/log/b","log_group_name":"/b"}]}}}}"#;
+        let updated: serde_json::Value =
+            serde_json::from_str(&with_log_retention(config, 14).unwrap()).unwrap();
+        let list =
+            updated.pointer("/logs/logs_collected/files/collect_list").unwrap().as_array().unwrap();
+        assert!(list.iter().all(|entry| entry["retention_in_days"] == 14));
+        assert_eq!(updated["agent"]["run_as_user"], "root");
+        assert!(with_log_retention("{}", 7).unwrap_err().to_string().contains("collect_list"));
+    }
+}

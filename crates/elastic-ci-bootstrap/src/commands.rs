@@ -1,0 +1,156 @@
+//! Wiring for each command: builds the real clients from the environment and hands
+//! them to the library functions that do the work.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use elastic_ci_aws::autoscaling::{AutoScalingGroups, ScalingGroup};
+use elastic_ci_aws::cloudformation::{CloudFormationSignal, StackSignal};
+use elastic_ci_aws::config::{AwsSettings, aws_sdk_config};
+use elastic_ci_aws::imds::{Imds, InstanceMetadata};
+use elastic_ci_aws::s3::S3ObjectStore;
+use elastic_ci_aws::ssm::SsmParameterStore;
+use elastic_ci_core::archive::SeedLimits;
+use elastic_ci_core::backoff::Backoff;
+use elastic_ci_core::boot::config::FailureContext;
+use elastic_ci_core::disk::DiskCheckConfig;
+use elastic_ci_core::lifecycle::Transition;
+use tracing::info;
+
+use crate::boot::{BootDeps, BootOutcome};
+use crate::files::Root;
+use crate::system::{RealSystem, RecordingSystem, System};
+use crate::{
+    BootArgs, CheckDiskArgs, ExitWith, FixPermsArgs, StopArgs, TerminateArgs, disk, fetch,
+    fixperms, output, stop, terminate,
+};
+
+fn metadata(env: &HashMap<String, String>) -> anyhow::Result<Imds> {
+    let endpoint = env
+        .get("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty());
+    Ok(Imds::new(endpoint)?)
+}
+
+pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    let root = Root::new(&args.root);
+    if !root.is_system_root() && args.record_actions.is_none() && !args.dry_run {
+        return Err(ExitWith {
+            code: 2,
+            message: format!(
+                "error: --root {} needs --record-actions or --dry-run: the system actions (chown, systemctl, mount) would change this machine, not the directory",
+                args.root.display()
+            ),
+        }
+        .into());
+    }
+    // The region of the UserData, read leniently so that even an invalid
+    // configuration can mark the instance unhealthy in the right region.
+    let region = FailureContext::from_env_map(env).region;
+    let settings = AwsSettings::from_env_map(env).with_overrides(region, None, None);
+    let sdk_config = aws_sdk_config(&settings).await;
+    let system: Arc<dyn System> = match &args.record_actions {
+        Some(path) => Arc::new(RecordingSystem::open(path)?),
+        None => {
+            let signals: Arc<dyn StackSignal> = Arc::new(CloudFormationSignal::new(&sdk_config));
+            Arc::new(RealSystem::new(root.clone(), Some(signals), env.clone()))
+        }
+    };
+    let deps = BootDeps {
+        root,
+        env: env.clone(),
+        metadata: Arc::new(metadata(env)?),
+        parameters: Arc::new(SsmParameterStore::new(&sdk_config)),
+        objects: Arc::new(S3ObjectStore::new(&sdk_config, &settings)),
+        scaling: Arc::new(AutoScalingGroups::new(&sdk_config)),
+        system,
+        http: fetch::http_client(Duration::from_secs(300))
+            .context("failed to build the HTTP client")?,
+        metadata_backoff: crate::boot::metadata_backoff(Duration::from_millis(
+            args.metadata_retry_delay_ms,
+        )),
+        seed_limits: SeedLimits::DEFAULT,
+    };
+    if args.dry_run {
+        output::print(&crate::boot::dry_run(&deps).await?);
+        return Ok(());
+    }
+    match crate::boot::boot(&deps).await? {
+        BootOutcome::Completed | BootOutcome::AlreadyCompleted => Ok(()),
+    }
+}
+
+pub(crate) async fn terminate(
+    args: TerminateArgs,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    info!(
+        "sleeping for {} seconds before terminating instance to allow agent logs to drain to cloudwatch...",
+        args.drain_secs
+    );
+    tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;
+    let delay = Duration::from_millis(args.metadata_retry_delay_ms);
+    let backoff =
+        Backoff { max_delay: delay * 2, first_delay: delay, ..terminate::METADATA_BACKOFF };
+    let (instance_id, region) = terminate::identify(&metadata(env)?, backoff).await?;
+    let settings = AwsSettings::from_env_map(env).with_overrides(Some(region), None, None);
+    let scaling = AutoScalingGroups::new(&aws_sdk_config(&settings).await);
+    terminate::retire(&scaling, &instance_id).await?;
+    Ok(())
+}
+
+pub(crate) async fn stop_gracefully(
+    args: StopArgs,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let system: Box<dyn System> = match &args.record_actions {
+        Some(path) => Box::new(RecordingSystem::open(path)?),
+        None => Box::new(RealSystem::new(Root::new("/"), None, env.clone())),
+    };
+    let request = stop::StopRequest {
+        transition: Transition::parse(args.transition.as_deref().unwrap_or_default()),
+        instance_id: args.instance_id.filter(|id| !id.is_empty()),
+        termination_time: args.termination_time,
+        lifecycle_hook: args.lifecycle_hook,
+        group: args.group,
+    };
+    let needs_lifecycle =
+        request.transition == Transition::Terminating && request.lifecycle_hook.is_some();
+    let mut clients: Option<(AutoScalingGroups, Imds)> = None;
+    if needs_lifecycle {
+        let imds = metadata(env)?;
+        let region = match env.get("AWS_REGION").filter(|region| !region.is_empty()) {
+            Some(region) => region.clone(),
+            None => imds.region().await.context("could not read the region")?,
+        };
+        let settings = AwsSettings::from_env_map(env).with_overrides(Some(region), None, None);
+        clients = Some((AutoScalingGroups::new(&aws_sdk_config(&settings).await), imds));
+    }
+    let lifecycle = clients
+        .as_ref()
+        .map(|(scaling, imds)| (scaling as &dyn ScalingGroup, imds as &dyn InstanceMetadata));
+    stop::stop_gracefully(system.as_ref(), &request, stop::PollIntervals::DEFAULT, lifecycle)
+        .await?;
+    Ok(())
+}
+
+pub(crate) fn check_disk(args: CheckDiskArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    let config = DiskCheckConfig::from_env_map(env)
+        .map_err(|error| ExitWith { code: 2, message: format!("error: {error}") })?;
+    let dir = args.path.unwrap_or_else(|| disk::directory_to_check(&args.docker_config));
+    if disk::check_disk(&config, &dir)? {
+        Ok(())
+    } else {
+        Err(ExitWith { code: 1, message: String::new() }.into())
+    }
+}
+
+pub(crate) async fn fix_permissions(args: FixPermsArgs) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || fixperms::run("fix-permissions", &args.args))
+        .await
+        .context("fix-permissions task failed")?
+        .map_err(|failure| ExitWith { code: failure.code, message: failure.message }.into())
+}

@@ -1,0 +1,122 @@
+//! Lifecycle notices handled by `stop-gracefully`: which transition, and when a spot
+//! interruption hits.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The transition lifecycled passes as the handler's first argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// `ec2:SPOT_INSTANCE_TERMINATION`: the instance goes away at a given time.
+    SpotInterruption,
+    /// `autoscaling:EC2_INSTANCE_TERMINATING`: an Auto Scaling lifecycle hook waits.
+    Terminating,
+    /// Anything else, or nothing.
+    Other(String),
+}
+
+impl Transition {
+    pub fn parse(text: &str) -> Transition {
+        match text {
+            "ec2:SPOT_INSTANCE_TERMINATION" => Transition::SpotInterruption,
+            "autoscaling:EC2_INSTANCE_TERMINATING" => Transition::Terminating,
+            other => Transition::Other(other.to_owned()),
+        }
+    }
+}
+
+/// How long before a spot interruption the agent is told to cancel its jobs, so it
+/// can still deregister before the hard stop.
+pub const SPOT_MARGIN: Duration = Duration::from_secs(20);
+
+/// Parses an RFC 3339 timestamp such as `2026-01-05T18:02:00Z` or
+/// `2026-01-05T18:02:00.5+01:00`.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut date_parts = date.splitn(3, '-');
+    let year: i64 = date_parts.next()?.parse().ok()?;
+    let month: i64 = date_parts.next()?.parse().ok()?;
+    let day: i64 = date_parts.next()?.parse().ok()?;
+    let (clock, offset_secs) = if let Some(clock) = time.strip_suffix(['Z', 'z']) {
+        (clock, 0)
+    } else {
+        let split = time.rfind(['+', '-'])?;
+        let (clock, offset) = time.split_at(split);
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let (hours, minutes) = offset[1..].split_once(':')?;
+        let hours: i64 = hours.parse().ok()?;
+        let minutes: i64 = minutes.parse().ok()?;
+        (clock, sign * (hours * 3600 + minutes * 60))
+    };
+    let mut clock_parts = clock.splitn(3, ':');
+    let hour: i64 = clock_parts.next()?.parse().ok()?;
+    let minute: i64 = clock_parts.next()?.parse().ok()?;
+    let seconds = clock_parts.next()?;
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let second: i64 = whole.parse().ok()?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || !fraction.chars().all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let nanos: u32 = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    let secs = u64::try_from(secs).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use test_case::test_case;
+
+    use super::*;
+
+    fn secs(time: SystemTime) -> u64 {
+        time.duration_since(UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    #[test_case("1970-01-01T00:00:00Z", 0)]
+    #[test_case("2015-01-05T18:02:00Z", 1_420_480_920)]
+    #[test_case("2015-01-05T19:02:00+01:00", 1_420_480_920)]
+    #[test_case("2015-01-05T17:32:00.250-00:30", 1_420_480_920)]
+    #[test_case("2024-02-29T00:00:00Z", 1_709_164_800)]
+    fn parses(text: &str, expected: u64) {
+        assert_eq!(parse_rfc3339(text).map(secs), Some(expected));
+    }
+
+    #[test_case("")]
+    #[test_case("2015-13-05T18:02:00Z")]
+    #[test_case("2015-01-05 18:02")]
+    #[test_case("tomorrow")]
+    fn refuses(text: &str) {
+        assert_eq!(parse_rfc3339(text), None);
+    }
+
+    #[test]
+    fn reads_transitions() {
+        assert_eq!(
+            Transition::parse("ec2:SPOT_INSTANCE_TERMINATION"),
+            Transition::SpotInterruption
+        );
+        assert_eq!(
+            Transition::parse("autoscaling:EC2_INSTANCE_TERMINATING"),
+            Transition::Terminating
+        );
+        assert_eq!(Transition::parse(""), Transition::Other(String::new()));
+    }
+}
