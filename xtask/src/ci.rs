@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::flags::CiArgs;
-use crate::{infra_checks, moto, project};
+use crate::{image_checks, infra_checks, moto, project};
 
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -35,6 +35,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     }
 
     infra_checks::run_all()?;
+    image_checks::run_all()?;
 
     // Build the tests before starting the emulator, so a compile error fails fast and
     // the emulator's install runs while nothing else needs the CPU.

@@ -23,6 +23,12 @@ pub(crate) enum Command {
     /// Render the published CloudFormation template into <target dir>/dist/aws-stack.yml:
     /// release version, AMI mappings from the AMI build, scaler zip location.
     Template(TemplateArgs),
+    /// Build the agent AMI with Packer and record its id (and its copies' ids) in the
+    /// mappings file that `cargo xtask template` merges.
+    Ami(AmiArgs),
+    /// Upload the rendered template (<target dir>/dist/aws-stack.yml) to the release
+    /// bucket under the keys of this build's branch, commit and tag, and print the URLs.
+    Publish(PublishArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +56,68 @@ pub(crate) struct TemplateArgs {
     /// [default: <target dir>/dist/aws-stack.yml].
     #[arg(long, value_name = "FILE")]
     pub(crate) output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = crate::ami::AFTER_HELP)]
+pub(crate) struct AmiArgs {
+    /// Print every command and AWS call instead of running it; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// The CPU architecture of the image.
+    #[arg(long, value_enum, default_value_t = crate::ami::Arch::X86_64)]
+    pub(crate) arch: crate::ami::Arch,
+    /// The region to build in [default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub(crate) region: Option<String>,
+    /// Copy the image to these regions too (EC2 CopyImage), waiting until every copy
+    /// is available.
+    #[arg(long, value_name = "REGION,...", value_delimiter = ',')]
+    pub(crate) copy_to_regions: Vec<String>,
+    /// Let every AWS account launch the image and its copies.
+    #[arg(long)]
+    pub(crate) public: bool,
+    /// The stack version the image belongs to [default: `git describe --tags --always --dirty`].
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// Take elastic-ci-bootstrap and elastic-ci-hooks from DIR instead of building them
+    /// with `cargo xtask dist` into <target dir>/dist/<arch> (dist builds x86_64 ones
+    /// only, so arm64 images need this).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dist_dir: Option<std::path::PathBuf>,
+    /// The mappings file to record the AMI ids in (other regions and architectures
+    /// already in it are kept) [default: <target dir>/dist/mappings.yml].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) mappings: Option<std::path::PathBuf>,
+    /// The Packer template directory [default: packer/linux].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) template: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = crate::publish::AFTER_HELP)]
+pub(crate) struct PublishArgs {
+    /// Print every upload instead of making it; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// The release bucket, such as buildkite-aws-stack.
+    #[arg(long)]
+    pub(crate) bucket: String,
+    /// The rendered template to upload [default: <target dir>/dist/aws-stack.yml].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) template: Option<std::path::PathBuf>,
+    /// The branch whose builds are also published under main/ (and master/ with
+    /// --master-alias) [default: BUILDKITE_PIPELINE_DEFAULT_BRANCH, else main].
+    #[arg(long, value_name = "BRANCH")]
+    pub(crate) default_branch: Option<String>,
+    /// Also publish default-branch builds under master/, where the original stack
+    /// published per-commit builds before v6.
+    #[arg(long)]
+    pub(crate) master_alias: bool,
+    /// The git work tree to read the branch, commit and tags from [default: the
+    /// project root].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) repository: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,6 +6,8 @@
 //!   the binaries by hand.
 //! - `cargo xtask dist`: the scaler Lambda zips and the instance binaries.
 //! - `cargo xtask template`: the published CloudFormation template.
+//! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings.
+//! - `cargo xtask publish`: the rendered template, uploaded to the release bucket.
 
 #![allow(
     clippy::print_stdout,
@@ -13,9 +15,12 @@
     reason = "xtask talks to its user on the terminal"
 )]
 
+mod ami;
 mod ci;
 mod dist;
 mod flags;
+mod git;
+mod image_checks;
 mod infra_checks;
 mod moto;
 #[cfg(test)]
@@ -23,21 +28,27 @@ mod moto_api;
 #[cfg(test)]
 mod parity_tests;
 mod project;
+mod publish;
 #[cfg(test)]
 mod stack_tests;
 mod template;
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
+    // The one read of the environment; tasks get it passed down.
+    let env: HashMap<String, String> = std::env::vars().collect();
     let result = match flags.command {
         flags::Command::Ci(args) => ci::run(&args),
         flags::Command::Moto(args) => moto::run(&args),
         flags::Command::Dist(args) => dist::run(&args),
         flags::Command::Template(args) => template::run(&args),
+        flags::Command::Ami(args) => ami::run(&args, &env),
+        flags::Command::Publish(args) => publish::run(&args, &env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

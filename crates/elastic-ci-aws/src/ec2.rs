@@ -120,7 +120,8 @@ impl Ec2MachineImages {
                 .ok()?;
             config.load_config(key)
         });
-        let endpoint_url = service_endpoint.or_else(|| sdk_config.endpoint_url().map(str::to_owned));
+        let endpoint_url =
+            service_endpoint.or_else(|| sdk_config.endpoint_url().map(str::to_owned));
         Ec2MachineImages {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -192,10 +193,9 @@ impl Ec2MachineImages {
         let provider = self.credentials.as_ref().ok_or_else(|| {
             fail(AwsErrorKind::AccessDenied, "no credentials are configured".to_owned())
         })?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|error| fail(AwsErrorKind::AccessDenied, format!("no credentials: {error}")))?;
+        let credentials = provider.provide_credentials().await.map_err(|error| {
+            fail(AwsErrorKind::AccessDenied, format!("no credentials: {error}"))
+        })?;
         let identity = credentials.into();
         let signing_params = v4::SigningParams::builder()
             .identity(&identity)
@@ -229,10 +229,9 @@ impl Ec2MachineImages {
             .await
             .map_err(|error| fail(AwsErrorKind::Transport, error.to_string()))?;
         let status = response.status().as_u16();
-        let text = response
-            .text()
-            .await
-            .map_err(|error| fail(AwsErrorKind::Transport, format!("reading the answer: {error}")))?;
+        let text = response.text().await.map_err(|error| {
+            fail(AwsErrorKind::Transport, format!("reading the answer: {error}"))
+        })?;
         if (200..300).contains(&status) {
             return Ok(text);
         }
@@ -257,21 +256,21 @@ impl MachineImages for Ec2MachineImages {
         image_id: &str,
     ) -> Result<Option<MachineImage>, AwsError> {
         let resource = format!("{region}/{image_id}");
-        let answer =
-            match self.call(region, "DescribeImages", &resource, &[("ImageId.1", image_id)]).await {
-                Ok(answer) => answer,
-                Err(error) if error.kind == AwsErrorKind::NotFound => return Ok(None),
-                Err(error) => return Err(error),
-            };
+        let answer = match self
+            .call(region, "DescribeImages", &resource, &[("ImageId.1", image_id)])
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) if error.kind == AwsErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
         Ok(parse_image(&answer))
     }
 
     #[instrument(skip_all, fields(source = %request.source_image_id, region = %request.region))]
     async fn copy_image(&self, request: &CopyImageRequest) -> Result<String, AwsError> {
-        let resource = format!(
-            "{}/{} to {}",
-            request.source_region, request.source_image_id, request.region
-        );
+        let resource =
+            format!("{}/{} to {}", request.source_region, request.source_image_id, request.region);
         let mut params = vec![
             ("SourceRegion", request.source_region.as_str()),
             ("SourceImageId", request.source_image_id.as_str()),

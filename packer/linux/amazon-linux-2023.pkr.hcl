@@ -1,0 +1,93 @@
+# The agent image: Amazon Linux 2023 with the Buildkite agent, Docker, the CloudWatch
+# agent and the stack's own binaries, units and hooks. Build it with `cargo xtask ami`.
+
+source "amazon-ebs" "al2023" {
+  region              = var.region
+  custom_endpoint_ec2 = var.ec2_endpoint
+  ami_name            = var.ami_name
+  ami_description     = "Buildkite Elastic CI Stack ${var.version}, Amazon Linux 2023 ${var.arch}"
+  ami_groups          = var.public ? ["all"] : []
+  instance_type       = local.instance_type
+  ena_support         = true
+
+  source_ami_filter {
+    filters = {
+      name                = "al2023-ami-2023.*-kernel-6.1-${var.arch}"
+      architecture        = var.arch
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    owners      = ["amazon"]
+    most_recent = true
+  }
+
+  launch_block_device_mappings {
+    device_name           = "/dev/xvda"
+    volume_size           = 10
+    volume_type           = "gp3"
+    iops                  = 3000
+    throughput            = 125
+    delete_on_termination = true
+  }
+
+  ssh_username = "ec2-user"
+
+  run_tags = {
+    Name = "Packer Builder"
+  }
+  tags = {
+    Name         = var.ami_name
+    Version      = var.version
+    OS           = "Amazon Linux 2023"
+    Architecture = var.arch
+  }
+
+  # Copies and large snapshots can take a while to become available.
+  aws_polling {
+    delay_seconds = 15
+    max_attempts  = 240
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.al2023"]
+
+  provisioner "shell" {
+    inline = ["mkdir -p ${local.upload_dir}/dist"]
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/conf"
+    destination = local.upload_dir
+  }
+
+  provisioner "file" {
+    sources     = ["${var.dist_dir}/elastic-ci-bootstrap", "${var.dist_dir}/elastic-ci-hooks"]
+    destination = "${local.upload_dir}/dist/"
+  }
+
+  provisioner "shell" {
+    execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
+    environment_vars = [
+      "ARCH=${var.arch}",
+      "BUILDKITE_AGENT_VERSION=${var.buildkite_agent_version}",
+      "BUILDKITE_AGENT_SHA256=${var.buildkite_agent_sha256[var.arch]}",
+      "BUILDKITE_AGENT_BETA_VERSION=${var.buildkite_agent_beta_version}",
+      "BUILDKITE_AGENT_BETA_SHA256=${var.buildkite_agent_beta_sha256[var.arch]}",
+      "LIFECYCLED_VERSION=${var.lifecycled_version}",
+      "LIFECYCLED_SHA256=${var.lifecycled_sha256[var.arch]}",
+      "DOCKER_COMPOSE_VERSION=${var.docker_compose_version}",
+      "DOCKER_COMPOSE_SHA256=${var.docker_compose_sha256[var.arch]}",
+      "DOCKER_BUILDX_VERSION=${var.docker_buildx_version}",
+      "DOCKER_BUILDX_SHA256=${var.docker_buildx_sha256[var.arch]}",
+    ]
+    scripts = [
+      "${path.root}/scripts/install-packages.sh",
+      "${path.root}/scripts/install-downloads.sh",
+      "${path.root}/scripts/install-buildkite-agent.sh",
+      "${path.root}/scripts/install-elastic-ci.sh",
+      "${path.root}/scripts/configure-docker.sh",
+      "${path.root}/scripts/cleanup.sh",
+    ]
+  }
+}

@@ -1,0 +1,67 @@
+# A stripped variant of ../amazon-linux-2023.pkr.hcl for tests against a local AWS
+# emulator (moto): the same inputs `cargo xtask ami` passes, no instance to connect to
+# (so no provisioners), a fixed source image, and no calls to real AWS endpoints.
+
+variable "region" {
+  type = string
+}
+
+variable "arch" {
+  type = string
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.arch)
+    error_message = "The arch must be x86_64 or arm64."
+  }
+}
+
+variable "ami_name" {
+  type = string
+}
+
+variable "version" {
+  type = string
+}
+
+variable "dist_dir" {
+  type = string
+}
+
+variable "public" {
+  type    = bool
+  default = false
+}
+
+variable "ec2_endpoint" {
+  type = string
+}
+
+variable "source_ami" {
+  type        = string
+  description = "One of the images the emulator ships."
+  default     = "ami-12c6146b"
+}
+
+source "amazon-ebs" "al2023" {
+  region              = var.region
+  custom_endpoint_ec2 = var.ec2_endpoint
+  ami_name            = var.ami_name
+  ami_description     = "Buildkite Elastic CI Stack ${var.version}, Amazon Linux 2023 ${var.arch}"
+  ami_groups          = var.public ? ["all"] : []
+  instance_type       = var.arch == "arm64" ? "m7g.large" : "m7a.large"
+  source_ami          = var.source_ami
+  communicator        = "none"
+
+  skip_credential_validation = true
+  skip_metadata_api_check    = true
+  skip_region_validation     = true
+
+  tags = {
+    Name         = var.ami_name
+    Version      = var.version
+    Architecture = var.arch
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.al2023"]
+}

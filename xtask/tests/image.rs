@@ -1,0 +1,251 @@
+//! The agent image's files against the contracts of the code that relies on them: the
+//! boot plan's paths and units, the stack's log groups, the sudo rule, and the
+//! CloudWatch configuration script run on a copy of an instance's files.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use elastic_ci_core::boot::cfn_env::{self, CfnEnvEntry, SetMode};
+use elastic_ci_core::boot::plan;
+
+fn image() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("packer/linux")
+}
+
+fn read(relative: &str) -> String {
+    let path = image().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+fn unit(name: &str) -> String {
+    read(&format!("conf/systemd/{name}"))
+}
+
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|candidate| candidate.trim() == line)
+}
+
+#[test]
+fn the_agent_unit_terminates_the_instance_on_every_stop_and_drains_jobs() {
+    let agent = unit("buildkite-agent.service");
+    for line in [
+        format!("User={}", plan::AGENT_USER),
+        format!("EnvironmentFile=-{}", plan::AGENT_ENV_FILE_PATH),
+        format!("ExecStart={} start", plan::AGENT_BINARY_PATH),
+        format!("ExecStopPost={} terminate", plan::BOOTSTRAP_BINARY_PATH),
+        "KillMode=process".to_owned(),
+        "TimeoutStopSec=0".to_owned(),
+        "Restart=on-failure".to_owned(),
+        "SyslogIdentifier=buildkite-agent".to_owned(),
+    ] {
+        assert!(has_line(&agent, &line), "{line:?} missing from buildkite-agent.service");
+    }
+}
+
+#[test]
+fn the_lifecycle_handler_is_where_the_boot_points_lifecycled() {
+    let handler = Path::new(plan::STOP_HANDLER_PATH);
+    assert_eq!(handler.parent(), Some(Path::new("/usr/local/bin")), "installed from conf/bin");
+    let shim = read(&format!("conf/bin/{}", handler.file_name().unwrap().to_string_lossy()));
+    assert!(
+        has_line(&shim, &format!("exec {} stop-gracefully \"$@\"", plan::BOOTSTRAP_BINARY_PATH)),
+        "{shim}"
+    );
+    let lifecycled = unit("lifecycled.service");
+    assert!(has_line(&lifecycled, &format!("EnvironmentFile={}", plan::LIFECYCLED_ENV_PATH)));
+    assert!(has_line(&lifecycled, "ExecStart=/usr/bin/lifecycled"));
+}
+
+#[test]
+fn every_unit_the_boot_enables_is_in_the_image() {
+    // The boot runs `systemctl enable --now` on these (crates/elastic-ci-core/src/boot/plan.rs).
+    for name in ["buildkite-agent.service", "lifecycled.service", "refresh_authorized_keys.timer"] {
+        assert!(image().join("conf/systemd").join(name).is_file(), "{name} is not in the image");
+    }
+    let refresh = unit("refresh_authorized_keys.service");
+    assert!(has_line(&refresh, &format!("ExecStart={}", plan::REFRESH_KEYS_SCRIPT_PATH)));
+}
+
+#[test]
+fn sudo_allows_only_fix_permissions() {
+    let sudoers = read("conf/sudoers/buildkite-agent");
+    let rules: Vec<&str> = sudoers
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    assert_eq!(
+        rules,
+        [format!(
+            "buildkite-agent ALL=(root) NOPASSWD: {} fix-permissions *",
+            plan::BOOTSTRAP_BINARY_PATH
+        )]
+    );
+}
+
+#[test]
+fn the_template_runs_every_provisioner_script_and_no_other() {
+    let template = read("amazon-linux-2023.pkr.hcl");
+    let named: BTreeSet<String> = template
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("\"${path.root}/scripts/"))
+        .map(|rest| rest.trim_end_matches(['"', ',']).to_owned())
+        .collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(image().join("scripts"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(named, on_disk);
+}
+
+/// The CloudWatch agent's files and groups, with `{stack_name}` in the group names.
+fn collected_logs() -> Vec<(String, String, String)> {
+    let config: serde_json::Value =
+        serde_json::from_str(&read("conf/cloudwatch-agent/amazon-cloudwatch-agent.json")).unwrap();
+    config["logs"]["logs_collected"]["files"]["collect_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let field = |name: &str| entry[name].as_str().unwrap().to_owned();
+            (field("file_path"), field("log_group_name"), field("log_stream_name"))
+        })
+        .collect()
+}
+
+#[test]
+fn logs_stream_per_instance_into_the_groups_the_stack_creates() {
+    let logs = collected_logs();
+    let files: BTreeSet<&str> = logs.iter().map(|(file, _, _)| file.as_str()).collect();
+    for required in
+        ["/var/log/messages", "/var/log/docker", "/var/log/buildkite-agent", plan::LOG_FILE_PATH]
+    {
+        assert!(files.contains(required), "{required} is not streamed");
+    }
+    let root = image().parent().unwrap().parent().unwrap().to_path_buf();
+    let template = std::fs::read_to_string(root.join("cloudformation/aws-stack.yml")).unwrap();
+    let terraform = std::fs::read_to_string(root.join("terraform/compute.tf")).unwrap();
+    for (file, group, stream) in &logs {
+        assert_eq!(stream, "{instance_id}", "{file}");
+        let name =
+            group.strip_prefix("/buildkite/{stack_name}/").unwrap_or_else(|| panic!("{group}"));
+        assert!(
+            template
+                .contains(&format!("LogGroupName: !Sub /buildkite/${{AWS::StackName}}/{name}\n")),
+            "the CloudFormation template creates no log group for {group}"
+        );
+        assert!(
+            terraform.contains(&format!("\"{name}\"")),
+            "the Terraform module creates no log group for {group}"
+        );
+    }
+}
+
+/// A copy of the files the script reads and writes, with a recording stand-in for the
+/// CloudWatch agent's control program.
+struct Instance {
+    root: tempfile::TempDir,
+}
+
+impl Instance {
+    fn new(stack_name: &str) -> Instance {
+        let instance = Instance { root: tempfile::tempdir().unwrap() };
+        let config = instance.path(plan::CLOUDWATCH_AGENT_CONFIG_PATH);
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(&config, read("conf/cloudwatch-agent/amazon-cloudwatch-agent.json"))
+            .unwrap();
+        let ctl = instance.path("/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl");
+        std::fs::create_dir_all(ctl.parent().unwrap()).unwrap();
+        std::fs::write(
+            &ctl,
+            format!("#!/bin/sh\necho \"$@\" >> '{}'\n", instance.path("/ctl.log").display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cfn_env_text = cfn_env::render(&[
+            CfnEnvEntry {
+                mode: SetMode::Always,
+                name: "BUILDKITE_AGENTS_PER_INSTANCE".into(),
+                value: "1".into(),
+            },
+            CfnEnvEntry {
+                mode: SetMode::Always,
+                name: "BUILDKITE_STACK_NAME".into(),
+                value: stack_name.into(),
+            },
+        ]);
+        let cfn_env_path = instance.path(plan::CFN_ENV_PATH);
+        std::fs::create_dir_all(cfn_env_path.parent().unwrap()).unwrap();
+        std::fs::write(cfn_env_path, cfn_env_text).unwrap();
+        instance
+    }
+
+    fn path(&self, absolute: &str) -> PathBuf {
+        self.root.path().join(absolute.trim_start_matches('/'))
+    }
+
+    fn configure(&self) -> std::process::Output {
+        Command::new("bash")
+            .arg(image().join("conf/bin/elastic-ci-configure-cloudwatch-agent"))
+            .arg(self.root.path())
+            .output()
+            .unwrap()
+    }
+
+    fn config(&self) -> String {
+        std::fs::read_to_string(self.path(plan::CLOUDWATCH_AGENT_CONFIG_PATH)).unwrap()
+    }
+
+    fn ctl_calls(&self) -> String {
+        std::fs::read_to_string(self.path("/ctl.log")).unwrap_or_default()
+    }
+}
+
+#[test]
+fn the_cloudwatch_agent_starts_with_groups_named_after_the_stack() {
+    let instance = Instance::new("ci-linux.prod_2");
+    let output = instance.configure();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let config: serde_json::Value = serde_json::from_str(&instance.config()).unwrap();
+    let groups: Vec<&str> = config["logs"]["logs_collected"]["files"]["collect_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["log_group_name"].as_str().unwrap())
+        .collect();
+    assert!(groups.contains(&"/buildkite/ci-linux.prod_2/system"), "{groups:?}");
+    assert!(
+        groups.iter().all(|group| group.starts_with("/buildkite/ci-linux.prod_2/")),
+        "{groups:?}"
+    );
+    let config_path = instance.path(plan::CLOUDWATCH_AGENT_CONFIG_PATH);
+    assert_eq!(
+        instance.ctl_calls(),
+        format!("-a fetch-config -m ec2 -s -c file:{}\n", config_path.display())
+    );
+
+    // A later run (a reboot, or a job that rewrote cfn-env) keeps the names.
+    let rendered = instance.config();
+    std::fs::write(instance.path(plan::CFN_ENV_PATH), "set_always BUILDKITE_STACK_NAME other\n")
+        .unwrap();
+    assert!(instance.configure().status.success());
+    assert_eq!(instance.config(), rendered);
+    assert_eq!(instance.ctl_calls().lines().count(), 2);
+}
+
+#[test]
+fn a_stack_name_that_is_not_one_starts_nothing() {
+    for hostile in ["a b", "x'; touch /tmp/pwned; '", "../../etc", "a|b"] {
+        let instance = Instance::new(hostile);
+        let original = instance.config();
+        let output = instance.configure();
+        assert!(!output.status.success(), "{hostile:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("no valid BUILDKITE_STACK_NAME"), "{stderr}");
+        assert_eq!(instance.config(), original, "{hostile:?} changed the configuration");
+        assert_eq!(instance.ctl_calls(), "", "{hostile:?} started the agent");
+    }
+}

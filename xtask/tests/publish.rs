@@ -1,0 +1,347 @@
+//! `cargo xtask publish` against the local AWS emulator, with a throwaway git repository
+//! holding branches, stable and pre-release tags.
+//!
+//! History of the fixture (newest last), all on `main`:
+//!
+//! - `one`, tagged `v1.0.0` (annotated): a stable release that is no longer the latest;
+//! - `two`, tagged `v1.1.0-rc1` (lightweight): a pre-release;
+//! - `three`, tagged `v1.1.0` (annotated): the latest stable release;
+//! - `feature/x` branches off `three` with one more commit.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore};
+use elastic_ci_testkit::moto::{Moto, moto};
+use support::{GitRepo, xtask};
+
+struct Fixture {
+    repo: GitRepo,
+    template: tempfile::NamedTempFile,
+    body: String,
+    one: String,
+    two: String,
+    three: String,
+}
+
+fn fixture() -> Fixture {
+    let repo = GitRepo::new();
+    let one = repo.commit("one");
+    repo.git(&["tag", "-a", "v1.0.0", "-m", "v1.0.0"]);
+    let two = repo.commit("two");
+    repo.git(&["tag", "v1.1.0-rc1"]);
+    let three = repo.commit("three");
+    repo.git(&["tag", "-a", "v1.1.0", "-m", "v1.1.0"]);
+    repo.git(&["checkout", "-q", "-b", "feature/x"]);
+    repo.commit("four");
+    repo.git(&["checkout", "-q", "main"]);
+
+    let body = format!(
+        "AWSTemplateFormatVersion: '2010-09-09'\nDescription: Buildkite stack {}\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n",
+        elastic_ci_testkit::names::unique_name("publish-test")
+    );
+    let template = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(template.path(), &body).unwrap();
+    Fixture { repo, template, body, one, two, three }
+}
+
+/// Runs `xtask publish` with the emulator and the given Buildkite variables (and none
+/// inherited from a CI that runs the tests).
+fn publish(
+    moto: &Moto,
+    fixture: &Fixture,
+    bucket: &str,
+    buildkite: &[(&str, &str)],
+    extra_args: &[&str],
+) -> std::process::Output {
+    let mut command = xtask();
+    command
+        .args(["publish", "--bucket", bucket, "--repository"])
+        .arg(fixture.repo.path())
+        .arg("--template")
+        .arg(fixture.template.path())
+        .args(extra_args)
+        .envs(moto.env());
+    for name in [
+        "BUILDKITE_BRANCH",
+        "BUILDKITE_TAG",
+        "BUILDKITE_COMMIT",
+        "BUILDKITE_PIPELINE_DEFAULT_BRANCH",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(buildkite.iter().copied());
+    command.output().unwrap()
+}
+
+fn succeeded(output: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "publish failed: {stderr}");
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Every key in the bucket, after checking each holds the template as text/yaml.
+async fn published(moto: &Moto, bucket: &str, body: &str) -> BTreeSet<String> {
+    let store = S3ObjectStore::new(&moto.sdk_config(), &moto.settings());
+    let mut keys = BTreeSet::new();
+    for object in store.list(bucket, "").await.unwrap() {
+        let mut content = Vec::new();
+        store.download(bucket, &object.key, &mut content).await.unwrap();
+        assert_eq!(String::from_utf8(content).unwrap(), body, "content of {}", object.key);
+        let head = store.head(bucket, &object.key).await.unwrap();
+        assert_eq!(
+            head.content_type.as_deref(),
+            Some("text/yaml"),
+            "content type of {}",
+            object.key
+        );
+        keys.insert(object.key);
+    }
+    keys
+}
+
+fn keys(keys: &[String]) -> BTreeSet<String> {
+    keys.iter().cloned().collect()
+}
+
+#[tokio::test]
+async fn a_default_branch_build_publishes_main_and_the_commit() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let bucket = moto.bucket("publish-main").await;
+
+    let stdout = succeeded(&publish(&moto, &fixture, &bucket, &[], &[]));
+
+    let three = &fixture.three;
+    let expected = keys(&["main/aws-stack.yml".into(), format!("main/{three}.aws-stack.yml")]);
+    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+    assert!(
+        stdout.contains(&format!("https://s3.amazonaws.com/{bucket}/main/aws-stack.yml")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn the_master_alias_adds_the_legacy_prefix() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let bucket = moto.bucket("publish-master").await;
+
+    let three = &fixture.three;
+    succeeded(&publish(
+        &moto,
+        &fixture,
+        &bucket,
+        &[("BUILDKITE_BRANCH", "main"), ("BUILDKITE_COMMIT", three)],
+        &["--master-alias"],
+    ));
+
+    let expected = keys(&[
+        "main/aws-stack.yml".into(),
+        format!("main/{three}.aws-stack.yml"),
+        "master/aws-stack.yml".into(),
+        format!("master/{three}.aws-stack.yml"),
+    ]);
+    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+}
+
+#[tokio::test]
+async fn another_branch_publishes_only_its_own_prefix() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    fixture.repo.git(&["checkout", "-q", "feature/x"]);
+    let head = fixture.repo.git(&["rev-parse", "HEAD"]);
+    let bucket = moto.bucket("publish-branch").await;
+
+    succeeded(&publish(&moto, &fixture, &bucket, &[], &[]));
+
+    let expected =
+        keys(&["feature/x/aws-stack.yml".into(), format!("feature/x/{head}.aws-stack.yml")]);
+    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+}
+
+#[tokio::test]
+async fn the_latest_stable_tag_also_moves_latest_and_the_bucket_root() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let bucket = moto.bucket("publish-latest").await;
+
+    let three = &fixture.three;
+    let stdout = succeeded(&publish(
+        &moto,
+        &fixture,
+        &bucket,
+        &[("BUILDKITE_BRANCH", "v1.1.0"), ("BUILDKITE_TAG", "v1.1.0"), ("BUILDKITE_COMMIT", three)],
+        &[],
+    ));
+
+    let expected = keys(&[
+        "v1.1.0/aws-stack.yml".into(),
+        format!("v1.1.0/{three}.aws-stack.yml"),
+        "latest/aws-stack.yml".into(),
+        "aws-stack.yml".into(),
+    ]);
+    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+    assert!(
+        stdout.contains(&format!("https://s3.amazonaws.com/{bucket}/aws-stack.yml")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_detached_checkout_of_the_latest_tag_is_a_release_build() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    fixture.repo.git(&["checkout", "-q", "--detach", "v1.1.0"]);
+    let bucket = moto.bucket("publish-detached").await;
+
+    succeeded(&publish(&moto, &fixture, &bucket, &[], &[]));
+
+    let three = &fixture.three;
+    let expected = keys(&[
+        "v1.1.0/aws-stack.yml".into(),
+        format!("v1.1.0/{three}.aws-stack.yml"),
+        "latest/aws-stack.yml".into(),
+        "aws-stack.yml".into(),
+    ]);
+    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+}
+
+#[tokio::test]
+async fn a_pre_release_tag_publishes_only_its_own_prefix() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let bucket = moto.bucket("publish-rc").await;
+
+    let two = &fixture.two;
+    let output = publish(
+        &moto,
+        &fixture,
+        &bucket,
+        &[
+            ("BUILDKITE_BRANCH", "v1.1.0-rc1"),
+            ("BUILDKITE_TAG", "v1.1.0-rc1"),
+            ("BUILDKITE_COMMIT", two),
+        ],
+        &[],
+    );
+    succeeded(&output);
+
+    let expected =
+        keys(&["v1.1.0-rc1/aws-stack.yml".into(), format!("v1.1.0-rc1/{two}.aws-stack.yml")]);
+    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("v1.1.0-rc1 is not the latest stable release (that is v1.1.0)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn an_older_stable_tag_publishes_only_its_own_prefix() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let bucket = moto.bucket("publish-old").await;
+
+    let one = &fixture.one;
+    succeeded(&publish(
+        &moto,
+        &fixture,
+        &bucket,
+        &[("BUILDKITE_BRANCH", "v1.0.0"), ("BUILDKITE_TAG", "v1.0.0"), ("BUILDKITE_COMMIT", one)],
+        &[],
+    ));
+
+    let expected = keys(&["v1.0.0/aws-stack.yml".into(), format!("v1.0.0/{one}.aws-stack.yml")]);
+    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+}
+
+#[tokio::test]
+async fn a_dry_run_prints_the_uploads_and_writes_nothing() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let bucket = moto.bucket("publish-dry").await;
+
+    let three = &fixture.three;
+    let stdout = succeeded(&publish(
+        &moto,
+        &fixture,
+        &bucket,
+        &[("BUILDKITE_BRANCH", "v1.1.0"), ("BUILDKITE_TAG", "v1.1.0"), ("BUILDKITE_COMMIT", three)],
+        &["--dry-run"],
+    ));
+
+    assert!(published(&moto, &bucket, &fixture.body).await.is_empty());
+    let size = fixture.body.len();
+    for key in [
+        format!("v1.1.0/{three}.aws-stack.yml"),
+        "v1.1.0/aws-stack.yml".into(),
+        "latest/aws-stack.yml".into(),
+        "aws-stack.yml".into(),
+    ] {
+        let line = format!(
+            "would call S3 PutObject s3://{bucket}/{key} (content type text/yaml, {size} bytes)"
+        );
+        assert!(stdout.contains(&line), "{line:?} missing from:\n{stdout}");
+    }
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+}
+
+#[tokio::test]
+async fn bad_tags_and_inputs_fail_before_anything_is_written() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let bucket = moto.bucket("publish-bad").await;
+    let three = fixture.three.clone();
+
+    let cases: [(&[(&str, &str)], &[&str], &str); 4] = [
+        (
+            &[
+                ("BUILDKITE_BRANCH", "v9.9.9"),
+                ("BUILDKITE_TAG", "v9.9.9"),
+                ("BUILDKITE_COMMIT", &three),
+            ],
+            &[],
+            "tag \"v9.9.9\" does not exist",
+        ),
+        (
+            &[
+                ("BUILDKITE_BRANCH", "v1.0.0"),
+                ("BUILDKITE_TAG", "v1.0.0"),
+                ("BUILDKITE_COMMIT", &three),
+            ],
+            &[],
+            "tag v1.0.0 points at",
+        ),
+        (
+            &[("BUILDKITE_BRANCH", "main"), ("BUILDKITE_COMMIT", "no-such-commit")],
+            &[],
+            "\"no-such-commit\" does not name a commit",
+        ),
+        (&[("BUILDKITE_BRANCH", "../escape")], &[], "invalid branch \"../escape\""),
+    ];
+    for (buildkite, args, expected) in cases {
+        let output = publish(&moto, &fixture, &bucket, buildkite, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{buildkite:?} succeeded");
+        assert!(stderr.contains(expected), "{expected:?} missing from: {stderr}");
+    }
+
+    let missing = tempfile::tempdir().unwrap();
+    let output = xtask()
+        .args(["publish", "--bucket", &bucket, "--template"])
+        .arg(missing.path().join("aws-stack.yml"))
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("render it with `cargo xtask template`"), "{stderr}");
+
+    let output = publish(&moto, &fixture, "Not_A_Bucket", &[], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid bucket name \"Not_A_Bucket\""), "{stderr}");
+
+    assert!(published(&moto, &bucket, &fixture.body).await.is_empty());
+}
