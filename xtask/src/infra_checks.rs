@@ -91,7 +91,7 @@ pub(crate) fn checkov() -> anyhow::Result<()> {
         run_checked(
             Command::new(venv.join("bin/checkov"))
                 .args(["--directory", dir, "--framework", framework])
-                .args(["--compact", "--quiet", "--skip-download", "--no-guide"])
+                .args(["--compact", "--quiet", "--skip-download"])
                 .env("BC_SKIP_MAPPING", "TRUE")
                 .current_dir(&root),
             &format!("scan {dir}/ with checkov (fix the finding, or skip it inline with a reason)"),

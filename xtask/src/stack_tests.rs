@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use base64::Engine;
 use elastic_ci_testkit::moto::{Moto, REGION, moto};
@@ -79,7 +80,9 @@ fn stack_name() -> String {
 fn parameters(values: &[(&str, &str)]) -> Vec<Parameter> {
     values
         .iter()
-        .map(|(key, value)| Parameter::builder().parameter_key(*key).parameter_value(*value).build())
+        .map(|(key, value)| {
+            Parameter::builder().parameter_key(*key).parameter_value(*value).build()
+        })
         .collect()
 }
 
@@ -102,12 +105,7 @@ async fn create_stack(moto: &Moto, name: &str, template: &str, values: &[(&str, 
 /// The stack's status and reason only: its description holds parameter values.
 async fn assert_status(moto: &Moto, name: &str, expected: &StackStatus) {
     let stack = describe(moto, name).await;
-    assert_eq!(
-        stack.stack_status(),
-        Some(expected),
-        "{name}: {:?}",
-        stack.stack_status_reason()
-    );
+    assert_eq!(stack.stack_status(), Some(expected), "{name}: {:?}", stack.stack_status_reason());
 }
 
 async fn describe(moto: &Moto, name: &str) -> aws_sdk_cloudformation::types::Stack {
@@ -177,17 +175,26 @@ async fn delete_stack(moto: &Moto, stack: &Stack) {
         .await
         .expect("delete_stack");
     assert_status(moto, &stack.id, &StackStatus::DeleteComplete).await;
-    let groups = moto
+    assert!(scaling_groups(moto, &group).await.is_empty(), "{group} survived the stack's deletion");
+}
+
+/// The Auto Scaling groups of that name (none, or one).
+async fn scaling_groups(moto: &Moto, name: &str) -> Vec<AutoScalingGroup> {
+    let described = moto
         .autoscaling()
         .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&group)
+        .auto_scaling_group_names(name)
         .send()
         .await
         .expect("describe_auto_scaling_groups");
-    assert!(groups.auto_scaling_groups().is_empty(), "{group} survived the stack's deletion");
+    described.auto_scaling_groups().to_vec()
 }
 
-/// Uploads a zip as the scaler's code and returns the bucket.
+async fn scaling_group(moto: &Moto, name: &str) -> AutoScalingGroup {
+    scaling_groups(moto, name).await.into_iter().next().unwrap_or_else(|| panic!("no group {name}"))
+}
+
+/// Uploads a zip as the scaler's code.
 async fn upload_scaler_zip(moto: &Moto, bucket: &str, key: &str) {
     match moto.s3().create_bucket().bucket(bucket).send().await {
         Ok(_) => {}
@@ -203,7 +210,8 @@ async fn upload_scaler_zip(moto: &Moto, bucket: &str, key: &str) {
 /// tables, routes and gateway attachment of a stack-built VPC, so tests that delete
 /// their stack bring their own network.
 fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
-    let vpc = api.query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]);
+    let vpc =
+        api.query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]);
     let vpc_id = xml_first(&vpc, "vpcId").expect("a VPC id");
     let subnets = [("10.1.1.0/24", "us-east-1a"), ("10.1.2.0/24", "us-east-1b")]
         .into_iter()
@@ -286,7 +294,8 @@ fn launch_template(api: &MotoApi, id: &str) -> (String, BootInputs) {
 }
 
 fn role_policies(api: &MotoApi, role: &str) -> BTreeMap<String, Value> {
-    let listed = api.query("iam", "2010-05-08", &[("Action", "ListRolePolicies"), ("RoleName", role)]);
+    let listed =
+        api.query("iam", "2010-05-08", &[("Action", "ListRolePolicies"), ("RoleName", role)]);
     xml_all(&listed, "member")
         .into_iter()
         .map(|policy| {
@@ -402,14 +411,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     // The Auto Scaling group: sizes, mixed instances, protection, tags.
     let group_name = &stack.outputs["AutoScalingGroupName"];
     assert!(group_name.starts_with(&format!("{name}-AgentAutoScaleGroup-")), "{group_name}");
-    let groups = moto
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(group_name)
-        .send()
-        .await
-        .expect("describe_auto_scaling_groups");
-    let group = groups.auto_scaling_groups().first().expect("the group");
+    let group = scaling_group(&moto, group_name).await;
     assert_eq!((group.min_size(), group.max_size()), (Some(0), Some(10)));
     assert_eq!(group.new_instances_protected_from_scale_in(), Some(true));
     assert_eq!(group.default_cooldown(), Some(60));
@@ -450,7 +452,10 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     assert_eq!(inputs.value("BUILDKITE_STACK_VERSION"), VERSION);
     assert_eq!(inputs.value("BUILDKITE_STACK_DEPLOYED_BY"), "cloudformation");
     assert_eq!(inputs.value("BUILDKITE_QUEUE"), "deploy-test");
-    assert_eq!(inputs.value("BUILDKITE_AGENT_TOKEN_PATH"), format!("/{name}/buildkite/agent-token"));
+    assert_eq!(
+        inputs.value("BUILDKITE_AGENT_TOKEN_PATH"),
+        format!("/{name}/buildkite/agent-token")
+    );
     assert_eq!(inputs.value("BUILDKITE_AGENTS_PER_INSTANCE"), "2");
     assert_eq!(inputs.value("BUILDKITE_SCALE_IN_IDLE_PERIOD"), "900");
     assert_eq!(inputs.value("BUILDKITE_AGENT_TAGS"), "team=ci,os=linux");
@@ -479,7 +484,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         granted(core, "ssm:GetParameter"),
         [format!("arn:aws:ssm:{REGION}:123456789012:parameter/{name}/buildkite/agent-token")]
     );
-    assert_eq!(granted(core, "cloudformation:SignalResource"), [stack.id.clone()]);
+    assert_eq!(granted(core, "cloudformation:SignalResource"), std::slice::from_ref(&stack.id));
     let bucket = &stack.outputs["ManagedSecretsBucket"];
     assert_eq!(
         granted(&policies["SecretsBucket"], "s3:Get*"),
@@ -488,7 +493,10 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     let profile = api.query(
         "iam",
         "2010-05-08",
-        &[("Action", "GetInstanceProfile"), ("InstanceProfileName", stack.physical("IAMInstanceProfile"))],
+        &[
+            ("Action", "GetInstanceProfile"),
+            ("InstanceProfileName", stack.physical("IAMInstanceProfile")),
+        ],
     );
     assert_eq!(xml_first(&profile, "RoleName").as_deref(), Some(role.as_str()));
 
@@ -574,7 +582,12 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         let function = lambda_function(&api, stack.physical(helper));
         assert_eq!(function["Configuration"]["Runtime"], "python3.13", "{helper}");
     }
-    for absent in ["StopBuildkiteAgentsFunction", "PipelineSigningKMSKey", "ScheduledScaleUpAction", "EcrApiEndpoint"] {
+    for absent in [
+        "StopBuildkiteAgentsFunction",
+        "PipelineSigningKMSKey",
+        "ScheduledScaleUpAction",
+        "EcrApiEndpoint",
+    ] {
         assert!(!stack.resources.contains_key(absent), "{absent} should be off by default");
     }
     assert_eq!(stack.outputs["PipelineSigningKMSKey"], "none");
@@ -583,14 +596,8 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     updated.retain(|(key, _)| *key != "MaxSize");
     updated.push(("MaxSize", "25"));
     update_stack(&moto, &stack, &template, &updated).await;
-    let groups = moto
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&read_stack(&moto, &name).await.outputs["AutoScalingGroupName"])
-        .send()
-        .await
-        .expect("describe_auto_scaling_groups");
-    assert_eq!(groups.auto_scaling_groups().first().and_then(|group| group.max_size()), Some(25));
+    let group_name = &read_stack(&moto, &name).await.outputs["AutoScalingGroupName"];
+    assert_eq!(scaling_group(&moto, group_name).await.max_size(), Some(25));
 
     delete_stack(&moto, &read_stack(&moto, &name).await).await;
 }
@@ -602,7 +609,12 @@ async fn deploys_with_the_optional_features_on() {
     let prefix = unique_name("lambdas");
     let template = rendered_template(&prefix);
     let zips = moto.bucket("scaler-zips").await;
-    upload_scaler_zip(&moto, &zips, &format!("elastic-ci-scaler/{VERSION}/elastic-ci-scaler-arm64.zip")).await;
+    upload_scaler_zip(
+        &moto,
+        &zips,
+        &format!("elastic-ci-scaler/{VERSION}/elastic-ci-scaler-arm64.zip"),
+    )
+    .await;
     let name = stack_name();
     let token_path = format!("/{name}-ci/agent-token");
     moto.put_parameter(&token_path, TOKEN, true).await;
@@ -676,14 +688,7 @@ async fn deploys_with_the_optional_features_on() {
     let signing_key = inputs.value("BUILDKITE_AGENT_SIGNING_KMS_KEY");
     assert!(signing_key.starts_with("arn:aws:kms:"), "{signing_key}");
 
-    let groups = moto
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&stack.outputs["AutoScalingGroupName"])
-        .send()
-        .await
-        .expect("describe_auto_scaling_groups");
-    let group = groups.auto_scaling_groups().first().expect("the group");
+    let group = scaling_group(&moto, &stack.outputs["AutoScalingGroupName"]).await;
     assert_eq!(group.new_instances_protected_from_scale_in(), Some(false));
     let distribution = group
         .mixed_instances_policy()
@@ -706,7 +711,10 @@ async fn deploys_with_the_optional_features_on() {
         .collect();
     assert_eq!(
         schedules,
-        BTreeSet::from([("0 7 * * MON-FRI".to_owned(), Some(2)), ("0 18 * * MON-FRI".to_owned(), Some(0))])
+        BTreeSet::from([
+            ("0 7 * * MON-FRI".to_owned(), Some(2)),
+            ("0 18 * * MON-FRI".to_owned(), Some(0))
+        ])
     );
 
     // The instance role: tags, and a grant for every source it reads. (moto ignores a
@@ -731,8 +739,13 @@ async fn deploys_with_the_optional_features_on() {
             "PipelineSigningKeyParameters",
         ])
     );
-    let arn = |service: &str, resource: &str| format!("arn:aws:{service}:{REGION}:123456789012:{resource}");
-    assert_eq!(granted(&policies["InstancePolicy"], "ssm:GetParameter"), [arn("ssm", &format!("parameter{token_path}"))]);
+    let arn = |service: &str, resource: &str| {
+        format!("arn:aws:{service}:{REGION}:123456789012:{resource}")
+    };
+    assert_eq!(
+        granted(&policies["InstancePolicy"], "ssm:GetParameter"),
+        [arn("ssm", &format!("parameter{token_path}"))]
+    );
     assert_eq!(granted(&policies["DecryptAgentToken"], "kms:Decrypt"), [token_key]);
     assert_eq!(
         granted(&policies["BootstrapScript"], "s3:GetObject"),
@@ -765,7 +778,9 @@ async fn deploys_with_the_optional_features_on() {
     let scaler_role = stack.physical("AutoscalingLambdaExecutionRole");
     let scaler_policies = role_policies(&api, scaler_role);
     assert_eq!(granted(&scaler_policies["DecryptAgentToken"], "kms:Decrypt"), [token_key]);
-    assert!(!granted(&scaler_policies["ElasticCIModeSSMAndEC2"], "ec2:TerminateInstances").is_empty());
+    assert!(
+        !granted(&scaler_policies["ElasticCIModeSSMAndEC2"], "ec2:TerminateInstances").is_empty()
+    );
 
     let groups = log_groups(&api, &format!("/buildkite/{name}/"));
     assert_eq!(groups[&format!("/buildkite/{name}/buildkite-agent")], Some(30));
@@ -779,7 +794,12 @@ async fn deploys_with_the_optional_features_on() {
     ] {
         assert!(stack.resources.contains_key(present), "{present} is missing");
     }
-    for absent in ["ManagedSecretsBucket", "AgentTokenParameterFunction", "InstanceSecretsBucketPolicy", "Vpc"] {
+    for absent in [
+        "ManagedSecretsBucket",
+        "AgentTokenParameterFunction",
+        "InstanceSecretsBucketPolicy",
+        "Vpc",
+    ] {
         assert!(!stack.resources.contains_key(absent), "{absent} should not exist");
     }
     assert_eq!(stack.outputs["ManagedSecretsBucket"], "Undefined");
@@ -834,7 +854,10 @@ async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed
     let profile = api.query(
         "iam",
         "2010-05-08",
-        &[("Action", "GetInstanceProfile"), ("InstanceProfileName", stack.physical("IAMInstanceProfile"))],
+        &[
+            ("Action", "GetInstanceProfile"),
+            ("InstanceProfileName", stack.physical("IAMInstanceProfile")),
+        ],
     );
     assert_eq!(xml_first(&profile, "RoleName"), Some(role_name.clone()));
     assert!(role_policies(&api, &role_name).is_empty(), "the stack must not change a given role");
@@ -848,14 +871,7 @@ async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed
     ] {
         assert!(!stack.resources.contains_key(absent), "{absent} should not exist");
     }
-    let groups = moto
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&stack.outputs["AutoScalingGroupName"])
-        .send()
-        .await
-        .expect("describe_auto_scaling_groups");
-    let group = groups.auto_scaling_groups().first().expect("the group");
+    let group = scaling_group(&moto, &stack.outputs["AutoScalingGroupName"]).await;
     assert_eq!(group.instances().len(), 2, "MinSize instances are launched");
     delete_stack(&moto, &stack).await;
 }
@@ -907,7 +923,12 @@ async fn user_data_hands_hostile_values_over_literally() {
             let environment: BTreeMap<String, String> = output
                 .stdout
                 .split(|byte| *byte == 0)
-                .filter_map(|entry| std::str::from_utf8(entry).ok()?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .filter_map(|entry| {
+                    std::str::from_utf8(entry)
+                        .ok()?
+                        .split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                })
                 .collect();
             assert_eq!(environment["BUILDKITE_AGENT_TAGS"], tags);
             assert_eq!(environment["BUILDKITE_QUEUE"], "default");
@@ -943,16 +964,31 @@ async fn builds_its_own_vpc_with_endpoints_when_none_is_given() {
     let vpc_id = &stack.outputs["VpcId"];
     assert_eq!(vpc_id, stack.physical("Vpc"));
     let filter = [("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", vpc_id.as_str())];
-    let subnets = api.query("ec2", "2016-11-15", &[[("Action", "DescribeSubnets")].as_slice(), &filter].concat());
+    let subnets = api.query(
+        "ec2",
+        "2016-11-15",
+        &[[("Action", "DescribeSubnets")].as_slice(), &filter].concat(),
+    );
     let mut cidrs = xml_all(&subnets, "cidrBlock");
     cidrs.sort();
     assert_eq!(cidrs, ["10.0.1.0/24", "10.0.2.0/24"]);
     let zones: BTreeSet<String> = xml_all(&subnets, "availabilityZone").into_iter().collect();
     assert_eq!(zones.len(), 2, "two zones: {zones:?}");
-    let routes = api.query("ec2", "2016-11-15", &[("Action", "DescribeRouteTables"), ("RouteTableId.1", stack.physical("Routes"))]);
+    let routes = api.query(
+        "ec2",
+        "2016-11-15",
+        &[("Action", "DescribeRouteTables"), ("RouteTableId.1", stack.physical("Routes"))],
+    );
     assert!(xml_all(&routes, "destinationCidrBlock").contains(&"0.0.0.0/0".to_owned()), "{routes}");
-    assert!(xml_all(&routes, "gatewayId").contains(&stack.physical("Gateway").to_owned()), "{routes}");
-    let endpoints = api.query("ec2", "2016-11-15", &[[("Action", "DescribeVpcEndpoints")].as_slice(), &filter].concat());
+    assert!(
+        xml_all(&routes, "gatewayId").contains(&stack.physical("Gateway").to_owned()),
+        "{routes}"
+    );
+    let endpoints = api.query(
+        "ec2",
+        "2016-11-15",
+        &[[("Action", "DescribeVpcEndpoints")].as_slice(), &filter].concat(),
+    );
     let services: BTreeSet<String> = xml_all(&endpoints, "serviceName")
         .into_iter()
         .map(|service| service.trim_start_matches(&format!("com.amazonaws.{REGION}.")).to_owned())
@@ -964,14 +1000,8 @@ async fn builds_its_own_vpc_with_endpoints_when_none_is_given() {
             .map(str::to_owned)
             .collect()
     );
-    let groups = moto
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&stack.outputs["AutoScalingGroupName"])
-        .send()
-        .await
-        .expect("describe_auto_scaling_groups");
-    let zone_identifier = groups.auto_scaling_groups()[0].vpc_zone_identifier().unwrap_or_default().to_owned();
+    let group = scaling_group(&moto, &stack.outputs["AutoScalingGroupName"]).await;
+    let zone_identifier = group.vpc_zone_identifier().unwrap_or_default().to_owned();
     let mut group_subnets: Vec<&str> = zone_identifier.split(',').collect();
     group_subnets.sort_unstable();
     let mut stack_subnets = vec![stack.physical("Subnet0"), stack.physical("Subnet1")];
@@ -1021,10 +1051,16 @@ fn run_helper(moto: &Moto, python: &Path, function: &str, event: Value) -> (Valu
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let length = head
                     .lines()
-                    .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                    .find_map(|line| {
+                        line.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
                     .unwrap_or(0);
                 if body.len() >= length {
-                    stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").expect("answer");
+                    stream
+                        .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .expect("answer");
                     return body.to_owned();
                 }
             }
@@ -1118,17 +1154,11 @@ async fn az_rebalancing_suspender_suspends_the_process() {
         json!({ "RequestType": "Create", "ResourceProperties": { "AutoScalingGroupName": group } }),
     );
     assert_eq!(response["Status"], "SUCCESS", "{response}");
-    let groups = moto
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&group)
-        .send()
+    let suspended: Vec<String> = scaling_group(&moto, &group)
         .await
-        .expect("describe_auto_scaling_groups");
-    let suspended: Vec<&str> = groups.auto_scaling_groups()[0]
         .suspended_processes()
         .iter()
-        .filter_map(|process| process.process_name())
+        .filter_map(|process| process.process_name().map(str::to_owned))
         .collect();
     assert_eq!(suspended, ["AZRebalance"]);
 }
@@ -1139,9 +1169,6 @@ async fn stop_agents_function_drains_only_a_replaced_group() {
     let Some(python) = python_with_boto3() else { return };
     let old = moto.scaling_group("old-agents", 1, 4, 2).await;
     let new = moto.scaling_group("new-agents", 1, 4, 2).await;
-    let sizes = |groups: &aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput| {
-        groups.auto_scaling_groups().iter().map(|group| (group.min_size(), group.desired_capacity())).collect::<Vec<_>>()
-    };
 
     // Creation, and an update that keeps the group, leave the agents alone.
     for event in [
@@ -1151,8 +1178,8 @@ async fn stop_agents_function_drains_only_a_replaced_group() {
         let (response, _) = run_helper(&moto, &python, "StopBuildkiteAgentsFunction", event);
         assert_eq!(response["Status"], "SUCCESS", "{response}");
     }
-    let groups = moto.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&new).send().await.expect("describe");
-    assert_eq!(sizes(&groups), [(Some(1), Some(2))]);
+    let group = scaling_group(&moto, &new).await;
+    assert_eq!((group.min_size(), group.desired_capacity()), (Some(1), Some(2)));
 
     // Replacing the group drains the old one.
     let (response, printed) = run_helper(
@@ -1162,8 +1189,8 @@ async fn stop_agents_function_drains_only_a_replaced_group() {
         json!({ "RequestType": "Update", "ResourceProperties": { "AutoScalingGroupName": new }, "OldResourceProperties": { "AutoScalingGroupName": old } }),
     );
     assert_eq!(response["Status"], "SUCCESS", "{response}: {printed}");
-    let groups = moto.autoscaling().describe_auto_scaling_groups().auto_scaling_group_names(&old).send().await.expect("describe");
-    assert_eq!(sizes(&groups), [(Some(0), Some(0))]);
+    let group = scaling_group(&moto, &old).await;
+    assert_eq!((group.min_size(), group.desired_capacity()), (Some(0), Some(0)));
 }
 
 /// What moto does not apply of the secrets buckets' properties, and bucket policies
@@ -1184,7 +1211,9 @@ fn assert_secrets_buckets_are_private_versioned_and_tls_only() {
         ("ManagedSecretsLoggingBucket", "ManagedSecretsLoggingBucketPolicy"),
     ] {
         let block = &resources[bucket]["Properties"]["PublicAccessBlockConfiguration"];
-        for setting in ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"] {
+        for setting in
+            ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"]
+        {
             assert_eq!(block[setting].as_bool(), Some(true), "{bucket} {setting}");
         }
         assert_eq!(resources[policy]["Condition"].as_str(), Some("CreateSecretsBucket"));
