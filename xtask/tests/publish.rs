@@ -101,49 +101,59 @@ async fn published(moto: &Moto, bucket: &str, body: &str) -> BTreeSet<String> {
     keys
 }
 
-fn keys(keys: &[String]) -> BTreeSet<String> {
-    keys.iter().cloned().collect()
+/// The two keys of a build under `prefix`.
+fn under(prefix: &str, commit: &str) -> Vec<String> {
+    vec![format!("{prefix}/aws-stack.yml"), format!("{prefix}/{commit}.aws-stack.yml")]
+}
+
+/// What the latest stable release adds.
+fn latest() -> Vec<String> {
+    vec!["latest/aws-stack.yml".to_owned(), "aws-stack.yml".to_owned()]
+}
+
+fn keys(groups: &[Vec<String>]) -> BTreeSet<String> {
+    groups.iter().flatten().cloned().collect()
+}
+
+/// Buildkite's variables for a build of `tag` at `commit`.
+fn tag_build<'a>(tag: &'a str, commit: &'a str) -> [(&'static str, &'a str); 3] {
+    [("BUILDKITE_BRANCH", tag), ("BUILDKITE_TAG", tag), ("BUILDKITE_COMMIT", commit)]
+}
+
+/// Publishes `fixture` into a fresh bucket; returns the bucket, the command's output and
+/// the keys it wrote.
+async fn publish_case(
+    moto: &Moto,
+    fixture: &Fixture,
+    buildkite: &[(&str, &str)],
+    extra_args: &[&str],
+) -> (String, String, String, BTreeSet<String>) {
+    let bucket = moto.bucket("publish").await;
+    let output = publish(moto, fixture, &bucket, buildkite, extra_args);
+    let stdout = succeeded(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let keys = published(moto, &bucket, &fixture.body).await;
+    (bucket, stdout, stderr, keys)
 }
 
 #[tokio::test]
 async fn a_default_branch_build_publishes_main_and_the_commit() {
     let Some(moto) = moto() else { return };
     let fixture = fixture();
-    let bucket = moto.bucket("publish-main").await;
-
-    let stdout = succeeded(&publish(&moto, &fixture, &bucket, &[], &[]));
-
-    let three = &fixture.three;
-    let expected = keys(&["main/aws-stack.yml".into(), format!("main/{three}.aws-stack.yml")]);
-    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
-    assert!(
-        stdout.contains(&format!("https://s3.amazonaws.com/{bucket}/main/aws-stack.yml")),
-        "{stdout}"
-    );
+    let (bucket, stdout, _, published) = publish_case(&moto, &fixture, &[], &[]).await;
+    assert_eq!(published, keys(&[under("main", &fixture.three)]));
+    let url = format!("https://s3.amazonaws.com/{bucket}/main/aws-stack.yml");
+    assert!(stdout.contains(&url), "{stdout}");
 }
 
 #[tokio::test]
 async fn the_master_alias_adds_the_legacy_prefix() {
     let Some(moto) = moto() else { return };
     let fixture = fixture();
-    let bucket = moto.bucket("publish-master").await;
-
-    let three = &fixture.three;
-    succeeded(&publish(
-        &moto,
-        &fixture,
-        &bucket,
-        &[("BUILDKITE_BRANCH", "main"), ("BUILDKITE_COMMIT", three)],
-        &["--master-alias"],
-    ));
-
-    let expected = keys(&[
-        "main/aws-stack.yml".into(),
-        format!("main/{three}.aws-stack.yml"),
-        "master/aws-stack.yml".into(),
-        format!("master/{three}.aws-stack.yml"),
-    ]);
-    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+    let three = fixture.three.as_str();
+    let buildkite = [("BUILDKITE_BRANCH", "main"), ("BUILDKITE_COMMIT", three)];
+    let (.., published) = publish_case(&moto, &fixture, &buildkite, &["--master-alias"]).await;
+    assert_eq!(published, keys(&[under("main", three), under("master", three)]));
 }
 
 #[tokio::test]
@@ -152,41 +162,19 @@ async fn another_branch_publishes_only_its_own_prefix() {
     let fixture = fixture();
     fixture.repo.git(&["checkout", "-q", "feature/x"]);
     let head = fixture.repo.git(&["rev-parse", "HEAD"]);
-    let bucket = moto.bucket("publish-branch").await;
-
-    succeeded(&publish(&moto, &fixture, &bucket, &[], &[]));
-
-    let expected =
-        keys(&["feature/x/aws-stack.yml".into(), format!("feature/x/{head}.aws-stack.yml")]);
-    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+    let (.., published) = publish_case(&moto, &fixture, &[], &[]).await;
+    assert_eq!(published, keys(&[under("feature/x", &head)]));
 }
 
 #[tokio::test]
 async fn the_latest_stable_tag_also_moves_latest_and_the_bucket_root() {
     let Some(moto) = moto() else { return };
     let fixture = fixture();
-    let bucket = moto.bucket("publish-latest").await;
-
-    let three = &fixture.three;
-    let stdout = succeeded(&publish(
-        &moto,
-        &fixture,
-        &bucket,
-        &[("BUILDKITE_BRANCH", "v1.1.0"), ("BUILDKITE_TAG", "v1.1.0"), ("BUILDKITE_COMMIT", three)],
-        &[],
-    ));
-
-    let expected = keys(&[
-        "v1.1.0/aws-stack.yml".into(),
-        format!("v1.1.0/{three}.aws-stack.yml"),
-        "latest/aws-stack.yml".into(),
-        "aws-stack.yml".into(),
-    ]);
-    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
-    assert!(
-        stdout.contains(&format!("https://s3.amazonaws.com/{bucket}/aws-stack.yml")),
-        "{stdout}"
-    );
+    let (bucket, stdout, _, published) =
+        publish_case(&moto, &fixture, &tag_build("v1.1.0", &fixture.three), &[]).await;
+    assert_eq!(published, keys(&[under("v1.1.0", &fixture.three), latest()]));
+    let url = format!("https://s3.amazonaws.com/{bucket}/aws-stack.yml");
+    assert!(stdout.contains(&url), "{stdout}");
 }
 
 #[tokio::test]
@@ -194,67 +182,28 @@ async fn a_detached_checkout_of_the_latest_tag_is_a_release_build() {
     let Some(moto) = moto() else { return };
     let fixture = fixture();
     fixture.repo.git(&["checkout", "-q", "--detach", "v1.1.0"]);
-    let bucket = moto.bucket("publish-detached").await;
-
-    succeeded(&publish(&moto, &fixture, &bucket, &[], &[]));
-
-    let three = &fixture.three;
-    let expected = keys(&[
-        "v1.1.0/aws-stack.yml".into(),
-        format!("v1.1.0/{three}.aws-stack.yml"),
-        "latest/aws-stack.yml".into(),
-        "aws-stack.yml".into(),
-    ]);
-    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+    let (.., published) = publish_case(&moto, &fixture, &[], &[]).await;
+    assert_eq!(published, keys(&[under("v1.1.0", &fixture.three), latest()]));
 }
 
 #[tokio::test]
 async fn a_pre_release_tag_publishes_only_its_own_prefix() {
     let Some(moto) = moto() else { return };
     let fixture = fixture();
-    let bucket = moto.bucket("publish-rc").await;
-
-    let two = &fixture.two;
-    let output = publish(
-        &moto,
-        &fixture,
-        &bucket,
-        &[
-            ("BUILDKITE_BRANCH", "v1.1.0-rc1"),
-            ("BUILDKITE_TAG", "v1.1.0-rc1"),
-            ("BUILDKITE_COMMIT", two),
-        ],
-        &[],
-    );
-    succeeded(&output);
-
-    let expected =
-        keys(&["v1.1.0-rc1/aws-stack.yml".into(), format!("v1.1.0-rc1/{two}.aws-stack.yml")]);
-    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("v1.1.0-rc1 is not the latest stable release (that is v1.1.0)"),
-        "{stderr}"
-    );
+    let (_, _, stderr, published) =
+        publish_case(&moto, &fixture, &tag_build("v1.1.0-rc1", &fixture.two), &[]).await;
+    assert_eq!(published, keys(&[under("v1.1.0-rc1", &fixture.two)]));
+    let note = "v1.1.0-rc1 is not the latest stable release (that is v1.1.0)";
+    assert!(stderr.contains(note), "{stderr}");
 }
 
 #[tokio::test]
 async fn an_older_stable_tag_publishes_only_its_own_prefix() {
     let Some(moto) = moto() else { return };
     let fixture = fixture();
-    let bucket = moto.bucket("publish-old").await;
-
-    let one = &fixture.one;
-    succeeded(&publish(
-        &moto,
-        &fixture,
-        &bucket,
-        &[("BUILDKITE_BRANCH", "v1.0.0"), ("BUILDKITE_TAG", "v1.0.0"), ("BUILDKITE_COMMIT", one)],
-        &[],
-    ));
-
-    let expected = keys(&["v1.0.0/aws-stack.yml".into(), format!("v1.0.0/{one}.aws-stack.yml")]);
-    assert_eq!(published(&moto, &bucket, &fixture.body).await, expected);
+    let (.., published) =
+        publish_case(&moto, &fixture, &tag_build("v1.0.0", &fixture.one), &[]).await;
+    assert_eq!(published, keys(&[under("v1.0.0", &fixture.one)]));
 }
 
 #[tokio::test]
@@ -264,22 +213,12 @@ async fn a_dry_run_prints_the_uploads_and_writes_nothing() {
     let bucket = moto.bucket("publish-dry").await;
 
     let three = &fixture.three;
-    let stdout = succeeded(&publish(
-        &moto,
-        &fixture,
-        &bucket,
-        &[("BUILDKITE_BRANCH", "v1.1.0"), ("BUILDKITE_TAG", "v1.1.0"), ("BUILDKITE_COMMIT", three)],
-        &["--dry-run"],
-    ));
+    let output = publish(&moto, &fixture, &bucket, &tag_build("v1.1.0", three), &["--dry-run"]);
+    let stdout = succeeded(&output);
 
     assert!(published(&moto, &bucket, &fixture.body).await.is_empty());
     let size = fixture.body.len();
-    for key in [
-        format!("v1.1.0/{three}.aws-stack.yml"),
-        "v1.1.0/aws-stack.yml".into(),
-        "latest/aws-stack.yml".into(),
-        "aws-stack.yml".into(),
-    ] {
+    for key in keys(&[under("v1.1.0", three), latest()]) {
         let line = format!(
             "would call S3 PutObject s3://{bucket}/{key} (content type text/yaml, {size} bytes)"
         );
@@ -295,34 +234,17 @@ async fn bad_tags_and_inputs_fail_before_anything_is_written() {
     let bucket = moto.bucket("publish-bad").await;
     let three = fixture.three.clone();
 
-    let cases: [(&[(&str, &str)], &[&str], &str); 4] = [
-        (
-            &[
-                ("BUILDKITE_BRANCH", "v9.9.9"),
-                ("BUILDKITE_TAG", "v9.9.9"),
-                ("BUILDKITE_COMMIT", &three),
-            ],
-            &[],
-            "tag \"v9.9.9\" does not exist",
-        ),
-        (
-            &[
-                ("BUILDKITE_BRANCH", "v1.0.0"),
-                ("BUILDKITE_TAG", "v1.0.0"),
-                ("BUILDKITE_COMMIT", &three),
-            ],
-            &[],
-            "tag v1.0.0 points at",
-        ),
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&tag_build("v9.9.9", &three), "tag \"v9.9.9\" does not exist"),
+        (&tag_build("v1.0.0", &three), "tag v1.0.0 points at"),
         (
             &[("BUILDKITE_BRANCH", "main"), ("BUILDKITE_COMMIT", "no-such-commit")],
-            &[],
             "\"no-such-commit\" does not name a commit",
         ),
-        (&[("BUILDKITE_BRANCH", "../escape")], &[], "invalid branch \"../escape\""),
+        (&[("BUILDKITE_BRANCH", "../escape")], "invalid branch \"../escape\""),
     ];
-    for (buildkite, args, expected) in cases {
-        let output = publish(&moto, &fixture, &bucket, buildkite, args);
+    for (buildkite, expected) in cases {
+        let output = publish(&moto, &fixture, &bucket, buildkite, &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{buildkite:?} succeeded");
         assert!(stderr.contains(expected), "{expected:?} missing from: {stderr}");
