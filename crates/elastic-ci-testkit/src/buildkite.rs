@@ -1,4 +1,5 @@
-//! A fake Buildkite agent API: the metrics routes the scaler polls.
+//! A fake Buildkite agent API: the metrics routes the scaler polls, and a small job
+//! model that simulated agents work through.
 //!
 //! It serves `GET …/metrics/queue?name=Q` and `GET …/metrics` under any path prefix
 //! and host, checks `Authorization: Token <agent token>` (or `Bearer`), records every
@@ -10,16 +11,38 @@
 //!   ([`FakeBuildkiteState::script_polls`]), where a reply may be a fault;
 //! - counts computed at each poll from the fake's clock, or from any state the closure
 //!   captures ([`FakeBuildkiteState::compute_queue`]);
+//! - counts derived from jobs and agents ([`FakeBuildkiteState::add_jobs`], see below);
 //! - faults for the next requests, whatever the queue ([`FakeBuildkiteState::fail_next`]):
 //!   a status such as 500, 429 with `Retry-After`, a slow answer, a dropped connection,
 //!   invalid JSON, or an empty object.
+//!
+//! # The job model
+//!
+//! Jobs ([`JobSpec`]) become *waiting* at their `visible_at` and *scheduled* at their
+//! `ready_at` on the fake's clock. Agents talk to the agent routes, a reduced form of
+//! the real agent API ([`AgentClient`] is a blocking client for them):
+//!
+//! - `POST …/register` with the agent (registration) token, a name and tags (the
+//!   `queue=` tag picks the queue, `default` without one), answered with the agent's
+//!   own access token, which the other routes require;
+//! - `POST …/connect`; `GET …/ping`, which hands the agent the queue's oldest scheduled
+//!   job (first ready, first served) and counts it running from then on;
+//! - `PUT …/jobs/ID/finish` with `{"exit_status": N}`;
+//! - `POST …/disconnect`: a job the agent still holds is recorded as interrupted.
+//!
+//! The metrics of a queue with jobs or agents are then derived from that state:
+//! scheduled, running and waiting jobs, idle and busy connected agents.
+//! [`FakeBuildkiteState::job_records`] and [`FakeBuildkiteState::agent_records`]
+//! report who ran what, when.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -117,6 +140,80 @@ pub struct RecordedRequest {
     pub status: u16,
 }
 
+/// A job of the job model, as a pipeline step would create it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub id: String,
+    pub queue: String,
+    /// When the job exists, on the fake's clock: it counts as waiting from then on.
+    pub visible_at: Duration,
+    /// When it can run: scheduled from then on until an agent takes it.
+    pub ready_at: Duration,
+    /// What the agent gets with the job (`BUILDKITE_COMMAND` and the like).
+    pub env: BTreeMap<String, String>,
+}
+
+/// Where a job of the job model is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Not visible yet.
+    Pending,
+    Waiting,
+    Scheduled,
+    /// Handed to an agent, not finished.
+    Running,
+    Finished,
+    /// Its agent disconnected while it held the job.
+    Interrupted,
+}
+
+/// A job and what happened to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub spec: JobSpec,
+    /// The name of the agent that took it.
+    pub agent: Option<String>,
+    pub started_at: Option<Duration>,
+    /// When it finished, or was interrupted.
+    pub finished_at: Option<Duration>,
+    pub exit_status: Option<i32>,
+    pub interrupted: bool,
+}
+
+impl JobRecord {
+    pub fn state_at(&self, now: Duration) -> JobState {
+        match (self.started_at, self.finished_at) {
+            (_, Some(_)) if self.interrupted => JobState::Interrupted,
+            (_, Some(_)) => JobState::Finished,
+            (Some(_), None) => JobState::Running,
+            (None, None) if now >= self.spec.ready_at => JobState::Scheduled,
+            (None, None) if now >= self.spec.visible_at => JobState::Waiting,
+            (None, None) => JobState::Pending,
+        }
+    }
+}
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub id: String,
+    pub name: String,
+    pub queue: String,
+    pub tags: Vec<String>,
+    pub registered_at: Duration,
+    pub connected_at: Option<Duration>,
+    pub disconnected_at: Option<Duration>,
+    /// The job it holds now.
+    pub job: Option<String>,
+    pub n_jobs: u32,
+}
+
+impl AgentRecord {
+    pub fn is_connected(&self) -> bool {
+        self.connected_at.is_some() && self.disconnected_at.is_none()
+    }
+}
+
 type Compute = Box<dyn FnMut(Duration) -> QueueMetrics + Send>;
 type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
 
@@ -124,6 +221,8 @@ enum QueueSource {
     Fixed(QueueMetrics),
     Script(VecDeque<Reply>),
     Computed(Compute),
+    /// Derived from the job model.
+    Jobs,
 }
 
 /// Everything the fake answers from. Lock it through [`FakeBuildkite::state`].
@@ -139,6 +238,10 @@ pub struct FakeBuildkiteState {
     faults: VecDeque<Fault>,
     requests: Vec<RecordedRequest>,
     clock: Clock,
+    jobs: Vec<JobRecord>,
+    agents: Vec<AgentRecord>,
+    /// Agent access token → index into `agents`.
+    access_tokens: HashMap<String, usize>,
 }
 
 impl std::fmt::Debug for FakeBuildkiteState {
@@ -148,6 +251,8 @@ impl std::fmt::Debug for FakeBuildkiteState {
             .field("queues", &self.queues.keys().collect::<Vec<_>>())
             .field("faults", &self.faults)
             .field("n_requests", &self.requests.len())
+            .field("n_jobs", &self.jobs.len())
+            .field("n_agents", &self.agents.len())
             .finish_non_exhaustive()
     }
 }
@@ -188,10 +293,70 @@ impl FakeBuildkiteState {
         &self.requests
     }
 
+    /// The fake's clock now.
+    pub fn now(&self) -> Duration {
+        (self.clock)()
+    }
+
+    /// Adds jobs to the job model; their queues' counts are derived from it from now on.
+    pub fn add_jobs(&mut self, jobs: impl IntoIterator<Item = JobSpec>) {
+        for spec in jobs {
+            self.queues.insert(spec.queue.clone(), QueueSource::Jobs);
+            self.jobs.push(JobRecord {
+                spec,
+                agent: None,
+                started_at: None,
+                finished_at: None,
+                exit_status: None,
+                interrupted: false,
+            });
+        }
+    }
+
+    /// Every job of the job model, in the order added.
+    pub fn job_records(&self) -> &[JobRecord] {
+        &self.jobs
+    }
+
+    /// Every agent that registered, in order.
+    pub fn agent_records(&self) -> &[AgentRecord] {
+        &self.agents
+    }
+
+    /// A queue's counts as the job model has them now.
+    pub fn modelled_metrics(&self, queue: &str) -> QueueMetrics {
+        self.modelled_at(queue, self.now())
+    }
+
+    fn modelled_at(&self, queue: &str, now: Duration) -> QueueMetrics {
+        let mut metrics = QueueMetrics::default();
+        for job in self.jobs.iter().filter(|job| job.spec.queue == queue) {
+            match job.state_at(now) {
+                JobState::Waiting => metrics.waiting_jobs += 1,
+                JobState::Scheduled => metrics.scheduled_jobs += 1,
+                JobState::Running => metrics.running_jobs += 1,
+                JobState::Pending | JobState::Finished | JobState::Interrupted => {}
+            }
+        }
+        for agent in self.agents.iter().filter(|agent| agent.queue == queue) {
+            if agent.is_connected() {
+                if agent.job.is_some() {
+                    metrics.busy_agents += 1;
+                } else {
+                    metrics.idle_agents += 1;
+                }
+            }
+        }
+        metrics
+    }
+
     /// The counts a queue reports now, consuming a scripted reply.
     fn next_reply(&mut self, queue: &str, now: Duration) -> Reply {
+        if matches!(self.queues.get(queue), Some(QueueSource::Jobs)) {
+            return Reply::Metrics(self.modelled_at(queue, now));
+        }
         match self.queues.get_mut(queue) {
-            None => Reply::Metrics(QueueMetrics::default()),
+            None | Some(QueueSource::Jobs) => Reply::Metrics(QueueMetrics::default()),
             Some(QueueSource::Fixed(metrics)) => Reply::Metrics(*metrics),
             Some(QueueSource::Computed(compute)) => Reply::Metrics(compute(now)),
             Some(QueueSource::Script(replies)) => {
@@ -223,12 +388,17 @@ impl FakeBuildkite {
             faults: VecDeque::new(),
             requests: Vec::new(),
             clock: Arc::new(move || started.elapsed()),
+            jobs: Vec::new(),
+            agents: Vec::new(),
+            access_tokens: HashMap::new(),
         }));
         let handler_state = state.clone();
-        let router = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
-            let state = handler_state.clone();
-            async move { answer(&state, &method, &uri, &headers).await }
-        });
+        let router = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = handler_state.clone();
+                async move { answer(&state, &method, &uri, &headers, &body).await }
+            },
+        );
         FakeBuildkite { server: TestServer::http(router), state }
     }
 
@@ -267,7 +437,16 @@ enum Plan {
     NotFound,
     BadRequest,
     Fault(Fault),
-    Json { body: serde_json::Value, poll_duration_secs: Option<u64>, delay: Option<Duration> },
+    Json {
+        body: serde_json::Value,
+        poll_duration_secs: Option<u64>,
+        delay: Option<Duration>,
+    },
+    /// An answer of the agent routes.
+    Agent {
+        status: u16,
+        body: serde_json::Value,
+    },
 }
 
 async fn answer(
@@ -275,6 +454,7 @@ async fn answer(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    request_body: &[u8],
 ) -> Response {
     let header = |name: header::HeaderName| {
         headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned)
@@ -292,7 +472,10 @@ async fn answer(
         let token = authorization.as_deref().and_then(|value| {
             value.strip_prefix("Token ").or_else(|| value.strip_prefix("Bearer "))
         });
-        let plan = if method != Method::GET
+        let plan = if let Some(route) = AgentRoute::parse(method, &path) {
+            let (status, body) = state.agent_request(&route, token, request_body, now);
+            Plan::Agent { status, body }
+        } else if method != Method::GET
             || !(path.ends_with("/metrics/queue") || path.ends_with("/metrics"))
         {
             Plan::NotFound
@@ -330,6 +513,7 @@ async fn answer(
             Plan::BadRequest => 400,
             Plan::Fault(Fault::Status(status)) => *status,
             Plan::Fault(Fault::RateLimited { .. }) => 429,
+            Plan::Agent { status, .. } => *status,
             Plan::Fault(_) | Plan::Json { .. } => 200,
         };
         state.requests.push(RecordedRequest {
@@ -441,6 +625,12 @@ async fn serve(plan: Plan) -> Response {
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
         Plan::Fault(Fault::Slow(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Plan::Agent { status, body } => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response(),
         Plan::Json { body, poll_duration_secs, delay } => {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
@@ -454,5 +644,459 @@ async fn serve(plan: Plan) -> Response {
             }
             response
         }
+    }
+}
+
+/// A request to the agent routes of the job model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AgentRoute {
+    Register,
+    Connect,
+    Ping,
+    Finish { job_id: String },
+    Disconnect,
+}
+
+impl AgentRoute {
+    fn parse(method: &Method, path: &str) -> Option<AgentRoute> {
+        let last = path.rsplit('/').next()?;
+        match (method.as_str(), last) {
+            ("POST", "register") => Some(AgentRoute::Register),
+            ("POST", "connect") => Some(AgentRoute::Connect),
+            ("GET", "ping") => Some(AgentRoute::Ping),
+            ("POST", "disconnect") => Some(AgentRoute::Disconnect),
+            ("PUT", "finish") => {
+                let rest = path.strip_suffix("/finish")?;
+                let (before, job_id) = rest.rsplit_once('/')?;
+                before.ends_with("/jobs").then(|| AgentRoute::Finish { job_id: job_id.to_owned() })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn agent_error(status: u16, message: &str) -> (u16, serde_json::Value) {
+    (status, json!({ "message": message }))
+}
+
+impl FakeBuildkiteState {
+    /// Answers one agent route: the status and the JSON body.
+    fn agent_request(
+        &mut self,
+        route: &AgentRoute,
+        token: Option<&str>,
+        body: &[u8],
+        now: Duration,
+    ) -> (u16, serde_json::Value) {
+        if *route == AgentRoute::Register {
+            return self.register(token, body, now);
+        }
+        let Some(index) = token.and_then(|token| self.access_tokens.get(token)).copied() else {
+            return agent_error(401, "invalid or missing agent access token");
+        };
+        if self.agents[index].disconnected_at.is_some() {
+            return agent_error(422, "the agent has disconnected");
+        }
+        match route {
+            AgentRoute::Register => agent_error(500, "unreachable"),
+            AgentRoute::Connect => {
+                let agent = &mut self.agents[index];
+                agent.connected_at.get_or_insert(now);
+                (200, json!({ "id": agent.id, "connection_state": "connected" }))
+            }
+            AgentRoute::Ping => self.ping(index, now),
+            AgentRoute::Finish { job_id } => self.finish(index, job_id, body, now),
+            AgentRoute::Disconnect => {
+                let agent = &mut self.agents[index];
+                agent.disconnected_at = Some(now);
+                if let Some(job_id) = agent.job.take()
+                    && let Some(job) = self.jobs.iter_mut().find(|job| job.spec.id == job_id)
+                {
+                    job.finished_at = Some(now);
+                    job.interrupted = true;
+                }
+                (200, json!({ "connection_state": "disconnected" }))
+            }
+        }
+    }
+
+    fn register(
+        &mut self,
+        token: Option<&str>,
+        body: &[u8],
+        now: Duration,
+    ) -> (u16, serde_json::Value) {
+        if !token.is_some_and(|token| self.tokens.iter().any(|t| t == token)) {
+            return agent_error(401, "Eeep! You forgot to pass an agent registration token");
+        }
+        let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return agent_error(400, "the body is not JSON");
+        };
+        let Some(name) = request["name"].as_str().filter(|name| !name.is_empty()) else {
+            return agent_error(400, "name is required");
+        };
+        let tags: Vec<String> = request["tags"]
+            .as_array()
+            .map(|tags| tags.iter().filter_map(|tag| tag.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let queue =
+            tags.iter().find_map(|tag| tag.strip_prefix("queue=")).unwrap_or("default").to_owned();
+        let n = self.agents.len() + 1;
+        let id = format!("agent-{n:04}");
+        let access_token = format!("fake-access-token-{n:04}");
+        self.queues.entry(queue.clone()).or_insert(QueueSource::Jobs);
+        self.access_tokens.insert(access_token.clone(), self.agents.len());
+        self.agents.push(AgentRecord {
+            id: id.clone(),
+            name: name.to_owned(),
+            queue,
+            tags,
+            registered_at: now,
+            connected_at: None,
+            disconnected_at: None,
+            job: None,
+            n_jobs: 0,
+        });
+        (200, json!({ "id": id, "name": name, "access_token": access_token }))
+    }
+
+    /// Hands the agent the job it holds, else its queue's oldest scheduled job.
+    fn ping(&mut self, index: usize, now: Duration) -> (u16, serde_json::Value) {
+        let agent = &self.agents[index];
+        if agent.connected_at.is_none() {
+            return agent_error(422, "the agent is not connected");
+        }
+        let held = agent.job.clone();
+        let position = match held {
+            Some(job_id) => self.jobs.iter().position(|job| job.spec.id == job_id),
+            None => self
+                .jobs
+                .iter()
+                .enumerate()
+                .filter(|(_, job)| {
+                    job.spec.queue == agent.queue && job.state_at(now) == JobState::Scheduled
+                })
+                .min_by_key(|(position, job)| (job.spec.ready_at, *position))
+                .map(|(position, _)| position),
+        };
+        let Some(position) = position else { return (200, json!({})) };
+        let agent = &mut self.agents[index];
+        let job = &mut self.jobs[position];
+        if job.started_at.is_none() {
+            job.started_at = Some(now);
+            job.agent = Some(agent.name.clone());
+            agent.job = Some(job.spec.id.clone());
+            agent.n_jobs += 1;
+        }
+        (200, json!({ "job": { "id": job.spec.id, "env": job.spec.env } }))
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        job_id: &str,
+        body: &[u8],
+        now: Duration,
+    ) -> (u16, serde_json::Value) {
+        let agent = &mut self.agents[index];
+        if agent.job.as_deref() != Some(job_id) {
+            return agent_error(422, "the agent does not hold this job");
+        }
+        let exit_status = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|body| body["exit_status"].as_i64())
+            .and_then(|status| i32::try_from(status).ok());
+        let Some(exit_status) = exit_status else {
+            return agent_error(400, "exit_status is required");
+        };
+        agent.job = None;
+        if let Some(job) = self.jobs.iter_mut().find(|job| job.spec.id == job_id) {
+            job.finished_at = Some(now);
+            job.exit_status = Some(exit_status);
+        }
+        (200, json!({ "id": job_id, "state": "finished" }))
+    }
+}
+
+/// A job handed to an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedJob {
+    pub id: String,
+    pub env: BTreeMap<String, String>,
+}
+
+/// A failed call to the agent routes. The message never holds a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentApiError {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl std::fmt::Display for AgentApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "HTTP {status}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for AgentApiError {}
+
+/// A blocking client of the job model's agent routes, for simulated agents: plain
+/// HTTP/1.0 over a fresh connection per call, enough for a server on 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    address: String,
+    prefix: String,
+    access_token: String,
+    pub id: String,
+    pub name: String,
+}
+
+impl AgentClient {
+    /// Registers an agent at `endpoint` (the agent API base URL, such as
+    /// `http://127.0.0.1:PORT/v3`) with the agent token.
+    pub fn register(
+        endpoint: &str,
+        agent_token: &str,
+        name: &str,
+        tags: &[String],
+    ) -> Result<AgentClient, AgentApiError> {
+        let url = url::Url::parse(endpoint).map_err(|error| AgentApiError {
+            status: None,
+            message: format!("invalid agent endpoint {endpoint:?}: {error}"),
+        })?;
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Err(AgentApiError {
+                status: None,
+                message: format!("agent endpoint {endpoint:?} has no host and port"),
+            });
+        };
+        let mut client = AgentClient {
+            address: format!("{host}:{port}"),
+            prefix: url.path().trim_end_matches('/').to_owned(),
+            access_token: agent_token.to_owned(),
+            id: String::new(),
+            name: name.to_owned(),
+        };
+        let answer = client.call("POST", "/register", &json!({ "name": name, "tags": tags }))?;
+        let field = |key: &str| answer[key].as_str().map(str::to_owned);
+        let (Some(id), Some(access_token)) = (field("id"), field("access_token")) else {
+            return Err(AgentApiError {
+                status: Some(200),
+                message: "the registration answer has no id or access_token".to_owned(),
+            });
+        };
+        client.id = id;
+        client.access_token = access_token;
+        Ok(client)
+    }
+
+    pub fn connect(&self) -> Result<(), AgentApiError> {
+        self.call("POST", "/connect", &json!({})).map(drop)
+    }
+
+    /// The job to run, if the queue has one for this agent.
+    pub fn ping(&self) -> Result<Option<AssignedJob>, AgentApiError> {
+        let answer = self.call("GET", "/ping", &serde_json::Value::Null)?;
+        let job = &answer["job"];
+        let Some(id) = job["id"].as_str() else { return Ok(None) };
+        let env = job["env"]
+            .as_object()
+            .map(|env| {
+                env.iter()
+                    .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(AssignedJob { id: id.to_owned(), env }))
+    }
+
+    pub fn finish(&self, job_id: &str, exit_status: i32) -> Result<(), AgentApiError> {
+        self.call("PUT", &format!("/jobs/{job_id}/finish"), &json!({ "exit_status": exit_status }))
+            .map(drop)
+    }
+
+    pub fn disconnect(&self) -> Result<(), AgentApiError> {
+        self.call("POST", "/disconnect", &json!({})).map(drop)
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, AgentApiError> {
+        let io_error = |error: std::io::Error| AgentApiError {
+            status: None,
+            message: format!("{method} {path} to {}: {error}", self.address),
+        };
+        let body = if body.is_null() { String::new() } else { body.to_string() };
+        let mut stream = TcpStream::connect(&self.address).map_err(io_error)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(io_error)?;
+        let request = format!(
+            "{method} {}{path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Token {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.prefix,
+            self.address,
+            self.access_token,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).map_err(io_error)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).map_err(io_error)?;
+        let response = String::from_utf8_lossy(&response);
+        let (head, text) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head.split(' ').nth(1).and_then(|status| status.parse::<u16>().ok());
+        let answer: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        match status {
+            Some(200) => Ok(answer),
+            status => Err(AgentApiError {
+                status,
+                message: format!(
+                    "{method} {path}: {}",
+                    answer["message"].as_str().unwrap_or("no message")
+                ),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "agent-registration-token";
+
+    fn job(id: &str, queue: &str, visible_secs: u64, ready_secs: u64) -> JobSpec {
+        JobSpec {
+            id: id.to_owned(),
+            queue: queue.to_owned(),
+            visible_at: Duration::from_secs(visible_secs),
+            ready_at: Duration::from_secs(ready_secs),
+            env: BTreeMap::from([("BUILDKITE_COMMAND".to_owned(), format!("make {id}"))]),
+        }
+    }
+
+    /// A fake whose clock the test sets, in seconds.
+    fn fake_with_clock() -> (FakeBuildkite, Arc<Mutex<u64>>) {
+        let fake = FakeBuildkite::start(TOKEN);
+        let now = Arc::new(Mutex::new(0_u64));
+        let clock = now.clone();
+        fake.state().set_clock(move || Duration::from_secs(*clock.lock().unwrap()));
+        (fake, now)
+    }
+
+    fn agent(fake: &FakeBuildkite, name: &str, queue: &str) -> AgentClient {
+        let tags = vec![format!("queue={queue}"), "os=linux".to_owned()];
+        let agent = AgentClient::register(&fake.endpoint(), TOKEN, name, &tags).unwrap();
+        agent.connect().unwrap();
+        agent
+    }
+
+    #[test]
+    fn jobs_are_waiting_then_scheduled_then_taken_first_ready_first_served() {
+        let (fake, now) = fake_with_clock();
+        fake.state().add_jobs([
+            job("late", "builders", 0, 20),
+            job("early", "builders", 5, 10),
+            job("other-queue", "deploy", 0, 0),
+        ]);
+        assert_eq!(fake.state().modelled_metrics("builders"), QueueMetrics::jobs(0, 0, 1));
+        *now.lock().unwrap() = 12;
+        assert_eq!(fake.state().modelled_metrics("builders"), QueueMetrics::jobs(1, 0, 1));
+
+        let first = agent(&fake, "a-1", "builders");
+        let second = agent(&fake, "a-2", "builders");
+        assert_eq!(
+            fake.state().modelled_metrics("builders"),
+            QueueMetrics::jobs(1, 0, 1).with_agents(2, 0)
+        );
+        let taken = first.ping().unwrap().expect("the ready job");
+        assert_eq!(taken.id, "early");
+        assert_eq!(taken.env["BUILDKITE_COMMAND"], "make early");
+        // The job stays with its agent; the other one is not ready yet.
+        assert_eq!(first.ping().unwrap().unwrap().id, "early");
+        assert_eq!(second.ping().unwrap(), None);
+        assert_eq!(
+            fake.state().modelled_metrics("builders"),
+            QueueMetrics::jobs(0, 1, 1).with_agents(1, 1)
+        );
+
+        *now.lock().unwrap() = 30;
+        assert_eq!(second.ping().unwrap().unwrap().id, "late");
+        first.finish("early", 0).unwrap();
+        second.finish("late", 3).unwrap();
+        assert_eq!(
+            fake.state().modelled_metrics("builders"),
+            QueueMetrics::default().with_agents(2, 0)
+        );
+
+        let state = fake.state();
+        let records = state.job_records();
+        assert_eq!(records[0].agent.as_deref(), Some("a-2"));
+        assert_eq!(records[0].exit_status, Some(3));
+        assert_eq!(records[1].started_at, Some(Duration::from_secs(12)));
+        assert_eq!(records[1].finished_at, Some(Duration::from_secs(30)));
+        assert_eq!(records[2].state_at(Duration::from_secs(30)), JobState::Scheduled);
+        assert_eq!(state.agent_records()[0].n_jobs, 1);
+        // Through the metrics route, as the scaler sees it.
+        assert_eq!(state.modelled_metrics("deploy"), QueueMetrics::jobs(1, 0, 0));
+    }
+
+    #[test]
+    fn agents_need_the_agent_token_and_their_own_access_token() {
+        let (fake, _) = fake_with_clock();
+        let error = AgentClient::register(&fake.endpoint(), "wrong", "a-1", &[]).unwrap_err();
+        assert_eq!(error.status, Some(401));
+        assert!(!error.to_string().contains("wrong"), "{error}");
+
+        let agent = agent(&fake, "a-1", "default");
+        let mut forged = agent.clone();
+        forged.access_token = TOKEN.to_owned();
+        assert_eq!(forged.ping().unwrap_err().status, Some(401));
+        assert_eq!(agent.finish("no-such-job", 0).unwrap_err().status, Some(422));
+        let state = fake.state();
+        assert_eq!(state.agent_records()[0].queue, "default");
+        assert!(state.requests().iter().any(|request| request.path == "/v3/register"));
+    }
+
+    #[test]
+    fn a_disconnect_with_a_job_interrupts_it() {
+        let (fake, now) = fake_with_clock();
+        fake.state().add_jobs([job("j1", "default", 0, 0)]);
+        let agent = agent(&fake, "a-1", "default");
+        assert_eq!(agent.ping().unwrap().unwrap().id, "j1");
+        *now.lock().unwrap() = 7;
+        agent.disconnect().unwrap();
+        assert_eq!(agent.ping().unwrap_err().status, Some(422));
+        let state = fake.state();
+        let record = &state.job_records()[0];
+        assert!(record.interrupted);
+        assert_eq!(record.state_at(Duration::from_secs(8)), JobState::Interrupted);
+        assert_eq!(state.agent_records()[0].disconnected_at, Some(Duration::from_secs(7)));
+        assert_eq!(state.modelled_metrics("default"), QueueMetrics::default());
+    }
+
+    #[test]
+    fn the_metrics_route_reports_the_job_model() {
+        let (fake, _) = fake_with_clock();
+        fake.state().add_jobs([job("j1", "default", 0, 0), job("j2", "default", 0, 0)]);
+        let agent = agent(&fake, "a-1", "default");
+        agent.ping().unwrap();
+        let mut stream = TcpStream::connect(fake.server.addr).unwrap();
+        write!(
+            stream,
+            "GET /v3/metrics/queue?name=default HTTP/1.0\r\nAuthorization: Token {TOKEN}\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["jobs"]["scheduled"], 1);
+        assert_eq!(body["jobs"]["running"], 1);
+        assert_eq!(body["agents"]["busy"], 1);
+        assert_eq!(body["agents"]["idle"], 0);
     }
 }
