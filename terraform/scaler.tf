@@ -100,36 +100,6 @@ resource "aws_iam_role_policy" "scaler" {
         Action   = "kms:Decrypt"
         Resource = local.token_key_arn
       }],
-      !var.scaler_enable_experimental_elastic_ci_mode ? [] : [
-        {
-          Effect   = "Allow"
-          Action   = "ssm:SendCommand"
-          Resource = "arn:${local.partition}:ssm:${local.region}::document/AWS-RunShellScript"
-        },
-        {
-          Effect   = "Allow"
-          Action   = "ssm:SendCommand"
-          Resource = "arn:${local.partition}:ec2:${local.region}:${local.account_id}:instance/*"
-          Condition = { StringEquals = {
-            "ssm:resourceTag/Role"                      = "buildkite-agent"
-            "ssm:resourceTag/aws:autoscaling:groupName" = aws_autoscaling_group.agents.name
-          } }
-        },
-        {
-          Effect   = "Allow"
-          Action   = ["ssm:GetCommandInvocation", "ssm:ListCommandInvocations", "ssm:DescribeInstanceInformation", "ec2:DescribeInstanceStatus", "ec2:DescribeInstances"]
-          Resource = "*"
-        },
-        {
-          Effect   = "Allow"
-          Action   = "ec2:TerminateInstances"
-          Resource = "arn:${local.partition}:ec2:${local.region}:${local.account_id}:instance/*"
-          Condition = { StringEquals = {
-            "ec2:ResourceTag/Role"                      = "buildkite-agent"
-            "ec2:ResourceTag/aws:autoscaling:groupName" = aws_autoscaling_group.agents.name
-          } }
-        },
-      ],
     )
   })
 }

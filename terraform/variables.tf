@@ -902,10 +902,15 @@ variable "scaler_min_poll_interval" {
 }
 
 variable "scaler_enable_experimental_elastic_ci_mode" {
-  description = "Experimental scaler mode with graceful scale-in and dangling-instance clean-up."
+  description = "The original scaler's experimental Elastic CI mode. Not supported by this scaler; must stay false."
   type        = bool
   default     = false
   nullable    = false
+
+  validation {
+    condition     = !var.scaler_enable_experimental_elastic_ci_mode
+    error_message = "This stack's scaler does not implement the experimental Elastic CI mode; set scaler_enable_experimental_elastic_ci_mode to false."
+  }
 }
 
 variable "enable_scheduled_scaling" {

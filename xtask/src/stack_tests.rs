@@ -655,7 +655,6 @@ async fn deploys_with_the_optional_features_on() {
         ("ScaleUpSchedule", "0 7 * * MON-FRI"),
         ("ScaleUpMinSize", "2"),
         ("BuildkiteAgentEnableGracefulShutdown", "true"),
-        ("ScalerEnableExperimentalElasticCIMode", "true"),
         ("EnableCostAllocationTags", "true"),
         ("CostAllocationTagName", "CostCentre"),
         ("CostAllocationTagValue", "ci"),
@@ -769,17 +768,18 @@ async fn deploys_with_the_optional_features_on() {
         ["arn:aws:s3:::my-artifacts", "arn:aws:s3:::my-artifacts/*"]
     );
 
-    // The scaler: the arm64 zip of the release bucket given, the custom token, Elastic
-    // CI mode and the KMS grant on its role.
+    // The scaler: the arm64 zip of the release bucket given, the custom token, and the
+    // KMS grant on its role.
     let function = lambda_function(&api, stack.physical("AutoscalingFunction"));
     let environment = &function["Configuration"]["Environment"]["Variables"];
     assert_eq!(environment["BUILDKITE_AGENT_TOKEN_SSM_KEY"], token_path.as_str());
-    assert_eq!(environment["ELASTIC_CI_MODE"], "true");
+    assert_eq!(environment["ELASTIC_CI_MODE"], "false");
     let scaler_role = stack.physical("AutoscalingLambdaExecutionRole");
     let scaler_policies = role_policies(&api, scaler_role);
     assert_eq!(granted(&scaler_policies["DecryptAgentToken"], "kms:Decrypt"), [token_key]);
-    assert!(
-        !granted(&scaler_policies["ElasticCIModeSSMAndEC2"], "ec2:TerminateInstances").is_empty()
+    assert_eq!(
+        scaler_policies.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["AutoScalingGroups", "DecryptAgentToken"]
     );
 
     let groups = log_groups(&api, &format!("/buildkite/{name}/"));
