@@ -154,7 +154,10 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
     let source_ami = if args.dry_run {
         "<AMI id from Packer>".to_owned()
     } else {
-        run_packer(&mut packer, &region)?
+        let ami = run_packer(&mut packer, &region)?;
+        // Recorded at once, so a failed copy does not lose the image that was built.
+        record_mappings(&mappings_path, args.arch, &[(region.clone(), ami.clone())])?;
+        ami
     };
     let mut built = vec![(region.clone(), source_ami.clone())];
 

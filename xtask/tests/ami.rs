@@ -254,3 +254,48 @@ async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
     assert_eq!(mapping["ap-south-1"]["linuxarm64"].as_str(), Some("ami-0123456789abcdef0"));
     assert_eq!(mapping["us-east-1"]["linuxarm64"].as_str(), Some(""));
 }
+
+#[tokio::test]
+async fn a_failed_copy_keeps_the_built_image_in_the_mappings() {
+    let Some(moto) = moto() else { return };
+    if !packer_available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dist = dist_dir();
+    let mappings = work.path().join("mappings.yml");
+
+    // The emulator knows no such region, so the copy fails after the build.
+    let output = xtask()
+        .args([
+            "ami",
+            "--arch",
+            "arm64",
+            "--region",
+            "us-east-1",
+            "--copy-to-regions",
+            "xx-nowhere-1",
+        ])
+        .args(["--version", "v9.9.9-test", "--template"])
+        .arg(project_root().join("packer/linux/test"))
+        .arg("--dist-dir")
+        .arg(dist.path())
+        .arg("--mappings")
+        .arg(&mappings)
+        .envs(moto.env())
+        .env_remove("AWS_ENDPOINT_URL_EC2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("failed to copy ami-"), "{stderr}");
+    assert!(stderr.contains(" to xx-nowhere-1"), "{stderr}");
+
+    let recorded: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&mappings).unwrap()).unwrap();
+    let source = recorded["us-east-1"]["linuxarm64"].as_str().unwrap();
+    let images = Ec2MachineImages::new(&moto.sdk_config());
+    let built = images.describe_image("us-east-1", source).await.unwrap().expect("the built image");
+    assert!(!built.public, "not asked to be public");
+    assert!(recorded.get("xx-nowhere-1").is_none(), "{recorded:?}");
+}
