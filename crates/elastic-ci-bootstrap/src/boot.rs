@@ -339,9 +339,9 @@ impl Executor<'_> {
             Op::WriteFile { path, mode, content, show } => {
                 files::write_atomic(&root.path(path), *mode, content.as_bytes())?;
                 if *show {
-                    info!(path = %path, "wrote {path}:\n{content}");
+                    info!("wrote {path} ({mode:04o}):\n{}", content.trim_end());
                 } else {
-                    info!(path = %path, "wrote {path}");
+                    info!("wrote {path} ({mode:04o})");
                 }
                 Ok(())
             }
@@ -425,7 +425,7 @@ impl Executor<'_> {
                     .system
                     .perform(&SystemAction::Run {
                         command: [
-                            "amazon-cloudwatch-agent-ctl",
+                            "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl",
                             "-a",
                             "fetch-config",
                             "-m",
@@ -456,7 +456,10 @@ impl Executor<'_> {
         let stdout = std::io::stderr()
             .as_fd_owned()
             .context("could not pass the log to the bootstrap script")?;
+        // The script gets the usual umask whatever the boot runs with, so that what it
+        // installs is readable by the agent user, as under the original.
         let status = tokio::process::Command::new("bash")
+            .args(["-c", "umask 022 && exec bash \"$1\"", "bash"])
             .arg(&script)
             .env_clear()
             .envs(&self.deps.env)

@@ -15,7 +15,10 @@ use elastic_ci_testkit::names::unique_name;
 use tempfile::TempDir;
 
 use crate::seed::{mirror_entries, tar_gz};
-use crate::{command, files_under, group_with_instance, health_of, recorded, stderr, stdout};
+use crate::{
+    assert_help_mentions, command, files_under, group_with_instance, health_of, recorded, stderr,
+    stdout,
+};
 
 /// One simulated instance: a moto group with the instance in it, a fake metadata
 /// service answering for it, the stack's token, bucket and UserData.
@@ -93,8 +96,12 @@ impl Instance {
         std::fs::read_to_string(self.path(instance_path)).unwrap()
     }
 
+    /// Runs `boot` as the UserData does: with umask 077.
     fn boot(&self, extra: &[&str]) -> Output {
-        let mut command = command(&self.env);
+        let mut command = std::process::Command::new("bash");
+        command.env_clear().env("PATH", "/usr/bin:/bin").env("ELASTIC_CI_LOG", "info");
+        command.envs(&self.env).args(["-c", "umask 077 && exec \"$0\" \"$@\""]);
+        command.arg(assert_cmd::cargo::cargo_bin("elastic-ci-bootstrap"));
         command.arg("boot").arg("--root").arg(self.root.path());
         command.arg("--record-actions").arg(self.actions_path());
         command.args(["--metadata-retry-delay-ms", "50"]).args(extra);
@@ -136,7 +143,7 @@ async fn boots_an_instance_end_to_end() {
     moto.put_object(
         &instance.bucket,
         "bootstrap.sh",
-        "#!/bin/bash\nset -eu\necho \"stack=$BUILDKITE_STACK_NAME\" > \"$BOOTSTRAP_MARKER\"\nenv > \"$BOOTSTRAP_MARKER.env\"\necho 'bootstrap script output'\n",
+        "#!/bin/bash\nset -eu\necho \"stack=$BUILDKITE_STACK_NAME umask=$(umask)\" > \"$BOOTSTRAP_MARKER\"\nenv > \"$BOOTSTRAP_MARKER.env\"\necho 'bootstrap script output'\n",
     )
     .await;
     let signing_path = format!("{}-signing", instance.token_path);
@@ -176,6 +183,10 @@ async fn boots_an_instance_end_to_end() {
     assert_eq!(instance.read("/var/lib/buildkite-agent/env"), "HTTP_PROXY=\"http://proxy:3128\"\n");
     assert_eq!(mode(&instance.path("/var/lib/buildkite-agent/env")), 0o640);
     assert_eq!(instance.read("/var/log/elastic-stack-bootstrap-status"), "Completed");
+    // Final modes whatever the umask.
+    assert_eq!(mode(&instance.path("/var/lib/buildkite-agent/cfn-env")), 0o640);
+    assert_eq!(mode(&instance.path("/etc/lifecycled")), 0o644);
+    assert_eq!(mode(&instance.path("/var/lib/buildkite-agent/git-mirrors")), 0o755);
     assert!(
         instance
             .read("/etc/lifecycled")
@@ -189,7 +200,7 @@ async fn boots_an_instance_end_to_end() {
         instance.read("/var/lib/buildkite-agent/git-mirrors/repo/HEAD"),
         "ref: refs/heads/main\n"
     );
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "stack=ci-linux\n");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "stack=ci-linux umask=0022\n");
     assert!(instance.read("/var/log/elastic-stack.log").contains("boot completed"));
     // The script's stdout joins the log on stderr, never our stdout.
     assert!(stderr(&output).contains("bootstrap script output"));
@@ -456,22 +467,23 @@ fn root_other_than_slash_needs_recorded_actions() {
 
 #[test]
 fn help_documents_every_command_and_flag() {
-    let output = command(&HashMap::new()).arg("--help").output().unwrap();
-    let text = stdout(&output);
-    for needle in ["boot", "terminate", "stop-gracefully", "check-disk", "fix-permissions", "fetch"]
-    {
-        assert!(text.contains(needle), "{needle} missing from --help:\n{text}");
-    }
-    let output = command(&HashMap::new()).args(["boot", "--help"]).output().unwrap();
-    let text = stdout(&output);
-    for needle in [
-        "--root",
-        "--dry-run",
-        "--record-actions",
-        "--metadata-retry-delay-ms",
-        "Unhealthy",
-        "status file",
-    ] {
-        assert!(text.contains(needle), "{needle} missing from boot --help:\n{text}");
-    }
+    assert_help_mentions(
+        &[],
+        &["boot", "terminate", "stop-gracefully", "check-disk", "fix-permissions", "fetch"],
+    );
+    assert_help_mentions(
+        &["boot"],
+        &[
+            "--root",
+            "--dry-run",
+            "--record-actions",
+            "--metadata-retry-delay-ms",
+            "Unhealthy",
+            "status file",
+        ],
+    );
+    assert_help_mentions(
+        &["stop-gracefully"],
+        &["--lifecycle-hook", "--group", "--record-actions", "SIGQUIT"],
+    );
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use elastic_ci_bootstrap::fixperms::{BUILDS_DIR, fix_tree};
 
-use crate::{command, stderr};
+use crate::{assert_help_mentions, command, stderr};
 
 fn run(args: &[&str]) -> std::process::Output {
     command(&HashMap::new()).arg("fix-permissions").args(args).output().unwrap()
@@ -133,18 +133,16 @@ fn refuses_a_symlink_anywhere_on_the_way_to_the_checkout() {
 
 #[test]
 fn help_lists_exit_statuses() {
-    let output = command(&HashMap::new()).args(["fix-permissions", "--help"]).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
-    for needle in [
-        "sudo",
-        "never following a symlink",
-        "1 wrong",
-        "2 invalid",
-        "3 the checkout",
-        "4 no buildkite-agent",
-        "5 a",
-    ] {
-        assert!(text.contains(needle), "{needle} missing:\n{text}");
-    }
+    assert_help_mentions(
+        &["fix-permissions"],
+        &[
+            "sudo",
+            "never following a symlink",
+            "1 wrong",
+            "2 invalid",
+            "3 the checkout",
+            "4 no buildkite-agent",
+            "5 a",
+        ],
+    );
 }

@@ -29,6 +29,17 @@ pub fn command(env: &HashMap<String, String>) -> Command {
     command
 }
 
+/// Checks that `--help` of `args` mentions each of `needles` (whitespace-normalised,
+/// since clap wraps lines).
+pub fn assert_help_mentions(args: &[&str], needles: &[&str]) {
+    let output = command(&HashMap::new()).args(args).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let text = stdout(&output).split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from {args:?} --help:\n{text}");
+    }
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

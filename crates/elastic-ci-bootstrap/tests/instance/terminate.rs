@@ -7,7 +7,7 @@ use elastic_ci_core::fleet::LifecycleState;
 use elastic_ci_testkit::imds::FakeImds;
 use elastic_ci_testkit::moto::{REGION, moto};
 
-use crate::{command, group_with_instance, stderr};
+use crate::{assert_help_mentions, command, group_with_instance, stderr};
 
 fn terminate_env(
     moto: &elastic_ci_testkit::moto::Moto,
@@ -68,16 +68,14 @@ async fn fails_cleanly_when_the_metadata_service_is_down() {
 
 #[test]
 fn help_explains_the_fallbacks() {
-    let output = command(&HashMap::new()).args(["terminate", "--help"]).output().unwrap();
-    let text =
-        String::from_utf8_lossy(&output.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
-    for needle in [
-        "--drain-secs",
-        "decremented",
-        "without decrement",
-        "Unhealthy",
-        "--metadata-retry-delay-ms",
-    ] {
-        assert!(text.contains(needle), "{needle} missing:\n{text}");
-    }
+    assert_help_mentions(
+        &["terminate"],
+        &[
+            "--drain-secs",
+            "decremented",
+            "without decrement",
+            "Unhealthy",
+            "--metadata-retry-delay-ms",
+        ],
+    );
 }

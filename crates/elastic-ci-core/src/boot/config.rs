@@ -320,7 +320,11 @@ impl BootConfig {
         let skip_ssh_key_not_found_warning =
             r.bool("BUILDKITE_SECRETS_PLUGIN_SKIP_SSH_KEY_NOT_FOUND_WARNING", false);
         let artifacts_bucket = r.bucket("BUILDKITE_ARTIFACTS_BUCKET").unwrap_or_default();
-        let s3_default_region = r.region_or_empty("BUILDKITE_S3_DEFAULT_REGION");
+        // The template passes the stack's region when ArtifactsBucketRegion is empty;
+        // an absent value means the same.
+        let s3_default_region = Some(r.region_or_empty("BUILDKITE_S3_DEFAULT_REGION"))
+            .filter(|region| !region.is_empty())
+            .unwrap_or_else(|| region.clone());
         let s3_acl = r.one_of("BUILDKITE_S3_ACL", "private", S3_ACLS);
         let git_mirrors = r.bool("BUILDKITE_AGENT_ENABLE_GIT_MIRRORS", false);
         let git_mirror_seed_bucket = r.bucket("BUILDKITE_GIT_MIRROR_SEED_BUCKET");
@@ -812,6 +816,7 @@ pub(crate) mod tests {
         .collect();
         let config = BootConfig::from_env_map(&minimal).unwrap();
         assert_eq!(config.region, "eu-west-1");
+        assert_eq!(config.s3_default_region, "eu-west-1");
         assert_eq!(config.agent_endpoint, DEFAULT_AGENT_ENDPOINT);
         assert_eq!(config.scale_in_idle_period_secs, 600);
         assert_eq!(config.release, AgentRelease::Stable);
