@@ -95,6 +95,10 @@ resource "aws_autoscaling_group" "agents" {
   metrics_granularity       = "1Minute"
   enabled_metrics           = ["GroupMinSize", "GroupMaxSize", "GroupInServiceInstances", "GroupTerminatingInstances", "GroupPendingInstances", "GroupDesiredCapacity"]
   wait_for_capacity_timeout = local.capacity_timeout
+  # Graceful shutdown: when the group is replaced or destroyed, Terraform drops its
+  # capacity to zero and waits for the instances, which are protected from scale-in and
+  # terminate themselves once their agents are idle, instead of terminating them at once.
+  force_delete = !var.buildkite_agent_enable_graceful_shutdown
 
   mixed_instances_policy {
     instances_distribution {
@@ -139,22 +143,14 @@ resource "aws_autoscaling_group" "agents" {
     }
   }
 
+  timeouts {
+    delete = var.buildkite_agent_enable_graceful_shutdown ? "60m" : "10m"
+  }
+
   lifecycle {
     # The scaler owns the desired capacity.
     ignore_changes = [desired_capacity]
   }
-}
-
-# Graceful shutdown: every termination waits (up to an hour) until the instance's
-# stop-gracefully handler has let the agent finish its job.
-resource "aws_autoscaling_lifecycle_hook" "graceful_termination" {
-  count = var.buildkite_agent_enable_graceful_shutdown ? 1 : 0
-
-  name                   = "${var.stack_name}-graceful-termination"
-  autoscaling_group_name = aws_autoscaling_group.agents.name
-  lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
-  heartbeat_timeout      = 3600
-  default_result         = "CONTINUE"
 }
 
 resource "aws_autoscaling_schedule" "scale_up" {

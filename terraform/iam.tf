@@ -114,12 +114,6 @@ locals {
       Action   = "s3:GetObject"
       Resource = "arn:${local.partition}:s3:::${trimprefix(var.authorized_users_url, "s3://")}"
     }]
-    # The termination lifecycle hook of graceful shutdown waits for the instance.
-    LifecycleActions = !var.buildkite_agent_enable_graceful_shutdown ? [] : [{
-      Effect   = "Allow"
-      Action   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
-      Resource = local.group_arn_pattern
-    }]
   }
   key_parameter_arns = [
     for path in [var.buildkite_agent_signing_key_ssm_parameter, var.buildkite_agent_verification_key_ssm_parameter] :
