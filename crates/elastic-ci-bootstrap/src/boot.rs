@@ -73,6 +73,16 @@ pub enum BootOutcome {
 pub struct BootFailure {
     pub step: String,
     pub message: String,
+    /// The exit status for the boot: the bootstrap script's own when it failed, else 1.
+    pub exit_code: u8,
+}
+
+/// The user's bootstrap script exited with a failure status.
+#[derive(Debug, thiserror::Error)]
+#[error("the bootstrap script {script} exited with {status}")]
+pub struct ScriptFailed {
+    pub script: String,
+    pub status: std::process::ExitStatus,
 }
 
 /// The metadata retry schedule of the original: 5 attempts, 1 s doubling to 30 s.
@@ -306,7 +316,14 @@ impl Failing<'_> {
             }
             _ => info!("Skipping cfn-signal (not deployed by CloudFormation)"),
         }
-        BootFailure { step: step.to_owned(), message }
+        // The script's own status is what the original's boot exited with.
+        let exit_code = error
+            .downcast_ref::<ScriptFailed>()
+            .and_then(|failed| failed.status.code())
+            .and_then(|code| u8::try_from(code).ok())
+            .filter(|code| *code != 0)
+            .unwrap_or(1);
+        BootFailure { step: step.to_owned(), message, exit_code }
     }
 }
 
@@ -470,7 +487,9 @@ impl Executor<'_> {
             .context("could not run bash");
         let _ = std::fs::remove_file(&script);
         let status = status?;
-        anyhow::ensure!(status.success(), "the bootstrap script {source} exited with {status}");
+        if !status.success() {
+            return Err(ScriptFailed { script: source.to_string(), status }.into());
+        }
         Ok(())
     }
 }

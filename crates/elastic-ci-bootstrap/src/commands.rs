@@ -78,8 +78,12 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
         output::print(&crate::boot::dry_run(&deps).await?);
         return Ok(());
     }
-    match crate::boot::boot(&deps).await? {
-        BootOutcome::Completed | BootOutcome::AlreadyCompleted => Ok(()),
+    match crate::boot::boot(&deps).await {
+        Ok(BootOutcome::Completed | BootOutcome::AlreadyCompleted) => Ok(()),
+        Err(failure) => {
+            let message = format!("error: {failure}").replace(['\n', '\r'], " ");
+            Err(ExitWith { code: failure.exit_code, message }.into())
+        }
     }
 }
 

@@ -89,7 +89,8 @@ pub enum Command {
     /// A status file (/var/log/elastic-stack-bootstrap-status) makes a second boot a
     /// no-op after success, and a failure after a half-done boot. On failure the
     /// instance is marked Unhealthy, CloudFormation gets a FAILURE signal when it
-    /// deployed the stack, and the exit status is 1 with the failed step named.
+    /// deployed the stack, and the exit status is 1 (or the bootstrap script's own
+    /// status) with the failed step named.
     Boot(BootArgs),
 
     /// Terminate this instance and lower its group's desired capacity.

@@ -348,7 +348,8 @@ async fn a_failing_bootstrap_script_fails_the_boot() {
     std::fs::write(&script, "echo about to fail\nexit 3\n").unwrap();
     instance.set("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT", &format!("file://{}", script.display()));
     let output = instance.boot(&[]);
-    assert_eq!(output.status.code(), Some(1));
+    // The script's own exit status, as the original's boot exited with.
+    assert_eq!(output.status.code(), Some(3));
     let log = stderr(&output);
     assert!(
         log.contains("boot failed at step bootstrap-script: the bootstrap script file://"),
