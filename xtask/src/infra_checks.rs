@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::moto::{python, run_checked};
+use crate::moto::{install_in_venv, run_checked};
 use crate::{project, template};
 
 /// The releases the checks are written against; upgrading one is a deliberate act.
@@ -174,26 +174,7 @@ fn tools_dir() -> anyhow::Result<PathBuf> {
 /// or pinned to something else. Returns its directory.
 fn ensure_venv(tools: &Path, name: &str, requirement: &str) -> anyhow::Result<PathBuf> {
     let venv = tools.join(name);
-    let marker = venv.join(".elastic-ci-requirement");
-    if std::fs::read_to_string(&marker).is_ok_and(|pinned| pinned == requirement) {
-        return Ok(venv);
-    }
-    eprintln!("installing {requirement} into {} …", venv.display());
-    run_checked(
-        Command::new(python()?).args(["-m", "venv", "--clear"]).arg(&venv),
-        &format!("create the {name} virtual environment"),
-    )?;
-    run_checked(
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            requirement,
-        ]),
-        &format!("install {requirement}"),
-    )?;
-    std::fs::write(&marker, requirement)
-        .with_context(|| format!("failed to write {}", marker.display()))?;
+    install_in_venv(&venv, requirement, name)?;
     Ok(venv)
 }
 
