@@ -30,9 +30,10 @@ use crate::template::{self, AmiMappings};
 use crate::{git, project};
 
 pub(crate) const AFTER_HELP: &str = "\
-The image is named elastic-ci-stack-linux-<arch>-<version>-<unix time>. AWS access follows
-the standard variables (AWS_PROFILE, AWS_REGION, ...); when AWS_ENDPOINT_URL_EC2 or
-AWS_ENDPOINT_URL is set, Packer and the copies use that endpoint (a local emulator).
+The image is named elastic-ci-stack-linux-<arch>-<version>-<unix time>. AWS
+access follows the standard variables (AWS_PROFILE, AWS_REGION, ...); when
+AWS_ENDPOINT_URL_EC2 or AWS_ENDPOINT_URL is set, Packer and the copies use that
+endpoint (a local emulator).
 
 Third-party downloads baked into the image are pinned with SHA-256 digests in
 packer/linux/versions.auto.pkrvars.hcl: the build refuses to start without them.";

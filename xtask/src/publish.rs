@@ -30,14 +30,18 @@ use crate::{git, project};
 
 pub(crate) const AFTER_HELP: &str = "\
 Keys written, all with content type text/yaml:
-  <branch>/aws-stack.yml and <branch>/<commit>.aws-stack.yml   every build (a tag build's branch is its tag)
-  main/... (and master/... with --master-alias)                 builds of the default branch
-  latest/aws-stack.yml and aws-stack.yml                        the build of the latest stable tag
+  <branch>/aws-stack.yml, <branch>/<commit>.aws-stack.yml
+      every build; a tag build's branch is its tag
+  main/... (and master/... with --master-alias)
+      builds of the default branch
+  latest/aws-stack.yml, aws-stack.yml
+      the build of the latest stable tag
 
-Branch, commit and tag come from BUILDKITE_BRANCH, BUILDKITE_COMMIT and BUILDKITE_TAG when
-set, otherwise from git. The latest stable tag is the highest vX.Y.Z tag without a '-'
-merged into origin/<default branch> (or <default branch>). AWS access follows the standard
-variables (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).";
+Branch, commit and tag come from BUILDKITE_BRANCH, BUILDKITE_COMMIT and
+BUILDKITE_TAG when set, otherwise from git. The latest stable tag is the highest
+vX.Y.Z tag without a '-' merged into origin/<default branch> (or <default
+branch>). AWS access follows the standard variables (AWS_PROFILE, AWS_REGION,
+AWS_ENDPOINT_URL, ...).";
 
 /// The name of the published template.
 pub(crate) const TEMPLATE_NAME: &str = "aws-stack.yml";
