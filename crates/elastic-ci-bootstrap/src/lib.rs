@@ -276,7 +276,11 @@ pub async fn run(cli: Cli, env: &HashMap<String, String>) -> anyhow::Result<()> 
 /// The file `boot` appends its log to (besides stderr), under its `--root`.
 pub fn log_file(cli: &Cli) -> Option<PathBuf> {
     match &cli.command {
-        Command::Boot(args) if !args.dry_run => {
+        // Not for a dry run, nor for a boot that will be refused (a --root of its own
+        // without --record-actions).
+        Command::Boot(args)
+            if !args.dry_run && (args.record_actions.is_some() || args.root == Path::new("/")) =>
+        {
             Some(files::Root::new(&args.root).path(elastic_ci_core::boot::plan::LOG_FILE_PATH))
         }
         _ => None,

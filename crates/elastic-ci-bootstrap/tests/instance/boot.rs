@@ -464,6 +464,7 @@ fn root_other_than_slash_needs_recorded_actions() {
         command(&HashMap::new()).arg("boot").arg("--root").arg(dir.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("needs --record-actions or --dry-run"), "{}", stderr(&output));
+    assert!(files_under(dir.path()).is_empty());
 }
 
 #[test]
