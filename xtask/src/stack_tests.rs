@@ -1228,3 +1228,34 @@ fn assert_secrets_buckets_are_private_versioned_and_tls_only() {
         assert!(denies_plain_http, "{policy} must refuse requests without TLS");
     }
 }
+
+#[tokio::test]
+async fn service_role_template_deploys_a_role_for_cloudformation() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let template = std::fs::read_to_string(project::root().join(template::SERVICE_ROLE_SOURCE))
+        .expect("the service role template");
+    let name = stack_name();
+    let stack = create_stack(&moto, &name, &template, &[("StackNamePattern", "buildkite-*")]).await;
+    let role = &stack.outputs["RoleName"];
+    assert!(stack.outputs["RoleArn"].ends_with(&format!(":role/{role}")));
+    let role_xml = api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]);
+    let trust = percent_decode(&xml_first(&role_xml, "AssumeRolePolicyDocument").expect("trust"));
+    assert!(trust.contains("cloudformation.amazonaws.com"), "{trust}");
+    let policies = role_policies(&api, role);
+    assert_eq!(
+        granted(&policies["Fleet"], "autoscaling:CreateAutoScalingGroup"),
+        [format!(
+            "arn:aws:autoscaling:{REGION}:123456789012:autoScalingGroup:*:autoScalingGroupName/buildkite-*-AgentAutoScaleGroup-*"
+        )]
+    );
+    assert_eq!(
+        granted(&policies["Identity"], "iam:PassRole"),
+        [
+            "arn:aws:iam::123456789012:role/buildkite-*-*",
+            "arn:aws:iam::123456789012:instance-profile/buildkite-*-*"
+        ]
+    );
+    moto.cloudformation().delete_stack().stack_name(&name).send().await.expect("delete_stack");
+    assert_status(&moto, &stack.id, &StackStatus::DeleteComplete).await;
+}
