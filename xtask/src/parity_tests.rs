@@ -141,7 +141,10 @@ fn hcl_string(text: &str) -> String {
 #[test]
 fn snake_case_keeps_acronyms_whole() {
     let cases = [
-        ("BuildkiteAgentTokenParameterStoreKMSKey", "buildkite_agent_token_parameter_store_kms_key"),
+        (
+            "BuildkiteAgentTokenParameterStoreKMSKey",
+            "buildkite_agent_token_parameter_store_kms_key",
+        ),
         ("IMDSv2Tokens", "imdsv2_tokens"),
         ("DockerIPv4AddressPool1", "docker_ipv4_address_pool_1"),
         ("DockerFixedCidrV6", "docker_fixed_cidr_v6"),
@@ -195,15 +198,15 @@ fn every_parameter_is_a_terraform_variable_with_the_same_type_default_and_valida
             ("list(string)", Some(Expression::Array(items))) => {
                 items.is_empty() && default.as_str() == Some("")
             }
-            ("string", Some(Expression::String(value))) => {
-                yaml_number(default).map_or(default.as_str() == Some(value), |_| {
+            ("string", Some(Expression::String(value))) => yaml_number(default)
+                .map_or(default.as_str() == Some(value), |_| {
                     serde_yaml::to_string(default).unwrap_or_default().trim() == value
-                })
-            }
+                }),
             _ => false,
         };
         if !same_default {
-            problems.push(format!("{variable_name}: default {tf_default:?}, template has {default:?}"));
+            problems
+                .push(format!("{variable_name}: default {tf_default:?}, template has {default:?}"));
         }
 
         let sensitive = matches!(attribute(&variable, "sensitive"), Some(Expression::Bool(true)));
@@ -245,7 +248,8 @@ fn every_parameter_is_a_terraform_variable_with_the_same_type_default_and_valida
     }
     let extra: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
     if extra != BTreeSet::from(TERRAFORM_ONLY) {
-        problems.push(format!("variables without a parameter: {extra:?}, expected {TERRAFORM_ONLY:?}"));
+        problems
+            .push(format!("variables without a parameter: {extra:?}, expected {TERRAFORM_ONLY:?}"));
     }
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
 }
@@ -264,7 +268,9 @@ fn every_parameter_is_in_exactly_one_console_group() {
         .as_sequence()
         .expect("parameter groups")
     {
-        grouped.extend(group["Parameters"].as_sequence().expect("a list").iter().filter_map(Value::as_str));
+        grouped.extend(
+            group["Parameters"].as_sequence().expect("a list").iter().filter_map(Value::as_str),
+        );
     }
     let unique: BTreeSet<&str> = grouped.iter().copied().collect();
     assert_eq!(unique.len(), grouped.len(), "a parameter is in two groups");
@@ -288,35 +294,55 @@ fn user_data_passes_the_bootstrapper_exactly_the_inputs_it_reads() {
     let template_names = inputs.names();
     assert_eq!(template_names.len(), inputs.lines.len(), "a name is passed twice");
     let terraform_names = local_object_keys("main.tf", "boot_inputs");
-    assert_eq!(template_names, terraform_names, "the template and the module pass different inputs");
+    assert_eq!(
+        template_names, terraform_names,
+        "the template and the module pass different inputs"
+    );
 
-    let read: BTreeSet<String> = BootConfig::ENV_VARS.iter().map(|name| (*name).to_owned()).collect();
+    let read: BTreeSet<String> =
+        BootConfig::ENV_VARS.iter().map(|name| (*name).to_owned()).collect();
     let not_yet: BTreeSet<String> =
         PASSED_BUT_NOT_YET_READ.iter().map(|name| (*name).to_owned()).collect();
     let now_read: Vec<&String> = not_yet.intersection(&read).collect();
-    assert!(now_read.is_empty(), "the bootstrapper reads {now_read:?} now: drop them from PASSED_BUT_NOT_YET_READ");
+    assert!(
+        now_read.is_empty(),
+        "the bootstrapper reads {now_read:?} now: drop them from PASSED_BUT_NOT_YET_READ"
+    );
     let missing: Vec<&String> = read.difference(&template_names).collect();
-    assert!(missing.is_empty(), "the bootstrapper reads {missing:?}, which the UserData does not pass");
-    let unread: Vec<&String> = template_names.difference(&read).filter(|name| !not_yet.contains(*name)).collect();
-    assert!(unread.is_empty(), "the UserData passes {unread:?}, which the bootstrapper does not read");
+    assert!(
+        missing.is_empty(),
+        "the bootstrapper reads {missing:?}, which the UserData does not pass"
+    );
+    let unread: Vec<&String> =
+        template_names.difference(&read).filter(|name| !not_yet.contains(*name)).collect();
+    assert!(
+        unread.is_empty(),
+        "the UserData passes {unread:?}, which the bootstrapper does not read"
+    );
 }
 
 #[test]
 fn every_scaler_variable_set_is_one_the_scaler_reads() {
     let template = template();
-    let template_names: BTreeSet<String> = template["Resources"]["AutoscalingFunction"]["Properties"]
-        ["Environment"]["Variables"]
-        .as_mapping()
-        .expect("the scaler's environment")
-        .keys()
-        .filter_map(|key| key.as_str().map(str::to_owned))
-        .collect();
+    let template_names: BTreeSet<String> =
+        template["Resources"]["AutoscalingFunction"]["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .expect("the scaler's environment")
+            .keys()
+            .filter_map(|key| key.as_str().map(str::to_owned))
+            .collect();
     let terraform_names = local_object_keys("scaler.tf", "scaler_environment");
-    assert_eq!(template_names, terraform_names, "the template and the module set different variables");
-    let read: BTreeSet<String> = ScalerConfig::ENV_VARS.iter().map(|name| (*name).to_owned()).collect();
+    assert_eq!(
+        template_names, terraform_names,
+        "the template and the module set different variables"
+    );
+    let read: BTreeSet<String> =
+        ScalerConfig::ENV_VARS.iter().map(|name| (*name).to_owned()).collect();
     let unread: Vec<&String> = template_names.difference(&read).collect();
     assert!(unread.is_empty(), "the scaler does not read {unread:?}");
-    for required in ["BUILDKITE_QUEUE", "ASG_NAME", "AGENTS_PER_INSTANCE", "BUILDKITE_AGENT_TOKEN_SSM_KEY"] {
+    for required in
+        ["BUILDKITE_QUEUE", "ASG_NAME", "AGENTS_PER_INSTANCE", "BUILDKITE_AGENT_TOKEN_SSM_KEY"]
+    {
         assert!(template_names.contains(required), "{required} is required by the scaler");
     }
 }
@@ -343,7 +369,9 @@ fn log_groups_are_the_ones_the_instances_stream_to() {
         .filter(|resource| resource["Type"].as_str() == Some("AWS::Logs::LogGroup"))
         .filter(|resource| resource["Condition"].is_null())
         .filter_map(|resource| match &resource["Properties"]["LogGroupName"] {
-            Value::Tagged(sub) => sub.value.as_str().and_then(|name| name.strip_prefix(prefix)).map(str::to_owned),
+            Value::Tagged(sub) => {
+                sub.value.as_str().and_then(|name| name.strip_prefix(prefix)).map(str::to_owned)
+            }
             _ => None,
         })
         .filter(|name| name != "stack-helpers")
@@ -352,26 +380,41 @@ fn log_groups_are_the_ones_the_instances_stream_to() {
     let compute = terraform("compute.tf");
     let for_each = compute
         .blocks()
-        .find(|block| block.identifier() == "resource" && block.labels().iter().any(|label| label.as_str() == "instances"))
+        .find(|block| {
+            block.identifier() == "resource"
+                && block.labels().iter().any(|label| label.as_str() == "instances")
+        })
         .and_then(|block| attribute(block.body(), "for_each"))
         .expect("the module's instance log groups")
         .to_string();
-    let terraform_groups: BTreeSet<String> =
-        template_groups.iter().filter(|group| for_each.contains(&format!("\"{group}\""))).cloned().collect();
+    let terraform_groups: BTreeSet<String> = template_groups
+        .iter()
+        .filter(|group| for_each.contains(&format!("\"{group}\"")))
+        .cloned()
+        .collect();
     assert_eq!(terraform_groups, template_groups, "the module's groups: {for_each}");
-    assert_eq!(for_each.matches('"').count(), template_groups.len() * 2, "the module has extra groups: {for_each}");
+    assert_eq!(
+        for_each.matches('"').count(),
+        template_groups.len() * 2,
+        "the module has extra groups: {for_each}"
+    );
 
-    let image_config = project::root().join("packer/linux/conf/cloudwatch-agent/amazon-cloudwatch-agent.json");
+    let image_config =
+        project::root().join("packer/linux/conf/cloudwatch-agent/amazon-cloudwatch-agent.json");
     if let Ok(text) = std::fs::read_to_string(&image_config) {
         let config: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        let image_groups: BTreeSet<String> = config["logs"]["logs_collected"]["files"]["collect_list"]
-            .as_array()
-            .expect("collect_list")
-            .iter()
-            .filter_map(|file| file["log_group_name"].as_str())
-            .filter_map(|name| name.strip_prefix("/buildkite/{stack_name}/").map(str::to_owned))
-            .collect();
+        let image_groups: BTreeSet<String> =
+            config["logs"]["logs_collected"]["files"]["collect_list"]
+                .as_array()
+                .expect("collect_list")
+                .iter()
+                .filter_map(|file| file["log_group_name"].as_str())
+                .filter_map(|name| name.strip_prefix("/buildkite/{stack_name}/").map(str::to_owned))
+                .collect();
         let missing: Vec<&String> = image_groups.difference(&template_groups).collect();
-        assert!(missing.is_empty(), "the image streams to {missing:?}, which the stack does not create");
+        assert!(
+            missing.is_empty(),
+            "the image streams to {missing:?}, which the stack does not create"
+        );
     }
 }

@@ -296,7 +296,7 @@ fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()>
 
 /// `git describe --tags --always --dirty` (for example `v1.2.0-3-gabc1234`), or the
 /// workspace version when git cannot tell.
-fn default_version(root: &Path) -> String {
+pub(crate) fn default_version(root: &Path) -> String {
     let described = Command::new("git")
         .args(["describe", "--tags", "--always", "--dirty"])
         .current_dir(root)
