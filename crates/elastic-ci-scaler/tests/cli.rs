@@ -73,11 +73,8 @@ fn bad_configuration_names_the_variable_and_hides_the_token() {
 fn in_lambda_a_bad_configuration_fails_each_invocation_naming_the_variable() {
     let api = FakeLambdaApi::start();
     let mut child = scaler()
+        .envs(api.function_env())
         .envs([
-            ("AWS_LAMBDA_RUNTIME_API", api.address().as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "scaler"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
             ("AWS_REGION", "us-east-1"),
             ("BUILDKITE_QUEUE", "default"),
             ("AGENTS_PER_INSTANCE", "1"),

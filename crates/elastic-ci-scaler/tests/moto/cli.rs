@@ -136,12 +136,7 @@ async fn one_lambda_invocation_polls_and_reports_a_summary() {
     stack.set_jobs(2, 0);
     let api = FakeLambdaApi::start();
     let mut child = scaler(&stack, &[("LAMBDA_TIMEOUT", "1s")])
-        .envs([
-            ("AWS_LAMBDA_RUNTIME_API", api.address().as_str()),
-            ("AWS_LAMBDA_FUNCTION_NAME", "scaler"),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
-        ])
+        .envs(api.function_env())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -65,18 +65,7 @@ impl Stack {
     }
 
     fn deps(&self, vars: &[(&str, &str)]) -> Deps {
-        let config = ScalerConfig::from_env_map(&self.env(vars)).unwrap();
-        let sdk_config = self.moto.sdk_config();
-        let client =
-            AgentMetricsClient::new(&config.agent_endpoint, &ClientSettings::standard()).unwrap();
-        Deps::new(
-            config,
-            Arc::new(AutoScalingGroups::new(&sdk_config)),
-            Arc::new(CloudWatchMetrics::new(&sdk_config)),
-            Arc::new(SsmParameterStore::new(&sdk_config)),
-            Arc::new(client),
-            Arc::new(self.clock.clone()),
-        )
+        deps_from(&self.moto, &self.clock, &self.env(vars))
     }
 
     fn set_jobs(&self, scheduled: u32, running: u32) {
@@ -97,6 +86,22 @@ async fn desired_capacity(moto: &Moto, group: &str) -> i32 {
         .await
         .unwrap();
     output.auto_scaling_groups()[0].desired_capacity().unwrap()
+}
+
+/// The production adapters against moto, with the configuration from `env`.
+fn deps_from(moto: &Moto, clock: &ManualClock, env: &HashMap<String, String>) -> Deps {
+    let config = ScalerConfig::from_env_map(env).unwrap();
+    let sdk_config = moto.sdk_config();
+    let client =
+        AgentMetricsClient::new(&config.agent_endpoint, &ClientSettings::standard()).unwrap();
+    Deps::new(
+        config,
+        Arc::new(AutoScalingGroups::new(&sdk_config)),
+        Arc::new(CloudWatchMetrics::new(&sdk_config)),
+        Arc::new(SsmParameterStore::new(&sdk_config)),
+        Arc::new(client),
+        Arc::new(clock.clone()),
+    )
 }
 
 async fn poll(deps: &Deps) -> elastic_ci_scaler::PollReport {
@@ -184,18 +189,7 @@ async fn an_api_outage_or_bad_answer_never_changes_capacity() {
     // The API entirely down.
     let env = stack.env(&[("LAMBDA_TIMEOUT", "1s")]);
     drop(stack.buildkite);
-    let down = ScalerConfig::from_env_map(&env).unwrap();
-    let client =
-        AgentMetricsClient::new(&down.agent_endpoint, &ClientSettings::standard()).unwrap();
-    let sdk_config = stack.moto.sdk_config();
-    let deps = Deps::new(
-        down,
-        Arc::new(AutoScalingGroups::new(&sdk_config)),
-        Arc::new(CloudWatchMetrics::new(&sdk_config)),
-        Arc::new(SsmParameterStore::new(&sdk_config)),
-        Arc::new(client),
-        Arc::new(stack.clock.clone()),
-    );
+    let deps = deps_from(&stack.moto, &stack.clock, &env);
     let error = handle(&deps, None).await.unwrap_err();
     assert_eq!(error.error_type(), "BuildkiteUnavailable");
     assert_eq!(desired_capacity(&stack.moto, &stack.group).await, 3);
@@ -213,18 +207,7 @@ async fn reads_the_token_from_ssm_by_name_and_by_arn() {
         let mut env =
             stack.env(&[("BUILDKITE_AGENT_TOKEN_SSM_KEY", key), ("LAMBDA_TIMEOUT", "1s")]);
         env.remove("BUILDKITE_AGENT_TOKEN");
-        let config = ScalerConfig::from_env_map(&env).unwrap();
-        let sdk_config = stack.moto.sdk_config();
-        let client =
-            AgentMetricsClient::new(&config.agent_endpoint, &ClientSettings::standard()).unwrap();
-        let deps = Deps::new(
-            config,
-            Arc::new(AutoScalingGroups::new(&sdk_config)),
-            Arc::new(CloudWatchMetrics::new(&sdk_config)),
-            Arc::new(SsmParameterStore::new(&sdk_config)),
-            Arc::new(client),
-            Arc::new(stack.clock.clone()),
-        );
+        let deps = deps_from(&stack.moto, &stack.clock, &env);
         let summary = handle(&deps, None).await.unwrap();
         assert_eq!(summary.failed_polls, 0, "{key}");
     }

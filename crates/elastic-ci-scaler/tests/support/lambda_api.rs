@@ -78,9 +78,17 @@ impl FakeLambdaApi {
         FakeLambdaApi { server: TestServer::http(router), reports }
     }
 
-    /// `host:port`, the form of `AWS_LAMBDA_RUNTIME_API`.
-    pub(crate) fn address(&self) -> String {
-        self.server.addr.to_string()
+    /// The variables Lambda sets for a function, pointing at this API.
+    pub(crate) fn function_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_LAMBDA_RUNTIME_API", self.server.addr.to_string()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "scaler".to_owned()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect()
     }
 
     /// Waits (up to a minute) for the function's report on the invocation.
