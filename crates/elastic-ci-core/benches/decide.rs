@@ -5,7 +5,9 @@ use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use elastic_ci_core::scaling::{GroupSizes, QueueCounts, ScalingPolicy, ScalingState, decide};
+use elastic_ci_core::scaling::{
+    GroupSizes, QueueCounts, ScalingMode, ScalingPolicy, ScalingState, decide,
+};
 
 fn stack_defaults() -> ScalingPolicy {
     ScalingPolicy {
@@ -23,6 +25,7 @@ fn stack_defaults() -> ScalingPolicy {
         disable_scale_out: false,
         elastic_ci_mode: false,
         route_by_desired_capacity: false,
+        mode: ScalingMode::Original,
     }
 }
 

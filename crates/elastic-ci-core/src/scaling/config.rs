@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::scaling::ScalingPolicy;
 use crate::scaling::goparse::{self, GoNanos};
+use crate::scaling::{ScalingMode, ScalingPolicy};
 use crate::secret::Secret;
 
 /// Where the Buildkite agent token comes from.
@@ -91,6 +91,7 @@ const GO_BOOL: &str = "a boolean (1, t, T, TRUE, true, True, 0, f, F, FALSE, fal
 const GO_DURATION: &str = "a duration such as 10s, 1m30s, 1.5h or 0";
 const GO_INT: &str = "an integer";
 const GO_FLOAT: &str = "a finite number";
+const SCALER_MODES: &str = "original or responsive";
 
 impl ScalerConfig {
     /// Every environment variable [`ScalerConfig::from_env_map`] reads.
@@ -124,6 +125,7 @@ impl ScalerConfig {
         "DEBUG",
         "ROUTE_BY_DESIRED_CAPACITY",
         "IGNORE_CLOUDWATCH_METRICS_ERRORS",
+        "SCALER_MODE",
     ];
 
     /// Reads the configuration from environment variables.
@@ -160,6 +162,13 @@ impl ScalerConfig {
             disable_scale_out: env.bool("DISABLE_SCALE_OUT", false)?,
             elastic_ci_mode,
             route_by_desired_capacity: env.bool("ROUTE_BY_DESIRED_CAPACITY", false)?,
+            mode: env.parsed("SCALER_MODE", ScalingMode::Original, SCALER_MODES, |value| {
+                match value {
+                    "original" => Some(ScalingMode::Original),
+                    "responsive" => Some(ScalingMode::Responsive),
+                    _ => None,
+                }
+            })?,
         };
         let endpoint_text = env.get("BUILDKITE_AGENT_ENDPOINT").unwrap_or(DEFAULT_AGENT_ENDPOINT);
         let agent_endpoint = Url::parse(endpoint_text)
@@ -335,6 +344,7 @@ mod tests {
                         disable_scale_out: false,
                         elastic_ci_mode: false,
                         route_by_desired_capacity: false,
+                        mode: Original,
                     },
                 }"#]],
         );
@@ -372,6 +382,7 @@ mod tests {
                 ("DEBUG", "true"),
                 ("ROUTE_BY_DESIRED_CAPACITY", "true"),
                 ("IGNORE_CLOUDWATCH_METRICS_ERRORS", "true"),
+                ("SCALER_MODE", "responsive"),
             ],
             expect![[r#"
                 ScalerConfig {
@@ -430,6 +441,7 @@ mod tests {
                         disable_scale_out: false,
                         elastic_ci_mode: false,
                         route_by_desired_capacity: true,
+                        mode: Responsive,
                     },
                 }"#]],
         );
@@ -512,6 +524,11 @@ mod tests {
         r#"invalid BUILDKITE_AGENT_ENDPOINT "ftp://x/v3": expected an http:// or https:// URL"#
     )]
     #[test_case("ROUTE_BY_DESIRED_CAPACITY", "on", r#"invalid ROUTE_BY_DESIRED_CAPACITY "on": expected a boolean (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False)"#)]
+    #[test_case(
+        "SCALER_MODE",
+        "fast",
+        r#"invalid SCALER_MODE "fast": expected original or responsive"#
+    )]
     fn bad_values_are_named(name: &str, value: &str, message: &str) {
         let error = ScalerConfig::from_env_map(&vars(&[(name, value)])).unwrap_err();
         assert_eq!(error.to_string(), message);

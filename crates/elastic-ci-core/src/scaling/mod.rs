@@ -10,6 +10,9 @@
 //! `route_by_desired_capacity` routes on the computed capacity versus the group's
 //! desired capacity only, so an increase is never blocked by the scale-in settings while
 //! instances drain, and never calls SetDesiredCapacity with the current value.
+//! `mode` ([`ScalingMode::Responsive`], `SCALER_MODE=responsive`) lets scale-outs skip
+//! the cooldown once requested instances have connected, a policy designed and
+//! measured with the capacity simulator of `elastic-ci simulate`.
 //!
 //! - [`config`]: the scaler's environment variables.
 //! - [`goparse`]: the Go syntax of booleans and durations those variables use.
@@ -65,6 +68,22 @@ pub struct ScalingPolicy {
     /// `ROUTE_BY_DESIRED_CAPACITY`: route on the computed capacity versus the group's
     /// desired capacity alone, and skip calls that would not change it.
     pub route_by_desired_capacity: bool,
+    /// `SCALER_MODE`: the original's scale-out rules, or the responsive ones.
+    pub mode: ScalingMode,
+}
+
+/// `SCALER_MODE`: how the scale-out cooldown applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalingMode {
+    /// `original`: every scale-out waits for `SCALE_OUT_COOLDOWN_PERIOD`.
+    Original,
+    /// `responsive`: a scale-out skips the cooldown once every agent of the desired
+    /// capacity has connected and more jobs wait than a quarter of the running ones,
+    /// so jobs that arrive after the last scale-out's instances came up get new
+    /// instances at the next poll rather than minutes later; and the
+    /// agent-availability rule adds instances only while jobs wait for an agent.
+    Responsive,
 }
 
 /// A queue's counts, as the Buildkite agent metrics API reports them.
@@ -293,7 +312,11 @@ fn availability(
     agents_required: u64,
     instance_count: u32,
 ) -> Availability {
-    if policy.availability_threshold <= 0.0 || agents_required == 0 {
+    // The responsive mode adds instances for missing agents only while a job waits for
+    // one: agents also go missing for a moment when idle instances terminate
+    // themselves, and an instance added then would find no work.
+    let no_job_waits = policy.mode == ScalingMode::Responsive && counts.scheduled_jobs == 0;
+    if policy.availability_threshold <= 0.0 || agents_required == 0 || no_job_waits {
         return Availability::NotChecked;
     }
     let expected_agents =
@@ -329,7 +352,7 @@ fn route(
     let no_agents = policy.elastic_ci_mode && instance_count > 0 && counts.total_agents == 0;
     if policy.route_by_desired_capacity {
         return if computed > desired_capacity {
-            scale_out(policy, state, group, computed, now)
+            scale_out(policy, state, counts, group, computed, now)
         } else if computed < desired_capacity {
             if policy.elastic_ci_mode && group.pending > 0 {
                 (Action::None, Reason::PendingInstances)
@@ -346,7 +369,7 @@ fn route(
     }
     if computed > instance_count {
         if computed > desired_capacity {
-            scale_out(policy, state, group, computed, now)
+            scale_out(policy, state, counts, group, computed, now)
         } else if computed < desired_capacity {
             scale_in(policy, state, group, computed, now)
         } else {
@@ -372,6 +395,7 @@ fn route(
 fn scale_out(
     policy: &ScalingPolicy,
     state: &ScalingState,
+    counts: &QueueCounts,
     group: &GroupSizes,
     computed: u32,
     now: SystemTime,
@@ -385,7 +409,8 @@ fn scale_out(
         policy.scale_out_cooldown,
         policy.scale_only_after_all_events,
         now,
-    ) {
+    ) && !(policy.mode == ScalingMode::Responsive && skips_cooldown(policy, counts, group))
+    {
         return (Action::None, Reason::ScaleOutCooldown { remaining });
     }
     let from = group.desired_capacity;
@@ -439,6 +464,27 @@ fn scale_in(
         return (Action::None, Reason::Steady);
     }
     (Action::SetDesiredCapacity { direction: Direction::In, from, to }, Reason::ScaleIn)
+}
+
+/// Whether the responsive mode scales out within the scale-out cooldown:
+/// - every agent the desired capacity stands for has connected (`AGENTS_PER_INSTANCE`
+///   unset counts one agent per instance), so no instance the scaler asked for is
+///   still on its way; while one is, the instances coming already cover the jobs seen
+///   when they were requested, and the agent-availability rule would mistake their
+///   unconnected agents for lost ones;
+/// - and more jobs wait for an agent than a quarter of the running ones. A running
+///   CI job of five to ten minutes frees its agent within the minute and a half a new
+///   instance takes to connect about once in four, so a smaller backlog is usually
+///   taken by the agents already there, and instances launched for it would find no
+///   work and idle until they terminate. Such a backlog waits for the cooldown as in
+///   the original.
+fn skips_cooldown(policy: &ScalingPolicy, counts: &QueueCounts, group: &GroupSizes) -> bool {
+    let per_instance = policy.agents_per_instance.map_or(1, |n| u64::from(n.get()));
+    let all_connected =
+        u64::from(counts.total_agents) >= per_instance * u64::from(group.desired_capacity);
+    let backlog_beyond_turnover =
+        u64::from(counts.scheduled_jobs) * 4 > u64::from(counts.running_jobs);
+    all_connected && backlog_beyond_turnover
 }
 
 /// Time left before scaling in one direction is allowed again, if any. Only counted

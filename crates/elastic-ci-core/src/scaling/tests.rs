@@ -34,6 +34,7 @@ fn policy() -> ScalingPolicy {
         disable_scale_out: false,
         elastic_ci_mode: false,
         route_by_desired_capacity: false,
+        mode: ScalingMode::Original,
     }
 }
 
@@ -563,13 +564,143 @@ fn decisions_serialize_with_their_numbers() {
         .assert_eq(&serde_json::to_string(&decision).unwrap());
 }
 
+// The responsive mode (SCALER_MODE=responsive).
+
+fn responsive_cooling() -> ScalingPolicy {
+    ScalingPolicy {
+        mode: ScalingMode::Responsive,
+        scale_out_cooldown: Duration::from_secs(300),
+        availability_threshold: 0.5,
+        disable_scale_in: true,
+        ..policy()
+    }
+}
+
+fn connected(scheduled: u32, running: u32, agents: u32) -> QueueCounts {
+    QueueCounts {
+        scheduled_jobs: scheduled,
+        running_jobs: running,
+        waiting_jobs: 0,
+        idle_agents: agents - running.min(agents),
+        busy_agents: running.min(agents),
+        total_agents: agents,
+    }
+}
+
+#[test]
+fn responsive_mode_scales_out_within_the_cooldown_once_requested_agents_connected() {
+    let state = ScalingState { last_scale_out: ago(60), last_scale_in: None };
+    check_with(
+        &responsive_cooling(),
+        &state,
+        &connected(10, 10, 10),
+        &group(10, 10),
+        expect![
+            "set 10 -> 20 (Out): 10 scheduled, 10 running, 0 waiting jobs need 20 agents, 20 instances; capacity 20 within [0, 100]; group desired 10, in service 10, pending 0: scale out from 10 to 20"
+        ],
+    );
+    let original = ScalingPolicy { mode: ScalingMode::Original, ..responsive_cooling() };
+    check_with(
+        &original,
+        &state,
+        &connected(10, 10, 10),
+        &group(10, 10),
+        expect![
+            "none: 10 scheduled, 10 running, 0 waiting jobs need 20 agents, 20 instances; capacity 20 within [0, 100]; group desired 10, in service 10, pending 0: scale-out cooldown, 240.0s left"
+        ],
+    );
+}
+
+#[test]
+fn responsive_mode_keeps_the_cooldown_while_requested_instances_boot() {
+    // Ten instances desired, five agents connected: the other five are on their way
+    // (and the availability rule, which wants an eleventh, waits too).
+    let state = ScalingState { last_scale_out: ago(60), last_scale_in: None };
+    check_with(
+        &responsive_cooling(),
+        &state,
+        &connected(12, 5, 5),
+        &group(10, 10),
+        expect![
+            "none: 12 scheduled, 5 running, 0 waiting jobs need 17 agents, 17 instances; capacity 17 within [0, 100]; group desired 10, in service 10, pending 0: scale-out cooldown, 240.0s left"
+        ],
+    );
+}
+
+#[test]
+fn responsive_mode_leaves_a_small_backlog_to_the_running_jobs_until_the_cooldown_ends() {
+    // Two jobs wait, forty run: no more than a quarter of the running jobs.
+    let cooling = ScalingState { last_scale_out: ago(60), last_scale_in: None };
+    check_with(
+        &responsive_cooling(),
+        &cooling,
+        &connected(2, 40, 40),
+        &group(40, 40),
+        expect![
+            "none: 2 scheduled, 40 running, 0 waiting jobs need 42 agents, 42 instances; capacity 42 within [0, 100]; group desired 40, in service 40, pending 0: scale-out cooldown, 240.0s left"
+        ],
+    );
+    let cooled = ScalingState { last_scale_out: ago(300), last_scale_in: None };
+    check_with(
+        &responsive_cooling(),
+        &cooled,
+        &connected(2, 40, 40),
+        &group(40, 40),
+        expect![
+            "set 40 -> 42 (Out): 2 scheduled, 40 running, 0 waiting jobs need 42 agents, 42 instances; capacity 42 within [0, 100]; group desired 40, in service 40, pending 0: scale out from 40 to 42"
+        ],
+    );
+    // Eleven waiting are more than a quarter of forty.
+    check_with(
+        &responsive_cooling(),
+        &cooling,
+        &connected(11, 40, 40),
+        &group(40, 40),
+        expect![
+            "set 40 -> 51 (Out): 11 scheduled, 40 running, 0 waiting jobs need 51 agents, 51 instances; capacity 51 within [0, 100]; group desired 40, in service 40, pending 0: scale out from 40 to 51"
+        ],
+    );
+}
+
+#[test]
+fn responsive_mode_adds_instances_for_missing_agents_only_while_jobs_wait() {
+    // Twelve instances, four agents left while idle instances terminate themselves,
+    // two jobs running and none waiting.
+    let draining = connected(0, 2, 4);
+    let original = ScalingPolicy { mode: ScalingMode::Original, ..responsive_cooling() };
+    check(
+        &original,
+        &draining,
+        &group(12, 12),
+        expect![
+            "set 12 -> 13 (Out): 0 scheduled, 2 running, 0 waiting jobs need 2 agents, 2 instances; only 33% of expected agents connected, so at least 13; capacity 13 within [0, 100]; group desired 12, in service 12, pending 0: scale out from 12 to 13"
+        ],
+    );
+    check(
+        &responsive_cooling(),
+        &draining,
+        &group(12, 12),
+        expect![
+            "none: 0 scheduled, 2 running, 0 waiting jobs need 2 agents, 2 instances; capacity 2 within [0, 100]; group desired 12, in service 12, pending 0: scale-in needed but disabled"
+        ],
+    );
+    check(
+        &responsive_cooling(),
+        &connected(1, 2, 4),
+        &group(12, 12),
+        expect![
+            "set 12 -> 13 (Out): 1 scheduled, 2 running, 0 waiting jobs need 3 agents, 3 instances; only 33% of expected agents connected, so at least 13; capacity 13 within [0, 100]; group desired 12, in service 12, pending 0: scale out from 12 to 13"
+        ],
+    );
+}
+
 // Properties.
 
 fn any_policy() -> impl Strategy<Value = ScalingPolicy> {
     (
         (0u32..8, any::<bool>(), 0u32..20, 0u32..50, 0.0f64..1.5),
         (0.0f64..6.0, 0.0f64..6.0, 0u64..600, 0u64..600, any::<bool>()),
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
     )
         .prop_map(|(a, b, c)| ScalingPolicy {
             agents_per_instance: NonZeroU32::new(a.0),
@@ -586,6 +717,7 @@ fn any_policy() -> impl Strategy<Value = ScalingPolicy> {
             disable_scale_out: c.1,
             elastic_ci_mode: c.2,
             route_by_desired_capacity: c.3,
+            mode: if c.4 { ScalingMode::Responsive } else { ScalingMode::Original },
         })
 }
 
@@ -644,6 +776,21 @@ proptest! {
         if let Action::SetDesiredCapacity { from, to, .. } = decision.action {
             prop_assert!(to >= from, "{decision:?}");
         }
+    }
+
+    #[test]
+    fn responsive_mode_scales_out_whenever_the_original_does_while_jobs_wait(
+        policy in any_policy(), state in any_state(), counts in any_counts(), group in any_group()
+    ) {
+        let counts = QueueCounts { scheduled_jobs: counts.scheduled_jobs.max(1), ..counts };
+        let original = ScalingPolicy { mode: ScalingMode::Original, ..policy };
+        let responsive = ScalingPolicy { mode: ScalingMode::Responsive, ..policy };
+        let before = decide(&original, &state, &counts, &group, now());
+        let after = decide(&responsive, &state, &counts, &group, now());
+        if let Action::SetDesiredCapacity { direction: Direction::Out, .. } = before.action {
+            prop_assert_eq!(after.action, before.action);
+        }
+        prop_assert_eq!(after.computed, before.computed);
     }
 
     #[test]
