@@ -1,0 +1,94 @@
+//! Prints the README's comparison of `SCALER_MODE=original` (the stack's defaults) and
+//! `SCALER_MODE=responsive`: on the reference traces T1–T5, and on 30 other working
+//! days drawn from T5's process with other seeds, under a few model variations.
+//! `cargo run --release -p elastic-ci-admin --example policy-table`.
+
+#![allow(clippy::print_stdout, reason = "a report program prints its tables")]
+
+use elastic_ci_admin::simulate::reference::{NAMES, day_trace, reference};
+use elastic_ci_admin::simulate::run;
+use elastic_ci_admin::simulate::settings::Settings;
+use elastic_ci_admin::simulate::summary::Summary;
+use elastic_ci_admin::simulate::trace::Trace;
+
+fn summary(trace: &Trace, mode: &str, extra: &[(&str, &str)]) -> anyhow::Result<Summary> {
+    let mut settings = Settings::stack_defaults();
+    settings.set("SCALER_MODE", mode)?;
+    for (name, value) in extra {
+        settings.set(name, value)?;
+    }
+    Ok(run(trace, &settings, None)?.summary)
+}
+
+fn secs(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |secs| format!("{secs:.1}"))
+}
+
+fn change(after: f64, before: f64) -> f64 {
+    if before > 0.0 { after / before - 1.0 } else { 0.0 }
+}
+
+fn main() -> anyhow::Result<()> {
+    println!(
+        "| trace | mode | wait p50 (s) | wait p95 (s) | wait max (s) | instance-minutes | instances launched | SetDesiredCapacity calls |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for name in NAMES {
+        let trace = reference(name).ok_or_else(|| anyhow::anyhow!("no trace {name}"))?;
+        let before = summary(&trace, "original", &[])?;
+        let after = summary(&trace, "responsive", &[])?;
+        for (mode, s) in [("original", &before), ("responsive", &after)] {
+            println!(
+                "| {} | {mode} | {} | {} | {} | {:.1} | {} | {} |",
+                name.to_uppercase(),
+                secs(s.wait_p50_s),
+                secs(s.wait_p95_s),
+                secs(s.wait_max_s),
+                s.instance_minutes,
+                s.instances_launched,
+                s.set_desired_capacity_calls
+            );
+        }
+        println!(
+            "| | change | | {:+.0}% | {:+.0}% | {:+.1}% | | |",
+            change(after.wait_p95_s.unwrap_or(0.0), before.wait_p95_s.unwrap_or(0.0)) * 100.0,
+            change(after.wait_max_s.unwrap_or(0.0), before.wait_max_s.unwrap_or(0.0)) * 100.0,
+            change(after.instance_minutes, before.instance_minutes) * 100.0
+        );
+    }
+    println!();
+    let variants: [(&str, &[(&str, &str)]); 5] = [
+        ("the stack defaults", &[]),
+        ("AGENTS_PER_INSTANCE=4, max-size=25", &[("AGENTS_PER_INSTANCE", "4"), ("max-size", "25")]),
+        ("idle-period=300s", &[("idle-period", "300s")]),
+        ("metrics-lag=15s", &[("metrics-lag", "15s")]),
+        ("min-size=2", &[("min-size", "2")]),
+    ];
+    println!(
+        "| 30 other days (seeds 1–30) with | p95 wait change: median | worst | instance-minutes change: median | worst |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (label, extra) in variants {
+        let mut p95_changes = Vec::new();
+        let mut cost_changes = Vec::new();
+        for seed in 1..=30 {
+            let trace = day_trace(seed, 1.0, 1, usize::MAX);
+            let before = summary(&trace, "original", extra)?;
+            let after = summary(&trace, "responsive", extra)?;
+            p95_changes
+                .push(change(after.wait_p95_s.unwrap_or(0.0), before.wait_p95_s.unwrap_or(0.0)));
+            cost_changes.push(change(after.instance_minutes, before.instance_minutes));
+        }
+        p95_changes.sort_by(f64::total_cmp);
+        cost_changes.sort_by(f64::total_cmp);
+        let median = |values: &[f64]| (values[14] + values[15]) / 2.0 * 100.0;
+        println!(
+            "| {label} | {:+.0}% | {:+.0}% | {:+.1}% | {:+.1}% |",
+            median(&p95_changes),
+            p95_changes[29] * 100.0,
+            median(&cost_changes),
+            cost_changes[29] * 100.0
+        );
+    }
+    Ok(())
+}

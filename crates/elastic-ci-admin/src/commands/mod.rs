@@ -1,0 +1,19 @@
+//! The commands: argument types, file and terminal I/O around the pure modules.
+
+pub mod simulate;
+
+use crate::simulate::SimulateError;
+use crate::simulate::settings::SettingsError;
+use crate::simulate::sweep::SweepError;
+use crate::simulate::trace::TraceError;
+
+/// Whether the failure is the user's input (exit status 2) rather than the command
+/// failing (1).
+pub(crate) fn is_invalid_input(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<TraceError>()
+            || cause.is::<SettingsError>()
+            || cause.is::<SweepError>()
+            || cause.is::<SimulateError>()
+    })
+}

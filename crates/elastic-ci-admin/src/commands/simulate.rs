@@ -1,0 +1,447 @@
+//! `elastic-ci simulate`: reads the trace and settings, runs the simulation (or a sweep
+//! of them), prints the summary and writes the requested files.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::simulate::plot::timeline_svg;
+use crate::simulate::render::{TableFormat, human_secs, human_summary, job_rows, table, tick_rows};
+use crate::simulate::settings::{Settings, parse_duration_arg};
+use crate::simulate::summary::Summary;
+use crate::simulate::sweep::{Axis, Point, WaitObjective, grid, parse_axis, run_grid};
+use crate::simulate::trace::{Trace, TraceFormat, micros_from_secs};
+use crate::simulate::{Run, run};
+
+/// Arguments of `elastic-ci simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The job trace (`-` for stdin): CSV with a header, or JSON Lines, with the fields
+    /// job_id, queue, visible_at_s, ready_at_s, duration_s; `#` starts a comment and
+    /// `# horizon_s=N` sets the horizon.
+    #[arg(value_name = "TRACE")]
+    pub trace: PathBuf,
+
+    /// The trace's format [default: JSON Lines if its first data line starts with `{`,
+    /// else CSV].
+    #[arg(long, value_enum, help_heading = "Input")]
+    pub trace_format: Option<TraceFormatArg>,
+
+    /// When to stop, in seconds or as a duration (1h) [default: the trace's
+    /// `# horizon_s=` line, else an hour after the last job could end].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg, help_heading = "Input")]
+    pub horizon: Option<Duration>,
+
+    /// Scaler environment variables (the Lambda's names and syntax, such as
+    /// SCALE_OUT_COOLDOWN_PERIOD=0s), in env-file syntax, over the stack's defaults.
+    /// Variables the scaler does not read are ignored with a warning.
+    #[arg(long, value_name = "FILE", help_heading = "Scaler")]
+    pub env_file: Option<PathBuf>,
+
+    /// Sets a scaler variable or a world model parameter (the flag name without `--`,
+    /// such as idle-period=300), after --env-file and the model flags. Repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE", help_heading = "Scaler")]
+    pub set: Vec<String>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Print the summary as one JSON object (a sweep: all points) instead of text.
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+
+    /// Write the per-job table (job, ready, start, wait, instance) to FILE: .csv, .json
+    /// or .jsonl.
+    #[arg(long, value_name = "FILE", value_parser = table_file, help_heading = "Output", conflicts_with = "sweep")]
+    pub jobs_out: Option<PathBuf>,
+
+    /// Write the per-poll timeline (true and observed counts, group sizes, decision) to
+    /// FILE: .csv, .json or .jsonl.
+    #[arg(long, value_name = "FILE", value_parser = table_file, help_heading = "Output", conflicts_with = "sweep")]
+    pub timeline_out: Option<PathBuf>,
+
+    /// Write an SVG plot of the timeline (jobs waiting and running; desired, in-service
+    /// and connected capacity) to FILE.svg.
+    #[arg(long, value_name = "FILE", value_parser = svg_file, help_heading = "Output", conflicts_with = "sweep")]
+    pub plot: Option<PathBuf>,
+
+    /// Run every combination of these values of a scaler variable or model parameter,
+    /// in parallel, and print the cost/wait Pareto front. Repeatable: the grid is the
+    /// product. Example: --sweep SCALE_OUT_COOLDOWN_PERIOD=0s,60s,300s --sweep
+    /// idle-period=300,600.
+    #[arg(long, value_name = "NAME=V1,V2,…", value_parser = axis, help_heading = "Sweep")]
+    pub sweep: Vec<Axis>,
+
+    /// Threads for a sweep [default: the available cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), help_heading = "Sweep")]
+    pub threads: Option<u16>,
+
+    /// The wait figure the Pareto front trades against instance-minutes.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::P95, help_heading = "Sweep")]
+    pub objective: ObjectiveArg,
+}
+
+/// The world model's constants (spec/scaler.md §7.4 defaults). Durations are seconds
+/// (`0.5`) or Go durations (`500ms`, `1m15s`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "World model")]
+pub struct ModelArgs {
+    /// How often the schedule invokes the scaler Lambda (ScalerEventSchedulePeriod).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_arg)]
+    pub schedule_period: Duration,
+
+    /// How long one poll takes; the next one starts LAMBDA_INTERVAL after it ends.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration_arg)]
+    pub run_cost: Duration,
+
+    /// The Lambda function's timeout; polling stops 2 s before it.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_arg)]
+    pub function_timeout: Duration,
+
+    /// Age of the counts the Buildkite metrics API reports.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration_arg)]
+    pub metrics_lag: Duration,
+
+    /// The API's poll-duration header: the least time between polls (0: none).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
+    pub poll_duration: Duration,
+
+    /// Launch to InService.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_arg)]
+    pub boot: Duration,
+
+    /// Launch to the instance's agents connected.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration_arg)]
+    pub agent_connect: Duration,
+
+    /// ScaleInIdlePeriod: how long all agents of an instance must be idle before they
+    /// disconnect and the instance terminates itself.
+    #[arg(long, value_name = "DURATION", default_value = "600s", value_parser = parse_duration_arg)]
+    pub idle_period: Duration,
+
+    /// Agents disconnected to the termination call (log drain).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
+    pub drain: Duration,
+
+    /// Termination call to the end of billing.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
+    pub billing_tail: Duration,
+
+    /// The group's MinSize; the group starts with this many idle instances.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min_size: u32,
+
+    /// The group's MaxSize.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_size: u32,
+}
+
+impl ModelArgs {
+    fn apply(&self, settings: &mut Settings) {
+        let model = &mut settings.model;
+        model.schedule_period = self.schedule_period;
+        model.run_cost = self.run_cost;
+        model.function_timeout = self.function_timeout;
+        model.metrics_lag = self.metrics_lag;
+        model.poll_duration = self.poll_duration;
+        model.boot = self.boot;
+        model.agent_connect = self.agent_connect;
+        model.idle_period = self.idle_period;
+        model.drain = self.drain;
+        model.billing_tail = self.billing_tail;
+        model.min_size = self.min_size;
+        model.max_size = self.max_size;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormatArg {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectiveArg {
+    P50,
+    P95,
+    Max,
+    Mean,
+}
+
+impl From<ObjectiveArg> for WaitObjective {
+    fn from(objective: ObjectiveArg) -> WaitObjective {
+        match objective {
+            ObjectiveArg::P50 => WaitObjective::P50,
+            ObjectiveArg::P95 => WaitObjective::P95,
+            ObjectiveArg::Max => WaitObjective::Max,
+            ObjectiveArg::Mean => WaitObjective::Mean,
+        }
+    }
+}
+
+fn table_file(text: &str) -> Result<PathBuf, String> {
+    TableFormat::from_file_name(text).map(|_| PathBuf::from(text)).ok_or_else(|| {
+        format!("invalid file name {text:?}: expected one ending in .csv, .json or .jsonl")
+    })
+}
+
+fn svg_file(text: &str) -> Result<PathBuf, String> {
+    if text.to_ascii_lowercase().ends_with(".svg") {
+        Ok(PathBuf::from(text))
+    } else {
+        Err(format!("invalid file name {text:?}: expected one ending in .svg"))
+    }
+}
+
+fn axis(text: &str) -> Result<Axis, String> {
+    parse_axis(text).map_err(|error| error.to_string())
+}
+
+/// Runs `elastic-ci simulate`.
+pub fn simulate(args: &SimulateArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+    let trace_name = args.trace.display().to_string();
+    let text =
+        read_input(&args.trace).with_context(|| format!("failed to read trace {trace_name}"))?;
+    let format = args.trace_format.map(|format| match format {
+        TraceFormatArg::Csv => TraceFormat::Csv,
+        TraceFormatArg::Jsonl => TraceFormat::JsonLines,
+    });
+    let trace =
+        Trace::parse(&text, format).with_context(|| format!("invalid trace {trace_name}"))?;
+    let settings = settings(args)?;
+    let horizon_us =
+        args.horizon.map(|horizon| micros_from_secs(horizon.as_secs_f64()).unwrap_or(u64::MAX));
+    if !args.sweep.is_empty() {
+        return sweep(args, &trace_name, &trace, &settings, horizon_us, stdout);
+    }
+    let run = run(&trace, &settings, horizon_us)?;
+    info!(
+        jobs = run.summary.jobs,
+        polls = run.summary.polls,
+        instances = run.summary.instances_launched,
+        "simulated"
+    );
+    let mut written = Vec::new();
+    if let Some(path) = &args.jobs_out {
+        let rows = job_rows(&trace, &run);
+        write_table(path, &rows)?;
+        written.push(path);
+    }
+    if let Some(path) = &args.timeline_out {
+        let rows = tick_rows(&run.outcome.timeline);
+        write_table(path, &rows)?;
+        written.push(path);
+    }
+    if let Some(path) = &args.plot {
+        write_atomically(path, plot(&trace_name, &settings, &run).as_bytes())?;
+        written.push(path);
+    }
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&run.summary)?)?;
+    } else {
+        stdout.write_all(human_summary(&trace_name, &settings, &run).as_bytes())?;
+        for path in written {
+            writeln!(stdout, "wrote {}", path.display())?;
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+fn read_input(path: &Path) -> std::io::Result<String> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin().lock().read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+fn settings(args: &SimulateArgs) -> anyhow::Result<Settings> {
+    let mut settings = Settings::stack_defaults();
+    if let Some(path) = &args.env_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read env file {}", path.display()))?;
+        let ignored = settings
+            .apply_env_file(&text)
+            .with_context(|| format!("invalid env file {}", path.display()))?;
+        for name in ignored {
+            warn!(env_file = %path.display(), variable = %name, "ignoring a variable the scaler does not read");
+        }
+    }
+    args.model.apply(&mut settings);
+    for assignment in &args.set {
+        settings.set_assignment(assignment).context("invalid --set")?;
+    }
+    // Fail on bad scaler settings before reading anything else.
+    settings.scaler_config()?;
+    Ok(settings)
+}
+
+fn plot(trace_name: &str, settings: &Settings, run: &Run) -> String {
+    let summary = &run.summary;
+    let title = format!(
+        "{trace_name}: wait p50 {}, p95 {}, max {}; {:.0} instance-minutes",
+        human_secs(summary.wait_p50_s),
+        human_secs(summary.wait_p95_s),
+        human_secs(summary.wait_max_s),
+        summary.instance_minutes
+    );
+    let changes: Vec<String> =
+        settings.env_changes().iter().map(|(name, value)| format!("{name}={value}")).collect();
+    let subtitle = if changes.is_empty() {
+        "scaler: the stack defaults".to_owned()
+    } else {
+        format!("scaler: the stack defaults with {}", changes.join(" "))
+    };
+    let per_instance = run.config.policy.agents_per_instance.map_or(1, |n| n.get());
+    timeline_svg(&run.outcome.timeline, per_instance, run.outcome.horizon_us, &title, &subtitle)
+}
+
+fn write_table<T: Serialize + crate::simulate::render::CsvRow>(
+    path: &Path,
+    rows: &[T],
+) -> anyhow::Result<()> {
+    let name = path.display().to_string();
+    let format = TableFormat::from_file_name(&name)
+        .with_context(|| format!("invalid file name {name:?}: expected .csv, .json or .jsonl"))?;
+    let text = table(rows, format).with_context(|| format!("failed to render {name}"))?;
+    write_atomically(path, text.as_bytes())
+}
+
+/// Writes `contents` to a temporary file beside `path` and renames it into place, so
+/// that `path` is never left half-written.
+fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(directory)
+        .with_context(|| format!("failed to create a file in {}", directory.display()))?;
+    file.write_all(contents).with_context(|| format!("failed to write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("failed to set the mode of {}", path.display()))?;
+    }
+    file.persist(path).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct SweepReport<'a> {
+    trace: &'a str,
+    objective: WaitObjective,
+    axes: Vec<&'a str>,
+    points: Vec<PointReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct PointReport<'a> {
+    settings: serde_json::Map<String, serde_json::Value>,
+    pareto: bool,
+    summary: &'a Summary,
+}
+
+fn sweep(
+    args: &SimulateArgs,
+    trace_name: &str,
+    trace: &Trace,
+    settings: &Settings,
+    horizon_us: Option<u64>,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let combinations = grid(settings, &args.sweep)?;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        usize::from,
+    );
+    let objective = WaitObjective::from(args.objective);
+    info!(combinations = combinations.len(), threads, "sweeping");
+    let points = run_grid(trace, settings, combinations, horizon_us, threads, objective)?;
+    let axes: Vec<&str> = args.sweep.iter().map(|axis| axis.name.as_str()).collect();
+    if args.json {
+        let report = SweepReport {
+            trace: trace_name,
+            objective,
+            axes: axes.clone(),
+            points: points
+                .iter()
+                .map(|point| PointReport {
+                    settings: point
+                        .settings
+                        .iter()
+                        .map(|(name, value)| {
+                            (name.clone(), serde_json::Value::from(value.as_str()))
+                        })
+                        .collect(),
+                    pareto: point.pareto,
+                    summary: &point.summary,
+                })
+                .collect(),
+        };
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        stdout.write_all(front_table(trace_name, &axes, &points, objective).as_bytes())?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The Pareto front as an aligned text table, cheapest first.
+fn front_table(
+    trace_name: &str,
+    axes: &[&str],
+    points: &[Point],
+    objective: WaitObjective,
+) -> String {
+    let mut front: Vec<&Point> = points.iter().filter(|point| point.pareto).collect();
+    front.sort_by(|a, b| a.summary.instance_minutes.total_cmp(&b.summary.instance_minutes));
+    let mut header: Vec<String> = axes.iter().map(|name| (*name).to_owned()).collect();
+    header.extend(
+        ["instance-min", "wait p50", "wait p95", "wait max", "unstarted", "launched"]
+            .map(str::to_owned),
+    );
+    let mut rows = vec![header];
+    for point in &front {
+        let summary = &point.summary;
+        let mut row: Vec<String> = point.settings.iter().map(|(_, value)| value.clone()).collect();
+        row.push(format!("{:.1}", summary.instance_minutes));
+        row.push(human_secs(summary.wait_p50_s));
+        row.push(human_secs(summary.wait_p95_s));
+        row.push(human_secs(summary.wait_max_s));
+        row.push(summary.unstarted_jobs.to_string());
+        row.push(summary.instances_launched.to_string());
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!(
+        "{trace_name}: {} combinations of {}; the Pareto front of instance-minutes against {} wait:\n",
+        points.len(),
+        axes.join(", "),
+        objective.label()
+    );
+    for row in rows {
+        let cells: Vec<String> =
+            row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        out.push_str("  ");
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{} of {} combinations are on the front; --json prints every one.\n",
+        front.len(),
+        points.len()
+    ));
+    out
+}
