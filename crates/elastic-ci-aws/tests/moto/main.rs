@@ -168,6 +168,10 @@ async fn autoscaling_describe_scale_health_terminate() {
     groups.set_desired_capacity(&name, 3).await.unwrap();
     assert_eq!(groups.describe_group(&name).await.unwrap().desired_capacity, 3);
 
+    // Moto records no scaling activities; the paged call still answers one last page.
+    let page = groups.scaling_activities_page(&name, None).await.unwrap();
+    assert_eq!(page.next_token, None);
+
     groups.set_instance_health(&instance_id, Health::Unhealthy).await.unwrap();
     let health = groups.describe_group(&name).await.unwrap();
     let instance = health.instances.iter().find(|i| i.id == instance_id).unwrap();
