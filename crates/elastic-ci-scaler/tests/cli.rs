@@ -5,7 +5,7 @@
 #[path = "support/lambda_api.rs"]
 mod lambda_api;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 use predicates::prelude::*;
@@ -72,21 +72,12 @@ fn bad_configuration_names_the_variable_and_hides_the_token() {
 #[test]
 fn in_lambda_a_bad_configuration_fails_each_invocation_naming_the_variable() {
     let api = FakeLambdaApi::start();
-    let mut child = scaler()
-        .envs(api.function_env())
-        .envs([
-            ("AWS_REGION", "us-east-1"),
-            ("BUILDKITE_QUEUE", "default"),
-            ("AGENTS_PER_INSTANCE", "1"),
-            ("BUILDKITE_AGENT_TOKEN", "token"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (kind, body) = api.wait_for_report();
-    let _ = child.kill();
-    let _ = child.wait();
+    let (kind, body) = api.invoke(scaler().envs([
+        ("AWS_REGION", "us-east-1"),
+        ("BUILDKITE_QUEUE", "default"),
+        ("AGENTS_PER_INSTANCE", "1"),
+        ("BUILDKITE_AGENT_TOKEN", "token"),
+    ]));
     assert_eq!(kind, format!("error {REQUEST_ID}"));
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["errorType"], "InvalidConfig");

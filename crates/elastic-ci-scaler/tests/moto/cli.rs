@@ -135,15 +135,7 @@ async fn one_lambda_invocation_polls_and_reports_a_summary() {
     let stack = Stack::new(moto, 0, 10, 0).await;
     stack.set_jobs(2, 0);
     let api = FakeLambdaApi::start();
-    let mut child = scaler(&stack, &[("LAMBDA_TIMEOUT", "1s")])
-        .envs(api.function_env())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (kind, body) = api.wait_for_report();
-    let _ = child.kill();
-    let _ = child.wait();
+    let (kind, body) = api.invoke(&mut scaler(&stack, &[("LAMBDA_TIMEOUT", "1s")]));
     assert_eq!(kind, format!("response {REQUEST_ID}"), "{body}");
     let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(summary["polls"], 1);

@@ -91,8 +91,23 @@ impl FakeLambdaApi {
         .collect()
     }
 
+    /// Runs `command` as the function until it reports on the one invocation, then
+    /// stops it; returns the report's route and body.
+    pub(crate) fn invoke(&self, command: &mut std::process::Command) -> (String, String) {
+        let mut child = command
+            .envs(self.function_env())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let report = self.wait_for_report();
+        let _ = child.kill();
+        let _ = child.wait();
+        report
+    }
+
     /// Waits (up to a minute) for the function's report on the invocation.
-    pub(crate) fn wait_for_report(&self) -> (String, String) {
+    fn wait_for_report(&self) -> (String, String) {
         let started = std::time::Instant::now();
         loop {
             if let Some(report) = self.reports.lock().unwrap().first().cloned() {
