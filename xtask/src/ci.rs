@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::flags::CiArgs;
-use crate::{image_checks, infra_checks, moto, project};
+use crate::{demo, image_checks, infra_checks, moto, project};
 
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -51,6 +51,12 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         // Suites that need the emulator fail instead of skipping when CI is set.
         .env("CI", "true");
     step("tests", &mut tests)?;
+    // The whole stack end to end, with the binaries the test build made: after the
+    // tests, so that its timings do not compete with them for the CPU.
+    let demo_started = Instant::now();
+    eprintln!("==> cargo xtask demo --check");
+    demo::check_in_ci(&server.endpoint).context("cargo xtask demo --check failed")?;
+    eprintln!("==> cargo xtask demo --check: ok in {:.0?}", demo_started.elapsed());
     drop(server);
 
     eprintln!("ci passed in {:.0?}", started.elapsed());

@@ -8,6 +8,8 @@
 //! - `cargo xtask template`: the published CloudFormation template.
 //! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings.
 //! - `cargo xtask publish`: the rendered template, uploaded to the release bucket.
+//! - `cargo xtask demo`: the whole stack on this machine (moto, a fake Buildkite queue,
+//!   the real scaler, simulated instances running the real bootstrapper and hooks).
 
 #![allow(
     clippy::print_stdout,
@@ -17,13 +19,13 @@
 
 mod ami;
 mod ci;
+mod demo;
 mod dist;
 mod flags;
 mod git;
 mod image_checks;
 mod infra_checks;
 mod moto;
-#[cfg(test)]
 mod moto_api;
 #[cfg(test)]
 mod parity_tests;
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         flags::Command::Template(args) => template::run(&args),
         flags::Command::Ami(args) => ami::run(&args, &env),
         flags::Command::Publish(args) => publish::run(&args, &env),
+        flags::Command::Demo(args) => demo::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -88,10 +88,17 @@ pub(crate) struct Server {
 impl Server {
     /// Installs moto if needed and starts a fresh server on a free port.
     pub(crate) fn start(dir: &Path) -> anyhow::Result<Server> {
+        Server::start_with_log(dir, &log_file(dir))
+    }
+
+    /// [`Server::start`], logging to `log_path` instead of the shared log file (the
+    /// demo keeps its emulator's log with the rest of its run).
+    pub(crate) fn start_with_log(dir: &Path, log_path: &Path) -> anyhow::Result<Server> {
         let moto_server = install(dir)?;
         let port = free_port()?;
-        let log =
-            std::fs::File::create(log_file(dir)).context("failed to create the moto log file")?;
+        let log = std::fs::File::create(log_path).with_context(|| {
+            format!("failed to create the moto log file {}", log_path.display())
+        })?;
         let mut command = Command::new(&moto_server);
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -114,16 +121,10 @@ impl Server {
             if let Some(child) = server.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                bail!(
-                    "moto exited with {status} before answering; see {}",
-                    log_file(dir).display()
-                );
+                bail!("moto exited with {status} before answering; see {}", log_path.display());
             }
             if started.elapsed() > START_TIMEOUT {
-                bail!(
-                    "moto did not answer within {START_TIMEOUT:?}; see {}",
-                    log_file(dir).display()
-                );
+                bail!("moto did not answer within {START_TIMEOUT:?}; see {}", log_path.display());
             }
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -1,14 +1,17 @@
-//! Test-only: describe calls to the local AWS emulator for the services whose SDK crates
-//! the workspace does not build (IAM, EC2, Lambda, CloudWatch Logs, EventBridge).
+//! Describe calls to the local AWS emulator for the services whose SDK crates the
+//! workspace does not build (IAM, EC2, Lambda, CloudWatch Logs, EventBridge), for the
+//! deploy tests and the local demo.
 //!
-//! Each would be another large crate compiled for a handful of read calls in the deploy
-//! test, so they go out as plain HTTP/1.0 requests instead. moto routes a request by the
-//! credential scope of its `Authorization` header and does not check the signature;
-//! real AWS would reject these requests, and nothing outside the tests sends them.
+//! Each would be another large crate compiled for a handful of read calls, so they go
+//! out as plain HTTP/1.0 requests instead. moto routes a request by the credential
+//! scope of its `Authorization` header and does not check the signature; real AWS
+//! would reject these requests, and nothing but the tests and the demo sends them.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
+
+use anyhow::{Context, ensure};
 
 /// The emulator at `endpoint` (`http://127.0.0.1:PORT`).
 pub(crate) struct MotoApi {
@@ -22,7 +25,18 @@ impl MotoApi {
     }
 
     /// An AWS Query-protocol call (IAM, EC2): form parameters in, XML out.
+    #[cfg(test)]
     pub(crate) fn query(&self, service: &str, version: &str, params: &[(&str, &str)]) -> String {
+        self.try_query(service, version, params).unwrap_or_else(|error| panic!("{error:#}"))
+    }
+
+    /// [`MotoApi::query`], failing with an error instead of a panic.
+    pub(crate) fn try_query(
+        &self,
+        service: &str,
+        version: &str,
+        params: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
         let mut body = format!("Version={version}");
         for (name, value) in params {
             body.push_str(&format!("&{name}={}", percent_encode(value)));
@@ -32,6 +46,7 @@ impl MotoApi {
     }
 
     /// An AWS JSON 1.1 call (CloudWatch Logs, EventBridge).
+    #[cfg(test)]
     pub(crate) fn json(
         &self,
         service: &str,
@@ -39,14 +54,22 @@ impl MotoApi {
         body: &serde_json::Value,
     ) -> serde_json::Value {
         let headers = [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", target)];
-        let text = self.send(service, "POST", "/", &headers, &body.to_string());
+        let text = self
+            .send(service, "POST", "/", &headers, &body.to_string())
+            .unwrap_or_else(|error| panic!("{error:#}"));
         serde_json::from_str(&text).unwrap_or_else(|error| panic!("{target}: {error}: {text}"))
     }
 
     /// A REST-JSON GET (Lambda).
+    #[cfg(test)]
     pub(crate) fn get(&self, service: &str, path: &str) -> serde_json::Value {
-        let text = self.send(service, "GET", path, &[], "");
-        serde_json::from_str(&text).unwrap_or_else(|error| panic!("GET {path}: {error}: {text}"))
+        self.try_get(service, path).unwrap_or_else(|error| panic!("{error:#}"))
+    }
+
+    /// [`MotoApi::get`], failing with an error instead of a panic.
+    pub(crate) fn try_get(&self, service: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+        let text = self.send(service, "GET", path, &[], "")?;
+        serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON: {text}"))
     }
 
     fn send(
@@ -56,9 +79,10 @@ impl MotoApi {
         path: &str,
         headers: &[(&str, &str)],
         body: &str,
-    ) -> String {
-        let mut stream = TcpStream::connect(&self.address).expect("connect to moto");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("set a read timeout");
+    ) -> anyhow::Result<String> {
+        let mut stream = TcpStream::connect(&self.address)
+            .with_context(|| format!("failed to connect to moto at {}", self.address))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut request = format!(
             "{method} {path} HTTP/1.0\r\nHost: {}\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20240101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n",
             self.address,
@@ -70,14 +94,14 @@ impl MotoApi {
         }
         request.push_str("\r\n");
         request.push_str(body);
-        stream.write_all(request.as_bytes()).expect("send to moto");
+        stream.write_all(request.as_bytes()).context("failed to send to moto")?;
         let mut response = Vec::new();
-        stream.read_to_end(&mut response).expect("read moto's answer");
+        stream.read_to_end(&mut response).context("failed to read moto's answer")?;
         let response = String::from_utf8_lossy(&response).into_owned();
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
         let status = head.split(' ').nth(1).unwrap_or_default();
-        assert_eq!(status, "200", "{service} {method} {path} answered {head}\n{body}");
-        body.to_owned()
+        ensure!(status == "200", "{service} {method} {path} answered {head}\n{body}");
+        Ok(body.to_owned())
     }
 }
 
@@ -111,6 +135,7 @@ fn xml_unescape(text: &str) -> String {
 }
 
 /// IAM returns policy documents percent-encoded.
+#[cfg(test)]
 pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());

@@ -1,0 +1,570 @@
+//! `cargo xtask demo`: the whole stack running on one machine.
+//!
+//! - AWS is moto, started here (or `cargo xtask ci`'s), and the stack is the rendered
+//!   template deployed into it with `create_stack` ([`stack`]): its Auto Scaling group,
+//!   token parameter, secrets bucket and log groups are the template's own.
+//! - Buildkite is the testkit's fake agent API, fed with a job trace ([`trace`]).
+//! - The scaler is the real `elastic-ci-scaler run` with the scaler function's
+//!   environment ([`scaler`]).
+//! - Every instance the group launches becomes a simulated host that runs the real
+//!   `elastic-ci-bootstrap boot`, a simulated agent around the real hooks, and the real
+//!   `elastic-ci-bootstrap terminate` when its agents have been idle long enough
+//!   ([`host`]).
+//!
+//! A live view on stderr follows the queue and the group; the run ends when every job
+//! is done and the group is back at MinSize, with a summary and an HTML report
+//! ([`report`]). Every run then checks that every job ran once, with its hooks and the
+//! bucket's secrets, none was interrupted, the fleet went from zero to work and back,
+//! and the agent token is in no file but the agent configuration, and fails if not.
+//! `--check` is the same on a small trace with shorter timings: the end-to-end test
+//! that `cargo xtask ci` runs ([`check_in_ci`]).
+
+mod host;
+mod report;
+mod scaler;
+mod stack;
+mod trace;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use elastic_ci_aws::autoscaling::{AutoScalingGroups, ScalingGroup};
+use elastic_ci_core::secret::Secret;
+use elastic_ci_testkit::buildkite::{FakeBuildkite, JobSpec, JobState};
+use elastic_ci_testkit::moto::Moto;
+
+use crate::flags::DemoArgs;
+use crate::{moto, project};
+
+/// The organization the fake Buildkite reports.
+const ORGANIZATION: &str = "demo-org";
+
+/// How the stack and the simulation are tuned for a run that lasts minutes, not hours.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timings {
+    pub(crate) agents_per_instance: u32,
+    pub(crate) max_size: u32,
+    /// `ScaleInIdlePeriod`: how long every agent of an instance must be idle before it
+    /// stops and the instance terminates.
+    pub(crate) idle_period_secs: u64,
+    /// `ScaleOutCooldownPeriod`.
+    pub(crate) scale_out_cooldown_secs: u64,
+    /// `ScalerMinPollInterval` (the scaler's `LAMBDA_INTERVAL`).
+    pub(crate) poll_interval_secs: u64,
+    /// Not a stack parameter: how long a simulated instance takes to start before the
+    /// UserData runs.
+    pub(crate) instance_start: Duration,
+    /// Not a stack parameter: `elastic-ci-bootstrap terminate --drain-secs`.
+    pub(crate) terminate_drain_secs: u64,
+}
+
+impl Timings {
+    const DEMO: Timings = Timings {
+        agents_per_instance: 2,
+        max_size: 6,
+        idle_period_secs: 30,
+        scale_out_cooldown_secs: 30,
+        poll_interval_secs: 2,
+        instance_start: Duration::from_secs(3),
+        terminate_drain_secs: 0,
+    };
+    const CHECK: Timings = Timings {
+        agents_per_instance: 2,
+        max_size: 3,
+        idle_period_secs: 8,
+        scale_out_cooldown_secs: 15,
+        poll_interval_secs: 1,
+        instance_start: Duration::from_secs(1),
+        terminate_drain_secs: 0,
+    };
+}
+
+/// The three binaries the demo runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Binaries {
+    pub(crate) scaler: PathBuf,
+    pub(crate) bootstrap: PathBuf,
+    pub(crate) hooks: PathBuf,
+}
+
+impl Binaries {
+    const PACKAGES: [&str; 3] = ["elastic-ci-scaler", "elastic-ci-bootstrap", "elastic-ci-hooks"];
+
+    /// Builds them (debug profile) and returns their paths. The whole workspace's
+    /// binaries are built, not just these three: with `-p`, cargo resolves features for
+    /// those packages alone and compiles a second copy of the shared dependencies.
+    fn build() -> anyhow::Result<Binaries> {
+        eprintln!("building {} (cargo build --workspace --bins) …", Binaries::PACKAGES.join(", "));
+        let status = Command::new(project::cargo())
+            .args(["build", "--workspace", "--bins"])
+            .current_dir(project::root())
+            .status()
+            .context("failed to run cargo build")?;
+        ensure!(status.success(), "cargo build of the demo's binaries failed ({status})");
+        Binaries::built()
+    }
+
+    /// The debug binaries already in the target directory.
+    fn built() -> anyhow::Result<Binaries> {
+        let dir = project::target_dir()?.join("debug");
+        let path = |name: &str| -> anyhow::Result<PathBuf> {
+            let path = dir.join(name);
+            ensure!(
+                path.is_file(),
+                "{} is missing: build it with `cargo build -p {name}`",
+                path.display()
+            );
+            Ok(path)
+        };
+        Ok(Binaries {
+            scaler: path("elastic-ci-scaler")?,
+            bootstrap: path("elastic-ci-bootstrap")?,
+            hooks: path("elastic-ci-hooks")?,
+        })
+    }
+}
+
+/// What every simulated host shares.
+pub(crate) struct World {
+    pub(crate) moto: Moto,
+    pub(crate) binaries: Binaries,
+    pub(crate) out: PathBuf,
+    pub(crate) group: String,
+    pub(crate) boot_inputs: Vec<(String, String)>,
+    pub(crate) timings: Timings,
+    started: Instant,
+    stop: AtomicBool,
+    events: Mutex<Vec<(Duration, String)>>,
+}
+
+impl World {
+    /// Time since the jobs were loaded: the clock of the fake queue and of the report.
+    pub(crate) fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Queues a line for the live view.
+    pub(crate) fn say(&self, message: String) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push((self.now(), message));
+        }
+    }
+
+    /// Whether the run is being cut short: agents stop and nothing terminates.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The variables that point our binaries at the local AWS.
+    pub(crate) fn aws_env(&self) -> Vec<(String, String)> {
+        self.moto.env()
+    }
+}
+
+/// `cargo xtask demo`.
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let (text, source, built_in) = match &args.trace {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read trace {}", path.display()))?,
+            path.display().to_string(),
+            false,
+        ),
+        None if args.check => {
+            (trace::CHECK.to_owned(), "the built-in check trace".to_owned(), true)
+        }
+        None => (trace::BURST.to_owned(), "the built-in burst".to_owned(), true),
+    };
+    let trace = trace::load(&text, &source, args.minutes, built_in)?;
+    let binaries = if args.no_build { Binaries::built()? } else { Binaries::build()? };
+    let out = output_dir(args.output.as_deref(), if args.check { "check" } else { "run" })?;
+    let moto_dir = moto::moto_dir()?;
+    eprintln!("starting moto (the local AWS) …");
+    let server = moto::Server::start_with_log(&moto_dir, &out.join("moto.log"))?;
+    let setup = Setup {
+        moto: Moto { endpoint: server.endpoint.clone() },
+        python: moto_dir.join("venv/bin/python"),
+        binaries,
+        trace,
+        timings: if args.check { Timings::CHECK } else { Timings::DEMO },
+        out,
+    };
+    let result = demo(setup);
+    drop(server);
+    result
+}
+
+/// The end-to-end check of `cargo xtask ci`, against its emulator and with the
+/// binaries its test build made.
+pub(crate) fn check_in_ci(moto_endpoint: &str) -> anyhow::Result<()> {
+    let setup = Setup {
+        moto: Moto { endpoint: moto_endpoint.to_owned() },
+        python: moto::moto_dir()?.join("venv/bin/python"),
+        binaries: Binaries::built()?,
+        trace: trace::load(trace::CHECK, "the built-in check trace", None, true)?,
+        timings: Timings::CHECK,
+        out: output_dir(None, "check")?,
+    };
+    demo(setup)
+}
+
+struct Setup {
+    moto: Moto,
+    python: PathBuf,
+    binaries: Binaries,
+    trace: trace::DemoTrace,
+    timings: Timings,
+    out: PathBuf,
+}
+
+/// One simulated instance, as the fleet loop follows it.
+struct HostEntry {
+    launched_at: Duration,
+    gone_at: Option<Duration>,
+    thread: Option<JoinHandle<host::HostReport>>,
+    report: Option<host::HostReport>,
+}
+
+fn demo(setup: Setup) -> anyhow::Result<()> {
+    let run_started = Instant::now();
+    let Setup { moto, python, binaries, trace, timings, out } = setup;
+    let token = Secret::new(format!("bkdemo-{}", random_hex(16)));
+    let fake = FakeBuildkite::start(token.expose());
+    fake.state().organization = ORGANIZATION.to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start a runtime")?;
+
+    eprintln!("deploying the stack template into moto with create_stack …");
+    let settings = stack::StackSettings {
+        queue: &trace.queue,
+        agent_endpoint: &fake.endpoint(),
+        agent_token: &token,
+        max_size: timings.max_size,
+        agents_per_instance: timings.agents_per_instance,
+        idle_period_secs: timings.idle_period_secs,
+        scale_out_cooldown_secs: timings.scale_out_cooldown_secs,
+        poll_interval: &format!("{}s", timings.poll_interval_secs),
+    };
+    let stack = runtime.block_on(stack::deploy(&moto, &python, &out, &settings))?;
+    print_setup(&stack, &trace, &timings, &out);
+
+    let world = Arc::new(World {
+        moto: moto.clone(),
+        binaries,
+        out: out.clone(),
+        group: stack.group.clone(),
+        boot_inputs: stack.boot_inputs.clone(),
+        timings,
+        started: Instant::now(),
+        stop: AtomicBool::new(false),
+        events: Mutex::new(Vec::new()),
+    });
+    {
+        let clock = world.clone();
+        let mut state = fake.state();
+        state.set_clock(move || clock.now());
+        state.add_jobs(trace.jobs.iter().map(|job| JobSpec {
+            id: job.id.clone(),
+            queue: trace.queue.clone(),
+            visible_at: job.visible_at,
+            ready_at: job.ready_at,
+            env: job_env(job),
+        }));
+    }
+    let mut scaler = scaler::Scaler::start(&world, &stack.scaler_env, &out.join("scaler.log"))?;
+
+    let scaling = AutoScalingGroups::new(&moto.sdk_config());
+    let mut view = LiveView::new();
+    let mut hosts: BTreeMap<String, HostEntry> = BTreeMap::new();
+    let mut samples: Vec<report::Sample> = Vec::new();
+    let deadline =
+        trace.last_end() + Duration::from_secs(timings.idle_period_secs) + Duration::from_secs(180);
+    let outcome: anyhow::Result<()> = loop {
+        let group = runtime.block_on(scaling.describe_group(&stack.group));
+        let now = world.now();
+        let group = match group {
+            Ok(group) => group,
+            Err(error) if now <= deadline => {
+                world.say(format!("could not describe the group: {error}"));
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            Err(error) => {
+                break Err(anyhow::Error::new(error).context("could not describe the group"));
+            }
+        };
+        let current: BTreeSet<&str> =
+            group.instances.iter().map(|instance| instance.id.as_str()).collect();
+        for id in &current {
+            if !hosts.contains_key(*id) {
+                world.say(format!("{id}: launched by the group; starting"));
+                let host_world = world.clone();
+                let instance_id = (*id).to_owned();
+                let thread = std::thread::Builder::new()
+                    .name(format!("host {id}"))
+                    .spawn(move || host::run(&host_world, &instance_id))
+                    .context("failed to start a host thread")?;
+                hosts.insert(
+                    (*id).to_owned(),
+                    HostEntry {
+                        launched_at: now,
+                        gone_at: None,
+                        thread: Some(thread),
+                        report: None,
+                    },
+                );
+            }
+        }
+        for (id, entry) in &mut hosts {
+            if entry.gone_at.is_none() && !current.contains(id.as_str()) {
+                entry.gone_at = Some(now);
+            }
+            if entry.thread.as_ref().is_some_and(JoinHandle::is_finished)
+                && let Some(thread) = entry.thread.take()
+            {
+                entry.report = thread.join().ok();
+            }
+        }
+        let (metrics, n_done, all_ended) = {
+            let state = fake.state();
+            let records = state.job_records();
+            let n_done = records
+                .iter()
+                .filter(|job| matches!(job.state_at(now), JobState::Finished))
+                .count();
+            let all_ended = records.iter().all(|job| job.finished_at.is_some());
+            (state.modelled_metrics(&trace.queue), n_done, all_ended)
+        };
+        let sample = report::Sample {
+            at: now,
+            metrics,
+            desired: group.desired_capacity,
+            in_service: u32::try_from(group.instances.len()).unwrap_or(u32::MAX),
+            jobs_done: n_done,
+        };
+        view.show(&world, &sample, trace.jobs.len());
+        samples.push(sample);
+
+        let hosts_done = hosts.values().all(|entry| entry.thread.is_none());
+        if all_ended && group.desired_capacity == group.min_size && current.is_empty() && hosts_done
+        {
+            break Ok(());
+        }
+        if let Some(status) = scaler.exited() {
+            break Err(anyhow::anyhow!(
+                "the scaler exited ({status}); see {}",
+                out.join("scaler.log").display()
+            ));
+        }
+        if now > deadline {
+            break Err(anyhow::anyhow!(
+                "the run did not settle within {} s (jobs done, group back at MinSize)",
+                deadline.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    world.stop.store(true, Ordering::SeqCst);
+    let polls = scaler.stop();
+    for entry in hosts.values_mut() {
+        if let Some(thread) = entry.thread.take() {
+            entry.report = thread.join().ok();
+        }
+        entry.gone_at.get_or_insert(world.now());
+    }
+    view.flush(&world);
+
+    let record = report::RunRecord {
+        trace: &trace,
+        stack: &stack,
+        timings: &timings,
+        samples: &samples,
+        hosts: hosts
+            .iter()
+            .map(|(id, entry)| report::HostRecord {
+                instance_id: id.clone(),
+                launched_at: entry.launched_at,
+                gone_at: entry.gone_at.unwrap_or_default(),
+                report: entry.report.as_ref(),
+            })
+            .collect(),
+        jobs: fake.state().job_records().to_vec(),
+        polls: &polls,
+        elapsed: world.now(),
+        wall_time: run_started.elapsed(),
+        out: &out,
+    };
+    let checks = report::checks(&record, &token);
+    let report_path = report::write(&record, &checks)?;
+    report::print_summary(&record, &checks, &report_path);
+    outcome?;
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|check| !check.passed)
+        .map(|check| format!("{}: {}", check.name, check.detail))
+        .collect();
+    if !failed.is_empty() {
+        bail!("the end-to-end checks failed:\n  {}", failed.join("\n  "));
+    }
+    Ok(())
+}
+
+/// The environment a pipeline step gives its job; the command sleeps for the job's
+/// duration, then prints what it can see of the secrets, as evidence for the check.
+fn job_env(job: &trace::DemoJob) -> BTreeMap<String, String> {
+    let command = format!(
+        "sleep {:.3}\n\
+         printf 'demo-evidence: job=%s bucket_secret_sha256=%s pipeline_setting=%s agent_env=%s docker_config=%s\\n' \
+         \"$BUILDKITE_JOB_ID\" \"$(printf %s \"${{DEMO_BUCKET_SECRET-}}\" | sha256sum | cut -d' ' -f1)\" \
+         \"${{DEMO_PIPELINE_SETTING-}}\" \"${{DEMO_AGENT_ENV-}}\" \"${{DOCKER_CONFIG:+set}}\"",
+        job.duration.as_secs_f64()
+    );
+    [
+        ("BUILDKITE_COMMAND", command),
+        ("BUILDKITE_LABEL", job.id.clone()),
+        ("BUILDKITE_PIPELINE_SLUG", stack::PIPELINE.to_owned()),
+        ("BUILDKITE_ORGANIZATION_SLUG", ORGANIZATION.to_owned()),
+        ("BUILDKITE_BUILD_NUMBER", "1".to_owned()),
+        ("BUILDKITE_BRANCH", "main".to_owned()),
+        ("BUILDKITE_REPO", "https://github.com/example/demo.git".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
+}
+
+fn print_setup(stack: &stack::Stack, trace: &trace::DemoTrace, timings: &Timings, out: &Path) {
+    eprintln!("stack {} (template version {}) is CREATE_COMPLETE:", stack.name, stack.version);
+    eprintln!("  Auto Scaling group  {}", stack.group);
+    eprintln!(
+        "  agent token         SSM {} (stored by the template's AgentTokenParameterFunction)",
+        stack.token_parameter
+    );
+    eprintln!(
+        "  secrets bucket      s3://{} (env and {}/env put there)",
+        stack.secrets_bucket,
+        stack::PIPELINE
+    );
+    eprintln!("  log groups          {}", stack.log_groups.len());
+    eprintln!("  bootstrap script    s3://{}/bootstrap.sh", stack.config_bucket);
+    eprintln!(
+        "  parameters          {}",
+        stack.parameters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    );
+    eprintln!(
+        "not stack parameters: instances start {} s after launch; terminate --drain-secs {}",
+        timings.instance_start.as_secs(),
+        timings.terminate_drain_secs
+    );
+    let mut note =
+        format!("{} jobs on queue {} from {}", trace.jobs.len(), trace.queue, trace.source);
+    if trace.n_other_queues > 0 {
+        note.push_str(&format!("; {} jobs of other queues left out", trace.n_other_queues));
+    }
+    if trace.n_after_window > 0 {
+        note.push_str(&format!(
+            "; {} jobs after the first {} minutes left out (--minutes)",
+            trace.n_after_window,
+            trace.window.as_secs() / 60
+        ));
+    }
+    eprintln!("{note}");
+    eprintln!("logs and per-instance roots: {}", out.display());
+}
+
+/// The live view on stderr: events as they happen, and a status line, redrawn in
+/// place on a terminal and printed when it changes elsewhere.
+struct LiveView {
+    terminal: bool,
+    last: String,
+}
+
+impl LiveView {
+    fn new() -> LiveView {
+        LiveView { terminal: std::io::stderr().is_terminal(), last: String::new() }
+    }
+
+    fn show(&mut self, world: &World, sample: &report::Sample, n_jobs: usize) {
+        let metrics = &sample.metrics;
+        let status = format!(
+            "queue: {} waiting, {} scheduled, {} running | group: desired {}, in service {} | agents: {} ({} busy) | jobs done: {}/{n_jobs}",
+            metrics.waiting_jobs,
+            metrics.scheduled_jobs,
+            metrics.running_jobs,
+            sample.desired,
+            sample.in_service,
+            metrics.idle_agents + metrics.busy_agents,
+            metrics.busy_agents,
+            sample.jobs_done,
+        );
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(stderr, "\r\x1b[2K");
+        }
+        self.print_events(world, &mut stderr);
+        if self.terminal {
+            let _ = write!(stderr, "{:>6}  {status}", seconds(sample.at));
+        } else if status != self.last {
+            let _ = writeln!(stderr, "{:>6}  {status}", seconds(sample.at));
+        }
+        let _ = stderr.flush();
+        self.last = status;
+    }
+
+    fn flush(&mut self, world: &World) {
+        let mut stderr = std::io::stderr().lock();
+        if self.terminal {
+            let _ = writeln!(stderr);
+        }
+        self.print_events(world, &mut stderr);
+    }
+
+    fn print_events(&self, world: &World, out: &mut impl Write) {
+        let events = world.events.lock().map(|mut events| std::mem::take(&mut *events));
+        for (at, message) in events.unwrap_or_default() {
+            let _ = writeln!(out, "{:>6}  {message}", seconds(at));
+        }
+    }
+}
+
+/// `12.3s`.
+fn seconds(at: Duration) -> String {
+    format!("{:.1}s", at.as_secs_f64())
+}
+
+/// `--output`, or a fresh directory under `<target dir>/demo`.
+fn output_dir(given: Option<&Path>, kind: &str) -> anyhow::Result<PathBuf> {
+    let dir = match given {
+        Some(dir) => dir.to_owned(),
+        None => {
+            let stamp =
+                SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            project::target_dir()?.join("demo").join(format!("{kind}-{stamp}-{}", random_hex(2)))
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let dir = dir.canonicalize().with_context(|| format!("failed to resolve {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `n` random bytes as lower-case hex, from the kernel.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut bytes));
+    if read.is_err() {
+        // Unique enough for resource names and test secrets on a machine without it.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let seed = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+        bytes.iter_mut().enumerate().for_each(|(i, byte)| *byte = seed[i % seed.len()]);
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
