@@ -1,6 +1,7 @@
-//! Prints the README's comparison of `SCALER_MODE=original` (the stack's defaults) and
-//! `SCALER_MODE=responsive`: on the reference traces T1–T5, and on 30 other working
-//! days drawn from T5's process with other seeds, under a few model variations.
+//! Prints the README's tables: `SCALER_MODE=original` (the stack's defaults) against
+//! `SCALER_MODE=responsive` on the reference traces T1–T5; the spec's variants A–I on
+//! T1–T5; and the two modes on 30 other working days drawn from T5's process with other
+//! seeds, under a few model variations.
 //! `cargo run --release -p elastic-ci-admin --example policy-table`.
 
 #![allow(clippy::print_stdout, reason = "a report program prints its tables")]
@@ -26,6 +27,43 @@ fn secs(value: Option<f64>) -> String {
 
 fn change(after: f64, before: f64) -> f64 {
     if before > 0.0 { after / before - 1.0 } else { 0.0 }
+}
+
+/// The spec's variants A–I (spec/scaler.md §7.4) on T1–T5: p95 wait and
+/// instance-minutes.
+fn variants_table() -> anyhow::Result<()> {
+    let variants: [(&str, &str, &[(&str, &str)]); 10] = [
+        ("A", "stack defaults", &[]),
+        ("B", "A, out cooldown 0", &[("SCALE_OUT_COOLDOWN_PERIOD", "0s")]),
+        ("C", "A, INCLUDE_WAITING", &[("INCLUDE_WAITING", "true")]),
+        (
+            "D",
+            "B, availability 0",
+            &[("SCALE_OUT_COOLDOWN_PERIOD", "0s"), ("AVAILABILITY_THRESHOLD", "0")],
+        ),
+        ("E", "A, 4 agents, MaxSize 25", &[("AGENTS_PER_INSTANCE", "4"), ("max-size", "25")]),
+        ("F", "A, idle 300 s", &[("idle-period", "300s")]),
+        ("G", "B, idle 300 s", &[("SCALE_OUT_COOLDOWN_PERIOD", "0s"), ("idle-period", "300s")]),
+        ("H", "A, INSTANCE_BUFFER 2", &[("INSTANCE_BUFFER", "2")]),
+        ("I", "A, metrics lag 15 s", &[("metrics-lag", "15s")]),
+        ("R", "A, SCALER_MODE=responsive", &[("SCALER_MODE", "responsive")]),
+    ];
+    let traces: Vec<Trace> = NAMES.iter().filter_map(|name| reference(name)).collect();
+    print!("| variant |");
+    for name in NAMES {
+        print!(" {} p95 wait (s) / instance-min |", name.to_uppercase());
+    }
+    println!();
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (letter, label, settings) in variants {
+        print!("| {letter}: {label} |");
+        for trace in &traces {
+            let s = summary(trace, "original", settings)?;
+            print!(" {} / {:.0} |", secs(s.wait_p95_s), s.instance_minutes);
+        }
+        println!();
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,6 +94,8 @@ fn main() -> anyhow::Result<()> {
             change(after.instance_minutes, before.instance_minutes) * 100.0
         );
     }
+    println!();
+    variants_table()?;
     println!();
     let variants: [(&str, &[(&str, &str)]); 5] = [
         ("the stack defaults", &[]),

@@ -286,8 +286,11 @@ fn settings(args: &SimulateArgs) -> anyhow::Result<Settings> {
 
 fn plot(trace_name: &str, settings: &Settings, run: &Run) -> String {
     let summary = &run.summary;
+    let file_name = Path::new(trace_name)
+        .file_name()
+        .map_or_else(|| trace_name.to_owned(), |name| name.to_string_lossy().into_owned());
     let title = format!(
-        "{trace_name}: wait p50 {}, p95 {}, max {}; {:.0} instance-minutes",
+        "{file_name}: wait p50 {}, p95 {}, max {}; {:.0} instance-minutes",
         human_secs(summary.wait_p50_s),
         human_secs(summary.wait_p95_s),
         human_secs(summary.wait_max_s),

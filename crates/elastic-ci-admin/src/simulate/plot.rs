@@ -132,7 +132,8 @@ pub fn points_svg(
         .unwrap_or(0)
         .max(1);
     let y_step = nice_step(f64::from(y_max) / 5.0);
-    let y_top = (f64::from(y_max) / y_step).ceil() * y_step;
+    // At least one step above the largest value, so no line runs along the frame.
+    let y_top = ((f64::from(y_max) / y_step).floor() + 1.0) * y_step;
     let x_of = |secs: f64| LEFT + secs / horizon_s * plot_width;
     let y_of = |value: f64| TOP + plot_height - value / y_top * plot_height;
 
@@ -144,7 +145,7 @@ pub fn points_svg(
     let _ = writeln!(svg, r##"<rect width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
     let _ = writeln!(
         svg,
-        r#"<text x="{LEFT}" y="24" font-size="16" font-weight="bold">{}</text>"#,
+        r#"<text x="{LEFT}" y="24" font-size="15" font-weight="bold">{}</text>"#,
         escape(title)
     );
     let _ =
@@ -330,8 +331,9 @@ mod tests {
         assert_eq!(svg.matches("<path ").count(), SERIES.len());
         assert!(svg.contains("a &lt;title&gt;"));
         assert!(svg.contains("desired capacity (agents)"));
-        // The y axis reaches the largest value, 8, a whole number of steps of 2.
-        assert!(svg.contains(">8</text>"));
+        // The y axis goes one step (2) above the largest value, 8.
+        assert!(svg.contains(">10</text>"));
+        assert!(!svg.contains(">12</text>"));
         // Running jobs step up at 30 s, a quarter of the way across.
         let x30 = LEFT + (WIDTH - LEFT - RIGHT) / 4.0;
         assert!(svg.contains(&format!("H{x30:.1} V")), "{svg}");
