@@ -29,7 +29,11 @@ use crate::commands::simulate::SimulateArgs;
 
 /// Operate an Elastic CI Stack for AWS.
 #[derive(Debug, Parser)]
-#[command(name = "elastic-ci", version, about, long_about = None)]
+#[command(
+    name = "elastic-ci",
+    version,
+    after_help = "Exit status: 0 on success, 1 when the command failed, 2 for invalid arguments, settings or input files."
+)]
 pub struct Cli {
     /// More log output on stderr: -v info, -vv debug, -vvv trace (ELASTIC_CI_LOG, when
     /// set, wins).
