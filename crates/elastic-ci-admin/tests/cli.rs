@@ -195,6 +195,9 @@ fn bad_settings_exit_2_naming_the_value() {
     simulate_text(&trace, &["--boot", "soon"])
         .code(2)
         .stderr(predicate::str::contains("invalid value 'soon' for '--boot <DURATION>'"));
+    simulate_text(&trace, &["--horizon", "10000h"]).code(2).stderr(predicate::str::contains(
+        "a horizon of 36000000 s is longer than the 31622400 s (366 days) the simulator runs",
+    ));
     simulate_text(&trace, &["--min-size", "5", "--max-size", "2"])
         .code(2)
         .stderr(predicate::str::contains("invalid --min-size 5: above --max-size 2"));

@@ -56,7 +56,15 @@ pub enum SimulateError {
         "no job in the trace is on queue {queue:?} (BUILDKITE_QUEUE); the trace's queues are: {queues}"
     )]
     NoJobsOnQueue { queue: String, queues: String },
+    #[error(
+        "a horizon of {horizon_s} s is longer than the {MAX_HORIZON_SECS} s (366 days) the simulator runs; set a shorter --horizon"
+    )]
+    HorizonTooLong { horizon_s: String },
 }
+
+/// The longest simulated time: a year of polls keeps the timeline in a few hundred
+/// megabytes.
+pub const MAX_HORIZON_SECS: u64 = 366 * 24 * 3600;
 
 /// The horizon when neither the trace nor the command line sets one: an hour after
 /// the last job would end if it started when ready.
@@ -94,6 +102,9 @@ pub fn run(
         }
     }
     let horizon_us = horizon_us.or(trace.horizon_us).unwrap_or_else(|| default_horizon(trace));
+    if horizon_us > MAX_HORIZON_SECS * MICROS_PER_SEC {
+        return Err(SimulateError::HorizonTooLong { horizon_s: trace::format_secs(horizon_us) });
+    }
     let model = settings.model.clone();
     let outcome = simulate(&config, &model, &jobs, horizon_us)?;
     let agents_per_instance = config.policy.agents_per_instance.map_or(1, |n| n.get());

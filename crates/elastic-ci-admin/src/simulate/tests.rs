@@ -250,6 +250,13 @@ fn impossible_models_are_refused() {
         error(&[("min-size", "3"), ("max-size", "2")]),
         "invalid --min-size 3: above --max-size 2"
     );
+    let far = trace(&[(40_000_000.0, 40_000_000.0, 60.0)], None);
+    assert_eq!(
+        run(&far, &Settings::stack_defaults(), None).unwrap_err().to_string(),
+        "a horizon of 40003660 s is longer than the 31622400 s (366 days) the simulator runs; set a shorter --horizon"
+    );
+    let summary = run(&far, &Settings::stack_defaults(), Some(3600 * S)).unwrap().summary;
+    assert_eq!(summary.jobs_ready_after_horizon, 1);
 }
 
 /// The responsive mode on the reference traces: no trace waits longer or costs more
