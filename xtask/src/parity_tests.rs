@@ -30,19 +30,6 @@ const TERRAFORM_ONLY: [&str; 2] = ["stack_name", "tags"];
 /// Comma-separated string parameters that are lists in Terraform.
 const LIST_PARAMETERS: [&str; 1] = ["SecurityGroupIds"];
 
-/// Inputs the UserData passes (as the original stack did) that the bootstrapper does
-/// not read yet: the instance-storage tmpfs switch and the Docker networking settings.
-/// Each must leave this list as soon as the bootstrapper reads it.
-const PASSED_BUT_NOT_YET_READ: [&str; 7] = [
-    "BUILDKITE_MOUNT_TMPFS_AT_TMP",
-    "DOCKER_NETWORKING_PROTOCOL",
-    "DOCKER_IPV4_ADDRESS_POOL_1",
-    "DOCKER_IPV4_ADDRESS_POOL_2",
-    "DOCKER_IPV6_ADDRESS_POOL",
-    "DOCKER_FIXED_CIDR_V4",
-    "DOCKER_FIXED_CIDR_V6",
-];
-
 /// The variable name of a template parameter.
 pub(crate) fn snake_case(parameter: &str) -> String {
     let mut words: Vec<String> = Vec::new();
@@ -301,20 +288,12 @@ fn user_data_passes_the_bootstrapper_exactly_the_inputs_it_reads() {
 
     let read: BTreeSet<String> =
         BootConfig::ENV_VARS.iter().map(|name| (*name).to_owned()).collect();
-    let not_yet: BTreeSet<String> =
-        PASSED_BUT_NOT_YET_READ.iter().map(|name| (*name).to_owned()).collect();
-    let now_read: Vec<&String> = not_yet.intersection(&read).collect();
-    assert!(
-        now_read.is_empty(),
-        "the bootstrapper reads {now_read:?} now: drop them from PASSED_BUT_NOT_YET_READ"
-    );
     let missing: Vec<&String> = read.difference(&template_names).collect();
     assert!(
         missing.is_empty(),
         "the bootstrapper reads {missing:?}, which the UserData does not pass"
     );
-    let unread: Vec<&String> =
-        template_names.difference(&read).filter(|name| !not_yet.contains(*name)).collect();
+    let unread: Vec<&String> = template_names.difference(&read).collect();
     assert!(
         unread.is_empty(),
         "the UserData passes {unread:?}, which the bootstrapper does not read"

@@ -3,9 +3,10 @@
 //! The sequence is the plan of [`elastic_ci_core::boot::plan`], executed operation by
 //! operation. Around it:
 //!
-//! - a status file makes a boot after a successful one a no-op, and refuses to go on
-//!   after a half-done one (the original's contract: cloud-init runs UserData on every
-//!   boot);
+//! - the every-boot steps (instance storage, Docker's configuration) run on every
+//!   boot, planned from the instance's current state; then a status file makes a boot
+//!   after a successful one stop there, and refuses to go on after a half-done one (the
+//!   original's contract: cloud-init runs UserData on every boot);
 //! - the instance id comes from the metadata service with retries and exponential
 //!   backoff, and, if the service stays down, from what cloud-init recorded, so that a
 //!   failed boot can still mark its own instance unhealthy;
@@ -28,11 +29,13 @@ use elastic_ci_aws::ssm::ParameterStore;
 use elastic_ci_core::archive::SeedLimits;
 use elastic_ci_core::backoff::Backoff;
 use elastic_ci_core::boot::action::SystemAction;
-use elastic_ci_core::boot::config::{BootConfig, FailureContext};
+use elastic_ci_core::boot::config::{BootConfig, DockerSettings, FailureContext};
+use elastic_ci_core::boot::docker::{self, RemapIds};
 use elastic_ci_core::boot::plan::{
-    self, BootPlan, CLOUD_INIT_INSTANCE_ID_PATH, InstanceFacts, Op, PRIVATE_DIR_PATH,
-    STATUS_FILE_PATH,
+    self, BootPlan, CLOUD_INIT_INSTANCE_ID_PATH, EPHEMERAL_PATH, FSTAB_PATH, InstanceFacts, Op,
+    PRIVATE_DIR_PATH, STATUS_FILE_PATH, Step,
 };
+use elastic_ci_core::boot::storage::{self, StorageFacts};
 use elastic_ci_core::fleet::Health;
 use elastic_ci_core::secret::Secret;
 use elastic_ci_core::uri::SourceUri;
@@ -62,7 +65,7 @@ pub struct BootDeps {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootOutcome {
     Completed,
-    /// The status file said `Completed`: nothing was done.
+    /// The status file said `Completed`: only the every-boot steps ran.
     AlreadyCompleted,
 }
 
@@ -98,13 +101,9 @@ pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(error) => Some(format!("<unreadable: {error}>")),
     };
-    if status.as_deref().map(str::trim) == Some("Completed") {
-        info!("Bootstrap already completed successfully.");
-        return Ok(BootOutcome::AlreadyCompleted);
-    }
 
-    // Nothing changes before these three reads succeed: the configuration, the
-    // instance id and the status file.
+    // Nothing changes before these are known: the configuration, the instance id, the
+    // status file and the instance's facts.
     let config = BootConfig::from_env_map(&deps.env);
     let instance = instance_id(deps.metadata.as_ref(), deps.metadata_backoff).await;
     let known_id = match &instance {
@@ -121,24 +120,23 @@ pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
         Ok(config) => config,
         Err(error) => return Err(failing.fail("configuration", &error.into()).await),
     };
-    if let Some(status) = status {
-        let error = anyhow::anyhow!(
-            "Bootstrap previously failed, will not continue from unknown state ({} says {:?})",
-            STATUS_FILE_PATH,
-            status.trim()
-        );
-        return Err(failing.fail("status", &error).await);
-    }
+    // A half-done boot is not resumed, and its instance is not changed any further.
+    let completed = match status.as_deref().map(str::trim) {
+        None => false,
+        Some("Completed") => true,
+        Some(other) => {
+            let error = anyhow::anyhow!(
+                "Bootstrap previously failed, will not continue from unknown state ({STATUS_FILE_PATH} says {other:?})"
+            );
+            return Err(failing.fail("status", &error).await);
+        }
+    };
     for warning in &config.warnings {
         warn!("{warning}");
     }
-    if let Err(error) = files::write_atomic(&status_path, 0o644, b"Started") {
-        return Err(failing.fail("status", &error).await);
-    }
-
-    let facts = match gather_facts(deps, &instance_id, true).await {
+    let (facts, _) = match gather_facts(deps, &config, &instance_id, true).await {
         Ok(facts) => facts,
-        Err(error) => return Err(failing.fail("docker-version", &error).await),
+        Err(error) => return Err(failing.fail("instance-facts", &error).await),
     };
     info!(
         instance_id = %facts.instance_id,
@@ -148,23 +146,25 @@ pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
         "instance facts"
     );
     let plan = plan::plan(&config, &facts);
+    let (every_boot, first_boot): (Vec<&Step>, Vec<&Step>) =
+        plan.steps.iter().partition(|step| step.every_boot);
     let mut executor = Executor { deps, token: None };
-    for step in &plan.steps {
-        info!(step = step.name, "starting step");
-        if let Err(error) = executor.run_step(&step.ops).await {
-            if step.best_effort {
-                warn!(step = step.name, error = %format!("{error:#}"), "step failed; continuing");
-            } else {
-                return Err(failing.fail(step.name, &error).await);
-            }
-        }
+    executor.run_steps(&every_boot, &failing).await?;
+    if completed {
+        info!("Bootstrap already completed successfully.");
+        return Ok(BootOutcome::AlreadyCompleted);
     }
+    if let Err(error) = files::write_atomic(&status_path, 0o644, b"Started") {
+        return Err(failing.fail("status", &error).await);
+    }
+    executor.run_steps(&first_boot, &failing).await?;
     info!("boot completed");
     Ok(BootOutcome::Completed)
 }
 
 /// The plan `boot` would execute, as text, changing nothing. The metadata service is
-/// asked once (no retries) and the token is not read.
+/// asked once (no retries) and the token is not read; what cannot be inspected is
+/// said in a note and planned as absent.
 pub async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
     let config = BootConfig::from_env_map(&deps.env)?;
     let mut out = String::new();
@@ -174,7 +174,11 @@ pub async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
             out,
             "Note: {STATUS_FILE_PATH} says {:?}: a real boot would {}.",
             status.trim(),
-            if status.trim() == "Completed" { "do nothing" } else { "fail at once" }
+            if status.trim() == "Completed" {
+                "run only the every-boot steps"
+            } else {
+                "fail at once"
+            }
         );
     }
     let instance_id = match deps.metadata.instance_id().await {
@@ -184,7 +188,10 @@ pub async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
             fallback_instance_id(&deps.root).unwrap_or_else(|| "<instance-id>".to_owned())
         }
     };
-    let facts = gather_facts(deps, &instance_id, false).await?;
+    let (facts, notes) = gather_facts(deps, &config, &instance_id, false).await?;
+    for note in notes {
+        let _ = writeln!(out, "Note: {note}.");
+    }
     let _ = writeln!(
         out,
         "Boot plan for instance {} of stack {} in {} (docker {}, login user {}); --dry-run changes nothing:",
@@ -258,27 +265,95 @@ pub fn fallback_instance_id(root: &Root) -> Option<String> {
         .find(|id| is_instance_id(id))
 }
 
+/// What the plan depends on. `strict` (a real boot) fails on anything that cannot be
+/// read; otherwise (a dry run) that becomes a note and is planned as unknown or absent.
 async fn gather_facts(
     deps: &BootDeps,
+    config: &BootConfig,
     instance_id: &str,
-    docker_required: bool,
-) -> anyhow::Result<InstanceFacts> {
+    strict: bool,
+) -> anyhow::Result<(InstanceFacts, Vec<String>)> {
+    let mut notes = Vec::new();
+    let mut lenient = |error: anyhow::Error, what: &str| {
+        if strict {
+            Err(error)
+        } else {
+            notes.push(format!("{what} ({error:#})"));
+            Ok(())
+        }
+    };
     let docker_version = match deps.system.docker_version().await {
         Ok(version) => version,
-        Err(error) if docker_required => {
-            return Err(error.context("could not read the docker version"));
+        Err(error) => {
+            lenient(
+                error.context("could not read the docker version"),
+                "docker's version is unknown",
+            )?;
+            "unknown".to_owned()
         }
-        Err(_) => "unknown".to_owned(),
     };
+    let storage = match storage_facts(deps.system.as_ref(), config).await {
+        Ok(storage) => storage,
+        Err(error) => {
+            lenient(
+                error,
+                "the storage could not be inspected: planned as if nothing were mounted and there were no NVMe devices",
+            )?;
+            StorageFacts::default()
+        }
+    };
+    let mut remap_ids = None;
+    if config.docker.userns_remap {
+        match lookup_remap_ids(deps.system.as_ref()).await {
+            Ok(ids) => remap_ids = Some(ids),
+            Err(error) => lenient(error, "the ids of user-namespace remapping are unknown")?,
+        }
+    }
     let read = |path: &str| std::fs::read_to_string(deps.root.path(path)).unwrap_or_default();
     let login_user = plan::login_user(&read("/etc/os-release")).to_owned();
     let login_home = plan::home_of(&read("/etc/passwd"), &login_user);
-    Ok(InstanceFacts {
+    let facts = InstanceFacts {
         instance_id: instance_id.to_owned(),
         docker_version,
         arch: plan::arch_name(std::env::consts::ARCH).to_owned(),
         login_user,
         login_home,
+        storage,
+        remap_ids,
+    };
+    Ok((facts, notes))
+}
+
+/// The mount table, the instance-store devices and what they hold: only what the
+/// configuration needs (nothing at all with the defaults).
+async fn storage_facts(system: &dyn System, config: &BootConfig) -> anyhow::Result<StorageFacts> {
+    let mut facts = StorageFacts::default();
+    if !storage::needs_mounts(config.mount_tmpfs_at_tmp, config.instance_storage) {
+        return Ok(facts);
+    }
+    let mounts = system.mounts().await.context("could not read the mount table")?;
+    facts.tmp_fs_type =
+        storage::mounted_at(&mounts, storage::TMP_PATH).map(|mount| mount.fs_type.clone());
+    facts.ephemeral = storage::mounted_at(&mounts, EPHEMERAL_PATH).cloned();
+    if !config.instance_storage || facts.ephemeral.is_some() {
+        return Ok(facts);
+    }
+    let listing = system.nvme_list().await.context("could not list the NVMe devices")?;
+    facts.devices = storage::instance_store_devices(&listing);
+    for device in storage::devices_to_probe(&facts.devices) {
+        let contents = system
+            .block_device(&device)
+            .await
+            .with_context(|| format!("could not tell what {device} holds"))?;
+        facts.block_devices.insert(device, contents);
+    }
+    Ok(facts)
+}
+
+async fn lookup_remap_ids(system: &dyn System) -> anyhow::Result<RemapIds> {
+    Ok(RemapIds {
+        agent_uid: system.user_id(docker::REMAP_USER).await?,
+        docker_gid: system.group_id(docker::REMAP_GROUP).await?,
     })
 }
 
@@ -334,6 +409,26 @@ struct Executor<'a> {
 }
 
 impl Executor<'_> {
+    /// Runs steps in order; a failed best-effort step is a warning, any other failure
+    /// takes the failure path.
+    async fn run_steps(
+        &mut self,
+        steps: &[&Step],
+        failing: &Failing<'_>,
+    ) -> Result<(), BootFailure> {
+        for step in steps {
+            info!(step = step.name, "starting step");
+            if let Err(error) = self.run_step(&step.ops).await {
+                if step.best_effort {
+                    warn!(step = step.name, error = %format!("{error:#}"), "step failed; continuing");
+                } else {
+                    return Err(failing.fail(step.name, &error).await);
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn run_step(&mut self, ops: &[Op]) -> anyhow::Result<()> {
         for op in ops {
             self.run(op).await?;
@@ -365,10 +460,23 @@ impl Executor<'_> {
             Op::Rename { from, to } => std::fs::rename(root.path(from), root.path(to))
                 .with_context(|| format!("could not rename {from} to {to}")),
             Op::Symlink { link, target } => files::replace_symlink(&root.path(link), target),
-            Op::AppendLineOnce { path, line } => {
-                if files::append_line_once(&root.path(path), line)? {
-                    info!(path = %path, "added {line:?} to {path}");
+            Op::SetFstabEntry { line } => {
+                let path = root.path(FSTAB_PATH);
+                let fstab = files::read_if_exists(&path)?.unwrap_or_default();
+                match storage::fstab_with_entry(&fstab, line) {
+                    Some(text) => {
+                        files::rewrite(&path, 0o644, text.as_bytes())?;
+                        info!("{FSTAB_PATH} now has the line {line:?}");
+                    }
+                    None => info!("{FSTAB_PATH} already has the line {line:?}"),
                 }
+                Ok(())
+            }
+            Op::ConfigureDockerDaemon { path, docker, data_root } => {
+                configure_docker_daemon(root, path, docker, data_root.as_deref())
+            }
+            Op::Note(text) => {
+                info!("{text}");
                 Ok(())
             }
             Op::ReadAgentToken { parameter } => {
@@ -492,6 +600,35 @@ impl Executor<'_> {
         }
         Ok(())
     }
+}
+
+/// Reads `daemon.json` (absent or empty: `{}`), sets the stack's keys and writes it
+/// back atomically, only when it changes. A file that is not a JSON object fails the
+/// step and is left exactly as it was.
+fn configure_docker_daemon(
+    root: &Root,
+    path: &str,
+    docker: &DockerSettings,
+    data_root: Option<&str>,
+) -> anyhow::Result<()> {
+    let file = root.path(path);
+    let text = files::read_if_exists(&file)?.unwrap_or_default();
+    let current: serde_json::Value = if text.trim().is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_str(&text)
+            .with_context(|| format!("{path} is not valid JSON (left unchanged)"))?
+    };
+    let config = docker::daemon_json(&current, docker, data_root)
+        .with_context(|| format!("{path} (left unchanged)"))?;
+    if config == current {
+        info!("{path} already has the stack's settings");
+        return Ok(());
+    }
+    let rendered = docker::render_daemon_json(&config);
+    files::rewrite(&file, 0o644, rendered.as_bytes())?;
+    info!("wrote {path}:\n{}", rendered.trim_end());
+    Ok(())
 }
 
 /// A duplicate of stderr, so a child's stdout joins the log instead of our stdout

@@ -21,7 +21,7 @@ use tracing::info;
 
 use crate::boot::{BootDeps, BootOutcome};
 use crate::files::Root;
-use crate::system::{RealSystem, RecordingSystem, System};
+use crate::system::{RealSystem, RecordingSystem, System, SystemState};
 use crate::{
     BootArgs, CheckDiskArgs, ExitWith, FixPermsArgs, StopArgs, TerminateArgs, disk, fetch,
     fixperms, output, stop, terminate,
@@ -53,7 +53,13 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
     let settings = AwsSettings::from_env_map(env).with_overrides(region, None, None);
     let sdk_config = aws_sdk_config(&settings).await;
     let system: Arc<dyn System> = match &args.record_actions {
-        Some(path) => Arc::new(RecordingSystem::open(path)?),
+        Some(path) => {
+            let recorder = RecordingSystem::open(path)?;
+            Arc::new(match &args.system_state {
+                Some(state) => recorder.with_state(SystemState::load(state)?),
+                None => recorder,
+            })
+        }
         None => {
             let signals: Arc<dyn StackSignal> = Arc::new(CloudFormationSignal::new(&sdk_config));
             Arc::new(RealSystem::new(root.clone(), Some(signals), env.clone()))

@@ -74,29 +74,21 @@ pub fn replace_symlink(link: &Path, target: &str) -> anyhow::Result<()> {
     std::fs::rename(&temp, link).with_context(|| format!("could not replace {}", link.display()))
 }
 
-/// Appends `line` to the file unless one of its lines already equals it (so a second
-/// boot does not add a duplicate fstab entry).
-pub fn append_line_once(path: &Path, line: &str) -> anyhow::Result<bool> {
-    let existing = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(error) => {
-            return Err(error).with_context(|| format!("could not read {}", path.display()));
-        }
-    };
-    if existing.lines().any(|existing| existing.trim() == line.trim()) {
-        return Ok(false);
+/// The file's text, or `None` when it does not exist.
+pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("could not read {}", path.display())),
     }
-    let mut text = existing;
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(line);
-    text.push('\n');
+}
+
+/// Replaces a system file's content atomically ([`write_atomic`]), keeping the mode it
+/// has, or giving it `new_mode` when it does not exist yet.
+pub fn rewrite(path: &Path, new_mode: u32, content: &[u8]) -> anyhow::Result<()> {
     let mode =
-        std::fs::metadata(path).map_or(0o644, |metadata| metadata.permissions().mode() & 0o7777);
-    write_atomic(path, mode, text.as_bytes())?;
-    Ok(true)
+        std::fs::metadata(path).map_or(new_mode, |metadata| metadata.permissions().mode() & 0o7777);
+    write_atomic(path, mode, content)
 }
 
 fn parent_of(path: &Path) -> anyhow::Result<&Path> {
@@ -130,16 +122,16 @@ mod tests {
     }
 
     #[test]
-    fn appends_a_line_once_and_replaces_links() {
+    fn rewrites_keep_the_mode_and_links_are_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let fstab = dir.path().join("fstab");
-        std::fs::write(&fstab, "UUID=x / ext4 defaults 0 0").unwrap();
-        assert!(append_line_once(&fstab, "/a /b none defaults,bind 0 0").unwrap());
-        assert!(!append_line_once(&fstab, "/a /b none defaults,bind 0 0").unwrap());
-        assert_eq!(
-            std::fs::read_to_string(&fstab).unwrap(),
-            "UUID=x / ext4 defaults 0 0\n/a /b none defaults,bind 0 0\n"
-        );
+        assert_eq!(read_if_exists(&fstab).unwrap(), None);
+        rewrite(&fstab, 0o644, b"a\n").unwrap();
+        assert_eq!(std::fs::metadata(&fstab).unwrap().permissions().mode() & 0o7777, 0o644);
+        std::fs::set_permissions(&fstab, std::fs::Permissions::from_mode(0o600)).unwrap();
+        rewrite(&fstab, 0o644, b"b\n").unwrap();
+        assert_eq!(read_if_exists(&fstab).unwrap().as_deref(), Some("b\n"));
+        assert_eq!(std::fs::metadata(&fstab).unwrap().permissions().mode() & 0o7777, 0o600);
         let link = dir.path().join("bin/agent");
         replace_symlink(&link, "/usr/bin/agent-stable").unwrap();
         replace_symlink(&link, "/usr/bin/agent-beta").unwrap();

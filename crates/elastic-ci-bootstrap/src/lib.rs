@@ -81,13 +81,19 @@ pub enum Command {
     /// Reads the stack's settings from the environment (the UserData variables:
     /// BUILDKITE_STACK_NAME, BUILDKITE_STACK_VERSION, BUILDKITE_STACK_DEPLOYED_BY,
     /// BUILDKITE_AGENT_TOKEN_PATH, BUILDKITE_QUEUE, AWS_REGION and the optional rest;
-    /// see the README), validates all of them before changing anything, then writes
-    /// cfn-env, buildkite-agent.cfg (with the token from SSM), signing keys, the agent
-    /// env file, authorized keys, lifecycled and systemd settings, seeds git mirrors,
-    /// runs the bootstrap script and starts the agent.
+    /// see the README), validates all of them before changing anything, then on every
+    /// boot mounts instance storage at /mnt/ephemeral (BUILDKITE_ENABLE_INSTANCE_STORAGE;
+    /// RAID-0 over several NVMe devices, never formatting ext4 again), switches off the
+    /// tmpfs at /tmp (BUILDKITE_MOUNT_TMPFS_AT_TMP=false), configures Docker
+    /// (/etc/docker/daemon.json, /etc/subuid, /etc/subgid, the GC timers) and restarts
+    /// it; and on the first boot writes cfn-env, buildkite-agent.cfg (with the token
+    /// from SSM), signing keys, the agent env file, authorized keys, lifecycled and
+    /// systemd settings, seeds git mirrors, runs the bootstrap script and starts the
+    /// agent.
     ///
-    /// A status file (/var/log/elastic-stack-bootstrap-status) makes a second boot a
-    /// no-op after success, and a failure after a half-done boot. On failure the
+    /// A status file (/var/log/elastic-stack-bootstrap-status) makes a later boot stop
+    /// after the every-boot steps once a boot succeeded, and fail after a half-done
+    /// boot. On failure the
     /// instance is marked Unhealthy, CloudFormation gets a FAILURE signal when it
     /// deployed the stack, and the exit status is 1 (or the bootstrap script's own
     /// status) with the failed step named.
@@ -151,12 +157,20 @@ pub struct BootArgs {
     /// read the token).
     #[arg(long)]
     pub dry_run: bool,
-    /// Append each system action (chown, systemctl, mount, commands run as another
-    /// user, the CloudFormation signal) to FILE as one JSON object per line instead
-    /// of performing it. Files are still written under --root, AWS is still called
-    /// and the bootstrap script still runs.
+    /// Append each system action (chown, systemctl, mount, mkfs, mdadm, commands run
+    /// as another user, the CloudFormation signal) to FILE as one JSON object per line
+    /// instead of performing it, and answer questions about the system (mounts, NVMe
+    /// devices, ids) from --system-state. Files are still written under --root, AWS
+    /// is still called and the bootstrap script still runs.
     #[arg(long, value_name = "FILE")]
     pub record_actions: Option<PathBuf>,
+    /// With --record-actions: answer the boot's questions about the system from FILE
+    /// (JSON with optional fields docker_version, mounts [{source, target, fs_type}],
+    /// nvme_list (the text of `nvme list`), block_devices {DEVICE: "ext4" or null},
+    /// users {NAME: UID}, groups {NAME: GID}). Without it: docker version unknown,
+    /// nothing mounted, no NVMe devices, buildkite-agent uid 2000, docker gid 992.
+    #[arg(long, value_name = "FILE", requires = "record_actions")]
+    pub system_state: Option<PathBuf>,
     /// Pause after the first failed metadata request, in milliseconds; it doubles
     /// after each further failure (5 attempts, pauses at most 30 s).
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]

@@ -1,16 +1,20 @@
 //! The one seam between the instance commands and the system they change.
 //!
-//! Every [`SystemAction`] (ownership, systemd, mounts, commands run as another user,
-//! the stack signal) goes through [`System::perform`]. [`RealSystem`] performs it;
-//! [`RecordingSystem`] (`--record-actions FILE`) appends it to FILE as one JSON object
-//! per line instead, so tests, the local demo and operators trying a configuration run
-//! the whole boot without root and without touching the host.
+//! Every [`SystemAction`] (ownership, systemd, mounts, file systems, commands run as
+//! another user, the stack signal) goes through [`System::perform`], and every question
+//! about the system's state (docker's version, agent processes, the mount table, `nvme
+//! list`, `blkid`, user and group ids) through the trait's other methods.
+//! [`RealSystem`] performs and asks; [`RecordingSystem`] (`--record-actions FILE`)
+//! appends each action to FILE as one JSON object per line instead, and answers from a
+//! [`SystemState`] (`--system-state FILE`, or its defaults), so tests, the local demo
+//! and operators trying a configuration run the whole boot, every branch of it, without
+//! root and without touching the host.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +23,9 @@ use async_trait::async_trait;
 use elastic_ci_aws::cloudformation::{ResourceSignal, StackSignal};
 use elastic_ci_core::boot::action::SystemAction;
 use elastic_ci_core::boot::plan::AGENT_USER;
+use elastic_ci_core::boot::storage::{self, BlockDevice, Mount};
 use elastic_ci_core::shell;
+use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::files::Root;
@@ -36,6 +42,21 @@ pub trait System: Send + Sync {
     /// Whether any `buildkite-agent` process of the agent user is still running (the
     /// agent itself and its job executors).
     async fn agent_processes_running(&self) -> anyhow::Result<bool>;
+
+    /// The mount table (`/proc/self/mounts`).
+    async fn mounts(&self) -> anyhow::Result<Vec<Mount>>;
+
+    /// What `nvme list` prints.
+    async fn nvme_list(&self) -> anyhow::Result<String>;
+
+    /// What a device holds, from `blkid`.
+    async fn block_device(&self, device: &str) -> anyhow::Result<BlockDevice>;
+
+    /// The uid of `user`.
+    async fn user_id(&self, user: &str) -> anyhow::Result<u32>;
+
+    /// The gid of `group`.
+    async fn group_id(&self, group: &str) -> anyhow::Result<u32>;
 }
 
 /// Changes the real system. Paths of actions are resolved under `root`.
@@ -56,26 +77,40 @@ impl RealSystem {
     }
 
     async fn run(&self, program: &str, args: &[String]) -> anyhow::Result<()> {
-        let output = tokio::process::Command::new(program)
+        self.stdout_of(program, args).await.map(drop)
+    }
+
+    /// Runs a command and returns its stdout; a failure names the command and quotes
+    /// its stderr.
+    async fn stdout_of(&self, program: &str, args: &[String]) -> anyhow::Result<String> {
+        let output = self.output(program, args).await?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(command_failed(program, args, &output))
+        }
+    }
+
+    async fn output(&self, program: &str, args: &[String]) -> anyhow::Result<Output> {
+        tokio::process::Command::new(program)
             .args(args)
             .env_clear()
             .envs(&self.env)
             .stdin(Stdio::null())
             .output()
             .await
-            .with_context(|| format!("could not run {program}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            anyhow::bail!(
-                "{program} {} failed ({}): {}",
-                args.join(" "),
-                output.status,
-                stderr.trim().replace('\n', " ")
-            )
-        }
+            .with_context(|| format!("could not run {program}"))
     }
+}
+
+fn command_failed(program: &str, args: &[String], output: &Output) -> anyhow::Error {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    anyhow::anyhow!(
+        "{program} {} failed ({}): {}",
+        args.join(" "),
+        output.status,
+        stderr.trim().replace('\n', " ")
+    )
 }
 
 #[async_trait]
@@ -126,6 +161,22 @@ impl System for RealSystem {
                     command.split_first().context("empty command in a run action")?;
                 self.run(program, args).await
             }
+            SystemAction::WriteRaidConfig { path, array, devices } => {
+                let scan = self
+                    .stdout_of(
+                        "mdadm",
+                        &["--detail".to_owned(), "--brief".to_owned(), array.clone()],
+                    )
+                    .await?;
+                let content = format!("DEVICE {}\n{}", devices.join(" "), scan.trim_end());
+                crate::files::write_atomic(
+                    &self.root.path(path),
+                    0o644,
+                    format!("{content}\n").as_bytes(),
+                )?;
+                info!("wrote {path}:\n{content}");
+                Ok(())
+            }
             SystemAction::SignalStack { stack_name, logical_resource_id, unique_id, success } => {
                 let signals = self
                     .signals
@@ -163,13 +214,108 @@ impl System for RealSystem {
             .await
             .context("process scan failed")?
     }
+
+    async fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
+        let text = tokio::fs::read_to_string("/proc/self/mounts")
+            .await
+            .context("could not read the mount table /proc/self/mounts")?;
+        Ok(storage::parse_mounts(&text))
+    }
+
+    async fn nvme_list(&self) -> anyhow::Result<String> {
+        self.stdout_of("nvme", &["list".to_owned()]).await
+    }
+
+    async fn block_device(&self, device: &str) -> anyhow::Result<BlockDevice> {
+        if !tokio::fs::try_exists(device).await.unwrap_or(false) {
+            return Ok(BlockDevice::Absent);
+        }
+        let args = ["-o", "value", "-s", "TYPE", device].map(str::to_owned);
+        let output = self.output("blkid", &args).await?;
+        let fs_type = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        match output.status.code() {
+            Some(0) if !fs_type.is_empty() => Ok(BlockDevice::Formatted(fs_type)),
+            // blkid exits 2 when it recognises nothing on the device.
+            Some(0 | 2) => Ok(BlockDevice::Blank),
+            _ => Err(command_failed("blkid", &args, &output)),
+        }
+    }
+
+    async fn user_id(&self, user: &str) -> anyhow::Result<u32> {
+        uid_of(user)
+    }
+
+    async fn group_id(&self, group: &str) -> anyhow::Result<u32> {
+        gid_of(group)
+    }
+}
+
+/// What a [`RecordingSystem`] answers about the system, read from `--system-state
+/// FILE` (JSON; every field optional):
+///
+/// ```json
+/// {
+///   "docker_version": "27.1.1",
+///   "mounts": [{"source": "tmpfs", "target": "/tmp", "fs_type": "tmpfs"}],
+///   "nvme_list": "/dev/nvme1n1  AWS1 Amazon EC2 NVMe Instance Storage  1 …",
+///   "block_devices": {"/dev/nvme1n1": "ext4", "/dev/nvme2n1": null},
+///   "users": {"buildkite-agent": 2000},
+///   "groups": {"docker": 992}
+/// }
+/// ```
+///
+/// The defaults: docker version `unknown`, nothing mounted, no NVMe devices, no block
+/// devices (a device in `block_devices` with `null` exists but holds no file system),
+/// `buildkite-agent` uid 2000 (the image's) and `docker` gid 992 (an example: the
+/// image's is whatever the docker package got). Agent processes never run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemState {
+    pub docker_version: String,
+    pub mounts: Vec<Mount>,
+    pub nvme_list: String,
+    pub block_devices: BTreeMap<String, Option<String>>,
+    pub users: BTreeMap<String, u32>,
+    pub groups: BTreeMap<String, u32>,
+}
+
+impl Default for SystemState {
+    fn default() -> SystemState {
+        SystemState {
+            docker_version: "unknown".to_owned(),
+            mounts: Vec::new(),
+            nvme_list: String::new(),
+            block_devices: BTreeMap::new(),
+            users: BTreeMap::from([(AGENT_USER.to_owned(), 2000)]),
+            groups: BTreeMap::from([("docker".to_owned(), 992)]),
+        }
+    }
+}
+
+impl SystemState {
+    /// Reads a state file; users and groups it does not name keep their defaults.
+    pub fn load(path: &Path) -> anyhow::Result<SystemState> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("could not read the system state {}", path.display()))?;
+        let mut state: SystemState = serde_json::from_str(&text)
+            .with_context(|| format!("invalid system state {}", path.display()))?;
+        let defaults = SystemState::default();
+        for (name, id) in defaults.users {
+            state.users.entry(name).or_insert(id);
+        }
+        for (name, id) in defaults.groups {
+            state.groups.entry(name).or_insert(id);
+        }
+        Ok(state)
+    }
 }
 
 /// Writes every action to a file, one JSON object per line, and changes nothing.
-/// Questions get fixed answers: docker version `unknown`, no agent processes.
+/// Questions are answered from a [`SystemState`].
 pub struct RecordingSystem {
     file: Mutex<std::fs::File>,
     path: PathBuf,
+    state: SystemState,
 }
 
 impl RecordingSystem {
@@ -180,7 +326,16 @@ impl RecordingSystem {
             .append(true)
             .open(path)
             .with_context(|| format!("could not open {} to record actions", path.display()))?;
-        Ok(RecordingSystem { file: Mutex::new(file), path: path.to_owned() })
+        Ok(RecordingSystem {
+            file: Mutex::new(file),
+            path: path.to_owned(),
+            state: SystemState::default(),
+        })
+    }
+
+    /// Answers questions from `state` instead of the defaults.
+    pub fn with_state(self, state: SystemState) -> RecordingSystem {
+        RecordingSystem { state, ..self }
     }
 }
 
@@ -197,11 +352,43 @@ impl System for RecordingSystem {
     }
 
     async fn docker_version(&self) -> anyhow::Result<String> {
-        Ok("unknown".to_owned())
+        Ok(self.state.docker_version.clone())
     }
 
     async fn agent_processes_running(&self) -> anyhow::Result<bool> {
         Ok(false)
+    }
+
+    async fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
+        Ok(self.state.mounts.clone())
+    }
+
+    async fn nvme_list(&self) -> anyhow::Result<String> {
+        Ok(self.state.nvme_list.clone())
+    }
+
+    async fn block_device(&self, device: &str) -> anyhow::Result<BlockDevice> {
+        Ok(match self.state.block_devices.get(device) {
+            None => BlockDevice::Absent,
+            Some(None) => BlockDevice::Blank,
+            Some(Some(fs_type)) => BlockDevice::Formatted(fs_type.clone()),
+        })
+    }
+
+    async fn user_id(&self, user: &str) -> anyhow::Result<u32> {
+        self.state
+            .users
+            .get(user)
+            .copied()
+            .with_context(|| format!("no user {user} in the system state"))
+    }
+
+    async fn group_id(&self, group: &str) -> anyhow::Result<u32> {
+        self.state
+            .groups
+            .get(group)
+            .copied()
+            .with_context(|| format!("no group {group} in the system state"))
     }
 }
 
@@ -214,19 +401,25 @@ pub fn parse_docker_version(text: &str) -> Option<String> {
     .then(|| version.to_owned())
 }
 
-/// The uid of `user` and gid of `group`.
+/// The uid of `user` and gid of `group`, for the actions that change owners.
 pub fn ids_of(user: &str, group: &str) -> anyhow::Result<(u32, u32)> {
-    let uid = nix::unistd::User::from_name(user)
+    Ok((uid_of(user)?, gid_of(group)?))
+}
+
+fn uid_of(user: &str) -> anyhow::Result<u32> {
+    Ok(nix::unistd::User::from_name(user)
         .with_context(|| format!("could not look up user {user}"))?
         .with_context(|| format!("no user {user}"))?
         .uid
-        .as_raw();
-    let gid = nix::unistd::Group::from_name(group)
+        .as_raw())
+}
+
+fn gid_of(group: &str) -> anyhow::Result<u32> {
+    Ok(nix::unistd::Group::from_name(group)
         .with_context(|| format!("could not look up group {group}"))?
         .with_context(|| format!("no group {group}"))?
         .gid
-        .as_raw();
-    Ok((uid, gid))
+        .as_raw())
 }
 
 /// Changes owners without ever following a symlink: a link itself is changed, never

@@ -22,21 +22,21 @@ use crate::{
 
 /// One simulated instance: a moto group with the instance in it, a fake metadata
 /// service answering for it, the stack's token, bucket and UserData.
-struct Instance {
-    moto: Moto,
+pub(crate) struct Instance {
+    pub(crate) moto: Moto,
     group: String,
-    instance_id: String,
+    pub(crate) instance_id: String,
     imds: FakeImds,
     bucket: String,
     token: String,
     token_path: String,
-    root: TempDir,
-    work: TempDir,
-    env: HashMap<String, String>,
+    pub(crate) root: TempDir,
+    pub(crate) work: TempDir,
+    pub(crate) env: HashMap<String, String>,
 }
 
 impl Instance {
-    async fn new(moto: Moto) -> Instance {
+    pub(crate) async fn new(moto: Moto) -> Instance {
         let (group, instance_id) = group_with_instance(&moto, "boot", 0, 3, 1).await;
         let imds = FakeImds::start(&instance_id, REGION);
         imds.set_tag("aws:autoscaling:groupName", &group);
@@ -80,7 +80,7 @@ impl Instance {
         }
     }
 
-    fn set(&mut self, name: &str, value: &str) {
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
         self.env.insert(name.to_owned(), value.to_owned());
     }
 
@@ -88,16 +88,30 @@ impl Instance {
         self.work.path().join("actions.jsonl")
     }
 
-    fn path(&self, instance_path: &str) -> PathBuf {
+    pub(crate) fn path(&self, instance_path: &str) -> PathBuf {
         self.root.path().join(instance_path.trim_start_matches('/'))
     }
 
-    fn read(&self, instance_path: &str) -> String {
+    pub(crate) fn read(&self, instance_path: &str) -> String {
         std::fs::read_to_string(self.path(instance_path)).unwrap()
     }
 
+    /// Writes a file under the root, as the image or an earlier boot left it.
+    pub(crate) fn put(&self, instance_path: &str, content: &str) {
+        let path = self.path(instance_path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// Runs `boot` with the recorded system answering from `state` (`--system-state`).
+    pub(crate) fn boot_with_state(&self, state: &serde_json::Value) -> Output {
+        let path = self.work.path().join("system-state.json");
+        std::fs::write(&path, state.to_string()).unwrap();
+        self.boot(&["--system-state", path.to_str().unwrap()])
+    }
+
     /// Runs `boot` as the UserData does: with umask 077.
-    fn boot(&self, extra: &[&str]) -> Output {
+    pub(crate) fn boot(&self, extra: &[&str]) -> Output {
         let mut command = std::process::Command::new("bash");
         command.env_clear().env("PATH", "/usr/bin:/bin").env("ELASTIC_CI_LOG", "info");
         command.envs(&self.env).args(["-c", "umask 077 && exec \"$0\" \"$@\""]);
@@ -108,11 +122,11 @@ impl Instance {
         command.output().unwrap()
     }
 
-    fn actions(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn actions(&self) -> Vec<serde_json::Value> {
         recorded(&self.actions_path())
     }
 
-    fn signals(&self) -> Vec<bool> {
+    pub(crate) fn signals(&self) -> Vec<bool> {
         self.actions()
             .iter()
             .filter(|action| action["action"] == "signal-stack")
@@ -124,7 +138,7 @@ impl Instance {
             .collect()
     }
 
-    async fn health(&self) -> Health {
+    pub(crate) async fn health(&self) -> Health {
         health_of(&self.moto, &self.group, &self.instance_id).await
     }
 }
@@ -243,12 +257,33 @@ async fn boots_an_instance_end_to_end() {
         !stderr(&output).contains(&instance.token) && !stdout(&output).contains(&instance.token)
     );
 
-    // A second boot does nothing.
-    let n_actions = instance.actions().len();
+    // Docker's configuration comes first, on every boot.
+    let daemon: serde_json::Value =
+        serde_json::from_str(&instance.read("/etc/docker/daemon.json")).unwrap();
+    assert_eq!(daemon["userns-remap"], "buildkite-agent");
+    assert_eq!(
+        instance.read("/etc/subuid"),
+        "buildkite-agent:2000:1\nbuildkite-agent:100000:65536\n"
+    );
+    assert_eq!(
+        instance.read("/etc/subgid"),
+        "buildkite-agent:992:1\nbuildkite-agent:100000:65536\n"
+    );
+    let every_boot = [
+        serde_json::json!({"action": "systemctl", "args": ["daemon-reload"]}),
+        serde_json::json!({"action": "systemctl", "args": ["enable", "--now", "docker-gc.timer", "docker-low-disk-gc.timer"]}),
+        serde_json::json!({"action": "systemctl", "args": ["restart", "docker.service"]}),
+        serde_json::json!({"action": "systemctl", "args": ["start", "docker-binfmt.service"]}),
+    ];
+    assert_eq!(actions[..every_boot.len()], every_boot);
+
+    // A second boot repeats only the every-boot steps.
+    let n_actions = actions.len();
     let again = instance.boot(&[]);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stderr(&again).contains("Bootstrap already completed successfully."));
-    assert_eq!(instance.actions().len(), n_actions);
+    assert_eq!(instance.actions()[n_actions..], every_boot);
+    assert_eq!(instance.signals(), [true]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,7 +302,9 @@ async fn dry_run_prints_the_plan_and_changes_nothing() {
         "{plan}"
     );
     for needle in [
-        " 1. cfn-env",
+        " 1. docker-config (every boot)",
+        "- systemctl restart docker.service",
+        " 3. cfn-env",
         "write /var/lib/buildkite-agent/cfn-env (0640)",
         "| set_always BUILDKITE_STACK_NAME ci-linux",
         &format!("read the agent token from SSM parameter {} (never logged)", instance.token_path),

@@ -8,6 +8,7 @@
 
 mod boot;
 mod check_disk;
+mod every_boot;
 mod fix_permissions;
 mod seed;
 mod stop;

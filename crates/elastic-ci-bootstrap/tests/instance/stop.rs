@@ -13,6 +13,7 @@ use elastic_ci_aws::imds::{Imds, InstanceMetadata};
 use elastic_ci_bootstrap::stop::{PollIntervals, StopRequest, Stopped, stop_gracefully};
 use elastic_ci_bootstrap::system::System;
 use elastic_ci_core::boot::action::SystemAction;
+use elastic_ci_core::boot::storage::{BlockDevice, Mount};
 use elastic_ci_core::fleet::{GroupSnapshot, LifecycleActionResult, LifecycleState};
 use elastic_ci_core::lifecycle::Transition;
 use elastic_ci_testkit::imds::FakeImds;
@@ -51,6 +52,26 @@ impl System for Scripted {
             .n_polls
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok())
+    }
+    // stop-gracefully asks none of these.
+    async fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
+        anyhow::bail!("not asked by stop-gracefully")
+    }
+
+    async fn nvme_list(&self) -> anyhow::Result<String> {
+        anyhow::bail!("not asked by stop-gracefully")
+    }
+
+    async fn block_device(&self, _device: &str) -> anyhow::Result<BlockDevice> {
+        anyhow::bail!("not asked by stop-gracefully")
+    }
+
+    async fn user_id(&self, _user: &str) -> anyhow::Result<u32> {
+        anyhow::bail!("not asked by stop-gracefully")
+    }
+
+    async fn group_id(&self, _group: &str) -> anyhow::Result<u32> {
+        anyhow::bail!("not asked by stop-gracefully")
     }
 }
 

@@ -1,5 +1,5 @@
 //! The actions that change the instance beyond writing files: ownership, systemd,
-//! mounts, commands run as another user, the stack signal.
+//! mounts, file systems and arrays, commands run as another user, the stack signal.
 //!
 //! The instance binary executes them through one small trait, or, with
 //! `--record-actions FILE`, appends each to FILE as one JSON object per line
@@ -30,6 +30,10 @@ pub enum SystemAction {
     CheckSudoers { path: String },
     /// Runs a command as root.
     Run { command: Vec<String> },
+    /// Writes `path` (mdadm's configuration) with a `DEVICE` line for `devices`
+    /// followed by the `ARRAY` line of `mdadm --detail --brief ARRAY`, so that the
+    /// array is assembled under the same name at the next boot.
+    WriteRaidConfig { path: String, array: String, devices: Vec<String> },
     /// Sends a CloudFormation resource signal (SignalResource) for this instance.
     SignalStack {
         stack_name: String,
@@ -82,6 +86,11 @@ impl fmt::Display for SystemAction {
             }
             SystemAction::CheckSudoers { path } => write!(f, "visudo -cf {path}"),
             SystemAction::Run { command } => f.write_str(&command.join(" ")),
+            SystemAction::WriteRaidConfig { path, array, devices } => write!(
+                f,
+                "write {path}: DEVICE {}, then `mdadm --detail --brief {array}`",
+                devices.join(" ")
+            ),
             SystemAction::SignalStack { stack_name, logical_resource_id, unique_id, success } => {
                 let status = if *success { "SUCCESS" } else { "FAILURE" };
                 write!(f, "signal {status} to {stack_name}/{logical_resource_id} for {unique_id}")

@@ -15,6 +15,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 
+use crate::boot::docker::{
+    Cidr, CidrError, IPV4_POOL_1_SIZE, IPV4_POOL_2_SIZE, IPV6_POOL_SIZE, Networking,
+};
 use crate::uri::{SourceUri, validate_bucket_name};
 
 /// The agent's default API endpoint.
@@ -64,6 +67,8 @@ pub struct BootConfig {
     pub env_file: Option<SourceUri>,
     pub authorized_users: Option<SourceUri>,
     pub instance_storage: bool,
+    /// `false` switches off the tmpfs at `/tmp` (`BUILDKITE_MOUNT_TMPFS_AT_TMP`).
+    pub mount_tmpfs_at_tmp: bool,
     pub ecr_policy: String,
     /// Comma-separated commands for `/etc/sudoers.d/buildkite-agent-additional`.
     pub additional_sudo_permissions: Option<String>,
@@ -86,14 +91,27 @@ pub struct Plugins {
     pub docker_login: bool,
 }
 
-/// Docker settings that the bootstrapper only passes on to jobs through `cfn-env`.
+/// Docker settings: the daemon's configuration at boot, and what jobs get through
+/// `cfn-env`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerSettings {
     pub experimental: bool,
     pub userns_remap: bool,
+    /// A Docker duration (`4h`, `90m`); days are given in hours, since Docker has no
+    /// `d` unit (`1d12h` becomes `36h`).
     pub prune_until: String,
     pub pre_exit_disk_cleanup: bool,
     pub builder_prune: bool,
+    pub networking: Networking,
+    /// Split into /20 networks.
+    pub ipv4_address_pool_1: Cidr,
+    /// Split into /24 networks.
+    pub ipv4_address_pool_2: Cidr,
+    /// Split into /112 networks (dualstack only).
+    pub ipv6_address_pool: Cidr,
+    pub fixed_cidr_v4: Option<Cidr>,
+    /// Dualstack only.
+    pub fixed_cidr_v6: Cidr,
 }
 
 /// The systemd slice limits of `ENABLE_RESOURCE_LIMITS`.
@@ -215,6 +233,7 @@ impl BootConfig {
         "BUILDKITE_ENV_FILE_URL",
         "BUILDKITE_AUTHORIZED_USERS_URL",
         "BUILDKITE_ENABLE_INSTANCE_STORAGE",
+        "BUILDKITE_MOUNT_TMPFS_AT_TMP",
         "BUILDKITE_ECR_POLICY",
         "BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS",
         "SECRETS_PLUGIN_ENABLED",
@@ -226,6 +245,12 @@ impl BootConfig {
         "DOCKER_PRUNE_UNTIL",
         "ENABLE_PRE_EXIT_DISK_CLEANUP",
         "DOCKER_BUILDER_PRUNE_ENABLED",
+        "DOCKER_NETWORKING_PROTOCOL",
+        "DOCKER_IPV4_ADDRESS_POOL_1",
+        "DOCKER_IPV4_ADDRESS_POOL_2",
+        "DOCKER_IPV6_ADDRESS_POOL",
+        "DOCKER_FIXED_CIDR_V4",
+        "DOCKER_FIXED_CIDR_V6",
         "ENABLE_RESOURCE_LIMITS",
         "RESOURCE_LIMITS_MEMORY_HIGH",
         "RESOURCE_LIMITS_MEMORY_MAX",
@@ -332,6 +357,7 @@ impl BootConfig {
         let env_file = r.source("BUILDKITE_ENV_FILE_URL");
         let authorized_users = r.file_source("BUILDKITE_AUTHORIZED_USERS_URL");
         let instance_storage = r.bool("BUILDKITE_ENABLE_INSTANCE_STORAGE", false);
+        let mount_tmpfs_at_tmp = r.bool("BUILDKITE_MOUNT_TMPFS_AT_TMP", true);
         let ecr_policy = r.one_of("BUILDKITE_ECR_POLICY", "none", ECR_POLICIES);
         let additional_sudo_permissions = r.sudo_commands("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS");
         let plugins = Plugins {
@@ -343,14 +369,41 @@ impl BootConfig {
         let docker = DockerSettings {
             experimental: r.bool("DOCKER_EXPERIMENTAL", false),
             userns_remap: r.bool("DOCKER_USERNS_REMAP", true),
-            prune_until: r.matching(
+            prune_until: docker_duration(&r.matching(
                 "DOCKER_PRUNE_UNTIL",
                 "4h",
-                is_prune_age,
+                |value| prune_age_secs(value).is_some(),
                 "a duration such as 4h or 1d12h (digits followed by s, m, h or d)",
-            ),
+            )),
             pre_exit_disk_cleanup: r.bool("ENABLE_PRE_EXIT_DISK_CLEANUP", false),
             builder_prune: r.bool("DOCKER_BUILDER_PRUNE_ENABLED", false),
+            networking: match r
+                .one_of("DOCKER_NETWORKING_PROTOCOL", "ipv4", &["ipv4", "dualstack"])
+                .as_str()
+            {
+                "dualstack" => Networking::DualStack,
+                _ => Networking::Ipv4,
+            },
+            ipv4_address_pool_1: r.pool(
+                "DOCKER_IPV4_ADDRESS_POOL_1",
+                "172.17.0.0/12",
+                Cidr::parse_v4,
+                IPV4_POOL_1_SIZE,
+            ),
+            ipv4_address_pool_2: r.pool(
+                "DOCKER_IPV4_ADDRESS_POOL_2",
+                "192.168.0.0/16",
+                Cidr::parse_v4,
+                IPV4_POOL_2_SIZE,
+            ),
+            ipv6_address_pool: r.pool(
+                "DOCKER_IPV6_ADDRESS_POOL",
+                "2001:db8:2::/104",
+                Cidr::parse_v6,
+                IPV6_POOL_SIZE,
+            ),
+            fixed_cidr_v4: r.optional_cidr("DOCKER_FIXED_CIDR_V4", Cidr::parse_v4),
+            fixed_cidr_v6: r.cidr("DOCKER_FIXED_CIDR_V6", "2001:db8:1::/64", Cidr::parse_v6),
         };
         let limits_enabled = r.bool("ENABLE_RESOURCE_LIMITS", false);
         let memory = "a size such as 512M, a percentage from 1% to 100%, or infinity";
@@ -422,6 +475,7 @@ impl BootConfig {
             env_file,
             authorized_users,
             instance_storage,
+            mount_tmpfs_at_tmp,
             ecr_policy,
             additional_sudo_permissions,
             plugins,
@@ -569,6 +623,40 @@ impl Reader<'_> {
         }
     }
 
+    /// A network, or `default` (a valid constant) when absent or invalid.
+    fn cidr(&mut self, name: &str, default: &str, parse: CidrParser) -> Cidr {
+        let value = self.string(name, default);
+        self.parsed_cidr(name, &value, parse)
+            .unwrap_or_else(|| parse(default).expect("the default network is valid"))
+    }
+
+    fn optional_cidr(&mut self, name: &str, parse: CidrParser) -> Option<Cidr> {
+        let value = self.optional(name)?;
+        self.parsed_cidr(name, &value, parse)
+    }
+
+    /// An address pool that Docker splits into networks of `size` bits of prefix.
+    fn pool(&mut self, name: &str, default: &str, parse: CidrParser, size: u8) -> Cidr {
+        let pool = self.cidr(name, default, parse);
+        if pool.prefix_len() > size {
+            self.problem(format!(
+                "{name} {:?}: Docker splits this pool into /{size} networks, so its prefix must be /{size} or shorter",
+                pool.to_string()
+            ));
+        }
+        pool
+    }
+
+    fn parsed_cidr(&mut self, name: &str, value: &str, parse: CidrParser) -> Option<Cidr> {
+        match parse(value) {
+            Ok(cidr) => Some(cidr),
+            Err(error) => {
+                self.problem(format!("{name} {value:?}: {error}"));
+                None
+            }
+        }
+    }
+
     fn region_or_empty(&mut self, name: &str) -> String {
         let value = self.string(name, "");
         if !value.is_empty() && !is_region(&value) {
@@ -674,20 +762,46 @@ pub fn is_parameter_name(value: &str) -> bool {
     name_chars(value) && value != "/"
 }
 
-fn is_prune_age(value: &str) -> bool {
-    let mut digits = 0;
-    let mut units = 0;
+type CidrParser = fn(&str) -> Result<Cidr, CidrError>;
+
+/// The length in seconds of a prune age as the template takes it: one or more terms of
+/// digits and a unit (`s`, `m`, `h`, `d`), such as `4h` or `1d12h`.
+fn prune_age_secs(value: &str) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut digits = String::new();
     for c in value.chars() {
         if c.is_ascii_digit() {
-            digits += 1;
-        } else if matches!(c, 's' | 'm' | 'h' | 'd') && digits > 0 {
-            digits = 0;
-            units += 1;
-        } else {
-            return false;
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        let amount: u64 = digits.parse().ok()?;
+        total = total.checked_add(amount.checked_mul(unit)?)?;
+        digits.clear();
+    }
+    (digits.is_empty() && !value.is_empty()).then_some(total)
+}
+
+/// A valid prune age as Docker's `until` filter takes it (a Go duration, which has no
+/// `d` unit): unchanged without days, else the total in hours, minutes and seconds.
+fn docker_duration(value: &str) -> String {
+    let Some(total) = prune_age_secs(value).filter(|_| value.contains('d')) else {
+        return value.to_owned();
+    };
+    let (hours, minutes, secs) = (total / 3600, total % 3600 / 60, total % 60);
+    let mut text = String::new();
+    for (amount, unit) in [(hours, 'h'), (minutes, 'm'), (secs, 's')] {
+        if amount > 0 {
+            text.push_str(&format!("{amount}{unit}"));
         }
     }
-    digits == 0 && units > 0
+    if text.is_empty() { "0s".to_owned() } else { text }
 }
 
 fn is_memory_limit(value: &str) -> bool {
@@ -898,13 +1012,63 @@ pub(crate) mod tests {
         assert_eq!(sorted.len(), BootConfig::ENV_VARS.len(), "duplicates in ENV_VARS");
     }
 
-    #[test_case("4h", true)]
-    #[test_case("1d12h30m", true)]
-    #[test_case("h", false)]
-    #[test_case("4", false)]
-    #[test_case("", false)]
-    fn prune_ages(value: &str, valid: bool) {
-        assert_eq!(is_prune_age(value), valid);
+    #[test_case("4h", Some("4h"))]
+    #[test_case("90m", Some("90m"))]
+    #[test_case("1d12h30m", Some("36h30m"))]
+    #[test_case("7d", Some("168h"))]
+    #[test_case("0d", Some("0s"))]
+    #[test_case("h", None)]
+    #[test_case("4", None)]
+    #[test_case("1.5h", None)]
+    #[test_case("99999999999999999999d", None)]
+    #[test_case("", None)]
+    fn prune_ages(value: &str, docker: Option<&str>) {
+        assert_eq!(prune_age_secs(value).map(|_| docker_duration(value)).as_deref(), docker);
+    }
+
+    #[test]
+    fn reads_the_docker_daemon_settings() {
+        let config = BootConfig::from_env_map(&with(&[
+            ("DOCKER_NETWORKING_PROTOCOL", "dualstack"),
+            ("DOCKER_IPV4_ADDRESS_POOL_1", "10.0.0.0/8"),
+            ("DOCKER_IPV6_ADDRESS_POOL", "fd00::/80"),
+            ("DOCKER_FIXED_CIDR_V4", "172.17.1.0/24"),
+            ("DOCKER_FIXED_CIDR_V6", ""),
+            ("DOCKER_PRUNE_UNTIL", "2d"),
+            ("BUILDKITE_MOUNT_TMPFS_AT_TMP", "false"),
+        ]))
+        .unwrap();
+        let docker = &config.docker;
+        assert_eq!(docker.networking, Networking::DualStack);
+        assert_eq!(docker.ipv4_address_pool_1.to_string(), "10.0.0.0/8");
+        assert_eq!(docker.ipv4_address_pool_2.to_string(), "192.168.0.0/16");
+        assert_eq!(docker.ipv6_address_pool.to_string(), "fd00::/80");
+        assert_eq!(
+            docker.fixed_cidr_v4.map(|cidr| cidr.to_string()).as_deref(),
+            Some("172.17.1.0/24")
+        );
+        assert_eq!(docker.fixed_cidr_v6.to_string(), "2001:db8:1::/64");
+        assert_eq!(docker.prune_until, "48h");
+        assert!(!config.mount_tmpfs_at_tmp);
+        let defaults = BootConfig::from_env_map(&full_env()).unwrap();
+        assert_eq!(defaults.docker.networking, Networking::Ipv4);
+        assert_eq!(defaults.docker.fixed_cidr_v4, None);
+        assert!(defaults.mount_tmpfs_at_tmp);
+    }
+
+    #[test]
+    fn reports_every_bad_docker_setting_at_once() {
+        let env = with(&[
+            ("DOCKER_NETWORKING_PROTOCOL", "ipv6"),
+            ("DOCKER_IPV4_ADDRESS_POOL_1", "10.0.0.0/24"),
+            ("DOCKER_IPV4_ADDRESS_POOL_2", "192.168.0/16"),
+            ("DOCKER_IPV6_ADDRESS_POOL", "2001:db8:2::/120"),
+            ("DOCKER_FIXED_CIDR_V4", "172.17.1.0"),
+            ("DOCKER_FIXED_CIDR_V6", "2001:db8:1::/129"),
+            ("DOCKER_PRUNE_UNTIL", "4hours"),
+            ("BUILDKITE_MOUNT_TMPFS_AT_TMP", "no"),
+        ]);
+        expect![[r#"invalid boot configuration (8 problems): BUILDKITE_MOUNT_TMPFS_AT_TMP "no": expected true or false; DOCKER_PRUNE_UNTIL "4hours": expected a duration such as 4h or 1d12h (digits followed by s, m, h or d); DOCKER_NETWORKING_PROTOCOL "ipv6": expected one of ipv4, dualstack; DOCKER_IPV4_ADDRESS_POOL_1 "10.0.0.0/24": Docker splits this pool into /20 networks, so its prefix must be /20 or shorter; DOCKER_IPV4_ADDRESS_POOL_2 "192.168.0/16": expected an IPv4 network such as 172.17.0.0/12 (not an IPv4 address); DOCKER_IPV6_ADDRESS_POOL "2001:db8:2::/120": Docker splits this pool into /112 networks, so its prefix must be /112 or shorter; DOCKER_FIXED_CIDR_V4 "172.17.1.0": expected an IPv4 network such as 172.17.0.0/12 (no /prefix); DOCKER_FIXED_CIDR_V6 "2001:db8:1::/129": expected an IPv6 network such as 2001:db8:1::/64 (prefix must be 0 to 128)"#]].assert_eq(&error(&env));
     }
 
     #[test_case("/a/b", true)]

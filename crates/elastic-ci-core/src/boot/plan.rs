@@ -3,12 +3,18 @@
 //! [`plan`] is the single source of truth: the instance binary executes exactly these
 //! operations, and `boot --dry-run` prints them. Step names appear in the failure
 //! message and in the failure signal, so an operator knows where a boot stopped.
+//!
+//! The first steps (instance storage, Docker's configuration) run on every boot, as
+//! the original's first two UserData parts did; they are planned from the instance's
+//! current state, so running them again is harmless. The rest runs once.
 
 use std::fmt;
 
 use crate::boot::action::SystemAction;
 use crate::boot::agent_config::AgentConfig;
-use crate::boot::config::BootConfig;
+use crate::boot::config::{BootConfig, DockerSettings};
+use crate::boot::docker::{self, RemapIds};
+use crate::boot::storage::{self, StorageFacts};
 use crate::boot::{cfn_env, units};
 use crate::uri::SourceUri;
 
@@ -61,6 +67,11 @@ pub struct InstanceFacts {
     /// `ec2-user`, or `ubuntu` on Ubuntu.
     pub login_user: String,
     pub login_home: String,
+    /// Mounts, instance-store devices and what they hold, as far as the configuration
+    /// needs them.
+    pub storage: StorageFacts,
+    /// The ids of user-namespace remapping, when it is on.
+    pub remap_ids: Option<RemapIds>,
 }
 
 /// The architecture name used in agent download URLs, from Rust's target name.
@@ -102,8 +113,13 @@ pub enum Op {
     Rename { from: String, to: String },
     /// Points `link` at `target`, replacing what was there.
     Symlink { link: String, target: String },
-    /// Appends `line` to a file unless the file already has it.
-    AppendLineOnce { path: String, line: String },
+    /// Makes `line` the only `/etc/fstab` entry for its mount point.
+    SetFstabEntry { line: String },
+    /// Sets the stack's keys in Docker's `daemon.json` (parsed, changed, written
+    /// atomically; a file that is not a JSON object fails the step unchanged).
+    ConfigureDockerDaemon { path: String, docker: DockerSettings, data_root: Option<String> },
+    /// Says something in the boot log (a branch taken, a thing left alone).
+    Note(String),
     /// Reads the agent token from SSM (decrypted) and keeps it in memory.
     ReadAgentToken { parameter: String },
     /// Writes the agent configuration with the token read before.
@@ -130,6 +146,8 @@ pub struct Step {
     pub ops: Vec<Op>,
     /// A failure is logged as a warning and the boot goes on.
     pub best_effort: bool,
+    /// Runs on every boot, not only the first; every-boot steps come first.
+    pub every_boot: bool,
 }
 
 /// The whole boot.
@@ -141,9 +159,32 @@ pub struct BootPlan {
 /// Plans the boot of one instance.
 pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
     let mut steps = Vec::new();
+    let storage_ops =
+        storage::ops(config.mount_tmpfs_at_tmp, config.instance_storage, &facts.storage);
+    if !storage_ops.is_empty() {
+        steps.push(Step {
+            name: "instance-storage",
+            ops: storage_ops,
+            best_effort: false,
+            every_boot: true,
+        });
+    }
+    steps.push(Step {
+        name: "docker-config",
+        ops: docker::ops(config, facts.remap_ids),
+        best_effort: false,
+        every_boot: true,
+    });
+    steps.push(Step {
+        name: "docker-binfmt",
+        ops: vec![Op::System(SystemAction::systemctl(&["start", docker::BINFMT_SERVICE]))],
+        best_effort: true,
+        every_boot: true,
+    });
+
     let mut step = |name: &'static str, ops: Vec<Op>| {
         if !ops.is_empty() {
-            steps.push(Step { name, ops, best_effort: false });
+            steps.push(Step { name, ops, best_effort: false, every_boot: false });
         }
     };
     let agent_owned = |path: &str| SystemAction::chown(path, "root", AGENT_USER);
@@ -344,6 +385,7 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
                 days,
             }],
             best_effort: true,
+            every_boot: false,
         });
     }
 
@@ -353,6 +395,7 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
             name: "signal-success",
             ops: vec![Op::System(success_signal(config, &facts.instance_id, true))],
             best_effort: true,
+            every_boot: false,
         });
     }
 
@@ -365,6 +408,7 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
             show: false,
         }],
         best_effort: false,
+        every_boot: false,
     });
     BootPlan { steps }
 }
@@ -403,10 +447,7 @@ fn ephemeral_bind(config: &BootConfig, name: &str, target: &str) -> Vec<Op> {
     vec![
         Op::CreateDir { path: source.clone(), mode: 0o755 },
         Op::System(SystemAction::BindMount { source: source.clone(), target: target.to_owned() }),
-        Op::AppendLineOnce {
-            path: FSTAB_PATH.to_owned(),
-            line: units::bind_mount_fstab_line(&source, target),
-        },
+        Op::SetFstabEntry { line: units::bind_mount_fstab_line(&source, target) },
     ]
 }
 
@@ -425,7 +466,18 @@ impl fmt::Display for Op {
             }
             Op::Rename { from, to } => write!(f, "rename {from} to {to}"),
             Op::Symlink { link, target } => write!(f, "link {link} -> {target}"),
-            Op::AppendLineOnce { path, line } => write!(f, "append to {path} (once): {line}"),
+            Op::SetFstabEntry { line } => {
+                let mount_point = line.split_whitespace().nth(1).unwrap_or_default();
+                write!(f, "set the {mount_point} line of {FSTAB_PATH}: {line}")
+            }
+            Op::ConfigureDockerDaemon { path, docker, data_root } => {
+                write!(f, "set in {path}, keeping its other keys: ")?;
+                match docker::daemon_json(&serde_json::json!({}), docker, data_root.as_deref()) {
+                    Ok(keys) => write!(f, "{keys}"),
+                    Err(error) => write!(f, "<{error}>"),
+                }
+            }
+            Op::Note(text) => write!(f, "note: {text}"),
             Op::ReadAgentToken { parameter } => {
                 write!(f, "read the agent token from SSM parameter {parameter} (never logged)")
             }
@@ -461,7 +513,12 @@ impl fmt::Display for Op {
 impl fmt::Display for BootPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (index, step) in self.steps.iter().enumerate() {
-            let note = if step.best_effort { " (best effort)" } else { "" };
+            let note = match (step.every_boot, step.best_effort) {
+                (true, true) => " (every boot, best effort)",
+                (true, false) => " (every boot)",
+                (false, true) => " (best effort)",
+                (false, false) => "",
+            };
             writeln!(f, "{:>2}. {}{note}", index + 1, step.name)?;
             for op in &step.ops {
                 writeln!(f, "    - {op}")?;
@@ -485,6 +542,8 @@ pub(crate) mod tests {
             arch: "amd64".to_owned(),
             login_user: "ec2-user".to_owned(),
             login_home: "/home/ec2-user".to_owned(),
+            storage: StorageFacts::default(),
+            remap_ids: Some(RemapIds { agent_uid: 2000, docker_gid: 992 }),
         }
     }
 
@@ -497,6 +556,8 @@ pub(crate) mod tests {
         let config = BootConfig::from_env_map(&full_env()).unwrap();
         expect![[r#"
             [
+                "docker-config",
+                "docker-binfmt",
                 "cfn-env",
                 "agent-release",
                 "git-mirrors",
@@ -540,7 +601,10 @@ pub(crate) mod tests {
             "link /usr/bin/buildkite-agent -> /usr/bin/buildkite-agent-edge",
             "visudo -cf /etc/sudoers.d/buildkite-agent-additional.pending",
             "mount --bind /mnt/ephemeral/builds /var/lib/buildkite-agent/builds",
-            "append to /etc/fstab (once): /mnt/ephemeral/git-mirrors /var/lib/buildkite-agent/git-mirrors none defaults,bind 0 0",
+            "set the /var/lib/buildkite-agent/git-mirrors line of /etc/fstab: /mnt/ephemeral/git-mirrors /var/lib/buildkite-agent/git-mirrors none defaults,bind 0 0",
+            "note: No NVMe drives to mount.",
+            "create directory /mnt/ephemeral/docker (0711)",
+            "\"data-root\":\"/mnt/ephemeral/docker\"",
             "seed git mirrors from s3://seeds/git-mirror-seeds/",
             "write SSM parameter /ci/verify to /etc/buildkite-agent/verification-key.json (0640)",
             "chown ec2-user:ec2-user /home/ec2-user/.ssh/authorized_keys",
@@ -552,6 +616,39 @@ pub(crate) mod tests {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
         assert!(!step_names(&plan).contains(&"signal-success"));
+    }
+
+    #[test]
+    fn every_boot_steps_come_first_and_configure_docker() {
+        let config = BootConfig::from_env_map(&full_env()).unwrap();
+        let plan = plan(&config, &facts());
+        let n_every_boot = plan.steps.iter().take_while(|step| step.every_boot).count();
+        assert_eq!(n_every_boot, 2);
+        assert!(plan.steps[n_every_boot..].iter().all(|step| !step.every_boot));
+        let text = plan.to_string();
+        let docker = text.split(" 3. cfn-env").next().unwrap();
+        expect![[r#"
+             1. docker-config (every boot)
+                - write /etc/subuid (0644)
+                  | buildkite-agent:2000:1
+                  | buildkite-agent:100000:65536
+                - write /etc/subgid (0644)
+                  | buildkite-agent:992:1
+                  | buildkite-agent:100000:65536
+                - set in /etc/docker/daemon.json, keeping its other keys: {"default-address-pools":[{"base":"172.17.0.0/12","size":20},{"base":"192.168.0.0/16","size":24}],"userns-remap":"buildkite-agent"}
+                - write /etc/systemd/system/docker-gc.service.d/prune-until.conf (0644)
+                  | [Service]
+                  | Environment=DOCKER_PRUNE_UNTIL=4h
+                - write /etc/systemd/system/docker-low-disk-gc.service.d/prune-until.conf (0644)
+                  | [Service]
+                  | Environment=DOCKER_PRUNE_UNTIL=4h
+                - systemctl daemon-reload
+                - systemctl enable --now docker-gc.timer docker-low-disk-gc.timer
+                - systemctl restart docker.service
+             2. docker-binfmt (every boot, best effort)
+                - systemctl start docker-binfmt.service
+        "#]]
+        .assert_eq(docker);
     }
 
     #[test_case::test_case("ID=ubuntu\nNAME=Ubuntu", "ubuntu")]
