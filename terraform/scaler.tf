@@ -18,6 +18,7 @@ locals {
     SCALE_OUT_FACTOR                      = tostring(var.scale_out_factor)
     SCALE_OUT_COOLDOWN_PERIOD             = "${var.scale_out_cooldown_period}s"
     SCALE_IN_COOLDOWN_PERIOD              = "${var.scale_in_cooldown_period}s"
+    SCALER_MODE                           = var.scaler_mode
     INCLUDE_WAITING                       = tostring(var.scale_out_for_waiting_jobs)
     INSTANCE_BUFFER                       = tostring(var.instance_buffer)
     AVAILABILITY_THRESHOLD                = "0.5"

@@ -852,6 +852,18 @@ variable "scale_out_cooldown_period" {
   nullable    = false
 }
 
+variable "scaler_mode" {
+  description = "Scaling policy. original keeps the original scaler's decisions; responsive skips the scale-out cooldown once the previous scale-out's agents have connected and jobs are still waiting, for shorter waits at a few percent more instance time (see the README's capacity simulator section)."
+  type        = string
+  default     = "original"
+  nullable    = false
+
+  validation {
+    condition     = contains(["original", "responsive"], var.scaler_mode)
+    error_message = "scaler_mode must be original or responsive."
+  }
+}
+
 variable "scale_in_idle_period" {
   description = "Seconds every agent on an instance must be idle before the instance terminates."
   type        = number
