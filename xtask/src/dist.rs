@@ -1,4 +1,4 @@
-//! `cargo xtask dist`: the shipped binaries, built with the size-optimised `dist`
+//! `cargo xtask dist`: the shipped binaries, built with the size-optimised `ship`
 //! profile, under `<target dir>/dist/`:
 //!
 //! - `elastic-ci-scaler-x86_64.zip` and `elastic-ci-scaler-arm64.zip`: the scaler
@@ -96,7 +96,7 @@ pub(crate) fn run(args: &DistArgs) -> anyhow::Result<()> {
         let lambda_dir = target_dir.join("lambda").join(arch.name());
         let mut command = Command::new(venv.join("bin/cargo-lambda"));
         command
-            .args(["lambda", "build", "--profile", "dist", "--output-format", "zip", "--locked"])
+            .args(["lambda", "build", "--profile", "ship", "--output-format", "zip", "--locked"])
             .args(["--target", arch.rust_target()])
             .arg("--lambda-dir")
             .arg(&lambda_dir)
@@ -114,7 +114,7 @@ pub(crate) fn run(args: &DistArgs) -> anyhow::Result<()> {
             let binaries_dir = dist.join(arch.name());
             std::fs::create_dir_all(&binaries_dir)?;
             for package in &instance_packages {
-                let binary = target_dir.join(arch.rust_target()).join("dist").join(package);
+                let binary = target_dir.join(arch.rust_target()).join("ship").join(package);
                 let destination = binaries_dir.join(package);
                 copy(&binary, &destination)?;
                 built.push(destination);
