@@ -183,6 +183,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         None => (trace::BURST.to_owned(), "the built-in burst".to_owned(), true),
     };
     let trace = trace::load(&text, &source, args.minutes, built_in)?;
+    let interrupted = on_interrupt();
     let binaries = if args.no_build { Binaries::built()? } else { Binaries::build()? };
     let out = output_dir(args.output.as_deref(), if args.check { "check" } else { "run" })?;
     let moto_dir = moto::moto_dir()?;
@@ -195,6 +196,7 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
         trace,
         timings: if args.check { Timings::CHECK } else { Timings::DEMO },
         out,
+        interrupted,
     };
     let result = demo(setup);
     drop(server);
@@ -211,6 +213,7 @@ pub(crate) fn check_in_ci(moto_endpoint: &str) -> anyhow::Result<()> {
         trace: trace::load(trace::CHECK, "the built-in check trace", None, true)?,
         timings: Timings::CHECK,
         out: output_dir(None, "check")?,
+        interrupted: Arc::new(AtomicBool::new(false)),
     };
     demo(setup)
 }
@@ -222,6 +225,35 @@ struct Setup {
     trace: trace::DemoTrace,
     timings: Timings,
     out: PathBuf,
+    /// Set on Ctrl-C: the run stops early but still cleans up.
+    interrupted: Arc<AtomicBool>,
+}
+
+/// Catches Ctrl-C from now on, so that the run can stop its scaler and its emulator
+/// (which runs in a process group of its own) instead of dying with them running. The
+/// children in the terminal's process group get the interrupt themselves.
+fn on_interrupt() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let (ready, wait_ready) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        // The handler is installed when the stream is created.
+        let signal = {
+            let _entered = runtime.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        };
+        let _ = ready.send(());
+        let Ok(mut signal) = signal else { return };
+        if runtime.block_on(signal.recv()).is_some() {
+            flag.store(true, Ordering::SeqCst);
+            eprintln!("\ninterrupted: stopping the run and cleaning up …");
+        }
+    });
+    let _ = wait_ready.recv_timeout(Duration::from_secs(5));
+    interrupted
 }
 
 /// One simulated instance, as the fleet loop follows it.
@@ -234,7 +266,7 @@ struct HostEntry {
 
 fn demo(setup: Setup) -> anyhow::Result<()> {
     let run_started = Instant::now();
-    let Setup { moto, python, binaries, trace, timings, out } = setup;
+    let Setup { moto, python, binaries, trace, timings, out, interrupted } = setup;
     let token = Secret::new(format!("bkdemo-{}", random_hex(16)));
     let fake = FakeBuildkite::start(token.expose());
     fake.state().organization = ORGANIZATION.to_owned();
@@ -286,8 +318,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
     let mut view = LiveView::new();
     let mut hosts: BTreeMap<String, HostEntry> = BTreeMap::new();
     let mut samples: Vec<report::Sample> = Vec::new();
-    let deadline =
-        trace.last_end() + Duration::from_secs(timings.idle_period_secs) + Duration::from_secs(180);
+    let deadline = settle_deadline(&trace, &timings);
     let outcome: anyhow::Result<()> = loop {
         let group = runtime.block_on(scaling.describe_group(&stack.group));
         let now = world.now();
@@ -359,6 +390,9 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         {
             break Ok(());
         }
+        if interrupted.load(Ordering::SeqCst) {
+            break Err(anyhow::anyhow!("interrupted"));
+        }
         if let Some(status) = scaler.exited() {
             break Err(anyhow::anyhow!(
                 "the scaler exited ({status}); see {}",
@@ -403,7 +437,8 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         wall_time: run_started.elapsed(),
         out: &out,
     };
-    let checks = report::checks(&record, &token);
+    // A run that did not settle is not checked: its checks would only repeat that.
+    let checks = if outcome.is_ok() { report::checks(&record, &token) } else { Vec::new() };
     let report_path = report::write(&record, &checks)?;
     report::print_summary(&record, &checks, &report_path);
     outcome?;
@@ -416,6 +451,19 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         bail!("the end-to-end checks failed:\n  {}", failed.join("\n  "));
     }
     Ok(())
+}
+
+/// When a run that has not settled is given up: the trace's jobs run back to back on
+/// every agent the group may have, plus an idle period, an instance start and three
+/// minutes to spare.
+fn settle_deadline(trace: &trace::DemoTrace, timings: &Timings) -> Duration {
+    let work: Duration = trace.jobs.iter().map(|job| job.duration).sum();
+    let agents = timings.max_size.saturating_mul(timings.agents_per_instance).max(1);
+    let last_ready = trace.jobs.iter().map(|job| job.ready_at).max().unwrap_or_default();
+    trace.last_end().max(last_ready + work / agents)
+        + Duration::from_secs(timings.idle_period_secs)
+        + timings.instance_start
+        + Duration::from_secs(180)
 }
 
 /// The environment a pipeline step gives its job; the command sleeps for the job's
@@ -465,15 +513,22 @@ fn print_setup(stack: &stack::Stack, trace: &trace::DemoTrace, timings: &Timings
         timings.instance_start.as_secs(),
         timings.terminate_drain_secs
     );
-    let mut note =
-        format!("{} jobs on queue {} from {}", trace.jobs.len(), trace.queue, trace.source);
+    let mut note = format!(
+        "{} on queue {} from {}",
+        plural(trace.jobs.len(), "job"),
+        trace.queue,
+        trace.source
+    );
     if trace.n_other_queues > 0 {
-        note.push_str(&format!("; {} jobs of other queues left out", trace.n_other_queues));
+        note.push_str(&format!(
+            "; {} of other queues left out",
+            plural(trace.n_other_queues, "job")
+        ));
     }
     if trace.n_after_window > 0 {
         note.push_str(&format!(
-            "; {} jobs after the first {} minutes left out (--minutes)",
-            trace.n_after_window,
+            "; {} after the first {} minutes left out (--minutes)",
+            plural(trace.n_after_window, "job"),
             trace.window.as_secs() / 60
         ));
     }
@@ -534,6 +589,11 @@ impl LiveView {
             let _ = writeln!(out, "{:>6}  {message}", seconds(at));
         }
     }
+}
+
+/// `1 job`, `2 jobs`.
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 /// `12.3s`.

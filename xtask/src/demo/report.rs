@@ -14,11 +14,11 @@ use elastic_ci_core::boot::plan::{AGENT_CONFIG_PATH, AGENT_ENV_FILE_PATH};
 use elastic_ci_core::secret::Secret;
 use elastic_ci_testkit::buildkite::{JobRecord, QueueMetrics};
 
-use super::Timings;
 use super::host::HostReport;
 use super::scaler::ScalerPoll;
 use super::stack::Stack;
 use super::trace::DemoTrace;
+use super::{Timings, plural};
 
 /// The queue and the group at one moment of the run.
 #[derive(Debug, Clone)]
@@ -271,6 +271,9 @@ pub(crate) fn write(record: &RunRecord<'_>, checks: &[Check]) -> anyhow::Result<
         summary.n_failed_polls,
     );
     html.push_str("<h2>Checks</h2><table>\n");
+    if checks.is_empty() {
+        html.push_str("<tr><td>not checked: the run did not settle</td></tr>\n");
+    }
     for check in checks {
         let _ = writeln!(
             html,
@@ -373,7 +376,11 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut check = |name: &'static str, problems: Vec<String>, ok: String| {
         let passed = problems.is_empty();
-        let detail = if passed { ok } else { problems.join("; ") };
+        let detail = match problems.len() {
+            0 => ok,
+            1..=5 => problems.join("; "),
+            n => format!("{}; and {} more", problems[..5].join("; "), n - 5),
+        };
         checks.push(Check { name, passed, detail });
     };
     let runs: Vec<&super::host::JobRun> = record
@@ -399,7 +406,7 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             ));
         }
     }
-    check("every job ran once and succeeded", problems, format!("{} jobs", record.jobs.len()));
+    check("every job ran once and succeeded", problems, plural(record.jobs.len(), "job"));
 
     // The hooks ran around each job, with the secrets.
     let secrets = &record.stack.secrets;
@@ -451,8 +458,8 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "each job ran its hooks with the bucket's secrets",
         problems,
         format!(
-            "{} jobs: environment, pre-command, pre-exit exited 0; the command saw DEMO_BUCKET_SECRET, DEMO_PIPELINE_SETTING, DEMO_AGENT_ENV and DOCKER_CONFIG; docker login got the password on stdin",
-            runs.len()
+            "{}: environment, pre-command, pre-exit exited 0; the command saw DEMO_BUCKET_SECRET, DEMO_PIPELINE_SETTING, DEMO_AGENT_ENV and DOCKER_CONFIG; docker login got the password on stdin",
+            plural(runs.len(), "job")
         ),
     );
 
@@ -516,8 +523,8 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "every instance booted from the stack's inputs and terminated itself",
         problems,
         format!(
-            "{} instances: bootstrap script from S3, env file from SSM, terminate",
-            record.hosts.len()
+            "{}: bootstrap script from S3, env file from SSM, terminate",
+            plural(record.hosts.len(), "instance")
         ),
     );
 
@@ -568,8 +575,9 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "the agent token appears only in the agent configuration",
         problems,
         format!(
-            "searched every file under {}: only the {n_configs} agent configurations",
-            record.out.display()
+            "searched every file under {}: only in {}",
+            record.out.display(),
+            plural(n_configs, "agent configuration")
         ),
     );
     checks
