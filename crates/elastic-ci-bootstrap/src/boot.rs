@@ -148,10 +148,12 @@ pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
     let plan = plan::plan(&config, &facts);
     let (every_boot, first_boot): (Vec<&Step>, Vec<&Step>) =
         plan.steps.iter().partition(|step| step.every_boot);
+    if completed {
+        info!("Bootstrap already completed successfully. Running only the every-boot steps.");
+    }
     let mut executor = Executor { deps, token: None };
     executor.run_steps(&every_boot, &failing).await?;
     if completed {
-        info!("Bootstrap already completed successfully.");
         return Ok(BootOutcome::AlreadyCompleted);
     }
     if let Err(error) = files::write_atomic(&status_path, 0o644, b"Started") {

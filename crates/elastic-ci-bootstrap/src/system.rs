@@ -223,6 +223,12 @@ impl System for RealSystem {
     }
 
     async fn nvme_list(&self) -> anyhow::Result<String> {
+        // Without any NVMe controller (older instance types) there is nothing to list,
+        // and nvme-cli versions differ in how they fail then.
+        let controllers = std::fs::read_dir("/sys/class/nvme").map_or(0, Iterator::count);
+        if controllers == 0 {
+            return Ok(String::new());
+        }
         self.stdout_of("nvme", &["list".to_owned()]).await
     }
 
@@ -494,6 +500,46 @@ mod tests {
         .assert_eq(&text);
         assert_eq!(recorder.docker_version().await.unwrap(), "unknown");
         assert!(!recorder.agent_processes_running().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_real_system_answers_from_the_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = HashMap::from([("PATH".to_owned(), "/usr/sbin:/usr/bin:/sbin:/bin".to_owned())]);
+        let system = RealSystem::new(Root::new("/"), None, env);
+        assert!(system.mounts().await.unwrap().iter().any(|mount| mount.target == "/proc"));
+        assert_eq!(system.user_id("root").await.unwrap(), 0);
+        assert_eq!(system.group_id("root").await.unwrap(), 0);
+        assert!(system.user_id("no-such-user-here").await.is_err());
+
+        // blkid reads a file like a device: nothing, then ext4 once mkfs made one.
+        let missing = dir.path().join("missing").display().to_string();
+        assert_eq!(system.block_device(&missing).await.unwrap(), BlockDevice::Absent);
+        let image = dir.path().join("disk.img");
+        std::fs::write(&image, vec![0u8; 4 << 20]).unwrap();
+        let image = image.display().to_string();
+        assert_eq!(system.block_device(&image).await.unwrap(), BlockDevice::Blank);
+        let mkfs = ["mkfs.ext4", "-F", "-E", "nodiscard", &image].map(str::to_owned).to_vec();
+        system.perform(&SystemAction::Run { command: mkfs }).await.unwrap();
+        assert_eq!(
+            system.block_device(&image).await.unwrap(),
+            BlockDevice::Formatted("ext4".to_owned())
+        );
+    }
+
+    #[test]
+    fn system_state_files_keep_default_ids_and_refuse_unknown_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, r#"{"groups": {"docker": 5}, "block_devices": {"/dev/x": null}}"#)
+            .unwrap();
+        let state = SystemState::load(&path).unwrap();
+        assert_eq!(state.groups["docker"], 5);
+        assert_eq!(state.users[AGENT_USER], 2000);
+        assert_eq!(state.docker_version, "unknown");
+        std::fs::write(&path, r#"{"mounts": [{"source": "a", "target": "/b"}]}"#).unwrap();
+        let error = format!("{:#}", SystemState::load(&path).unwrap_err());
+        assert!(error.contains("missing field `fs_type`"), "{error}");
     }
 
     #[test]

@@ -516,9 +516,12 @@ fn help_documents_every_command_and_flag() {
             "--root",
             "--dry-run",
             "--record-actions",
+            "--system-state",
             "--metadata-retry-delay-ms",
             "Unhealthy",
             "status file",
+            "/mnt/ephemeral",
+            "daemon.json",
         ],
     );
     assert_help_mentions(

@@ -9,12 +9,14 @@ use serde_json::{Value, json};
 use crate::boot::Instance;
 use crate::{files_under, stderr, stdout};
 
+/// `nvme list` of nvme-cli 2 (with its Generic column) on an instance with two
+/// instance-store devices besides the root volume.
 const NVME_LIST: &str = "\
-Node                  SN                   Model                                    Namespace Usage                      Format           FW Rev
---------------------- -------------------- ---------------------------------------- --------- -------------------------- ---------------- --------
-/dev/nvme0n1          vol0123456789abcdef0 Amazon Elastic Block Store               1          53.69  GB /  53.69  GB    512   B +  0 B   1.0
-/dev/nvme1n1          AWS1A2B3C4D5E6F7G8H9 Amazon EC2 NVMe Instance Storage         1         474.00  GB / 474.00  GB    512   B +  0 B   0
-/dev/nvme2n1          AWS9H8G7F6E5D4C3B2A1 Amazon EC2 NVMe Instance Storage         1         474.00  GB / 474.00  GB    512   B +  0 B   0
+Node          Generic     SN                   Model                            Namespace  Usage                   Format       FW Rev
+------------- ----------- -------------------- -------------------------------- ---------- ----------------------- ------------ --------
+/dev/nvme0n1  /dev/ng0n1  vol0123456789abcdef0 Amazon Elastic Block Store       0x1        53.69 GB / 53.69 GB     512 B + 0 B  2.0
+/dev/nvme1n1  /dev/ng1n1  AWS1A2B3C4D5E6F7G8H9 Amazon EC2 NVMe Instance Storage 0x1        474.00 GB / 474.00 GB   512 B + 0 B  0
+/dev/nvme2n1  /dev/ng2n1  AWS9H8G7F6E5D4C3B2A1 Amazon EC2 NVMe Instance Storage 0x1        474.00 GB / 474.00 GB   512 B + 0 B  0
 ";
 
 /// `nvme list` with only the first instance-store device.

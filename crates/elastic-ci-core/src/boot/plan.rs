@@ -467,7 +467,7 @@ impl fmt::Display for Op {
             Op::Rename { from, to } => write!(f, "rename {from} to {to}"),
             Op::Symlink { link, target } => write!(f, "link {link} -> {target}"),
             Op::SetFstabEntry { line } => {
-                let mount_point = line.split_whitespace().nth(1).unwrap_or_default();
+                let mount_point = storage::fstab_mount_point(line).unwrap_or_default();
                 write!(f, "set the {mount_point} line of {FSTAB_PATH}: {line}")
             }
             Op::ConfigureDockerDaemon { path, docker, data_root } => {
@@ -626,7 +626,14 @@ pub(crate) mod tests {
         assert_eq!(n_every_boot, 2);
         assert!(plan.steps[n_every_boot..].iter().all(|step| !step.every_boot));
         let text = plan.to_string();
-        let docker = text.split(" 3. cfn-env").next().unwrap();
+        // One leading space less on each line: expect-test strips the common indentation.
+        let docker: String = text
+            .split(" 3. cfn-env")
+            .next()
+            .unwrap()
+            .lines()
+            .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+            .collect();
         expect![[r#"
              1. docker-config (every boot)
                 - write /etc/subuid (0644)
@@ -648,7 +655,7 @@ pub(crate) mod tests {
              2. docker-binfmt (every boot, best effort)
                 - systemctl start docker-binfmt.service
         "#]]
-        .assert_eq(docker);
+        .assert_eq(&docker);
     }
 
     #[test_case::test_case("ID=ubuntu\nNAME=Ubuntu", "ubuntu")]

@@ -148,7 +148,7 @@ pub fn fstab_with_entry(fstab: &str, line: &str) -> Option<String> {
 }
 
 /// The second field of an fstab entry; `None` for comments and blank lines.
-fn fstab_mount_point(line: &str) -> Option<&str> {
+pub fn fstab_mount_point(line: &str) -> Option<&str> {
     let line = line.trim_start();
     if line.starts_with('#') {
         return None;
