@@ -601,19 +601,44 @@ fn seconds(at: Duration) -> String {
     format!("{:.1}s", at.as_secs_f64())
 }
 
-/// `--output`, or a fresh directory under `<target dir>/demo`.
+/// How many runs of each kind `<target dir>/demo` keeps.
+const KEPT_RUNS: usize = 10;
+
+/// `--output`, or a fresh directory under `<target dir>/demo` (where only the latest
+/// [`KEPT_RUNS`] runs of each kind are kept).
 fn output_dir(given: Option<&Path>, kind: &str) -> anyhow::Result<PathBuf> {
     let dir = match given {
         Some(dir) => dir.to_owned(),
         None => {
+            let parent = project::target_dir()?.join("demo");
+            prune_runs(&parent, kind);
             let stamp =
                 SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            project::target_dir()?.join("demo").join(format!("{kind}-{stamp}-{}", random_hex(2)))
+            parent.join(format!("{kind}-{stamp}-{}", random_hex(2)))
         }
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("failed to resolve {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Removes all but the newest `KEPT_RUNS - 1` directories named `KIND-<unix time>-…`.
+fn prune_runs(parent: &Path, kind: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let prefix = format!("{kind}-");
+    let mut runs: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stamp = name.strip_prefix(&prefix)?.split('-').next()?.parse().ok()?;
+            entry.file_type().ok()?.is_dir().then(|| (stamp, entry.path()))
+        })
+        .collect();
+    runs.sort();
+    let n_old = runs.len().saturating_sub(KEPT_RUNS - 1);
+    for (_, path) in runs.into_iter().take(n_old) {
+        let _ = std::fs::remove_dir_all(path);
+    }
 }
 
 /// `n` random bytes as lower-case hex, from the kernel.
@@ -627,4 +652,41 @@ pub(crate) fn random_hex(n: usize) -> String {
         bytes.iter_mut().enumerate().for_each(|(i, byte)| *byte = seed[i % seed.len()]);
     }
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_runs_of_a_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        for stamp in 100..112 {
+            std::fs::create_dir(dir.path().join(format!("run-{stamp}-ab"))).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("check-1-cd")).unwrap();
+        std::fs::write(dir.path().join("run-1-file"), "").unwrap();
+        prune_runs(dir.path(), "run");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected: Vec<String> = (103..112).map(|stamp| format!("run-{stamp}-ab")).collect();
+        expected.extend(["check-1-cd".to_owned(), "run-1-file".to_owned()]);
+        expected.sort();
+        assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn the_deadline_allows_for_the_backlog() {
+        let text = "job_id,queue,visible_at_s,ready_at_s,duration_s\n\
+                    a,q,0,0,600\nb,q,0,0,600\nc,q,0,0,600\nd,q,10,10,60\n";
+        let trace = trace::load(text, "t.csv", None, false).unwrap();
+        let timings = Timings { max_size: 1, agents_per_instance: 2, ..Timings::CHECK };
+        // 1860 s of work on 2 agents after the last job is ready, then idle, start, spare.
+        assert_eq!(settle_deadline(&trace, &timings), Duration::from_secs(10 + 930 + 8 + 1 + 180));
+        assert_eq!(plural(1, "job"), "1 job");
+        assert_eq!(plural(3, "instance"), "3 instances");
+    }
 }
