@@ -37,10 +37,12 @@ pub(crate) enum Command {
     Demo(DemoArgs),
 }
 
-const DEMO_AFTER_HELP: &str = "\
+pub(crate) const DEMO_AFTER_HELP: &str = "\
 The stack is deployed with settings that make the run take minutes: AgentsPerInstance=2,
 MaxSize=6, ScaleInIdlePeriod=30, ScaleOutCooldownPeriod=30, ScalerMinPollInterval=2s
 (--check: MaxSize=3, ScaleInIdlePeriod=8, ScaleOutCooldownPeriod=15, ScalerMinPollInterval=1s).
+Outside the template, simulated instances start 3 s after launch (--check: 1 s) and run
+elastic-ci-bootstrap terminate with --drain-secs 0.
 Needs Python 3 (for moto, installed on first use) and bash; no Docker, systemd or root:
 system actions of the boot are recorded, and docker, sudo and buildkite-agent are
 recording stubs. Everything a run writes is kept in its output directory.";

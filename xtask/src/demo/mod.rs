@@ -679,6 +679,28 @@ mod tests {
     }
 
     #[test]
+    fn the_help_states_the_timings() {
+        let help = crate::flags::DEMO_AFTER_HELP.replace('\n', " ");
+        for (prefix, timings) in [("", Timings::DEMO), ("--check: ", Timings::CHECK)] {
+            let stated = format!(
+                "{prefix}MaxSize={}, ScaleInIdlePeriod={}, ScaleOutCooldownPeriod={}, ScalerMinPollInterval={}s",
+                timings.max_size,
+                timings.idle_period_secs,
+                timings.scale_out_cooldown_secs,
+                timings.poll_interval_secs
+            );
+            assert!(help.contains(&stated), "{stated:?} is not in the help");
+            assert_eq!(timings.agents_per_instance, 2, "the help says AgentsPerInstance=2");
+            assert_eq!(timings.terminate_drain_secs, 0, "the help says --drain-secs 0");
+        }
+        assert!(help.contains("start 3 s after launch (--check: 1 s)"));
+        assert_eq!(
+            (Timings::DEMO.instance_start, Timings::CHECK.instance_start),
+            (Duration::from_secs(3), Duration::from_secs(1))
+        );
+    }
+
+    #[test]
     fn the_deadline_allows_for_the_backlog() {
         let text = "job_id,queue,visible_at_s,ready_at_s,duration_s\n\
                     a,q,0,0,600\nb,q,0,0,600\nc,q,0,0,600\nd,q,10,10,60\n";
