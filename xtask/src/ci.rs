@@ -34,8 +34,9 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         )?;
     }
 
-    infra_checks::run_all()?;
-    image_checks::run_all()?;
+    for (name, check) in infra_checks::CHECKS.iter().chain(&image_checks::CHECKS) {
+        timed(name, check)?;
+    }
 
     // Build the tests before starting the emulator, so a compile error fails fast and
     // the emulator's install runs while nothing else needs the CPU.
@@ -53,10 +54,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     step("tests", &mut tests)?;
     // The whole stack end to end, with the binaries the test build made: after the
     // tests, so that its timings do not compete with them for the CPU.
-    let demo_started = Instant::now();
-    eprintln!("==> cargo xtask demo --check");
-    demo::check_in_ci(&server.endpoint).context("cargo xtask demo --check failed")?;
-    eprintln!("==> cargo xtask demo --check: ok in {:.0?}", demo_started.elapsed());
+    timed("cargo xtask demo --check", || demo::check_in_ci(&server.endpoint))?;
     drop(server);
 
     eprintln!("ci passed in {:.0?}", started.elapsed());
@@ -68,17 +66,14 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
 fn test_command(cargo: &str, root: &std::path::Path, build_only: bool) -> Command {
     let mut command = Command::new(cargo);
     command.current_dir(root);
-    if has_nextest(cargo) {
-        command.args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]);
-        if build_only {
-            command.arg("--no-run");
-        }
+    let runner: &[&str] = if has_nextest(cargo) {
+        &["nextest", "run", "--workspace", "--locked"]
     } else {
-        command.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
-        if build_only {
-            command.arg("--no-run");
-        }
-    }
+        &["test", "--workspace", "--locked"]
+    };
+    command.args(runner);
+    // Build only, or run every test and report every failure.
+    command.arg(if build_only { "--no-run" } else { "--no-fail-fast" });
     command
 }
 
@@ -92,12 +87,20 @@ fn has_nextest(cargo: &str) -> bool {
 }
 
 fn step(name: &str, command: &mut Command) -> anyhow::Result<()> {
+    timed(name, || {
+        let status = command.status().with_context(|| format!("failed to run {name}"))?;
+        if !status.success() {
+            bail!("{name} failed ({status})");
+        }
+        Ok(())
+    })
+}
+
+/// Runs one step of the run, announcing it and reporting how long it took.
+fn timed(name: &str, step: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
     let started = Instant::now();
     eprintln!("==> {name}");
-    let status = command.status().with_context(|| format!("failed to run {name}"))?;
-    if !status.success() {
-        bail!("{name} failed ({status})");
-    }
+    step().with_context(|| format!("{name} failed"))?;
     eprintln!("==> {name}: ok in {:.0?}", started.elapsed());
     Ok(())
 }

