@@ -161,6 +161,14 @@ pub(crate) struct PublishArgs {
     /// project root].
     #[arg(long, value_name = "DIR")]
     pub(crate) repository: Option<std::path::PathBuf>,
+    /// Also upload the scaler's Lambda zips (from `cargo xtask dist`) to the bucket
+    /// `<prefix>-<region>` of each of these regions, at the keys the template names,
+    /// before the template itself, so that no published template points at a missing zip.
+    #[arg(long, value_name = "REGION,…", value_delimiter = ',')]
+    pub(crate) lambda_regions: Vec<String>,
+    /// Where the Lambda zips are [default: <target dir>/dist].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dist_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -26,7 +26,7 @@ use elastic_ci_aws::config::{AwsSettings, aws_sdk_config};
 use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore};
 
 use crate::flags::PublishArgs;
-use crate::{git, project};
+use crate::{git, project, template};
 
 pub(crate) const AFTER_HELP: &str = "\
 Keys written, all with content type text/yaml:
@@ -93,12 +93,33 @@ pub(crate) fn run(args: &PublishArgs, env: &HashMap<String, String>) -> anyhow::
         build.tag.as_ref().map(|tag| format!(", tag {tag}")).unwrap_or_default()
     );
 
+    let mut uploads = match args.lambda_regions.as_slice() {
+        [] => Vec::new(),
+        regions => {
+            let dist = match &args.dist_dir {
+                Some(dir) => dir.clone(),
+                None => project::target_dir()?.join("dist"),
+            };
+            lambda_uploads(&body, regions, &dist)?
+        }
+    };
+    // The template last: a published template never names a zip that is not there yet.
+    uploads.extend(keys.iter().map(|key| Upload {
+        bucket: args.bucket.clone(),
+        region: None,
+        key: key.clone(),
+        body: body.clone(),
+        content_type: CONTENT_TYPE,
+    }));
+
     if args.dry_run {
-        for key in &keys {
+        for upload in &uploads {
             println!(
-                "would call S3 PutObject s3://{}/{key} (content type {CONTENT_TYPE}, {} bytes)",
-                args.bucket,
-                body.len()
+                "would call S3 PutObject s3://{}/{} (content type {}, {} bytes)",
+                upload.bucket,
+                upload.key,
+                upload.content_type,
+                upload.body.len()
             );
         }
         return Ok(());
@@ -108,29 +129,96 @@ pub(crate) fn run(args: &PublishArgs, env: &HashMap<String, String>) -> anyhow::
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(upload(&args.bucket, &keys, body, env))
+    runtime.block_on(upload(&uploads, env))
 }
 
-async fn upload(
-    bucket: &str,
-    keys: &[String],
+/// One object to put.
+struct Upload {
+    bucket: String,
+    /// The bucket's region, when it is not the one the environment names.
+    region: Option<String>,
+    key: String,
     body: Vec<u8>,
-    env: &HashMap<String, String>,
-) -> anyhow::Result<()> {
+    content_type: &'static str,
+}
+
+const ZIP_CONTENT_TYPE: &str = "application/zip";
+
+/// The scaler zips for each region, at the keys the template names. Every file is read
+/// and every name checked before anything is uploaded.
+fn lambda_uploads(template: &[u8], regions: &[String], dist: &Path) -> anyhow::Result<Vec<Upload>> {
+    let template = std::str::from_utf8(template).context("the template is not UTF-8")?;
+    let zips = template::scaler_zips(template)?;
+    let mut files = Vec::new();
+    for (file, key) in [
+        ("elastic-ci-scaler-x86_64.zip", &zips.x86_64_key),
+        ("elastic-ci-scaler-arm64.zip", &zips.arm64_key),
+    ] {
+        let path = dist.join(file);
+        let body = std::fs::read(&path).with_context(|| {
+            format!("failed to read {} (build it with `cargo xtask dist`)", path.display())
+        })?;
+        files.push((key.clone(), body));
+    }
+    let mut uploads = Vec::new();
+    for region in regions {
+        validate_region(region)?;
+        let bucket = format!("{}-{region}", zips.bucket_prefix);
+        validate_bucket(&bucket)?;
+        for (key, body) in &files {
+            uploads.push(Upload {
+                bucket: bucket.clone(),
+                region: Some(region.clone()),
+                key: key.clone(),
+                body: body.clone(),
+                content_type: ZIP_CONTENT_TYPE,
+            });
+        }
+    }
+    Ok(uploads)
+}
+
+async fn upload(uploads: &[Upload], env: &HashMap<String, String>) -> anyhow::Result<()> {
     let settings = AwsSettings::from_env_map(env);
-    let sdk_config = aws_sdk_config(&settings).await;
-    let store = S3ObjectStore::new(&sdk_config, &settings);
-    // Fails before any upload when the bucket is missing or unreachable.
-    let region = store
-        .bucket_region(bucket)
-        .await
-        .with_context(|| format!("cannot publish to bucket {bucket}"))?;
-    for key in keys {
+    let mut stores: HashMap<Option<&str>, S3ObjectStore> = HashMap::new();
+    let mut bucket_regions: HashMap<&str, Option<String>> = HashMap::new();
+    for upload in uploads {
+        let store = match stores.entry(upload.region.as_deref()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let settings = settings.clone().with_overrides(upload.region.clone(), None, None);
+                let sdk_config = aws_sdk_config(&settings).await;
+                entry.insert(S3ObjectStore::new(&sdk_config, &settings))
+            }
+        };
+        let bucket = upload.bucket.as_str();
+        if !bucket_regions.contains_key(bucket) {
+            // Fails before the bucket's first upload when it is missing or unreachable.
+            let region = store
+                .bucket_region(bucket)
+                .await
+                .with_context(|| format!("cannot publish to bucket {bucket}"))?;
+            bucket_regions.insert(bucket, region);
+        }
         store
-            .upload(bucket, key, body.clone(), Some(CONTENT_TYPE))
+            .upload(bucket, &upload.key, upload.body.clone(), Some(upload.content_type))
             .await
-            .with_context(|| format!("failed to upload s3://{bucket}/{key}"))?;
-        println!("{}", public_url(bucket, region.as_deref(), key));
+            .with_context(|| format!("failed to upload s3://{bucket}/{}", upload.key))?;
+        println!("{}", public_url(bucket, bucket_regions[bucket].as_deref(), &upload.key));
+    }
+    Ok(())
+}
+
+/// An AWS region name such as `us-east-1` or `ap-southeast-2`.
+fn validate_region(region: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let valid = parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok();
+    if !valid {
+        bail!("invalid region {region:?}: expected a name such as us-east-1");
     }
     Ok(())
 }
@@ -288,18 +376,8 @@ fn read_template(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 
 /// S3 bucket naming rules, so a typo fails here rather than at the first upload.
 fn validate_bucket(bucket: &str) -> anyhow::Result<()> {
-    let valid = (3..=63).contains(&bucket.len())
-        && bucket
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
-        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if !valid {
-        bail!(
-            "invalid bucket name {bucket:?}: expected 3 to 63 lowercase letters, digits, '.' or '-'"
-        );
-    }
-    Ok(())
+    elastic_ci_core::uri::validate_bucket_name(bucket)
+        .map_err(|reason| anyhow!("invalid bucket name {bucket:?}: {reason}"))
 }
 
 /// A branch becomes a key prefix: it must not climb out of it or be empty.

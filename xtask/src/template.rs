@@ -256,18 +256,46 @@ fn mapping_lines<'a>(
     })
 }
 
+/// Where a rendered template expects the scaler's Lambda zips: in the bucket
+/// `<bucket_prefix>-<region>` of each region a stack is deployed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScalerZips {
+    pub(crate) bucket_prefix: String,
+    /// Key of the x86_64 (`amd64`) zip, then of the arm64 one.
+    pub(crate) x86_64_key: String,
+    pub(crate) arm64_key: String,
+}
+
+/// Reads the scaler zip location from a template's `ScalerLambda` mapping.
+pub(crate) fn scaler_zips(template: &str) -> anyhow::Result<ScalerZips> {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(template).context("the template is not valid YAML")?;
+    let release = &template["Mappings"]["ScalerLambda"]["Release"];
+    let field = |name: &str| {
+        release[name]
+            .as_str()
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+            .with_context(|| format!("the template has no Mappings.ScalerLambda.Release.{name}"))
+    };
+    Ok(ScalerZips {
+        bucket_prefix: field("BucketPrefix")?,
+        x86_64_key: field("amd64")?,
+        arm64_key: field("arm64")?,
+    })
+}
+
 /// Reads the rendered template back as YAML and checks what rendering promised.
 fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()> {
     let template: serde_yaml::Value =
         serde_yaml::from_str(rendered).context("the rendered template is not valid YAML")?;
-    let release = &template["Mappings"]["ScalerLambda"]["Release"];
+    let zips = scaler_zips(rendered)?;
     ensure!(
-        release["BucketPrefix"].as_str() == Some(options.lambda_bucket_prefix.as_str()),
+        zips.bucket_prefix == options.lambda_bucket_prefix,
         "the rendered template's ScalerLambda bucket prefix is not {:?}",
         options.lambda_bucket_prefix
     );
-    for arch in ["amd64", "arm64"] {
-        let key = release[arch].as_str().unwrap_or_default();
+    for (arch, key) in [("amd64", &zips.x86_64_key), ("arm64", &zips.arm64_key)] {
         ensure!(
             key.contains(&format!("/{}/", options.version)),
             "the rendered scaler key for {arch} ({key:?}) does not name version {}",

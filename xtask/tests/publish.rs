@@ -267,3 +267,67 @@ async fn bad_tags_and_inputs_fail_before_anything_is_written() {
 
     assert!(published(&moto, &bucket, &fixture.body).await.is_empty());
 }
+
+/// Makes `fixture`'s template name scaler zips under `prefix`, and returns a dist
+/// directory holding them.
+fn lambda_fixture(fixture: &Fixture, prefix: &str) -> tempfile::TempDir {
+    std::fs::write(
+        fixture.template.path(),
+        format!(
+            "AWSTemplateFormatVersion: '2010-09-09'\nMappings:\n  ScalerLambda:\n    Release:\n      BucketPrefix: {prefix}\n      amd64: elastic-ci-scaler/v1.1.0/elastic-ci-scaler-x86_64.zip\n      arm64: elastic-ci-scaler/v1.1.0/elastic-ci-scaler-arm64.zip\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n"
+        ),
+    )
+    .unwrap();
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(dist.path().join("elastic-ci-scaler-x86_64.zip"), b"PK x86_64 zip").unwrap();
+    std::fs::write(dist.path().join("elastic-ci-scaler-arm64.zip"), b"PK arm64 zip").unwrap();
+    dist
+}
+
+#[tokio::test]
+async fn lambda_zips_go_to_each_region_before_the_template() {
+    let Some(moto) = moto() else { return };
+    let fixture = fixture();
+    let prefix = elastic_ci_testkit::names::unique_name("lambdas");
+    let dist = lambda_fixture(&fixture, &prefix);
+    let s3 = moto.s3();
+    for region in ["us-east-1", "eu-west-1"] {
+        s3.create_bucket().bucket(format!("{prefix}-{region}")).send().await.unwrap();
+    }
+    let release_bucket = moto.bucket("publish-lambda").await;
+    let dist_arg = dist.path().to_str().unwrap().to_owned();
+    let args = ["--lambda-regions", "us-east-1,eu-west-1", "--dist-dir", dist_arg.as_str()];
+    let stdout = succeeded(&publish(&moto, &fixture, &release_bucket, &[], &args));
+
+    let store = S3ObjectStore::new(&moto.sdk_config(), &moto.settings());
+    for region in ["us-east-1", "eu-west-1"] {
+        let bucket = format!("{prefix}-{region}");
+        for (arch, body) in [("x86_64", "PK x86_64 zip"), ("arm64", "PK arm64 zip")] {
+            let key = format!("elastic-ci-scaler/v1.1.0/elastic-ci-scaler-{arch}.zip");
+            let mut content = Vec::new();
+            store.download(&bucket, &key, &mut content).await.unwrap();
+            assert_eq!(content, body.as_bytes(), "s3://{bucket}/{key}");
+            let head = store.head(&bucket, &key).await.unwrap();
+            assert_eq!(head.content_type.as_deref(), Some("application/zip"));
+        }
+    }
+    assert_eq!(store.list(&release_bucket, "").await.unwrap().len(), 2);
+    // The zips are uploaded first: the template's URLs come last.
+    let last_zip = stdout.rfind(".zip").unwrap();
+    let first_template = stdout.find("aws-stack.yml").unwrap();
+    assert!(last_zip < first_template, "{stdout}");
+
+    // A bad region or a missing zip fails before anything is written.
+    let empty_bucket = moto.bucket("publish-lambda-bad").await;
+    let bad_region = ["--lambda-regions", "us-east-1,Mars", "--dist-dir", dist_arg.as_str()];
+    let output = publish(&moto, &fixture, &empty_bucket, &[], &bad_region);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid region \"Mars\""), "{stderr}");
+    std::fs::remove_file(dist.path().join("elastic-ci-scaler-arm64.zip")).unwrap();
+    let output = publish(&moto, &fixture, &empty_bucket, &[], &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let expected = "elastic-ci-scaler-arm64.zip (build it with `cargo xtask dist`)";
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(store.list(&empty_bucket, "").await.unwrap().is_empty());
+}
