@@ -21,7 +21,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
 
-use crate::moto::{python, run_checked};
+use crate::moto::{install_in_venv, run_checked};
 use crate::project;
 
 /// The shellcheck release the scripts are checked with.
@@ -231,30 +231,8 @@ fn ensure_apt_tool(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
 /// shellcheck from PyPI, in a virtual environment under the target directory.
 fn ensure_shellcheck() -> anyhow::Result<PathBuf> {
     let venv = project::target_dir()?.join("infra-tools").join("shellcheck");
-    let shellcheck = venv.join("bin/shellcheck");
-    let marker = venv.join(".elastic-ci-requirement");
-    if shellcheck.is_file()
-        && std::fs::read_to_string(&marker).is_ok_and(|pinned| pinned == SHELLCHECK_REQUIREMENT)
-    {
-        return Ok(shellcheck);
-    }
-    eprintln!("installing {SHELLCHECK_REQUIREMENT} into {} …", venv.display());
-    run_checked(
-        Command::new(python()?).args(["-m", "venv", "--clear"]).arg(&venv),
-        "create the shellcheck virtual environment",
-    )?;
-    run_checked(
-        Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            SHELLCHECK_REQUIREMENT,
-        ]),
-        &format!("install {SHELLCHECK_REQUIREMENT}"),
-    )?;
-    std::fs::write(&marker, SHELLCHECK_REQUIREMENT)
-        .with_context(|| format!("failed to write {}", marker.display()))?;
-    Ok(shellcheck)
+    install_in_venv(&venv, SHELLCHECK_REQUIREMENT, "shellcheck")?;
+    Ok(venv.join("bin/shellcheck"))
 }
 
 fn scratch_dir(name: &str) -> anyhow::Result<PathBuf> {
