@@ -51,13 +51,6 @@ pub trait ScalingGroup: Send + Sync {
         decrement_desired: bool,
     ) -> Result<(), AwsError>;
 
-    /// The group's most recent scaling activities, newest first, at most `max` of them.
-    async fn scaling_activities(
-        &self,
-        group_name: &str,
-        max: u32,
-    ) -> Result<Vec<ScalingActivity>, AwsError>;
-
     async fn complete_lifecycle_action(
         &self,
         action: &LifecycleAction,
@@ -231,24 +224,6 @@ impl ScalingGroup for AutoScalingGroups {
                 AwsError::from_sdk("TerminateInstanceInAutoScalingGroup", instance_id, error)
             })?;
         Ok(())
-    }
-
-    #[instrument(skip_all, fields(group_name, max))]
-    async fn scaling_activities(
-        &self,
-        group_name: &str,
-        max: u32,
-    ) -> Result<Vec<ScalingActivity>, AwsError> {
-        const OPERATION: &str = "DescribeScalingActivities";
-        let output = self
-            .client
-            .describe_scaling_activities()
-            .auto_scaling_group_name(group_name)
-            .max_records(to_i32(OPERATION, group_name, max.clamp(1, 100))?)
-            .send()
-            .await
-            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
-        Ok(activities_from_sdk(output.activities.unwrap_or_default()))
     }
 
     #[instrument(skip_all, fields(group_name))]

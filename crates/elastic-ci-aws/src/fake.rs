@@ -447,18 +447,6 @@ impl ScalingGroup for FakeScalingGroup {
         Ok(())
     }
 
-    async fn scaling_activities(
-        &self,
-        group_name: &str,
-        max: u32,
-    ) -> Result<Vec<ScalingActivity>, AwsError> {
-        self.faults.check("DescribeScalingActivities", group_name)?;
-        let mut activities = lock(&self.activities).get(group_name).cloned().unwrap_or_default();
-        activities.sort_by_key(|activity| std::cmp::Reverse(activity.start_time));
-        activities.truncate(usize::try_from(max).unwrap_or(usize::MAX));
-        Ok(activities)
-    }
-
     async fn scaling_activities_page(
         &self,
         group_name: &str,

@@ -186,7 +186,7 @@ async fn autoscaling_describe_scale_health_terminate() {
     assert_eq!(missing.kind, AwsErrorKind::NotFound, "{missing}");
 
     // Moto keeps no history of scaling activities; the call itself must work.
-    groups.scaling_activities(&name, 10).await.unwrap();
+    groups.scaling_activities_page(&name, None).await.unwrap();
 }
 
 #[tokio::test]
