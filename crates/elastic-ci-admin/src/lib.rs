@@ -4,7 +4,7 @@
 //!   decision ([`elastic_ci_core::scaling::decide`]) and a model of the stack; report
 //!   job waits, instance cost and API use; write per-job and per-tick tables and an
 //!   SVG timeline; sweep settings and print the cost/wait Pareto front
-//!   ([`commands::simulate`], pure core in [`simulate`]).
+//!   ([`commands::simulate`], over the `elastic-ci-simulator` crate).
 //!
 //! ## Configuration
 //!
@@ -17,7 +17,6 @@
 
 pub mod commands;
 mod output;
-pub mod simulate;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -48,7 +47,7 @@ pub struct Cli {
 pub enum Command {
     /// Replay a job trace against the scaler in virtual time: job waits, cost, API use.
     ///
-    /// The model (spec/scaler.md §7.4): the scaler Lambda runs every --schedule-period
+    /// The model: the scaler Lambda runs every --schedule-period
     /// and polls within each invocation (LAMBDA_INTERVAL, LAMBDA_TIMEOUT); every poll
     /// calls the Lambda's own scaling decision with the queue's counts and the group's
     /// sizes. The group launches instances up to the desired capacity; they are in

@@ -6,7 +6,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 
 fn traces() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("traces")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../elastic-ci-simulator/traces")
 }
 
 fn elastic_ci() -> Command {
@@ -237,7 +237,7 @@ fn missing_files_exit_1() {
 fn help_explains_every_flag() {
     let output = elastic_ci().args(["simulate", "--help"]).output().unwrap();
     let help = String::from_utf8(output.stdout).unwrap();
-    for flag in elastic_ci_admin::simulate::settings::MODEL_PARAMS {
+    for flag in elastic_ci_simulator::settings::MODEL_PARAMS {
         assert!(help.contains(&format!("--{flag} <")), "--{flag} is not in the help");
     }
     for flag in [

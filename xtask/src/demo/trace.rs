@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context;
-use elastic_ci_admin::simulate::trace::Trace;
+use elastic_ci_simulator::trace::Trace;
 
 /// The default demo: ten builds at once, then twelve tests that wait ten seconds
 /// behind a `wait` step, more than the idle agents can take.

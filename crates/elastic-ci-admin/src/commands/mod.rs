@@ -2,10 +2,10 @@
 
 pub mod simulate;
 
-use crate::simulate::SimulateError;
-use crate::simulate::settings::SettingsError;
-use crate::simulate::sweep::SweepError;
-use crate::simulate::trace::TraceError;
+use elastic_ci_simulator::SimulateError;
+use elastic_ci_simulator::settings::SettingsError;
+use elastic_ci_simulator::sweep::SweepError;
+use elastic_ci_simulator::trace::TraceError;
 
 /// Whether the failure is the user's input (exit status 2) rather than the command
 /// failing (1).

@@ -10,13 +10,13 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::simulate::plot::timeline_svg;
-use crate::simulate::render::{TableFormat, human_secs, human_summary, job_rows, table, tick_rows};
-use crate::simulate::settings::{Settings, parse_duration_arg};
-use crate::simulate::summary::Summary;
-use crate::simulate::sweep::{Axis, Point, WaitObjective, grid, parse_axis, run_grid};
-use crate::simulate::trace::{Trace, TraceFormat, micros_from_secs};
-use crate::simulate::{Run, run};
+use elastic_ci_simulator::plot::timeline_svg;
+use elastic_ci_simulator::render::{TableFormat, human_secs, human_summary, job_rows, table, tick_rows};
+use elastic_ci_simulator::settings::{Settings, parse_duration_arg};
+use elastic_ci_simulator::summary::Summary;
+use elastic_ci_simulator::sweep::{Axis, Point, WaitObjective, grid, parse_axis, run_grid};
+use elastic_ci_simulator::trace::{Trace, TraceFormat, micros_from_secs};
+use elastic_ci_simulator::{Run, run};
 
 /// Arguments of `elastic-ci simulate`.
 #[derive(Debug, Args)]
@@ -307,7 +307,7 @@ fn plot(trace_name: &str, settings: &Settings, run: &Run) -> String {
     timeline_svg(&run.outcome.timeline, per_instance, run.outcome.horizon_us, &title, &subtitle)
 }
 
-fn write_table<T: Serialize + crate::simulate::render::CsvRow>(
+fn write_table<T: Serialize + elastic_ci_simulator::render::CsvRow>(
     path: &Path,
     rows: &[T],
 ) -> anyhow::Result<()> {

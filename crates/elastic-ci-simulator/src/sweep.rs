@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
-use crate::simulate::settings::{Settings, SettingsError, split_assignment};
-use crate::simulate::summary::Summary;
-use crate::simulate::trace::Trace;
-use crate::simulate::{SimulateError, run};
+use crate::settings::{Settings, SettingsError, split_assignment};
+use crate::summary::Summary;
+use crate::trace::Trace;
+use crate::{SimulateError, run};
 
 /// The largest grid a sweep may expand to.
 pub const MAX_GRID_POINTS: usize = 10_000;
@@ -194,7 +194,7 @@ pub fn mark_pareto(points: &mut [Point], objective: WaitObjective) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulate::reference::reference;
+    use crate::reference::reference;
 
     #[test]
     fn parses_axes() {

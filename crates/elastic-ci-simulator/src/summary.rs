@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use crate::simulate::model::{ApiCalls, JobSpec, ModelParams, Outcome, micros};
-use crate::simulate::trace::secs_f64;
+use crate::model::{ApiCalls, JobSpec, ModelParams, Outcome, micros};
+use crate::trace::secs_f64;
 
 /// The summary of one run; `--json` prints it as one object.
 #[derive(Debug, Clone, PartialEq, Serialize)]

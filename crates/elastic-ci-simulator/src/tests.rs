@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::simulate::reference::reference;
-use crate::simulate::trace::{TraceJob, secs_f64};
+use crate::reference::reference;
+use crate::trace::{TraceJob, secs_f64};
 
 const S: u64 = MICROS_PER_SEC;
 

@@ -2,15 +2,15 @@
 //! `SCALER_MODE=responsive` on the reference traces T1–T5; the spec's variants A–I on
 //! T1–T5; and the two modes on 30 other working days drawn from T5's process with other
 //! seeds, under a few model variations.
-//! `cargo run --release -p elastic-ci-admin --example policy-table`.
+//! `cargo run --release -p elastic-ci-simulator --example policy-table`.
 
 #![allow(clippy::print_stdout, reason = "a report program prints its tables")]
 
-use elastic_ci_admin::simulate::reference::{NAMES, day_trace, reference};
-use elastic_ci_admin::simulate::run;
-use elastic_ci_admin::simulate::settings::Settings;
-use elastic_ci_admin::simulate::summary::Summary;
-use elastic_ci_admin::simulate::trace::Trace;
+use elastic_ci_simulator::reference::{NAMES, day_trace, reference};
+use elastic_ci_simulator::run;
+use elastic_ci_simulator::settings::Settings;
+use elastic_ci_simulator::summary::Summary;
+use elastic_ci_simulator::trace::Trace;
 
 fn summary(trace: &Trace, mode: &str, extra: &[(&str, &str)]) -> anyhow::Result<Summary> {
     let mut settings = Settings::stack_defaults();

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use elastic_ci_core::scaling::{Action, Direction, Reason};
 use serde::Serialize;
 
-use crate::simulate::Run;
-use crate::simulate::model::Tick;
-use crate::simulate::settings::Settings;
-use crate::simulate::summary::Summary;
-use crate::simulate::trace::{Trace, format_secs, secs_f64};
+use crate::Run;
+use crate::model::Tick;
+use crate::settings::Settings;
+use crate::summary::Summary;
+use crate::trace::{Trace, format_secs, secs_f64};
 
 /// The formats of the per-job and per-tick tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +182,7 @@ pub trait CsvRow {
 }
 
 fn secs_cell(secs: f64) -> String {
-    crate::simulate::trace::micros_from_secs(secs).map_or_else(|| secs.to_string(), format_secs)
+    crate::trace::micros_from_secs(secs).map_or_else(|| secs.to_string(), format_secs)
 }
 
 fn option_cell<T: ToString>(value: Option<T>) -> String {

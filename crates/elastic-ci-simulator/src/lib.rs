@@ -1,10 +1,11 @@
 //! The capacity simulator behind `elastic-ci simulate`: replays a job trace in virtual
-//! time through a model of the stack (spec/scaler.md §7.4) whose scaler is the real
+//! time through a model of the stack whose scaler is the real
 //! [`elastic_ci_core::scaling::decide`], configured from the Lambda's environment
 //! variables, and reports how long jobs waited and what the instances cost.
 //!
-//! Everything here is pure (text and values in, values and text out); the command in
-//! [`crate::commands::simulate`] does the file and terminal I/O.
+//! Everything here is pure (text and values in, values and text out) and depends on
+//! `elastic-ci-core` only; the `elastic-ci simulate` command does the file and
+//! terminal I/O.
 //!
 //! - [`trace`]: the trace formats and their parser.
 //! - [`settings`]: scaler variables and model constants, by name.
@@ -28,10 +29,10 @@ pub mod trace;
 
 use elastic_ci_core::scaling::config::ScalerConfig;
 
-use crate::simulate::model::{JobSpec, ModelError, ModelParams, Outcome, simulate};
-use crate::simulate::settings::{Settings, SettingsError};
-use crate::simulate::summary::{Summary, summarize};
-use crate::simulate::trace::{MICROS_PER_SEC, Trace};
+use crate::model::{JobSpec, ModelError, ModelParams, Outcome, simulate};
+use crate::settings::{Settings, SettingsError};
+use crate::summary::{Summary, summarize};
+use crate::trace::{MICROS_PER_SEC, Trace};
 
 /// A finished run.
 #[derive(Debug, Clone)]

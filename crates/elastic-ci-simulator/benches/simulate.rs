@@ -1,5 +1,5 @@
 //! Replays a generated trace of 1,000,000 jobs (by default; `cargo bench -p
-//! elastic-ci-admin --bench simulate -- N` for another size) and prints how long
+//! elastic-ci-simulator --bench simulate -- N` for another size) and prints how long
 //! parsing and simulating take.
 //!
 //! The trace is 8-hour working days of T5's process at 30 times its arrival rate
@@ -8,10 +8,10 @@
 
 use std::time::Instant;
 
-use elastic_ci_admin::simulate::reference::day_trace;
-use elastic_ci_admin::simulate::run;
-use elastic_ci_admin::simulate::settings::Settings;
-use elastic_ci_admin::simulate::trace::Trace;
+use elastic_ci_simulator::reference::day_trace;
+use elastic_ci_simulator::run;
+use elastic_ci_simulator::settings::Settings;
+use elastic_ci_simulator::trace::Trace;
 
 #[allow(clippy::print_stdout, reason = "a benchmark binary prints its figures")]
 fn main() -> anyhow::Result<()> {

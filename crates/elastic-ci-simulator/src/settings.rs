@@ -9,7 +9,7 @@ use elastic_ci_core::envfile;
 use elastic_ci_core::scaling::config::{ScalerConfig, ScalerConfigError};
 use elastic_ci_core::scaling::goparse;
 
-use crate::simulate::model::ModelParams;
+use crate::model::ModelParams;
 
 /// The scaler environment a default Elastic CI Stack deploys (spec/scaler.md §2.1 and
 /// §2.2: the template's parameter defaults), which every run starts from. The queue,

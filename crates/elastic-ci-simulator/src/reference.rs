@@ -12,14 +12,14 @@
 //!   each lasting `choice([60, 120, 300, 600, 900])` seconds; the draws come from
 //!   Python's `random.Random(42)` in that order.
 //!
-//! The committed files under `crates/elastic-ci-admin/traces/` are written by
-//! `cargo run -p elastic-ci-admin --example reference-traces`; a test checks that they
+//! The committed files under `crates/elastic-ci-simulator/traces/` are written by
+//! `cargo run -p elastic-ci-simulator --example reference-traces`; a test checks that they
 //! match these generators.
 
 use std::collections::HashMap;
 
-use crate::simulate::pyrandom::PyRandom;
-use crate::simulate::trace::{MICROS_PER_SEC, Trace, TraceJob, micros_from_secs};
+use crate::pyrandom::PyRandom;
+use crate::trace::{MICROS_PER_SEC, Trace, TraceJob, micros_from_secs};
 
 /// The names of the reference traces, in order.
 pub const NAMES: [&str; 5] = ["t1", "t2", "t3", "t4", "t5"];
@@ -145,7 +145,7 @@ impl TraceBuilder {
 
     fn last_end_secs(&self) -> f64 {
         let end = self.trace.jobs.iter().map(|job| job.ready_at_us + job.duration_us).max();
-        crate::simulate::trace::secs_f64(end.unwrap_or(0))
+        crate::trace::secs_f64(end.unwrap_or(0))
     }
 
     fn finish(mut self, horizon_secs: u64) -> Trace {
@@ -185,11 +185,11 @@ mod tests {
     #[test]
     fn committed_files_match_the_generators() {
         let committed = [
-            include_str!("../../traces/t1.csv"),
-            include_str!("../../traces/t2.csv"),
-            include_str!("../../traces/t3.csv"),
-            include_str!("../../traces/t4.csv"),
-            include_str!("../../traces/t5.csv"),
+            include_str!("../traces/t1.csv"),
+            include_str!("../traces/t2.csv"),
+            include_str!("../traces/t3.csv"),
+            include_str!("../traces/t4.csv"),
+            include_str!("../traces/t5.csv"),
         ];
         for (name, text) in NAMES.iter().zip(committed) {
             assert_eq!(Trace::parse(text, None).unwrap(), reference(name).unwrap(), "{name}");

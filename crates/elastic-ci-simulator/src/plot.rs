@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use crate::simulate::model::Tick;
-use crate::simulate::trace::secs_f64;
+use crate::model::Tick;
+use crate::trace::secs_f64;
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 500.0;
