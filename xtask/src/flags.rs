@@ -33,45 +33,16 @@ pub(crate) enum Command {
     /// (moto), a fake Buildkite queue fed from a job trace, the real scaler, and a
     /// simulated instance (real bootstrapper and hooks) for every instance the group
     /// launches. Shows the queue and the fleet live, then a summary and an HTML report.
-    #[command(after_long_help = DEMO_AFTER_HELP)]
+    #[command(disable_help_flag = true)]
     Demo(DemoArgs),
 }
 
-pub(crate) const DEMO_AFTER_HELP: &str = "\
-The stack is deployed with settings that make the run take minutes: AgentsPerInstance=2,
-MaxSize=6, ScaleInIdlePeriod=30, ScaleOutCooldownPeriod=30, ScalerMinPollInterval=2s
-(--check: MaxSize=3, ScaleInIdlePeriod=8, ScaleOutCooldownPeriod=15, ScalerMinPollInterval=1s).
-Outside the template, simulated instances start 3 s after launch (--check: 1 s) and run
-elastic-ci-bootstrap terminate with --drain-secs 0.
-Needs Python 3 (for moto, installed on first use) and bash; no Docker, systemd or root:
-system actions of the boot are recorded, and docker, sudo and buildkite-agent are
-recording stubs. Everything a run writes is kept in its output directory.";
-
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
-    /// A job trace to replay instead of the built-in burst: CSV or JSON Lines with
-    /// job_id, queue, visible_at_s, ready_at_s and duration_s, as `elastic-ci simulate`
-    /// reads. The stack serves the trace's first queue.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) trace: Option<std::path::PathBuf>,
-    /// Replay the jobs that become visible in the trace's first N minutes [default: the
-    /// whole built-in trace, or the first 10 minutes of a file].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=240))]
-    pub(crate) minutes: Option<u64>,
-    /// The end-to-end test that `cargo xtask ci` runs: a small built-in trace (unless
-    /// --trace is given) and shorter timings. Like every run, it fails unless every job
-    /// ran once with its hooks and the secrets bucket's values, none was interrupted,
-    /// the group scaled out from zero and back to MinSize, and the agent token is in no
-    /// file but the agent configuration.
-    #[arg(long)]
-    pub(crate) check: bool,
-    /// The directory for logs, per-instance roots and the report [default: a new one
-    /// under <target dir>/demo].
-    #[arg(long, value_name = "DIR")]
-    pub(crate) output: Option<std::path::PathBuf>,
-    /// Use the debug binaries already in the target directory instead of building them.
-    #[arg(long)]
-    pub(crate) no_build: bool,
+    /// The demo's arguments (`cargo xtask demo --help` lists them). `--no-build` runs
+    /// the binaries already in the target directory instead of building them first.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub(crate) args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, clap::Args)]

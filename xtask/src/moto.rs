@@ -80,20 +80,20 @@ pub(crate) fn run(args: &MotoArgs) -> anyhow::Result<()> {
 }
 
 /// A moto server owned by this process: stopped on drop unless detached.
-pub(crate) struct Server {
-    pub(crate) endpoint: String,
+pub struct Server {
+    pub endpoint: String,
     child: Option<std::process::Child>,
 }
 
 impl Server {
     /// Installs moto if needed and starts a fresh server on a free port.
-    pub(crate) fn start(dir: &Path) -> anyhow::Result<Server> {
+    pub fn start(dir: &Path) -> anyhow::Result<Server> {
         Server::start_with_log(dir, &log_file(dir))
     }
 
     /// [`Server::start`], logging to `log_path` instead of the shared log file (the
     /// demo keeps its emulator's log with the rest of its run).
-    pub(crate) fn start_with_log(dir: &Path, log_path: &Path) -> anyhow::Result<Server> {
+    pub fn start_with_log(dir: &Path, log_path: &Path) -> anyhow::Result<Server> {
         let moto_server = install(dir)?;
         let port = free_port()?;
         let log = std::fs::File::create(log_path).with_context(|| {
@@ -151,7 +151,7 @@ impl Drop for Server {
 }
 
 /// The emulator's working directory under the target directory.
-pub(crate) fn moto_dir() -> anyhow::Result<PathBuf> {
+pub fn moto_dir() -> anyhow::Result<PathBuf> {
     let dir = project::target_dir()?.join("moto");
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     Ok(dir)

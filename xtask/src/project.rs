@@ -6,14 +6,14 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// The workspace root (the parent of this crate).
-pub(crate) fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
 }
 
 /// Cargo's target directory, as `cargo metadata` reports it: it honours
 /// `CARGO_TARGET_DIR` and `build.target-dir`, so it may live outside the work tree.
-pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
+pub fn target_dir() -> anyhow::Result<PathBuf> {
     let output = Command::new(cargo())
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(root())
@@ -30,7 +30,7 @@ pub(crate) fn target_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// The cargo that runs this xtask.
-pub(crate) fn cargo() -> String {
+pub fn cargo() -> String {
     #[allow(clippy::disallowed_methods, reason = "cargo tells its subprocesses which cargo to use")]
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }

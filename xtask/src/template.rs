@@ -46,13 +46,13 @@ use crate::flags::TemplateArgs;
 use crate::project;
 
 /// The source template, relative to the project root.
-pub(crate) const SOURCE: &str = "cloudformation/aws-stack.yml";
+pub const SOURCE: &str = "cloudformation/aws-stack.yml";
 /// The service role template, published beside the stack template unchanged.
-pub(crate) const SERVICE_ROLE_SOURCE: &str = "cloudformation/service-role.yml";
+pub const SERVICE_ROLE_SOURCE: &str = "cloudformation/service-role.yml";
 /// The version the source template carries until it is rendered.
 pub(crate) const SOURCE_VERSION: &str = "0.0.0-dev";
 /// The default prefix of the per-region buckets that hold the scaler zips.
-pub(crate) const DEFAULT_LAMBDA_BUCKET_PREFIX: &str = "elastic-ci-stack-lambdas";
+pub const DEFAULT_LAMBDA_BUCKET_PREFIX: &str = "elastic-ci-stack-lambdas";
 /// The image variants of the `AWSRegion2AMI` mapping, in column order.
 pub(crate) const AMI_VARIANTS: [&str; 4] =
     ["linuxamd64", "linuxarm64", "ubuntu2404amd64", "ubuntu2404arm64"];
@@ -65,15 +65,15 @@ const END_MARKER: &str = "# END AMI MAPPINGS";
 const BUCKET_PREFIX_KEY: &str = "BucketPrefix:";
 
 /// AMI ids by region, then by image variant.
-pub(crate) type AmiMappings = BTreeMap<String, BTreeMap<String, String>>;
+pub type AmiMappings = BTreeMap<String, BTreeMap<String, String>>;
 
 /// What to put into the published template.
 #[derive(Debug, Clone)]
-pub(crate) struct RenderOptions {
-    pub(crate) version: String,
+pub struct RenderOptions {
+    pub version: String,
     /// `None` keeps the placeholder mapping.
-    pub(crate) ami_mappings: Option<AmiMappings>,
-    pub(crate) lambda_bucket_prefix: String,
+    pub ami_mappings: Option<AmiMappings>,
+    pub lambda_bucket_prefix: String,
 }
 
 pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
@@ -135,7 +135,7 @@ pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
 
 /// Renders the source template. Fails, naming the problem, on a version or bucket
 /// prefix that cannot appear in the template, or a source without the expected markers.
-pub(crate) fn render(source: &str, options: &RenderOptions) -> anyhow::Result<String> {
+pub fn render(source: &str, options: &RenderOptions) -> anyhow::Result<String> {
     validate_version(&options.version)?;
     validate_bucket_prefix(&options.lambda_bucket_prefix)?;
     ensure!(
@@ -193,7 +193,7 @@ pub(crate) fn render(source: &str, options: &RenderOptions) -> anyhow::Result<St
 }
 
 /// Parses and validates a mappings file (see the module documentation).
-pub(crate) fn parse_mappings(text: &str, path: &Path) -> anyhow::Result<AmiMappings> {
+pub fn parse_mappings(text: &str, path: &Path) -> anyhow::Result<AmiMappings> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Variants {
@@ -259,15 +259,15 @@ fn mapping_lines<'a>(
 /// Where a rendered template expects the scaler's Lambda zips: in the bucket
 /// `<bucket_prefix>-<region>` of each region a stack is deployed in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ScalerZips {
-    pub(crate) bucket_prefix: String,
+pub struct ScalerZips {
+    pub bucket_prefix: String,
     /// Key of the x86_64 (`amd64`) zip, then of the arm64 one.
-    pub(crate) x86_64_key: String,
-    pub(crate) arm64_key: String,
+    pub x86_64_key: String,
+    pub arm64_key: String,
 }
 
 /// Reads the scaler zip location from a template's `ScalerLambda` mapping.
-pub(crate) fn scaler_zips(template: &str) -> anyhow::Result<ScalerZips> {
+pub fn scaler_zips(template: &str) -> anyhow::Result<ScalerZips> {
     let template: serde_yaml::Value =
         serde_yaml::from_str(template).context("the template is not valid YAML")?;
     let release = &template["Mappings"]["ScalerLambda"]["Release"];
@@ -324,7 +324,7 @@ fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()>
 
 /// `git describe --tags --always --dirty` (for example `v1.2.0-3-gabc1234`), or the
 /// workspace version when git cannot tell.
-pub(crate) fn default_version(root: &Path) -> String {
+pub fn default_version(root: &Path) -> String {
     let described = Command::new("git")
         .args(["describe", "--tags", "--always", "--dirty"])
         .current_dir(root)

@@ -11,7 +11,9 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use elastic_ci_simulator::plot::timeline_svg;
-use elastic_ci_simulator::render::{TableFormat, human_secs, human_summary, job_rows, table, tick_rows};
+use elastic_ci_simulator::render::{
+    TableFormat, human_secs, human_summary, job_rows, table, tick_rows,
+};
 use elastic_ci_simulator::settings::{Settings, parse_duration_arg};
 use elastic_ci_simulator::summary::Summary;
 use elastic_ci_simulator::sweep::{Axis, Point, WaitObjective, grid, parse_axis, run_grid};

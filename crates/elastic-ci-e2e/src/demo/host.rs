@@ -35,7 +35,7 @@ use elastic_ci_testkit::imds::FakeImds;
 use elastic_ci_testkit::moto::REGION;
 
 use super::World;
-use crate::project;
+use xtask::project;
 
 /// The hooks the simulated agent runs, in order, around the command.
 const HOOKS_BEFORE: [&str; 2] = ["environment", "pre-command"];

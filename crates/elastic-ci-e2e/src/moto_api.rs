@@ -14,24 +14,23 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 
 /// The emulator at `endpoint` (`http://127.0.0.1:PORT`).
-pub(crate) struct MotoApi {
+pub struct MotoApi {
     address: String,
 }
 
 impl MotoApi {
-    pub(crate) fn new(endpoint: &str) -> MotoApi {
+    pub fn new(endpoint: &str) -> MotoApi {
         let address = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
         MotoApi { address }
     }
 
     /// An AWS Query-protocol call (IAM, EC2): form parameters in, XML out.
-    #[cfg(test)]
-    pub(crate) fn query(&self, service: &str, version: &str, params: &[(&str, &str)]) -> String {
+    pub fn query(&self, service: &str, version: &str, params: &[(&str, &str)]) -> String {
         self.try_query(service, version, params).unwrap_or_else(|error| panic!("{error:#}"))
     }
 
     /// [`MotoApi::query`], failing with an error instead of a panic.
-    pub(crate) fn try_query(
+    pub fn try_query(
         &self,
         service: &str,
         version: &str,
@@ -46,13 +45,7 @@ impl MotoApi {
     }
 
     /// An AWS JSON 1.1 call (CloudWatch Logs, EventBridge).
-    #[cfg(test)]
-    pub(crate) fn json(
-        &self,
-        service: &str,
-        target: &str,
-        body: &serde_json::Value,
-    ) -> serde_json::Value {
+    pub fn json(&self, service: &str, target: &str, body: &serde_json::Value) -> serde_json::Value {
         let headers = [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", target)];
         let text = self
             .send(service, "POST", "/", &headers, &body.to_string())
@@ -61,13 +54,12 @@ impl MotoApi {
     }
 
     /// A REST-JSON GET (Lambda).
-    #[cfg(test)]
-    pub(crate) fn get(&self, service: &str, path: &str) -> serde_json::Value {
+    pub fn get(&self, service: &str, path: &str) -> serde_json::Value {
         self.try_get(service, path).unwrap_or_else(|error| panic!("{error:#}"))
     }
 
     /// [`MotoApi::get`], failing with an error instead of a panic.
-    pub(crate) fn try_get(&self, service: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+    pub fn try_get(&self, service: &str, path: &str) -> anyhow::Result<serde_json::Value> {
         let text = self.send(service, "GET", path, &[], "")?;
         serde_json::from_str(&text).with_context(|| format!("GET {path}: not JSON: {text}"))
     }
@@ -106,7 +98,7 @@ impl MotoApi {
 }
 
 /// The text of every `<tag>…</tag>` element, unescaped, in document order.
-pub(crate) fn xml_all(xml: &str, tag: &str) -> Vec<String> {
+pub fn xml_all(xml: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
     let mut values = Vec::new();
@@ -121,7 +113,7 @@ pub(crate) fn xml_all(xml: &str, tag: &str) -> Vec<String> {
 }
 
 /// The text of the first `<tag>…</tag>` element.
-pub(crate) fn xml_first(xml: &str, tag: &str) -> Option<String> {
+pub fn xml_first(xml: &str, tag: &str) -> Option<String> {
     xml_all(xml, tag).into_iter().next()
 }
 
@@ -135,8 +127,7 @@ fn xml_unescape(text: &str) -> String {
 }
 
 /// IAM returns policy documents percent-encoded.
-#[cfg(test)]
-pub(crate) fn percent_decode(text: &str) -> String {
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,4 +1,4 @@
-//! `cargo xtask demo`: the whole stack running on one machine.
+//! `elastic-ci-demo` (`cargo xtask demo`): the whole stack running on one machine.
 //!
 //! - AWS is moto, started here (or `cargo xtask ci`'s), and the stack is the rendered
 //!   template deployed into it with `create_stack` ([`stack`]): its Auto Scaling group,
@@ -17,7 +17,7 @@
 //! bucket's secrets, none was interrupted, the fleet went from zero to work and back,
 //! and the agent token is in no file but the agent configuration, and fails if not.
 //! `--check` is the same on a small trace with shorter timings: the end-to-end test
-//! that `cargo xtask ci` runs ([`check_in_ci`]).
+//! that `cargo xtask ci` runs, against its own emulator (`--moto-endpoint`).
 
 mod host;
 mod report;
@@ -28,7 +28,6 @@ mod trace;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -40,8 +39,51 @@ use elastic_ci_core::secret::Secret;
 use elastic_ci_testkit::buildkite::{FakeBuildkite, JobSpec, JobState};
 use elastic_ci_testkit::moto::Moto;
 
-use crate::flags::DemoArgs;
-use crate::{moto, project};
+use xtask::{moto, project};
+
+/// What `--help` says after the flags: the settings that are not flags.
+pub const DEMO_AFTER_HELP: &str = "\
+The stack is deployed with settings that make the run take minutes: AgentsPerInstance=2,
+MaxSize=6, ScaleInIdlePeriod=30, ScaleOutCooldownPeriod=30, ScalerMinPollInterval=2s
+(--check: MaxSize=3, ScaleInIdlePeriod=8, ScaleOutCooldownPeriod=15, ScalerMinPollInterval=1s).
+Outside the template, simulated instances start 3 s after launch (--check: 1 s) and run
+elastic-ci-bootstrap terminate with --drain-secs 0.
+Needs Python 3 (for moto, installed on first use) and bash; no Docker, systemd or root:
+system actions of the boot are recorded, and docker, sudo and buildkite-agent are
+recording stubs. Everything a run writes is kept in its output directory.";
+
+/// Run the whole stack on this machine: the template deployed into a local AWS
+/// (moto), a fake Buildkite queue fed from a job trace, the real scaler, and a
+/// simulated instance (real bootstrapper and hooks) for every instance the group
+/// launches. Shows the queue and the fleet live, then a summary and an HTML report.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cargo xtask demo", bin_name = "cargo xtask demo", after_long_help = DEMO_AFTER_HELP)]
+pub struct DemoArgs {
+    /// A job trace to replay instead of the built-in burst: CSV or JSON Lines with
+    /// job_id, queue, visible_at_s, ready_at_s and duration_s, as `elastic-ci simulate`
+    /// reads. The stack serves the trace's first queue.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Replay the jobs that become visible in the trace's first N minutes [default: the
+    /// whole built-in trace, or the first 10 minutes of a file].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=240))]
+    pub minutes: Option<u64>,
+    /// The end-to-end test that `cargo xtask ci` runs: a small built-in trace (unless
+    /// --trace is given) and shorter timings. Like every run, it fails unless every job
+    /// ran once with its hooks and the secrets bucket's values, none was interrupted,
+    /// the group scaled out from zero and back to MinSize, and the agent token is in no
+    /// file but the agent configuration.
+    #[arg(long)]
+    pub check: bool,
+    /// The directory for logs, per-instance roots and the report [default: a new one
+    /// under <target dir>/demo].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Use the local AWS emulator already listening at URL (as `cargo xtask ci` does)
+    /// instead of starting one.
+    #[arg(long, value_name = "URL", hide = true)]
+    pub moto_endpoint: Option<String>,
+}
 
 /// The organization the fake Buildkite reports.
 const ORGANIZATION: &str = "demo-org";
@@ -95,30 +137,16 @@ pub(crate) struct Binaries {
 }
 
 impl Binaries {
-    const PACKAGES: [&str; 3] = ["elastic-ci-scaler", "elastic-ci-bootstrap", "elastic-ci-hooks"];
-
-    /// Builds them (debug profile) and returns their paths. The whole workspace's
-    /// binaries are built, not just these three: with `-p`, cargo resolves features for
-    /// those packages alone and compiles a second copy of the shared dependencies.
-    fn build() -> anyhow::Result<Binaries> {
-        eprintln!("building {} (cargo build --workspace --bins) …", Binaries::PACKAGES.join(", "));
-        let status = Command::new(project::cargo())
-            .args(["build", "--workspace", "--bins"])
-            .current_dir(project::root())
-            .status()
-            .context("failed to run cargo build")?;
-        ensure!(status.success(), "cargo build of the demo's binaries failed ({status})");
-        Binaries::built()
-    }
-
-    /// The debug binaries already in the target directory.
-    fn built() -> anyhow::Result<Binaries> {
-        let dir = project::target_dir()?.join("debug");
+    /// The binaries beside this one: the workspace's debug build (which `cargo xtask
+    /// demo` runs first) puts them all in the same directory.
+    fn beside_this_one() -> anyhow::Result<Binaries> {
+        let this = std::env::current_exe().context("failed to find this binary's path")?;
+        let dir = this.parent().context("this binary's path has no directory")?;
         let path = |name: &str| -> anyhow::Result<PathBuf> {
             let path = dir.join(name);
             ensure!(
                 path.is_file(),
-                "{} is missing: build it with `cargo build -p {name}`",
+                "{} is missing: build it with `cargo build --workspace --tests`",
                 path.display()
             );
             Ok(path)
@@ -168,8 +196,8 @@ impl World {
     }
 }
 
-/// `cargo xtask demo`.
-pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
+/// Runs the demo: with its own emulator, or with the one at `--moto-endpoint`.
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (text, source, built_in) = match &args.trace {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -184,38 +212,21 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let trace = trace::load(&text, &source, args.minutes, built_in)?;
     let interrupted = on_interrupt();
-    let binaries = if args.no_build { Binaries::built()? } else { Binaries::build()? };
+    let binaries = Binaries::beside_this_one()?;
     let out = output_dir(args.output.as_deref(), if args.check { "check" } else { "run" })?;
     let moto_dir = moto::moto_dir()?;
+    let timings = if args.check { Timings::CHECK } else { Timings::DEMO };
+    let python = moto_dir.join("venv/bin/python");
+    if let Some(endpoint) = &args.moto_endpoint {
+        let moto = Moto { endpoint: endpoint.clone() };
+        return demo(Setup { moto, python, binaries, trace, timings, out, interrupted });
+    }
     eprintln!("starting moto (the local AWS) …");
     let server = moto::Server::start_with_log(&moto_dir, &out.join("moto.log"))?;
-    let setup = Setup {
-        moto: Moto { endpoint: server.endpoint.clone() },
-        python: moto_dir.join("venv/bin/python"),
-        binaries,
-        trace,
-        timings: if args.check { Timings::CHECK } else { Timings::DEMO },
-        out,
-        interrupted,
-    };
-    let result = demo(setup);
+    let moto = Moto { endpoint: server.endpoint.clone() };
+    let result = demo(Setup { moto, python, binaries, trace, timings, out, interrupted });
     drop(server);
     result
-}
-
-/// The end-to-end check of `cargo xtask ci`, against its emulator and with the
-/// binaries its test build made.
-pub(crate) fn check_in_ci(moto_endpoint: &str) -> anyhow::Result<()> {
-    let setup = Setup {
-        moto: Moto { endpoint: moto_endpoint.to_owned() },
-        python: moto::moto_dir()?.join("venv/bin/python"),
-        binaries: Binaries::built()?,
-        trace: trace::load(trace::CHECK, "the built-in check trace", None, true)?,
-        timings: Timings::CHECK,
-        out: output_dir(None, "check")?,
-        interrupted: Arc::new(AtomicBool::new(false)),
-    };
-    demo(setup)
 }
 
 struct Setup {
@@ -680,7 +691,7 @@ mod tests {
 
     #[test]
     fn the_help_states_the_timings() {
-        let help = crate::flags::DEMO_AFTER_HELP.replace('\n', " ");
+        let help = DEMO_AFTER_HELP.replace('\n', " ");
         for (prefix, timings) in [("", Timings::DEMO), ("--check: ", Timings::CHECK)] {
             let stated = format!(
                 "{prefix}MaxSize={}, ScaleInIdlePeriod={}, ScaleOutCooldownPeriod={}, ScalerMinPollInterval={}s",

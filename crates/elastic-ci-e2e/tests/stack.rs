@@ -7,27 +7,25 @@
 //! moto deploys the template's resources but skips custom resources and bucket
 //! policies (see TOOLING.md), so the helper functions are exercised directly.
 
+#![allow(clippy::print_stderr, reason = "a test that needs moto's Python says why it skipped")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
-use base64::Engine;
 use elastic_ci_testkit::moto::{Moto, REGION, moto};
 use elastic_ci_testkit::names::unique_name;
 use serde_json::{Value, json};
 
-use crate::moto_api::{MotoApi, percent_decode, xml_all, xml_first};
-use crate::{project, template};
+use elastic_ci_e2e::deploy::{self, AMD64_AMI, ARM64_AMI, BootInputs, EMPTY_ZIP};
+use elastic_ci_e2e::moto_api::{MotoApi, percent_decode, xml_all, xml_first};
+use xtask::{project, template};
 
 /// moto's fake AMIs: one x86_64, one arm64.
-const AMD64_AMI: &str = "ami-12c6146b";
-const ARM64_AMI: &str = "ami-0e9271c829888680e";
 const VERSION: &str = "v9.8.7-test";
 const TOKEN: &str = "bkua_0123456789secret";
-/// The smallest valid zip archive (an empty one); moto does not run the code.
-const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
 /// A deployed stack, as CloudFormation describes it.
 struct Stack {
@@ -46,25 +44,10 @@ impl Stack {
     }
 }
 
-/// The template as `cargo xtask template` renders it, with AMIs for us-east-1 and a
-/// release bucket prefix of this test's own.
+/// The template as `cargo xtask template` renders it, with moto's AMIs and a release
+/// bucket prefix of this test's own.
 fn rendered_template(lambda_bucket_prefix: &str) -> String {
-    let source = std::fs::read_to_string(project::root().join(template::SOURCE))
-        .expect("the source template");
-    let mappings = template::parse_mappings(
-        &format!("us-east-1:\n  linuxamd64: {AMD64_AMI}\n  linuxarm64: {ARM64_AMI}\n"),
-        Path::new("test mappings"),
-    )
-    .expect("valid mappings");
-    template::render(
-        &source,
-        &template::RenderOptions {
-            version: VERSION.to_owned(),
-            ami_mappings: Some(mappings),
-            lambda_bucket_prefix: lambda_bucket_prefix.to_owned(),
-        },
-    )
-    .expect("the template renders")
+    deploy::render_template(VERSION, lambda_bucket_prefix).expect("the template renders")
 }
 
 /// A stack name short enough that CloudFormation's generated role names stay within
@@ -194,18 +177,6 @@ async fn scaling_group(moto: &Moto, name: &str) -> AutoScalingGroup {
     scaling_groups(moto, name).await.into_iter().next().unwrap_or_else(|| panic!("no group {name}"))
 }
 
-/// Uploads a zip as the scaler's code.
-async fn upload_scaler_zip(moto: &Moto, bucket: &str, key: &str) {
-    match moto.s3().create_bucket().bucket(bucket).send().await {
-        Ok(_) => {}
-        Err(error) => {
-            let text = format!("{error:?}");
-            assert!(text.contains("BucketAlreadyOwnedByYou"), "create_bucket {bucket}: {text}");
-        }
-    }
-    moto.put_object(bucket, key, EMPTY_ZIP).await;
-}
-
 /// A VPC with two subnets, made outside the stack. moto cannot delete the route
 /// tables, routes and gateway attachment of a stack-built VPC, so tests that delete
 /// their stack bring their own network.
@@ -232,65 +203,9 @@ fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
     (vpc_id, subnets)
 }
 
-/// The inputs the UserData hands the bootstrapper, and the line count it checks.
-pub(crate) struct BootInputs {
-    pub(crate) lines: Vec<(String, String)>,
-    pub(crate) expected_lines: usize,
-    shell_part: String,
-}
-
-impl BootInputs {
-    fn value(&self, name: &str) -> &str {
-        self.lines
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .unwrap_or_else(|| panic!("{name} is not in the UserData"))
-    }
-
-    pub(crate) fn names(&self) -> BTreeSet<String> {
-        self.lines.iter().map(|(name, _)| name.clone()).collect()
-    }
-}
-
-/// Reads the shell part of a UserData document (rendered, or the template's `!Sub`).
-pub(crate) fn parse_user_data(user_data: &str) -> BootInputs {
-    let start = user_data.find("#!/bin/bash").expect("a shell part");
-    let end = user_data[start..].find("\n--==ELASTIC-CI==--").expect("the closing boundary");
-    let shell_part = user_data[start..start + end].trim_end().to_owned();
-    let body = shell_part
-        .split_once("<<'ELASTIC_CI_BOOT_INPUTS'\n")
-        .and_then(|(_, rest)| rest.split_once("\nELASTIC_CI_BOOT_INPUTS\n"))
-        .map(|(body, _)| body)
-        .expect("the quoted heredoc");
-    let lines = body
-        .lines()
-        .map(|line| {
-            let (name, value) = line.split_once('=').expect("NAME=value");
-            (name.to_owned(), value.to_owned())
-        })
-        .collect();
-    let expected_lines = shell_part
-        .split_once("\")\" -ne ")
-        .and_then(|(_, rest)| rest.split(' ').next())
-        .and_then(|count| count.parse().ok())
-        .expect("the line-count check");
-    BootInputs { lines, expected_lines, shell_part }
-}
-
 /// The launch template's latest version: its data as XML, and the decoded UserData.
 fn launch_template(api: &MotoApi, id: &str) -> (String, BootInputs) {
-    let xml = api.query(
-        "ec2",
-        "2016-11-15",
-        &[("Action", "DescribeLaunchTemplateVersions"), ("LaunchTemplateId", id)],
-    );
-    let user_data = xml_first(&xml, "userData").expect("UserData");
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(user_data.trim())
-        .expect("base64 UserData");
-    let user_data = String::from_utf8(decoded).expect("UTF-8 UserData");
-    (xml, parse_user_data(&user_data))
+    deploy::launch_template(api, id).unwrap_or_else(|error| panic!("{error:#}"))
 }
 
 fn role_policies(api: &MotoApi, role: &str) -> BTreeMap<String, Value> {
@@ -385,12 +300,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     let template = rendered_template(&prefix);
     // No ScalerLambdaS3Bucket or Key: the zip comes from the release location the
     // template names for this version and architecture.
-    upload_scaler_zip(
-        &moto,
-        &format!("{prefix}-{REGION}"),
-        &format!("elastic-ci-scaler/{VERSION}/elastic-ci-scaler-x86_64.zip"),
-    )
-    .await;
+    deploy::upload_scaler_zips(&moto, &template).await.expect("the scaler zips uploaded");
     let name = stack_name();
     let (vpc_id, subnets) = existing_vpc(&api);
     let subnets = subnets.join(",");
@@ -609,10 +519,10 @@ async fn deploys_with_the_optional_features_on() {
     let prefix = unique_name("lambdas");
     let template = rendered_template(&prefix);
     let zips = moto.bucket("scaler-zips").await;
-    upload_scaler_zip(
-        &moto,
+    moto.put_object(
         &zips,
         &format!("elastic-ci-scaler/{VERSION}/elastic-ci-scaler-arm64.zip"),
+        EMPTY_ZIP,
     )
     .await;
     let name = stack_name();

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
-use elastic_ci_simulator::plot::{TimelinePoint, points_svg};
 use elastic_ci_core::boot::plan::{AGENT_CONFIG_PATH, AGENT_ENV_FILE_PATH};
 use elastic_ci_core::secret::Secret;
+use elastic_ci_simulator::plot::{TimelinePoint, points_svg};
 use elastic_ci_testkit::buildkite::{JobRecord, QueueMetrics};
 
 use super::host::HostReport;

@@ -15,8 +15,8 @@ use elastic_ci_core::scaling::config::ScalerConfig;
 use hcl::{Body, Expression, ObjectKey};
 use serde_yaml::Value;
 
-use crate::stack_tests::parse_user_data;
-use crate::{project, template};
+use elastic_ci_e2e::deploy::{BootInputs, parse_user_data};
+use xtask::{project, template};
 
 /// Words kept together in snake_case (`IMDSv2Tokens` is `imdsv2_tokens`).
 const ACRONYMS: [&str; 18] = [
@@ -265,13 +265,13 @@ fn every_parameter_is_in_exactly_one_console_group() {
 }
 
 /// The UserData of the template, unrendered.
-fn template_boot_inputs() -> crate::stack_tests::BootInputs {
+fn template_boot_inputs() -> BootInputs {
     let template = template();
     let user_data = &template["Resources"]["AgentLaunchTemplate"]["Properties"]["LaunchTemplateData"]
         ["UserData"]["Fn::Base64"];
     let Value::Tagged(sub) = user_data else { panic!("UserData is not Fn::Base64: !Sub") };
     let text = sub.value[0].as_str().expect("the !Sub string");
-    parse_user_data(text)
+    parse_user_data(text).expect("the template's UserData")
 }
 
 #[test]

@@ -19,21 +19,17 @@ use anyhow::{Context, bail, ensure};
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use axum::Router;
 use axum::body::Bytes;
-use base64::Engine;
 use elastic_ci_core::secret::Secret;
 use elastic_ci_testkit::http::TestServer;
 use elastic_ci_testkit::moto::{Moto, REGION};
 use serde_json::json;
 
-use crate::moto_api::{MotoApi, xml_first};
-use crate::{project, template};
+use crate::deploy;
+use crate::moto_api::MotoApi;
+use xtask::{project, template};
 
-/// The AMI the rendered template maps for us-east-1: one of moto's fake images.
-const DEMO_AMI: &str = "ami-12c6146b";
 /// The prefix of the bucket the template reads the scaler zip from.
 const LAMBDA_BUCKET_PREFIX: &str = "elastic-ci-demo-lambdas";
-/// The smallest valid zip archive: moto stores the function's code but never runs it.
-const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 /// The pipeline the demo's jobs belong to: its prefix in the secrets bucket.
 pub(crate) const PIPELINE: &str = "demo-pipeline";
 /// Extra agent tags, to see them reach the agents.
@@ -95,11 +91,11 @@ pub(crate) async fn deploy(
 ) -> anyhow::Result<Stack> {
     let name = format!("ecidemo{}", super::random_hex(4));
     let version = template::default_version(&project::root());
-    let rendered = render(&version)?;
+    let rendered = deploy::render_template(&version, LAMBDA_BUCKET_PREFIX)?;
     std::fs::write(out.join("aws-stack.yml"), &rendered).context("failed to save the template")?;
     let document: serde_yaml::Value =
         serde_yaml::from_str(&rendered).context("the rendered template is not YAML")?;
-    upload_scaler_zip(moto, &document).await?;
+    deploy::upload_scaler_zips(moto, &rendered).await?;
 
     // What a user prepares before deploying: a bootstrap script and agent environment.
     let config_bucket = moto.bucket("elastic-ci-demo-config").await;
@@ -203,7 +199,8 @@ pub(crate) async fn deploy(
 
     let api = MotoApi::new(&moto.endpoint);
     let scaler_env = function_environment(&api, &physical("AutoscalingFunction")?)?;
-    let boot_inputs = boot_inputs(&api, &physical("AgentLaunchTemplate")?)?;
+    let (_, boot_inputs) = deploy::launch_template(&api, &physical("AgentLaunchTemplate")?)?;
+    let boot_inputs = boot_inputs.lines;
     let token_parameter = scaler_env
         .get("BUILDKITE_AGENT_TOKEN_SSM_KEY")
         .cloned()
@@ -249,42 +246,6 @@ echo "bootstrap script ran for stack $BUILDKITE_STACK_NAME, queue $BUILDKITE_QUE
 echo "demo bootstrap script: done"
 "#;
 
-/// The template with this checkout's version and an AMI for the demo's region.
-fn render(version: &str) -> anyhow::Result<String> {
-    let source_path = project::root().join(template::SOURCE);
-    let source = std::fs::read_to_string(&source_path)
-        .with_context(|| format!("failed to read {}", source_path.display()))?;
-    let ami_mappings = template::parse_mappings(
-        &format!("{REGION}:\n  linuxamd64: {DEMO_AMI}\n"),
-        Path::new("the demo's AMI mapping"),
-    )?;
-    template::render(
-        &source,
-        &template::RenderOptions {
-            version: version.to_owned(),
-            ami_mappings: Some(ami_mappings),
-            lambda_bucket_prefix: LAMBDA_BUCKET_PREFIX.to_owned(),
-        },
-    )
-}
-
-/// Puts a placeholder where the template reads the scaler's code from.
-async fn upload_scaler_zip(moto: &Moto, document: &serde_yaml::Value) -> anyhow::Result<()> {
-    let key = document["Mappings"]["ScalerLambda"]["Release"]["amd64"]
-        .as_str()
-        .context("the template has no ScalerLambda mapping")?;
-    let bucket = format!("{LAMBDA_BUCKET_PREFIX}-{REGION}");
-    if let Err(error) = moto.s3().create_bucket().bucket(&bucket).send().await {
-        let error = error.into_service_error();
-        ensure!(
-            error.is_bucket_already_owned_by_you(),
-            "failed to create bucket {bucket}: {error}"
-        );
-    }
-    moto.put_object(&bucket, key, EMPTY_ZIP).await;
-    Ok(())
-}
-
 /// A Lambda function's environment variables (numbers as the template wrote them).
 fn function_environment(api: &MotoApi, function: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let configuration =
@@ -299,41 +260,6 @@ fn function_environment(api: &MotoApi, function: &str) -> anyhow::Result<BTreeMa
             (name.clone(), value)
         })
         .collect())
-}
-
-/// The bootstrapper's inputs from the launch template's UserData.
-fn boot_inputs(api: &MotoApi, launch_template: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let xml = api.try_query(
-        "ec2",
-        "2016-11-15",
-        &[("Action", "DescribeLaunchTemplateVersions"), ("LaunchTemplateId", launch_template)],
-    )?;
-    let encoded = xml_first(&xml, "userData").context("the launch template has no UserData")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .context("the UserData is not base64")?;
-    parse_boot_inputs(&String::from_utf8_lossy(&decoded))
-}
-
-/// The `NAME=value` lines of the UserData's quoted heredoc, which the shell part
-/// exports before it runs `elastic-ci-bootstrap boot`.
-pub(crate) fn parse_boot_inputs(user_data: &str) -> anyhow::Result<Vec<(String, String)>> {
-    ensure!(
-        user_data.contains("exec /usr/local/bin/elastic-ci-bootstrap boot"),
-        "the UserData does not run elastic-ci-bootstrap boot"
-    );
-    let body = user_data
-        .split_once("<<'ELASTIC_CI_BOOT_INPUTS'\n")
-        .and_then(|(_, rest)| rest.split_once("\nELASTIC_CI_BOOT_INPUTS\n"))
-        .map(|(body, _)| body)
-        .context("the UserData has no ELASTIC_CI_BOOT_INPUTS heredoc")?;
-    body.lines()
-        .map(|line| {
-            line.split_once('=')
-                .map(|(name, value)| (name.to_owned(), value.to_owned()))
-                .with_context(|| format!("UserData input {line:?} is not NAME=value"))
-        })
-        .collect()
 }
 
 /// Runs the template's `AgentTokenParameterFunction` code against moto, as
@@ -407,26 +333,4 @@ fn store_agent_token(
         response["Reason"]
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_boot_inputs_of_the_user_data() {
-        let user_data = "#!/bin/bash\ncat > \"$inputs\" <<'ELASTIC_CI_BOOT_INPUTS'\nBUILDKITE_QUEUE=default\nBUILDKITE_AGENT_TAGS=a=b,c=d\nELASTIC_CI_BOOT_INPUTS\nexec /usr/local/bin/elastic-ci-bootstrap boot\n";
-        let inputs = parse_boot_inputs(user_data).unwrap();
-        assert_eq!(
-            inputs,
-            [
-                ("BUILDKITE_QUEUE".to_owned(), "default".to_owned()),
-                ("BUILDKITE_AGENT_TAGS".to_owned(), "a=b,c=d".to_owned())
-            ]
-        );
-        let error =
-            parse_boot_inputs("#!/bin/bash\nexec /usr/local/bin/elastic-ci-bootstrap boot\n")
-                .unwrap_err();
-        assert!(error.to_string().contains("heredoc"), "{error}");
-    }
 }

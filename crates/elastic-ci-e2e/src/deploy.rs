@@ -1,0 +1,160 @@
+//! What every deployment of the stack on the local AWS emulator shares: the template
+//! rendered with moto's images, the scaler's code where the template reads it, and the
+//! launch template's UserData read back.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, ensure};
+use base64::Engine;
+use elastic_ci_testkit::moto::{Moto, REGION};
+use xtask::{project, template};
+
+use crate::moto_api::{MotoApi, xml_first};
+
+/// One of moto's fake x86_64 images, the rendered template's `linuxamd64` AMI.
+pub const AMD64_AMI: &str = "ami-12c6146b";
+/// One of moto's fake arm64 images, the rendered template's `linuxarm64` AMI.
+pub const ARM64_AMI: &str = "ami-0e9271c829888680e";
+/// The smallest valid zip archive (an empty one): moto stores a function's code but
+/// never runs it.
+pub const EMPTY_ZIP: &[u8] = b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+/// The template as `cargo xtask template` renders it, with moto's images for the
+/// emulator's region and the scaler zips in `<lambda_bucket_prefix>-<region>`.
+pub fn render_template(version: &str, lambda_bucket_prefix: &str) -> anyhow::Result<String> {
+    let source_path = project::root().join(template::SOURCE);
+    let source = std::fs::read_to_string(&source_path)
+        .with_context(|| format!("failed to read {}", source_path.display()))?;
+    let mappings = template::parse_mappings(
+        &format!("{REGION}:\n  linuxamd64: {AMD64_AMI}\n  linuxarm64: {ARM64_AMI}\n"),
+        Path::new("moto's images"),
+    )?;
+    template::render(
+        &source,
+        &template::RenderOptions {
+            version: version.to_owned(),
+            ami_mappings: Some(mappings),
+            lambda_bucket_prefix: lambda_bucket_prefix.to_owned(),
+        },
+    )
+}
+
+/// Puts a placeholder zip at both keys a rendered template reads the scaler's code
+/// from, in the emulator region's bucket (created if missing).
+pub async fn upload_scaler_zips(moto: &Moto, rendered_template: &str) -> anyhow::Result<()> {
+    let zips = template::scaler_zips(rendered_template)?;
+    let bucket = format!("{}-{REGION}", zips.bucket_prefix);
+    if let Err(error) = moto.s3().create_bucket().bucket(&bucket).send().await {
+        let error = error.into_service_error();
+        ensure!(
+            error.is_bucket_already_owned_by_you(),
+            "failed to create bucket {bucket}: {error}"
+        );
+    }
+    for key in [&zips.x86_64_key, &zips.arm64_key] {
+        moto.put_object(&bucket, key, EMPTY_ZIP).await;
+    }
+    Ok(())
+}
+
+/// The inputs a UserData document hands the bootstrapper, and the line count its
+/// shell part checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootInputs {
+    /// The `NAME=value` lines of the quoted heredoc, in order.
+    pub lines: Vec<(String, String)>,
+    /// The count the shell part compares the written file's lines with.
+    pub expected_lines: usize,
+    /// The whole shell part, from `#!/bin/bash`.
+    pub shell_part: String,
+}
+
+impl BootInputs {
+    /// The value of input `name`, if the UserData has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.lines.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// The value of input `name`, for tests: panics when the UserData lacks it.
+    pub fn value(&self, name: &str) -> &str {
+        self.get(name).unwrap_or_else(|| panic!("{name} is not in the UserData"))
+    }
+
+    /// The input names.
+    pub fn names(&self) -> BTreeSet<String> {
+        self.lines.iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// Reads the shell part of a UserData document (rendered, or the template's `!Sub`).
+pub fn parse_user_data(user_data: &str) -> anyhow::Result<BootInputs> {
+    let start = user_data.find("#!/bin/bash").context("the UserData has no shell part")?;
+    let shell_part = match user_data[start..].find("\n--==ELASTIC-CI==--") {
+        Some(end) => &user_data[start..start + end],
+        None => &user_data[start..],
+    };
+    let shell_part = shell_part.trim_end().to_owned();
+    ensure!(
+        shell_part.contains("exec /usr/local/bin/elastic-ci-bootstrap boot"),
+        "the UserData does not run elastic-ci-bootstrap boot"
+    );
+    let body = shell_part
+        .split_once("<<'ELASTIC_CI_BOOT_INPUTS'\n")
+        .and_then(|(_, rest)| rest.split_once("\nELASTIC_CI_BOOT_INPUTS\n"))
+        .map(|(body, _)| body)
+        .context("the UserData has no ELASTIC_CI_BOOT_INPUTS heredoc")?;
+    let lines = body
+        .lines()
+        .map(|line| {
+            line.split_once('=')
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .with_context(|| format!("UserData input {line:?} is not NAME=value"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let expected_lines = shell_part
+        .split_once("\")\" -ne ")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .context("the UserData does not check its input file's line count")?;
+    Ok(BootInputs { lines, expected_lines, shell_part })
+}
+
+/// A launch template's latest version: its data as XML, and its decoded UserData.
+pub fn launch_template(api: &MotoApi, id: &str) -> anyhow::Result<(String, BootInputs)> {
+    let xml = api.try_query(
+        "ec2",
+        "2016-11-15",
+        &[("Action", "DescribeLaunchTemplateVersions"), ("LaunchTemplateId", id)],
+    )?;
+    let encoded = xml_first(&xml, "userData").context("the launch template has no UserData")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .context("the UserData is not base64")?;
+    let user_data = String::from_utf8(decoded).context("the UserData is not UTF-8")?;
+    let inputs = parse_user_data(&user_data)?;
+    Ok((xml, inputs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_boot_inputs_of_the_user_data() {
+        let user_data = "#!/bin/bash\ncat > \"$inputs\" <<'ELASTIC_CI_BOOT_INPUTS'\nBUILDKITE_QUEUE=default\nBUILDKITE_AGENT_TAGS=a=b,c=d\nELASTIC_CI_BOOT_INPUTS\nif [ \"$(wc -l < \"$inputs\")\" -ne 2 ]; then exit 1; fi\nexec /usr/local/bin/elastic-ci-bootstrap boot\n";
+        let inputs = parse_user_data(user_data).unwrap();
+        assert_eq!(
+            inputs.lines,
+            [
+                ("BUILDKITE_QUEUE".to_owned(), "default".to_owned()),
+                ("BUILDKITE_AGENT_TAGS".to_owned(), "a=b,c=d".to_owned())
+            ]
+        );
+        assert_eq!(inputs.expected_lines, 2);
+        assert_eq!(inputs.get("BUILDKITE_QUEUE"), Some("default"));
+        let error = parse_user_data("#!/bin/bash\nexec /usr/local/bin/elastic-ci-bootstrap boot\n")
+            .unwrap_err();
+        assert!(error.to_string().contains("heredoc"), "{error}");
+    }
+}
