@@ -3,7 +3,8 @@
 //! They exist for what the local emulator cannot do (scaling activities, pending
 //! instances, throttling, capacity validation) and for fast unit tests. Each fake
 //! records the calls made to it and can be told to fail the next calls of an operation
-//! with a chosen error kind, through its [`Faults`].
+//! with a chosen error kind, through its [`Faults`]. Each fake is there when the
+//! feature of its service is.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -16,12 +17,18 @@ use elastic_ci_core::fleet::{
 use elastic_ci_core::secret::Secret;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+#[cfg(feature = "autoscaling")]
 use crate::autoscaling::{ActivityPage, LifecycleAction, ScalingGroup};
+#[cfg(feature = "cloudformation")]
 use crate::cloudformation::{ResourceSignal, StackSignal};
+#[cfg(feature = "cloudwatch")]
 use crate::cloudwatch::{MetricDatum, Metrics};
+#[cfg(feature = "ecr")]
 use crate::ecr::{RegistryAuth, RegistryCredentials};
 use crate::error::{AwsError, AwsErrorKind};
+#[cfg(feature = "s3")]
 use crate::s3::{DownloadError, ObjectHead, ObjectStore, ObjectSummary};
+#[cfg(feature = "ssm")]
 use crate::ssm::{Parameter, ParameterStore};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -50,6 +57,7 @@ impl Faults {
     }
 }
 
+#[cfg(feature = "s3")]
 #[derive(Debug, Clone)]
 struct FakeObject {
     body: Vec<u8>,
@@ -57,6 +65,7 @@ struct FakeObject {
     last_modified: SystemTime,
 }
 
+#[cfg(feature = "s3")]
 /// In-memory S3.
 #[derive(Debug, Default)]
 pub struct FakeObjectStore {
@@ -65,6 +74,7 @@ pub struct FakeObjectStore {
     pub faults: Faults,
 }
 
+#[cfg(feature = "s3")]
 impl FakeObjectStore {
     pub fn create_bucket(&self, bucket: &str) {
         lock(&self.buckets).entry(bucket.to_owned()).or_default();
@@ -126,6 +136,7 @@ impl FakeObjectStore {
     }
 }
 
+#[cfg(feature = "s3")]
 #[async_trait]
 impl ObjectStore for FakeObjectStore {
     async fn download(
@@ -217,6 +228,7 @@ impl ObjectStore for FakeObjectStore {
     }
 }
 
+#[cfg(feature = "ssm")]
 /// In-memory SSM Parameter Store.
 #[derive(Debug, Default)]
 pub struct FakeParameterStore {
@@ -224,12 +236,14 @@ pub struct FakeParameterStore {
     pub faults: Faults,
 }
 
+#[cfg(feature = "ssm")]
 impl FakeParameterStore {
     pub fn put(&self, name: &str, value: &str) {
         lock(&self.parameters).insert(name.to_owned(), value.to_owned());
     }
 }
 
+#[cfg(feature = "ssm")]
 #[async_trait]
 impl ParameterStore for FakeParameterStore {
     async fn get(&self, name: &str) -> Result<Parameter, AwsError> {
@@ -258,6 +272,7 @@ impl ParameterStore for FakeParameterStore {
     }
 }
 
+#[cfg(feature = "autoscaling")]
 /// A call made to the [`FakeScalingGroup`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScalingCall {
@@ -267,9 +282,11 @@ pub enum ScalingCall {
     CompleteLifecycleAction { instance_id: String, result: LifecycleActionResult },
 }
 
+#[cfg(feature = "autoscaling")]
 /// Scaling activities per page, as the service's maximum.
 const ACTIVITY_PAGE_SIZE: usize = 100;
 
+#[cfg(feature = "autoscaling")]
 /// In-memory Auto Scaling, validating capacity changes the way the service does.
 #[derive(Debug, Default)]
 pub struct FakeScalingGroup {
@@ -280,6 +297,7 @@ pub struct FakeScalingGroup {
     pub faults: Faults,
 }
 
+#[cfg(feature = "autoscaling")]
 impl FakeScalingGroup {
     pub fn insert_group(&self, group: GroupSnapshot) {
         lock(&self.groups).insert(group.name.clone(), group);
@@ -331,6 +349,7 @@ impl FakeScalingGroup {
     }
 }
 
+#[cfg(feature = "autoscaling")]
 #[async_trait]
 impl ScalingGroup for FakeScalingGroup {
     async fn describe_group(&self, group_name: &str) -> Result<GroupSnapshot, AwsError> {
@@ -485,6 +504,7 @@ impl ScalingGroup for FakeScalingGroup {
     }
 }
 
+#[cfg(feature = "cloudwatch")]
 /// In-memory CloudWatch metrics: records what was published.
 #[derive(Debug, Default)]
 pub struct FakeMetrics {
@@ -492,12 +512,14 @@ pub struct FakeMetrics {
     pub faults: Faults,
 }
 
+#[cfg(feature = "cloudwatch")]
 impl FakeMetrics {
     pub fn published(&self) -> Vec<(String, MetricDatum)> {
         lock(&self.published).clone()
     }
 }
 
+#[cfg(feature = "cloudwatch")]
 #[async_trait]
 impl Metrics for FakeMetrics {
     async fn put(&self, namespace: &str, data: &[MetricDatum]) -> Result<(), AwsError> {
@@ -508,6 +530,7 @@ impl Metrics for FakeMetrics {
     }
 }
 
+#[cfg(feature = "ecr")]
 /// In-memory ECR: one credential per registry id; `""` is the caller's own registry.
 #[derive(Debug, Default)]
 pub struct FakeRegistryAuth {
@@ -515,12 +538,14 @@ pub struct FakeRegistryAuth {
     pub faults: Faults,
 }
 
+#[cfg(feature = "ecr")]
 impl FakeRegistryAuth {
     pub fn insert(&self, registry_id: &str, credentials: RegistryCredentials) {
         lock(&self.registries).insert(registry_id.to_owned(), credentials);
     }
 }
 
+#[cfg(feature = "ecr")]
 #[async_trait]
 impl RegistryAuth for FakeRegistryAuth {
     async fn authorization(
@@ -547,6 +572,7 @@ impl RegistryAuth for FakeRegistryAuth {
     }
 }
 
+#[cfg(feature = "cloudformation")]
 /// In-memory CloudFormation signals: records them.
 #[derive(Debug, Default)]
 pub struct FakeStackSignal {
@@ -554,12 +580,14 @@ pub struct FakeStackSignal {
     pub faults: Faults,
 }
 
+#[cfg(feature = "cloudformation")]
 impl FakeStackSignal {
     pub fn signals(&self) -> Vec<ResourceSignal> {
         lock(&self.signals).clone()
     }
 }
 
+#[cfg(feature = "cloudformation")]
 #[async_trait]
 impl StackSignal for FakeStackSignal {
     async fn signal(&self, signal: &ResourceSignal) -> Result<(), AwsError> {

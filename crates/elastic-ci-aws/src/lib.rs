@@ -19,21 +19,31 @@
 //! a local emulator. Every adapter maps SDK errors into [`error::AwsError`], whose kind
 //! tells not-found, access-denied, throttled, validation and transport failures apart.
 //!
+//! Each SDK-backed module is behind a cargo feature of its name (`s3`, `ssm`,
+//! `autoscaling`, `cloudwatch`, `ecr`, `cloudformation`), so that a crate compiles only
+//! the SDK crates it calls; `config`, `error`, `ec2` and `imds` are always there.
+//!
 //! ## Configuration
 //!
 //! Read by the SDK itself: `AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`, the credential
 //! variables, and `AWS_EC2_METADATA_SERVICE_ENDPOINT` for the instance metadata service.
 
+#[cfg(feature = "autoscaling")]
 pub mod autoscaling;
+#[cfg(feature = "cloudformation")]
 pub mod cloudformation;
+#[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
 pub mod config;
 pub mod ec2;
+#[cfg(feature = "ecr")]
 pub mod ecr;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod imds;
+#[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "ssm")]
 pub mod ssm;
