@@ -335,7 +335,7 @@ mod tests {
     #[test_case("http://128.0.0.1/v3", false; "http just outside 127/8")]
     #[test_case("ftp://localhost/v3", false; "another scheme")]
     #[test_case("agent.buildkite.com", false; "no scheme")]
-    #[test_case("https:///v3", false; "no host")]
+    #[test_case("https://", false; "no host")]
     fn agent_endpoints_need_https_except_on_loopback(input: &str, accepted: bool) {
         assert_eq!(parse_agent_endpoint(input).is_some(), accepted, "{input}");
     }
