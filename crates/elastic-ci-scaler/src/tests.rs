@@ -645,3 +645,60 @@ async fn scale_in_routes_follow_the_fix_setting() {
         }
     }
 }
+
+/// A second scaler over the same group and queue, as an overlapping invocation in
+/// another Lambda execution environment has: its own clock and cooldown memory.
+fn second_scaler(h: &Harness) -> (Deps, ManualClock) {
+    let clock = ManualClock::new(start());
+    let client =
+        AgentMetricsClient::new(&h.deps.config.agent_endpoint, &ClientSettings::standard())
+            .unwrap();
+    let deps = Deps::new(
+        h.deps.config.clone(),
+        h.group.clone(),
+        h.metrics.clone(),
+        h.parameters.clone(),
+        Arc::new(client),
+        Arc::new(clock.clone()),
+    );
+    (deps, clock)
+}
+
+#[tokio::test]
+async fn overlapping_invocations_write_the_same_absolute_capacity() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("SCALE_OUT_COOLDOWN_PERIOD", "5m")]);
+    let (other, _) = second_scaler(&h);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(4, 0, 0));
+    let deadline = Some(start() + Duration::from_secs(40));
+    let (mut token, mut other_token, shutdown) =
+        (Secret::new(TOKEN), Secret::new(TOKEN), Shutdown::default());
+    let (first, second) = tokio::join!(
+        run_until(&h.deps, &mut token, deadline, &shutdown),
+        run_until(&other, &mut other_token, deadline, &shutdown),
+    );
+    assert_eq!((first.failed_polls, second.failed_polls), (0, 0));
+    // SetDesiredCapacity sets a value computed from the queue, never an increment: a
+    // race repeats the same value at worst.
+    let calls = h.set_calls();
+    assert!(!calls.is_empty() && calls.iter().all(|desired| *desired == 4), "{calls:?}");
+    assert_eq!(h.desired(), 4);
+}
+
+#[tokio::test]
+async fn an_overlapping_warm_scaler_does_not_share_the_cooldown_but_never_overshoots() {
+    let h = harness(&[("SCALE_OUT_COOLDOWN_PERIOD", "5m")]);
+    let (other, _) = second_scaler(&h);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(5, 0, 0));
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    // The other scaler reads the raised capacity and leaves it.
+    let steady = run_once(&other, &Secret::new(TOKEN)).await;
+    assert_eq!(steady.applied, Applied::Nothing);
+    // More jobs: the first scaler waits for its cooldown; the other, whose memory has
+    // no scale-out, raises the capacity to what the queue needs, as one scaler without
+    // a cooldown would, and no further.
+    h.buildkite.set_queue("default", QueueMetrics::jobs(8, 0, 0));
+    let held = h.poll().await.decision.unwrap();
+    assert!(matches!(held.reason, Reason::ScaleOutCooldown { .. }), "{held:?}");
+    assert_eq!(run_once(&other, &Secret::new(TOKEN)).await.applied, Applied::Set);
+    assert_eq!(h.set_calls(), [5, 8]);
+}
