@@ -37,7 +37,7 @@ use elastic_ci_core::boot::plan::{
 };
 use elastic_ci_core::boot::storage::{self, StorageFacts};
 use elastic_ci_core::fleet::Health;
-use elastic_ci_core::secret::Secret;
+use elastic_ci_core::secret::{Secret, agent_token};
 use elastic_ci_core::uri::SourceUri;
 use tracing::{error, info, warn};
 
@@ -485,7 +485,8 @@ impl Executor<'_> {
                 let token = self.deps.parameters.get(parameter).await.with_context(|| {
                     format!("could not read the agent token from SSM parameter {parameter}")
                 })?;
-                self.token = Some(token.value);
+                self.token =
+                    Some(agent_token(&token.value, &format!("SSM parameter {parameter:?}"))?);
                 info!(parameter = %parameter, "read the agent token");
                 Ok(())
             }

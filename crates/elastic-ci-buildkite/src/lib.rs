@@ -6,10 +6,13 @@
 //! redirects. Anything but a 200 with the documented JSON is an error: a degraded
 //! answer must never look like an empty queue, or the scaler would scale in on it.
 //!
-//! [`token::agent_token`] resolves the agent token, in clear or from SSM Parameter
-//! Store. The token is a [`Secret`]: it appears in no log line and no error.
-
-pub mod token;
+//! Nothing the server sends is trusted to be small: the body is read up to
+//! [`MAX_BODY_BYTES`] (the scaler runs in a 128 MB Lambda), and the `Retry-After` and
+//! [`POLL_DURATION_HEADER`] values are capped at [`MAX_SERVER_WAIT`], so that no answer
+//! can stop the polling or overflow a time.
+//!
+//! The token is a [`Secret`]: it appears in no log line and no error. Where it comes
+//! from (a variable, SSM) is the caller's business: this crate knows nothing of AWS.
 
 use std::time::Duration;
 
@@ -31,6 +34,15 @@ pub const USER_AGENT: &str = concat!("elastic-ci-stack-scaler/", env!("CARGO_PKG
 /// How much of an error answer's body an error message quotes.
 const MAX_BODY_IN_ERROR: usize = 512;
 
+/// The largest answer body read. The documented answer is a few hundred bytes; a
+/// larger one is refused before it can exhaust the Lambda's memory.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The longest wait the server can ask for, through `Retry-After` or the poll-duration
+/// header: five minutes, several times a Lambda invocation. Larger values (the header is
+/// any number of digits) count as this.
+pub const MAX_SERVER_WAIT: Duration = Duration::from_secs(300);
+
 /// One queue's metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueReport {
@@ -41,7 +53,8 @@ pub struct QueueReport {
     pub organization_slug: String,
     /// `cluster.name`, for cluster tokens.
     pub cluster_name: Option<String>,
-    /// The minimum time the API wants between polls, from [`POLL_DURATION_HEADER`].
+    /// The minimum time the API wants between polls, from [`POLL_DURATION_HEADER`], at
+    /// most [`MAX_SERVER_WAIT`].
     pub poll_duration: Option<Duration>,
 }
 
@@ -65,6 +78,8 @@ pub enum MetricsError {
     Transport { url: String, message: String },
     #[error("GET {url}: invalid answer: {reason}")]
     InvalidAnswer { url: String, reason: String },
+    #[error("GET {url}: the answer is larger than the limit of {limit} bytes")]
+    TooLarge { url: String, limit: usize },
 }
 
 fn retry_after_text(retry_after: Option<Duration>) -> String {
@@ -72,7 +87,8 @@ fn retry_after_text(retry_after: Option<Duration>) -> String {
 }
 
 impl MetricsError {
-    /// How long the API asked us to wait, on a 429 with `Retry-After`.
+    /// How long the API asked us to wait, on a 429 with `Retry-After`; at most
+    /// [`MAX_SERVER_WAIT`].
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             MetricsError::RateLimited { retry_after, .. } => *retry_after,
@@ -175,8 +191,9 @@ impl AgentMetrics for AgentMetricsClient {
             .map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport)?;
+        let (body, complete) = read_capped(response, MAX_BODY_BYTES).await.map_err(transport)?;
         if status != StatusCode::OK {
+            // An error answer is only quoted, so a cut one is good enough.
             let body = quote_body(&body, token);
             return Err(match status.as_u16() {
                 401 | 403 => {
@@ -185,6 +202,9 @@ impl AgentMetrics for AgentMetricsClient {
                 429 => MetricsError::RateLimited { url: shown, retry_after: retry_after(&headers) },
                 other => MetricsError::Status { url: shown, status: other, body },
             });
+        }
+        if !complete {
+            return Err(MetricsError::TooLarge { url: shown, limit: MAX_BODY_BYTES });
         }
         let mut report = decode(&body)
             .map_err(|reason| MetricsError::InvalidAnswer { url: shown.clone(), reason })?;
@@ -222,24 +242,65 @@ fn describe_transport(error: &reqwest::Error) -> String {
     message
 }
 
+/// Reads the body up to `limit` bytes, chunk by chunk, whatever `Content-Length` says.
+/// Returns what was read and whether that is the whole body; a larger body is not
+/// read further (dropping the response closes the connection).
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    if response.content_length().is_some_and(|length| length > limit as u64) {
+        return Ok((Vec::new(), false));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+/// The start of an error answer's body for a message, with the token redacted first:
+/// cutting first could leave a token that straddles the cut partly in the message.
 fn quote_body(body: &[u8], token: &Secret) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX_BODY_IN_ERROR)]);
-    let text = text.trim();
+    let text = String::from_utf8_lossy(body);
     // An API that echoed the request would put the token in our error message.
-    let text =
-        if token.is_empty() { text.to_owned() } else { text.replace(token.expose(), "<redacted>") };
-    if text.is_empty() { "(empty body)".to_owned() } else { text }
+    let text = if token.is_empty() {
+        text.into_owned()
+    } else {
+        text.replace(token.expose(), "<redacted>")
+    };
+    let mut cut = text.len().min(MAX_BODY_IN_ERROR);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let text = text[..cut].trim();
+    if text.is_empty() { "(empty body)".to_owned() } else { text.to_owned() }
+}
+
+/// A header's whole number of seconds, at most [`MAX_SERVER_WAIT`]: any run of digits
+/// is a valid number, however long, so one too large for `u64` is the cap too.
+fn capped_seconds(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = text.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(seconds).min(MAX_SERVER_WAIT))
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    capped_seconds(headers.get(RETRY_AFTER)?)
 }
 
 fn poll_duration(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(POLL_DURATION_HEADER)?;
-    match value.to_str().ok().and_then(|text| text.trim().parse::<u64>().ok()) {
-        Some(seconds) => Some(Duration::from_secs(seconds)),
+    match capped_seconds(value) {
+        Some(duration) => Some(duration),
         None => {
             warn!(header = POLL_DURATION_HEADER, value = ?value, "ignoring a poll duration that is not whole seconds");
             None
@@ -384,5 +445,66 @@ mod tests {
         );
         assert_eq!(quote_body(b"", &token), "(empty body)");
         assert_eq!(quote_body(&[b'x'; 2000], &token).len(), MAX_BODY_IN_ERROR);
+    }
+
+    #[test]
+    fn a_token_straddling_the_quote_limit_leaves_no_prefix() {
+        let token = Secret::new("s3cr3t-token");
+        let mut body = vec![b'x'; MAX_BODY_IN_ERROR - 4];
+        body.extend_from_slice(b"s3cr3t-token and more");
+        let quoted = quote_body(&body, &token);
+        assert!(!quoted.contains("s3cr"), "{quoted}");
+        assert!(quoted.ends_with("<red"), "{quoted}");
+        assert_eq!(quoted.len(), MAX_BODY_IN_ERROR);
+    }
+
+    #[test]
+    fn quoting_cuts_at_a_character_boundary() {
+        let body = "é".repeat(MAX_BODY_IN_ERROR);
+        let quoted = quote_body(body.as_bytes(), &Secret::new("t"));
+        assert_eq!(quoted, "é".repeat(MAX_BODY_IN_ERROR / 2));
+    }
+
+    fn headers(name: &'static str, value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn server_waits_are_capped_whatever_their_size() {
+        for (value, expected) in [
+            ("30", Some(Duration::from_secs(30))),
+            (" 300 ", Some(MAX_SERVER_WAIT)),
+            ("301", Some(MAX_SERVER_WAIT)),
+            ("18446744073709551615", Some(MAX_SERVER_WAIT)),
+            ("99999999999999999999", Some(MAX_SERVER_WAIT)),
+            ("-5", None),
+            ("1.5", None),
+            ("", None),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ] {
+            assert_eq!(retry_after(&headers("retry-after", value)), expected, "{value:?}");
+            assert_eq!(poll_duration(&headers(POLL_DURATION_HEADER, value)), expected, "{value:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn decoding_never_panics_on_answer_like_json(
+            agents in r#"\{("(idle|busy|total)": ?-?[0-9]{1,22}(\.[0-9])?,? ?){0,3}\}|null|\[\]|"x""#,
+            jobs in r#"\{("(scheduled|running|waiting|total)": ?-?[0-9]{1,22}(e9)?,? ?){0,4}\}|null|0"#,
+            slug in r#"\{"slug": ?("[a-z\\u0-9]{0,6}"|null|1)\}|null|\{\}"#,
+        ) {
+            let body = format!(r#"{{"agents": {agents}, "jobs": {jobs}, "organization": {slug}}}"#);
+            if let Ok(report) = decode(body.as_bytes()) {
+                proptest::prop_assert!(!report.organization_slug.is_empty());
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Sources the stack fetches configuration from: `s3://`, `ssm:`, `https://`, `http://`
-//! and `file://`.
+//! and `file://`; and the rule for the Buildkite agent API endpoint
+//! ([`parse_agent_endpoint`]).
 //!
 //! Parsing validates everything that can be validated without I/O, so a malformed
 //! source is rejected before anything is downloaded or written.
@@ -244,6 +245,27 @@ impl HttpUrl {
     }
 }
 
+/// What [`parse_agent_endpoint`] accepts, for error messages.
+pub const AGENT_ENDPOINT_EXPECTED: &str =
+    "an https:// URL (http:// only to a loopback host: 127.0.0.0/8, ::1 or localhost)";
+
+/// `BUILDKITE_AGENT_ENDPOINT`: an `https://` URL with a host. Plain `http://` would send
+/// the agent token in clear, so it is accepted only for a loopback host (127.0.0.0/8,
+/// `::1`, `localhost`), where local tests and emulators run.
+pub fn parse_agent_endpoint(input: &str) -> Option<Url> {
+    let url = Url::parse(input).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(address) => address.is_loopback(),
+        url::Host::Ipv6(address) => address.is_loopback(),
+    };
+    match url.scheme() {
+        "https" => Some(url),
+        "http" if loopback => Some(url),
+        _ => None,
+    }
+}
+
 fn parse_file_url(input: &str) -> Result<String, String> {
     let url = Url::parse(input).map_err(|error| format!("malformed file URL: {error}"))?;
     match url.host_str() {
@@ -299,6 +321,24 @@ mod tests {
     use test_case::test_case;
 
     use super::*;
+
+    #[test_case("https://agent.buildkite.com/v3", true; "https")]
+    #[test_case("https://10.0.0.1:8443/v3", true; "https to a private address")]
+    #[test_case("http://127.0.0.1:9000/v3", true; "http to ipv4 loopback")]
+    #[test_case("http://127.1.2.3/v3", true; "http anywhere in 127/8")]
+    #[test_case("http://[::1]:9000/v3", true; "http to ipv6 loopback")]
+    #[test_case("http://localhost:9000/v3", true; "http to localhost")]
+    #[test_case("http://LOCALHOST/v3", true; "localhost in capitals")]
+    #[test_case("http://agent.buildkite.com/v3", false; "http to a public host")]
+    #[test_case("http://10.0.0.1/v3", false; "http to a private address")]
+    #[test_case("http://localhost.example.com/v3", false; "a name that only starts with localhost")]
+    #[test_case("http://128.0.0.1/v3", false; "http just outside 127/8")]
+    #[test_case("ftp://localhost/v3", false; "another scheme")]
+    #[test_case("agent.buildkite.com", false; "no scheme")]
+    #[test_case("https://", false; "no host")]
+    fn agent_endpoints_need_https_except_on_loopback(input: &str, accepted: bool) {
+        assert_eq!(parse_agent_endpoint(input).is_some(), accepted, "{input}");
+    }
 
     fn s3(bucket: &str, key: &str) -> SourceUri {
         SourceUri::S3(S3Uri { bucket: bucket.to_owned(), key: key.to_owned() })

@@ -4,7 +4,8 @@
 //! Git runs it with its request (`protocol=…`, `host=…`) on stdin. The helper reads the
 //! file from S3 at that moment (credentials are never written to disk), picks the
 //! entry for the requested protocol and host, and answers on stdout. Lines it cannot
-//! parse are reported by number only, never echoed: they hold passwords.
+//! parse are reported by number only, never echoed: they hold passwords. A file larger
+//! than the secrets' cap is refused, naming the key.
 
 use anyhow::Context;
 use elastic_ci_core::secrets::{
@@ -13,6 +14,7 @@ use elastic_ci_core::secrets::{
 
 use crate::clients::Clients;
 use crate::joblog::JobLog;
+use crate::secrets::{CappedBuffer, MAX_OBJECT_BYTES};
 
 /// Answers one request; `store` and `erase` do nothing.
 pub async fn answer(
@@ -28,12 +30,12 @@ pub async fn answer(
         return Ok(String::new());
     }
     let store = clients.object_store(Some(region).filter(|r| !r.is_empty())).await;
-    let mut body = Vec::new();
+    let mut body = CappedBuffer::new(MAX_OBJECT_BYTES);
     store
         .download(bucket, key, &mut body)
         .await
         .with_context(|| format!("failed to download s3://{bucket}/{key}"))?;
-    let text = String::from_utf8(body)
+    let text = String::from_utf8(body.into_inner())
         .with_context(|| format!("s3://{bucket}/{key} is not UTF-8 text"))?;
     let (credentials, errors) = parse_git_credentials(&text);
     for error in errors {

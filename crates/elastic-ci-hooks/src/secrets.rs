@@ -6,10 +6,15 @@
 //! keys, env files, git credentials, secret files. A missing key is normal and quiet.
 //! A key the instance role may not read is a warning naming the key and the
 //! permission. Any other failure (after the SDK's retries) fails the job rather than
-//! running it without its secrets.
+//! running it without its secrets, and so does an object larger than its cap
+//! ([`MAX_SSH_KEY_BYTES`] for SSH keys, [`MAX_OBJECT_BYTES`] for the rest), which is
+//! refused as it streams in rather than held in memory whole.
 
 use std::collections::BTreeSet;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use anyhow::Context;
 use elastic_ci_aws::error::{AwsError, AwsErrorKind};
@@ -20,11 +25,60 @@ use elastic_ci_core::secrets::{
     secret_file_variable,
 };
 use futures::future::join_all;
+use tokio::io::AsyncWrite;
 
 use crate::config::SecretsSettings;
 use crate::env_files::{self, EnvFile};
 use crate::job::Job;
 use crate::{redact, ssh_agent};
+
+/// The largest env file, git-credentials file or secret file read: far more than any
+/// real one, and little enough for a job's instance.
+pub const MAX_OBJECT_BYTES: usize = 1024 * 1024;
+
+/// The largest private SSH key read: a 16384-bit RSA key in PEM is about 12 KiB.
+pub const MAX_SSH_KEY_BYTES: usize = 64 * 1024;
+
+/// An in-memory download that fails once more than `limit` bytes arrive.
+pub(crate) struct CappedBuffer {
+    body: Vec<u8>,
+    limit: usize,
+}
+
+impl CappedBuffer {
+    pub(crate) fn new(limit: usize) -> CappedBuffer {
+        CappedBuffer { body: Vec::new(), limit }
+    }
+
+    pub(crate) fn into_inner(self) -> Vec<u8> {
+        self.body
+    }
+}
+
+impl AsyncWrite for CappedBuffer {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut TaskContext<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if bytes.len() > self.limit - self.body.len() {
+            let limit = self.limit;
+            return Poll::Ready(Err(io::Error::other(format!(
+                "the object is larger than the limit of {limit} bytes"
+            ))));
+        }
+        self.body.extend_from_slice(bytes);
+        Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
 
 enum Fetched {
     Found(Vec<u8>),
@@ -32,10 +86,15 @@ enum Fetched {
     Denied,
 }
 
-async fn fetch(store: &dyn ObjectStore, bucket: &str, key: &str) -> Result<Fetched, DownloadError> {
-    let mut body = Vec::new();
+async fn fetch(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    limit: usize,
+) -> Result<Fetched, DownloadError> {
+    let mut body = CappedBuffer::new(limit);
     match store.download(bucket, key, &mut body).await {
-        Ok(_) => Ok(Fetched::Found(body)),
+        Ok(_) => Ok(Fetched::Found(body.into_inner())),
         Err(error) => match error.aws_kind() {
             Some(AwsErrorKind::NotFound) => Ok(Fetched::Missing),
             Some(AwsErrorKind::AccessDenied) => Ok(Fetched::Denied),
@@ -117,7 +176,10 @@ pub async fn load(job: &mut Job<'_>) -> anyhow::Result<()> {
     job.log.line(&format!("Checking S3 for secret files under {}", prefixes.join(", ")));
 
     let single_keys: Vec<&String> = ssh_keys.iter().chain(&env_keys).chain(&git_keys).collect();
-    let gets = join_all(single_keys.iter().map(|key| fetch(store.as_ref(), &bucket, key)));
+    let gets = join_all(single_keys.iter().map(|key| {
+        let limit = if ssh_keys.contains(key) { MAX_SSH_KEY_BYTES } else { MAX_OBJECT_BYTES };
+        fetch(store.as_ref(), &bucket, key, limit)
+    }));
     let lists = join_all(prefixes.iter().map(|prefix| store.list(&bucket, prefix)));
     let (gets, lists) = tokio::join!(gets, lists);
     let mut fetched = Vec::new();
@@ -167,8 +229,10 @@ pub async fn load(job: &mut Job<'_>) -> anyhow::Result<()> {
             }
         }
     }
-    let bodies =
-        join_all(secret_keys.iter().map(|(key, _)| fetch(store.as_ref(), &bucket, key))).await;
+    let bodies = join_all(
+        secret_keys.iter().map(|(key, _)| fetch(store.as_ref(), &bucket, key, MAX_OBJECT_BYTES)),
+    )
+    .await;
     let mut n_secrets = 0;
     for ((key, name), result) in secret_keys.iter().zip(bodies) {
         let body =
@@ -287,4 +351,21 @@ fn load_git_credentials(
     let existing = job.env.get("GIT_CONFIG_PARAMETERS").cloned();
     job.export("GIT_CONFIG_PARAMETERS", &git_config_parameters(existing.as_deref(), &helpers))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_capped_buffer_takes_up_to_its_limit_and_refuses_more() {
+        let mut buffer = CappedBuffer::new(8);
+        buffer.write_all(b"1234").await.unwrap();
+        buffer.write_all(b"5678").await.unwrap();
+        let error = buffer.write_all(b"9").await.unwrap_err();
+        assert_eq!(error.to_string(), "the object is larger than the limit of 8 bytes");
+        assert_eq!(buffer.into_inner(), b"12345678");
+    }
 }

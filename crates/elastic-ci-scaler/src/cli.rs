@@ -10,7 +10,6 @@ use elastic_ci_aws::autoscaling::AutoScalingGroups;
 use elastic_ci_aws::cloudwatch::CloudWatchMetrics;
 use elastic_ci_aws::config::{AwsSettings, aws_sdk_config};
 use elastic_ci_aws::ssm::SsmParameterStore;
-use elastic_ci_buildkite::token::agent_token;
 use elastic_ci_buildkite::{AgentMetricsClient, ClientSettings};
 use elastic_ci_core::scaling::config::ScalerConfig;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -18,6 +17,7 @@ use tracing::{error, info};
 
 use crate::clock::SystemClock;
 use crate::error::ScalerError;
+use crate::token::agent_token;
 use crate::{Deps, Shutdown, check_supported, handle, restore_cooldowns, run_once, run_until};
 
 /// Scales a Buildkite agent Auto Scaling group from the queue's metrics.

@@ -2,8 +2,9 @@
 
 use elastic_ci_aws::error::{AwsError, AwsErrorKind};
 use elastic_ci_buildkite::MetricsError;
-use elastic_ci_buildkite::token::TokenError;
 use elastic_ci_core::scaling::config::ScalerConfigError;
+
+use crate::token::TokenError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScalerError {

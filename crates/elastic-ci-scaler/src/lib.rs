@@ -31,6 +31,7 @@
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod token;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,7 +41,6 @@ use elastic_ci_aws::autoscaling::ScalingGroup;
 use elastic_ci_aws::cloudwatch::{MetricDatum, MetricUnit, Metrics};
 use elastic_ci_aws::error::AwsError;
 use elastic_ci_aws::ssm::ParameterStore;
-use elastic_ci_buildkite::token::agent_token;
 use elastic_ci_buildkite::{AgentMetrics, QueueReport};
 use elastic_ci_core::scaling::config::{ScalerConfig, TokenSource};
 use elastic_ci_core::scaling::history::ActivityScan;
@@ -53,6 +53,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::error::ScalerError;
+use crate::token::agent_token;
 
 /// The CloudWatch namespace of the queue metrics.
 pub const METRICS_NAMESPACE: &str = "Buildkite";
@@ -347,9 +348,11 @@ fn log_poll(deps: &Deps, report: &PollReport) {
 
 /// Polls until `deadline` (none: until shut down), at least once (spec §3.1 step 8).
 ///
-/// The interval starts at `LAMBDA_INTERVAL` and rises to the API's poll-duration header,
-/// never falling again; a 429's `Retry-After` delays the next poll only. A refused
-/// token is read again from SSM before the next poll.
+/// The interval is `LAMBDA_INTERVAL`, raised to the poll-duration header of the latest
+/// answer (capped at [`elastic_ci_buildkite::MAX_SERVER_WAIT`]): it comes back down when
+/// a later answer asks for less or nothing, and a failed poll keeps it. A 429's
+/// `Retry-After` (capped alike) delays the next poll only; one beyond the deadline ends
+/// the loop. A refused token is read again from SSM before the next poll.
 pub async fn run_until(
     deps: &Deps,
     token: &mut Secret,
@@ -364,13 +367,10 @@ pub async fn run_until(
             () = shutdown.wait() => break,
         };
         summary.add(&report);
-        let mut wait = interval;
-        if let Some(metrics) = &report.metrics
-            && let Some(poll_duration) = metrics.poll_duration
-        {
-            interval = interval.max(poll_duration);
-            wait = interval;
+        if let Some(metrics) = &report.metrics {
+            interval = next_interval(deps.config.poll_interval, metrics.poll_duration);
         }
+        let mut wait = interval;
         if let Some(ScalerError::Buildkite(error)) = &report.error {
             if let Some(retry_after) = error.retry_after() {
                 wait = wait.max(retry_after);
@@ -383,7 +383,7 @@ pub async fn run_until(
             break;
         }
         if let Some(deadline) = deadline
-            && deps.clock.now() + wait > deadline
+            && deps.clock.now().checked_add(wait).is_none_or(|next| next > deadline)
         {
             // The next poll would start after the deadline: return now rather than
             // sleep until it.
@@ -395,6 +395,15 @@ pub async fn run_until(
         }
     }
     summary
+}
+
+/// The wait between polls after an answer: the configured interval, or the API's poll
+/// duration when that is longer, never more than
+/// [`elastic_ci_buildkite::MAX_SERVER_WAIT`] beyond what was configured.
+fn next_interval(configured: Duration, poll_duration: Option<Duration>) -> Duration {
+    poll_duration.map_or(configured, |asked| {
+        asked.min(elastic_ci_buildkite::MAX_SERVER_WAIT).max(configured)
+    })
 }
 
 async fn refresh_token(deps: &Deps, token: &mut Secret) {
@@ -492,7 +501,7 @@ pub async fn handle(
     // The timeout starts after the jitter, so the jitter does not eat the polling time.
     let started = deps.clock.now();
     let deadline = earliest(
-        config.invocation_timeout.map(|timeout| started + timeout),
+        config.invocation_timeout.and_then(|timeout| started.checked_add(timeout)),
         lambda_deadline.map(|deadline| deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline)),
     );
     restore_cooldowns(deps).await;

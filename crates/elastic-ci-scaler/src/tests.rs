@@ -362,6 +362,132 @@ async fn the_poll_duration_header_raises_the_interval_for_the_rest_of_the_invoca
     assert_eq!(h.clock.sleeps(), vec![Duration::from_secs(15); 3]);
 }
 
+/// The real client, with the fake's poll-duration header set from a script before each
+/// request: the fake answers every request alike otherwise.
+struct ScriptedPollDurations {
+    client: AgentMetricsClient,
+    buildkite: FakeBuildkite,
+    script: Mutex<std::collections::VecDeque<Option<u64>>>,
+}
+
+#[async_trait::async_trait]
+impl AgentMetrics for ScriptedPollDurations {
+    async fn queue_metrics(
+        &self,
+        queue: &str,
+        token: &Secret,
+    ) -> Result<QueueReport, elastic_ci_buildkite::MetricsError> {
+        let next = self.script.lock().unwrap().pop_front().flatten();
+        self.buildkite.state().poll_duration_secs = next;
+        self.client.queue_metrics(queue, token).await
+    }
+}
+
+#[tokio::test]
+async fn a_huge_poll_duration_is_capped_and_the_interval_comes_back_down() {
+    let Harness { deps, group, metrics, parameters, buildkite, clock } =
+        harness(&[("LAMBDA_INTERVAL", "10s")]);
+    let client =
+        AgentMetricsClient::new(&deps.config.agent_endpoint, &ClientSettings::standard()).unwrap();
+    let scripted = ScriptedPollDurations {
+        client,
+        buildkite,
+        script: Mutex::new([Some(u64::MAX), Some(20), None, Some(5)].into_iter().collect()),
+    };
+    let deps = Deps::new(
+        deps.config.clone(),
+        group,
+        metrics,
+        parameters,
+        Arc::new(scripted),
+        Arc::new(clock.clone()),
+    );
+    let deadline = start() + Duration::from_secs(340);
+    let summary =
+        run_until(&deps, &mut Secret::new(TOKEN), Some(deadline), &Shutdown::default()).await;
+    assert_eq!(summary.failed_polls, 0);
+    // u64::MAX seconds is capped at five minutes; then 20 s; then no header and a
+    // smaller one both mean the configured 10 s again.
+    let secs: Vec<u64> = clock.sleeps().iter().map(Duration::as_secs).collect();
+    assert_eq!(secs, [300, 20, 10, 10]);
+    assert_eq!(summary.polls, 5);
+}
+
+#[tokio::test]
+async fn an_enormous_retry_after_neither_panics_nor_stops_polling() {
+    for value in ["18446744073709551615", "99999999999999999999"] {
+        let h = harness(&[("LAMBDA_INTERVAL", "10s")]);
+        h.buildkite.fail_next(Fault::RateLimitedWith { retry_after: value.to_owned() }, 1);
+        let deadline = start() + Duration::from_secs(330);
+        let summary =
+            run_until(&h.deps, &mut Secret::new(TOKEN), Some(deadline), &Shutdown::default()).await;
+        let secs: Vec<u64> = h.clock.sleeps().iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [300, 10, 10, 10], "{value}");
+        assert_eq!((summary.polls, summary.failed_polls), (5, 1), "{value}");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_deadline_ends_the_invocation() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("LAMBDA_TIMEOUT", "50s")]);
+    h.buildkite.fail_next(Fault::RateLimitedWith { retry_after: "99999999999999999999".into() }, 1);
+    let error = handle(&h.deps, None).await.unwrap_err();
+    assert_eq!(error.error_type(), "BuildkiteUnavailable");
+    assert!(h.clock.sleeps().is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_without_scaling() {
+    for chunked in [false, true] {
+        let h = harness(&[]);
+        h.buildkite.set_queue("default", QueueMetrics::jobs(3, 0, 0));
+        let bytes = elastic_ci_buildkite::MAX_BODY_BYTES + 1;
+        h.buildkite.fail_next(Fault::LargeBody { bytes, chunked }, 1);
+        let error = h.poll().await.error.expect("the poll fails");
+        assert!(
+            error.to_string().ends_with("the answer is larger than the limit of 1048576 bytes"),
+            "{error}"
+        );
+        assert!(h.set_calls().is_empty());
+        // Padded to just the limit, the same answer is read.
+        let bytes = elastic_ci_buildkite::MAX_BODY_BYTES;
+        h.buildkite.fail_next(Fault::LargeBody { bytes, chunked }, 1);
+        assert_eq!(h.poll().await.error, None);
+        assert_eq!(h.set_calls(), [3]);
+    }
+}
+
+#[tokio::test]
+async fn a_token_with_surrounding_whitespace_is_sent_trimmed() {
+    let ssm_key = "/buildkite/agent-token-with-newline";
+    let from_ssm = harness(&[("BUILDKITE_AGENT_TOKEN_SSM_KEY", ssm_key), ("LAMBDA_TIMEOUT", "1s")]);
+    from_ssm.parameters.put(ssm_key, &format!("  {TOKEN}\n"));
+    let in_clear =
+        harness(&[("BUILDKITE_AGENT_TOKEN", &format!("  {TOKEN}\n")), ("LAMBDA_TIMEOUT", "1s")]);
+    for h in [from_ssm, in_clear] {
+        h.buildkite.set_queue("default", QueueMetrics::jobs(1, 0, 0));
+        let summary = handle(&h.deps, None).await.unwrap();
+        assert_eq!(summary.failed_polls, 0);
+        let requests = h.buildkite.requests();
+        assert_eq!(requests[0].authorization.as_deref(), Some(&*format!("Token {TOKEN}")));
+        assert_eq!(h.set_calls(), [1]);
+    }
+}
+
+#[tokio::test]
+async fn a_blank_ssm_token_names_the_parameter_and_polls_nothing() {
+    let ssm_key = "/buildkite/blank-token";
+    let h = harness(&[("BUILDKITE_AGENT_TOKEN_SSM_KEY", ssm_key)]);
+    h.parameters.put(ssm_key, " \n\t");
+    let error = handle(&h.deps, None).await.unwrap_err();
+    assert_eq!(error.error_type(), "AgentTokenUnavailable");
+    assert_eq!(
+        error.to_string(),
+        "the agent token in SSM parameter \"/buildkite/blank-token\" is empty or only whitespace (BUILDKITE_AGENT_TOKEN_SSM_KEY)"
+    );
+    assert!(h.buildkite.requests().is_empty());
+}
+
 #[tokio::test]
 async fn retry_after_delays_only_the_next_poll() {
     let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("LAMBDA_TIMEOUT", "50s")]);
@@ -518,4 +644,61 @@ async fn scale_in_routes_follow_the_fix_setting() {
             ),
         }
     }
+}
+
+/// A second scaler over the same group and queue, as an overlapping invocation in
+/// another Lambda execution environment has: its own clock and cooldown memory.
+fn second_scaler(h: &Harness) -> (Deps, ManualClock) {
+    let clock = ManualClock::new(start());
+    let client =
+        AgentMetricsClient::new(&h.deps.config.agent_endpoint, &ClientSettings::standard())
+            .unwrap();
+    let deps = Deps::new(
+        h.deps.config.clone(),
+        h.group.clone(),
+        h.metrics.clone(),
+        h.parameters.clone(),
+        Arc::new(client),
+        Arc::new(clock.clone()),
+    );
+    (deps, clock)
+}
+
+#[tokio::test]
+async fn overlapping_invocations_write_the_same_absolute_capacity() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("SCALE_OUT_COOLDOWN_PERIOD", "5m")]);
+    let (other, _) = second_scaler(&h);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(4, 0, 0));
+    let deadline = Some(start() + Duration::from_secs(40));
+    let (mut token, mut other_token, shutdown) =
+        (Secret::new(TOKEN), Secret::new(TOKEN), Shutdown::default());
+    let (first, second) = tokio::join!(
+        run_until(&h.deps, &mut token, deadline, &shutdown),
+        run_until(&other, &mut other_token, deadline, &shutdown),
+    );
+    assert_eq!((first.failed_polls, second.failed_polls), (0, 0));
+    // SetDesiredCapacity sets a value computed from the queue, never an increment: a
+    // race repeats the same value at worst.
+    let calls = h.set_calls();
+    assert!(!calls.is_empty() && calls.iter().all(|desired| *desired == 4), "{calls:?}");
+    assert_eq!(h.desired(), 4);
+}
+
+#[tokio::test]
+async fn an_overlapping_warm_scaler_does_not_share_the_cooldown_but_never_overshoots() {
+    let h = harness(&[("SCALE_OUT_COOLDOWN_PERIOD", "5m")]);
+    let (other, _) = second_scaler(&h);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(5, 0, 0));
+    assert_eq!(h.poll().await.applied, Applied::Set);
+    // The other scaler reads the raised capacity and leaves it.
+    let steady = run_once(&other, &Secret::new(TOKEN)).await;
+    assert_eq!(steady.applied, Applied::Nothing);
+    // More jobs: the first scaler waits for its cooldown; the other, whose memory has
+    // no scale-out, raises the capacity to what the queue needs, as one scaler without
+    // a cooldown would, and no further.
+    h.buildkite.set_queue("default", QueueMetrics::jobs(8, 0, 0));
+    let held = h.poll().await.decision.unwrap();
+    assert!(matches!(held.reason, Reason::ScaleOutCooldown { .. }), "{held:?}");
+    assert_eq!(run_once(&other, &Secret::new(TOKEN)).await.applied, Applied::Set);
+    assert_eq!(h.set_calls(), [5, 8]);
 }

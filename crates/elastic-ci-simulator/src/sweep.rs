@@ -233,7 +233,7 @@ mod tests {
         let bad = [parse_axis("INSTANCE_BUFFER=0,lots").unwrap()];
         assert_eq!(
             grid(&base, &bad).unwrap_err().to_string(),
-            r#"--sweep INSTANCE_BUFFER=lots: invalid scaler settings: invalid INSTANCE_BUFFER "lots": expected an integer"#
+            r#"--sweep INSTANCE_BUFFER=lots: invalid scaler settings: invalid INSTANCE_BUFFER "lots": expected an integer of at most 4294967295"#
         );
         let twice = [parse_axis("boot=1").unwrap(), parse_axis("boot=2").unwrap()];
         assert_eq!(grid(&base, &twice).unwrap_err().to_string(), "--sweep boot is given twice");

@@ -445,4 +445,24 @@ mod tests {
     fn formats_seconds_exactly(micros: u64, text: &str) {
         assert_eq!(format_secs(micros), text);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            for format in [None, Some(TraceFormat::Csv), Some(TraceFormat::JsonLines)] {
+                let _ = Trace::parse(&text, format);
+            }
+        }
+
+        #[test]
+        fn parsing_never_panics_on_trace_like_lines(
+            lines in proptest::collection::vec(
+                r#"(# ?horizon_s=[-0-9.e]{0,12}|job_id,queue,visible_at_s,ready_at_s,duration_s|"?[a-z,"]{0,4}"?,[a-z]{0,3},[-0-9.eNa]{0,24},[-0-9.e]{0,24},[-0-9.einf]{0,24}(,x)?|\{"job_id": ?"[a-z]{0,3}", ?"queue": ?"[a-z]{0,2}", ?"visible_at_s": ?[-0-9.e]{1,24}, ?"ready_at_s": ?[-0-9.e]{1,24}, ?"duration_s": ?[-0-9.e]{1,24}\}?)"#,
+                0..8,
+            )
+        ) {
+            let _ = Trace::parse(&lines.join("\n"), None);
+        }
+    }
 }

@@ -13,8 +13,9 @@
 //!   captures ([`FakeBuildkiteState::compute_queue`]);
 //! - counts derived from jobs and agents ([`FakeBuildkiteState::add_jobs`], see below);
 //! - faults for the next requests, whatever the queue ([`FakeBuildkiteState::fail_next`]):
-//!   a status such as 500, 429 with `Retry-After`, a slow answer, a dropped connection,
-//!   invalid JSON, or an empty object.
+//!   a status such as 500, 429 with `Retry-After` (in seconds or any text), a slow
+//!   answer, a dropped connection, invalid JSON, an empty object, or a valid answer
+//!   padded to a given size.
 //!
 //! # The job model
 //!
@@ -109,6 +110,11 @@ pub enum Fault {
     Status(u16),
     /// 429 with `Retry-After: <seconds>`.
     RateLimited { retry_after_secs: u64 },
+    /// 429 with this `Retry-After` value, verbatim (such as more digits than fit 64 bits).
+    RateLimitedWith { retry_after: String },
+    /// The normal answer padded with spaces to at least `bytes` bytes, sent with a
+    /// `Content-Length` or, when `chunked`, streamed in 64 KiB chunks without one.
+    LargeBody { bytes: usize, chunked: bool },
     /// The normal answer, after this delay.
     Slow(Duration),
     /// A 200 whose body breaks off: the connection is dropped mid-answer.
@@ -442,6 +448,12 @@ enum Plan {
         poll_duration_secs: Option<u64>,
         delay: Option<Duration>,
     },
+    /// A valid answer padded to `bytes`.
+    Large {
+        body: serde_json::Value,
+        bytes: usize,
+        chunked: bool,
+    },
     /// An answer of the agent routes.
     Agent {
         status: u16,
@@ -496,6 +508,9 @@ async fn answer(
                     poll_duration_secs: state.poll_duration_secs,
                     delay: Some(delay),
                 },
+                Reply::Fault(Fault::LargeBody { bytes, chunked }) => {
+                    Plan::Large { body: body(&mut state, queue.as_deref(), now), bytes, chunked }
+                }
                 Reply::Fault(fault) => Plan::Fault(fault),
                 Reply::Metrics(metrics) => Plan::Json {
                     body: match queue.as_deref() {
@@ -512,9 +527,9 @@ async fn answer(
             Plan::NotFound => 404,
             Plan::BadRequest => 400,
             Plan::Fault(Fault::Status(status)) => *status,
-            Plan::Fault(Fault::RateLimited { .. }) => 429,
+            Plan::Fault(Fault::RateLimited { .. } | Fault::RateLimitedWith { .. }) => 429,
             Plan::Agent { status, .. } => *status,
-            Plan::Fault(_) | Plan::Json { .. } => 200,
+            Plan::Fault(_) | Plan::Json { .. } | Plan::Large { .. } => 200,
         };
         state.requests.push(RecordedRequest {
             method: method.to_string(),
@@ -604,6 +619,30 @@ async fn serve(plan: Plan) -> Response {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
+        Plan::Fault(Fault::RateLimitedWith { retry_after }) => {
+            let mut response = message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            if let Ok(value) = HeaderValue::from_str(&retry_after) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+        Plan::Large { body, bytes, chunked } => {
+            let mut text = body.to_string().into_bytes();
+            text.resize(text.len().max(bytes), b' ');
+            let response = Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json");
+            let body = if chunked {
+                let chunks: Vec<Result<Bytes, std::io::Error>> =
+                    text.chunks(64 * 1024).map(|chunk| Ok(Bytes::copy_from_slice(chunk))).collect();
+                Body::from_stream(futures::stream::iter(chunks))
+            } else {
+                Body::from(text)
+            };
+            response
+                .body(body)
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
         Plan::Fault(Fault::InvalidJson) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -624,7 +663,9 @@ async fn serve(plan: Plan) -> Response {
                 .body(Body::from_stream(futures::stream::iter(chunks)))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
-        Plan::Fault(Fault::Slow(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Plan::Fault(Fault::Slow(_) | Fault::LargeBody { .. }) => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
         Plan::Agent { status, body } => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             [(header::CONTENT_TYPE, "application/json")],

@@ -494,6 +494,37 @@ async fn a_token_that_could_inject_settings_is_refused_without_showing_it() {
     assert!(!instance.path("/etc/buildkite-agent/buildkite-agent.cfg").exists());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_with_a_trailing_newline_is_written_without_it() {
+    let Some(moto) = moto() else { return };
+    let instance = Instance::new(moto).await;
+    instance.moto.put_parameter(&instance.token_path, &format!("{}\n", instance.token), true).await;
+    let output = instance.boot(&[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let cfg = instance.read("/etc/buildkite-agent/buildkite-agent.cfg");
+    assert!(
+        cfg.contains(&format!("\ntoken=\"{}\"\n", instance.token)),
+        "the token line is not exact"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blank_token_fails_the_boot_naming_the_parameter() {
+    let Some(moto) = moto() else { return };
+    let instance = Instance::new(moto).await;
+    instance.moto.put_parameter(&instance.token_path, " \n", true).await;
+    let output = instance.boot(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    let log = stderr(&output);
+    let expected = format!(
+        "boot failed at step agent-config: the agent token in SSM parameter {:?} is empty or only whitespace",
+        instance.token_path
+    );
+    assert!(log.contains(&expected), "{log}");
+    assert_eq!(instance.signals(), [false]);
+    assert!(!instance.path("/etc/buildkite-agent/buildkite-agent.cfg").exists());
+}
+
 #[test]
 fn root_other_than_slash_needs_recorded_actions() {
     let dir = tempfile::tempdir().unwrap();

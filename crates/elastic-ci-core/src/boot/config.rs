@@ -18,7 +18,7 @@ use std::num::NonZeroU32;
 use crate::boot::docker::{
     Cidr, CidrError, IPV4_POOL_1_SIZE, IPV4_POOL_2_SIZE, IPV6_POOL_SIZE, Networking,
 };
-use crate::uri::{SourceUri, validate_bucket_name};
+use crate::uri::{AGENT_ENDPOINT_EXPECTED, SourceUri, parse_agent_endpoint, validate_bucket_name};
 
 /// The agent's default API endpoint.
 pub const DEFAULT_AGENT_ENDPOINT: &str = "https://agent-edge.buildkite.com/v3";
@@ -296,9 +296,9 @@ impl BootConfig {
         let agents_per_instance = r.number("BUILDKITE_AGENTS_PER_INSTANCE", 1u32, 1, 10_000);
         let agents_per_instance = NonZeroU32::new(agents_per_instance).unwrap_or(NonZeroU32::MIN);
         let agent_endpoint = r.string("BUILDKITE_AGENT_ENDPOINT", DEFAULT_AGENT_ENDPOINT);
-        if !agent_endpoint.starts_with("https://") && !agent_endpoint.starts_with("http://") {
+        if parse_agent_endpoint(&agent_endpoint).is_none() {
             r.problem(format!(
-                "BUILDKITE_AGENT_ENDPOINT {agent_endpoint:?}: expected an https:// URL"
+                "BUILDKITE_AGENT_ENDPOINT {agent_endpoint:?}: expected {AGENT_ENDPOINT_EXPECTED}"
             ));
         }
         let agent_tags = r
@@ -939,6 +939,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn plain_http_endpoints_are_accepted_on_loopback_only() {
+        for endpoint in ["http://127.0.0.1:9000/v3", "http://[::1]:9000/v3", "http://localhost/v3"]
+        {
+            let config = BootConfig::from_env_map(&with(&[("BUILDKITE_AGENT_ENDPOINT", endpoint)]));
+            assert_eq!(config.map(|config| config.agent_endpoint), Ok(endpoint.to_owned()));
+        }
+    }
+
+    #[test]
     fn reports_every_problem_at_once() {
         let mut env = with(&[
             ("BUILDKITE_AGENTS_PER_INSTANCE", "0"),
@@ -966,6 +975,8 @@ pub(crate) mod tests {
     #[test_case("EC2_LOG_RETENTION_DAYS", "8", "expected one of 1, 3, 5, 7"; "retention")]
     #[test_case("AWS_REGION", "us_east_1", "AWS_REGION \"us_east_1\""; "region")]
     #[test_case("BUILDKITE_STACK_NAME", "a\rb", "BUILDKITE_STACK_NAME contains a line break"; "carriage return")]
+    #[test_case("BUILDKITE_AGENT_ENDPOINT", "http://agent.buildkite.com/v3", "BUILDKITE_AGENT_ENDPOINT \"http://agent.buildkite.com/v3\": expected an https:// URL (http:// only to a loopback host: 127.0.0.0/8, ::1 or localhost)"; "plain http endpoint")]
+    #[test_case("BUILDKITE_AGENT_ENDPOINT", "agent.buildkite.com", "BUILDKITE_AGENT_ENDPOINT \"agent.buildkite.com\": expected an https:// URL"; "endpoint without scheme")]
     fn rejects(name: &str, value: &str, expected: &str) {
         let message = error(&with(&[(name, value)]));
         assert!(message.contains(expected), "{message}");

@@ -12,7 +12,8 @@ use url::Url;
 
 use crate::scaling::goparse::{self, GoNanos};
 use crate::scaling::{ScalingMode, ScalingPolicy};
-use crate::secret::Secret;
+use crate::secret::{BlankTokenError, Secret, agent_token};
+use crate::uri::{AGENT_ENDPOINT_EXPECTED, parse_agent_endpoint};
 
 /// Where the Buildkite agent token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +71,8 @@ pub enum ScalerConfigError {
     Invalid { name: &'static str, value: String, expected: &'static str },
     #[error("must provide either BUILDKITE_AGENT_TOKEN or BUILDKITE_AGENT_TOKEN_SSM_KEY")]
     MissingToken,
+    #[error(transparent)]
+    BlankToken(#[from] BlankTokenError),
 }
 
 impl ScalerConfigError {
@@ -79,6 +82,7 @@ impl ScalerConfigError {
             ScalerConfigError::Missing { name } | ScalerConfigError::Invalid { name, .. } => {
                 Some(name)
             }
+            ScalerConfigError::BlankToken(_) => Some("BUILDKITE_AGENT_TOKEN"),
             ScalerConfigError::MissingToken => None,
         }
     }
@@ -92,6 +96,15 @@ const GO_DURATION: &str = "a duration such as 10s, 1m30s, 1.5h or 0";
 const GO_INT: &str = "an integer";
 const GO_FLOAT: &str = "a finite number";
 const SCALER_MODES: &str = "original or responsive";
+/// The largest scale factor: a step of a hundred times the shortfall is already more
+/// than any group needs, and larger ones only risk overflowing the arithmetic.
+pub const MAX_SCALE_FACTOR: f64 = 100.0;
+const SCALE_FACTOR: &str = "a number from -100 to 100 (its absolute value is used)";
+/// The most agents one instance runs, as the instance boot accepts.
+pub const MAX_AGENTS_PER_INSTANCE: i64 = 10_000;
+const AGENTS_PER_INSTANCE: &str =
+    "an integer of at most 10000 (zero or less: one instance per agent)";
+const GO_INT_U32: &str = "an integer of at most 4294967295";
 
 impl ScalerConfig {
     /// Every environment variable [`ScalerConfig::from_env_map`] reads.
@@ -134,24 +147,28 @@ impl ScalerConfig {
         let queue = env.required("BUILDKITE_QUEUE")?.to_owned();
         let group_name = env.required("ASG_NAME")?.to_owned();
         let agents_per_instance = env.required("AGENTS_PER_INSTANCE").and_then(|value| {
-            goparse::parse_int(value).ok_or_else(|| invalid("AGENTS_PER_INSTANCE", value, GO_INT))
+            goparse::parse_int(value)
+                .filter(|n| *n <= MAX_AGENTS_PER_INSTANCE)
+                .ok_or_else(|| invalid("AGENTS_PER_INSTANCE", value, AGENTS_PER_INSTANCE))
         })?;
         let elastic_ci_mode = env.bool("ELASTIC_CI_MODE", false)?;
         let token = env.get("BUILDKITE_AGENT_TOKEN");
         let agent_token = match (env.get("BUILDKITE_AGENT_TOKEN_SSM_KEY"), token) {
             (Some(key), _) => TokenSource::Ssm(key.to_owned()),
-            (None, Some(token)) => TokenSource::Plain(Secret::new(token)),
+            (None, Some(token)) => {
+                TokenSource::Plain(agent_token(&Secret::new(token), "BUILDKITE_AGENT_TOKEN")?)
+            }
             (None, None) => return Err(ScalerConfigError::MissingToken),
         };
         let policy = ScalingPolicy {
             // Zero or less means one instance per agent needed, as in the original.
             agents_per_instance: positive_u32(agents_per_instance),
             include_waiting: env.bool("INCLUDE_WAITING", false)?,
-            instance_buffer: positive_u32(env.int("INSTANCE_BUFFER", 0)?).map_or(0, u32::from),
-            max_instance_cap: positive_u32(env.int("MAX_INSTANCE_CAP", 0)?),
+            instance_buffer: positive_u32(env.int_u32("INSTANCE_BUFFER", 0)?).map_or(0, u32::from),
+            max_instance_cap: positive_u32(env.int_u32("MAX_INSTANCE_CAP", 0)?),
             availability_threshold: env.float("AVAILABILITY_THRESHOLD", 0.5)?,
-            scale_out_factor: env.float("SCALE_OUT_FACTOR", 0.0)?.abs(),
-            scale_in_factor: env.float("SCALE_IN_FACTOR", 0.0)?.abs(),
+            scale_out_factor: env.scale_factor("SCALE_OUT_FACTOR")?,
+            scale_in_factor: env.scale_factor("SCALE_IN_FACTOR")?,
             scale_out_cooldown: non_negative(env.duration("SCALE_OUT_COOLDOWN_PERIOD", 0)?),
             scale_in_cooldown: non_negative(env.duration(
                 "SCALE_IN_COOLDOWN_PERIOD",
@@ -171,12 +188,9 @@ impl ScalerConfig {
             })?,
         };
         let endpoint_text = env.get("BUILDKITE_AGENT_ENDPOINT").unwrap_or(DEFAULT_AGENT_ENDPOINT);
-        let agent_endpoint = Url::parse(endpoint_text)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .ok_or_else(|| {
-                invalid("BUILDKITE_AGENT_ENDPOINT", endpoint_text, "an http:// or https:// URL")
-            })?;
+        let agent_endpoint = parse_agent_endpoint(endpoint_text).ok_or_else(|| {
+            invalid("BUILDKITE_AGENT_ENDPOINT", endpoint_text, AGENT_ENDPOINT_EXPECTED)
+        })?;
         let invocation_timeout = env.duration("LAMBDA_TIMEOUT", -1)?;
         Ok(ScalerConfig {
             queue,
@@ -188,7 +202,7 @@ impl ScalerConfig {
             startup_jitter_max: non_negative(env.duration("LAMBDA_STARTUP_JITTER_MAX", 0)?),
             activity_timeout: non_negative(env.duration("ASG_ACTIVITY_TIMEOUT", 10_000_000_000)?),
             max_activity_pages: u32::try_from(
-                env.int("MAX_DESCRIBE_SCALING_ACTIVITIES_PAGES", -1)?,
+                env.int_u32("MAX_DESCRIBE_SCALING_ACTIVITIES_PAGES", -1)?,
             )
             .ok(),
             cloudwatch_metrics: env.bool("CLOUDWATCH_METRICS", false)?,
@@ -241,8 +255,25 @@ impl Env<'_> {
         self.parsed(name, default, GO_INT, goparse::parse_int)
     }
 
+    /// An integer whose positive values must fit in 32 bits; zero and negative values
+    /// keep their meaning (none, or unlimited), larger ones are refused rather than
+    /// silently clamped.
+    fn int_u32(&self, name: &'static str, default: i64) -> Result<i64, ScalerConfigError> {
+        self.parsed(name, default, GO_INT_U32, |value| {
+            goparse::parse_int(value).filter(|n| *n <= i64::from(u32::MAX))
+        })
+    }
+
     fn float(&self, name: &'static str, default: f64) -> Result<f64, ScalerConfigError> {
         self.parsed(name, default, GO_FLOAT, goparse::parse_float)
+    }
+
+    /// A scale factor: its absolute value, as in the original, of at most
+    /// [`MAX_SCALE_FACTOR`]; unset is zero (a step of one times the shortfall).
+    fn scale_factor(&self, name: &'static str) -> Result<f64, ScalerConfigError> {
+        self.parsed(name, 0.0, SCALE_FACTOR, |value| {
+            goparse::parse_float(value).map(f64::abs).filter(|factor| *factor <= MAX_SCALE_FACTOR)
+        })
     }
 }
 
@@ -497,7 +528,7 @@ mod tests {
     #[test_case(
         "AGENTS_PER_INSTANCE",
         "two",
-        r#"invalid AGENTS_PER_INSTANCE "two": expected an integer"#
+        r#"invalid AGENTS_PER_INSTANCE "two": expected an integer of at most 10000 (zero or less: one instance per agent)"#
     )]
     #[test_case(
         "LAMBDA_INTERVAL",
@@ -509,20 +540,56 @@ mod tests {
     #[test_case(
         "SCALE_OUT_FACTOR",
         "NaN",
-        r#"invalid SCALE_OUT_FACTOR "NaN": expected a finite number"#
+        r#"invalid SCALE_OUT_FACTOR "NaN": expected a number from -100 to 100 (its absolute value is used)"#
+    )]
+    #[test_case(
+        "SCALE_OUT_FACTOR",
+        "1e300",
+        r#"invalid SCALE_OUT_FACTOR "1e300": expected a number from -100 to 100 (its absolute value is used)"#
+    )]
+    #[test_case(
+        "SCALE_OUT_FACTOR",
+        "-100.5",
+        r#"invalid SCALE_OUT_FACTOR "-100.5": expected a number from -100 to 100 (its absolute value is used)"#
+    )]
+    #[test_case(
+        "SCALE_IN_FACTOR",
+        "101",
+        r#"invalid SCALE_IN_FACTOR "101": expected a number from -100 to 100 (its absolute value is used)"#
+    )]
+    #[test_case(
+        "AGENTS_PER_INSTANCE",
+        "10001",
+        r#"invalid AGENTS_PER_INSTANCE "10001": expected an integer of at most 10000 (zero or less: one instance per agent)"#
+    )]
+    #[test_case(
+        "INSTANCE_BUFFER",
+        "4294967296",
+        r#"invalid INSTANCE_BUFFER "4294967296": expected an integer of at most 4294967295"#
+    )]
+    #[test_case(
+        "MAX_INSTANCE_CAP",
+        "9223372036854775807",
+        r#"invalid MAX_INSTANCE_CAP "9223372036854775807": expected an integer of at most 4294967295"#
+    )]
+    #[test_case(
+        "MAX_DESCRIBE_SCALING_ACTIVITIES_PAGES",
+        "5000000000",
+        r#"invalid MAX_DESCRIBE_SCALING_ACTIVITIES_PAGES "5000000000": expected an integer of at most 4294967295"#
     )]
     #[test_case(
         "AVAILABILITY_THRESHOLD",
         "half",
         r#"invalid AVAILABILITY_THRESHOLD "half": expected a finite number"#
     )]
-    #[test_case("INSTANCE_BUFFER", "1.5", r#"invalid INSTANCE_BUFFER "1.5": expected an integer"#)]
-    #[test_case("BUILDKITE_AGENT_ENDPOINT", "agent.buildkite.com", r#"invalid BUILDKITE_AGENT_ENDPOINT "agent.buildkite.com": expected an http:// or https:// URL"#)]
     #[test_case(
-        "BUILDKITE_AGENT_ENDPOINT",
-        "ftp://x/v3",
-        r#"invalid BUILDKITE_AGENT_ENDPOINT "ftp://x/v3": expected an http:// or https:// URL"#
+        "INSTANCE_BUFFER",
+        "1.5",
+        r#"invalid INSTANCE_BUFFER "1.5": expected an integer of at most 4294967295"#
     )]
+    #[test_case("BUILDKITE_AGENT_ENDPOINT", "agent.buildkite.com", r#"invalid BUILDKITE_AGENT_ENDPOINT "agent.buildkite.com": expected an https:// URL (http:// only to a loopback host: 127.0.0.0/8, ::1 or localhost)"#)]
+    #[test_case("BUILDKITE_AGENT_ENDPOINT", "ftp://x/v3", r#"invalid BUILDKITE_AGENT_ENDPOINT "ftp://x/v3": expected an https:// URL (http:// only to a loopback host: 127.0.0.0/8, ::1 or localhost)"#)]
+    #[test_case("BUILDKITE_AGENT_ENDPOINT", "http://agent.buildkite.com/v3", r#"invalid BUILDKITE_AGENT_ENDPOINT "http://agent.buildkite.com/v3": expected an https:// URL (http:// only to a loopback host: 127.0.0.0/8, ::1 or localhost)"#)]
     #[test_case("ROUTE_BY_DESIRED_CAPACITY", "on", r#"invalid ROUTE_BY_DESIRED_CAPACITY "on": expected a boolean (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False)"#)]
     #[test_case(
         "SCALER_MODE",
@@ -546,6 +613,37 @@ mod tests {
         );
         let config = ScalerConfig::from_env_map(&vars(&[])).unwrap();
         assert!(!format!("{config:?}").contains("token-in-clear"));
+    }
+
+    #[test]
+    fn the_clear_token_loses_surrounding_whitespace_and_a_blank_one_is_refused() {
+        let config =
+            ScalerConfig::from_env_map(&vars(&[("BUILDKITE_AGENT_TOKEN", "  token\n")])).unwrap();
+        assert_eq!(config.agent_token, TokenSource::Plain(Secret::new("token")));
+        let error =
+            ScalerConfig::from_env_map(&vars(&[("BUILDKITE_AGENT_TOKEN", " \n")])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the agent token in BUILDKITE_AGENT_TOKEN is empty or only whitespace"
+        );
+        assert_eq!(error.variable(), Some("BUILDKITE_AGENT_TOKEN"));
+    }
+
+    #[test]
+    fn scale_factors_and_counts_are_accepted_up_to_their_bounds() {
+        let config = ScalerConfig::from_env_map(&vars(&[
+            ("SCALE_OUT_FACTOR", "-100"),
+            ("SCALE_IN_FACTOR", "100"),
+            ("AGENTS_PER_INSTANCE", "10000"),
+            ("INSTANCE_BUFFER", "4294967295"),
+            ("MAX_INSTANCE_CAP", "-9223372036854775808"),
+        ]))
+        .unwrap();
+        assert_eq!(config.policy.scale_out_factor, 100.0);
+        assert_eq!(config.policy.scale_in_factor, 100.0);
+        assert_eq!(config.policy.agents_per_instance.map(NonZeroU32::get), Some(10_000));
+        assert_eq!(config.policy.instance_buffer, u32::MAX);
+        assert_eq!(config.policy.max_instance_cap, None);
     }
 
     #[test]

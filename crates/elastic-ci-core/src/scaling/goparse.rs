@@ -183,4 +183,22 @@ mod tests {
     fn parses_finite_floats(input: &str, expected: Option<f64>) {
         assert_eq!(parse_float(input), expected);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = (parse_duration(&text), parse_bool(&text), parse_int(&text), parse_float(&text));
+        }
+
+        #[test]
+        fn durations_never_panic_on_duration_like_text(
+            text in "[-+]?([0-9]{0,25}(\\.[0-9]{0,30})?(ns|us|\u{b5}s|\u{3bc}s|ms|s|m|h|x|\\.)?){0,5}"
+        ) {
+            if let Some(nanos) = parse_duration(&text) {
+                proptest::prop_assert!(!text.is_empty());
+                proptest::prop_assert!(nanos == 0 || text.chars().any(|c| c.is_ascii_digit()));
+            }
+        }
+    }
 }

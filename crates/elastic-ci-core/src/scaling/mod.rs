@@ -333,9 +333,9 @@ fn availability(
     if group.in_service != group.desired_capacity {
         return Availability::StillConverging { ratio };
     }
-    // With no instance desired the ratio is 1.0 above, so the `1` is unreachable; it is
-    // kept as the original has it.
-    let target = if group.desired_capacity == 0 { 1 } else { group.desired_capacity + 1 };
+    // The original asks for one instance when none is desired; with no instance desired
+    // the ratio is 1.0 above, so that case never gets here and one more is the rule.
+    let target = group.desired_capacity.saturating_add(1);
     Availability::Boost { ratio, target }
 }
 
@@ -416,15 +416,17 @@ fn scale_out(
     let from = group.desired_capacity;
     let mut to = computed;
     if policy.scale_out_factor != 0.0 {
-        let step = f64::from(computed - from) * policy.scale_out_factor;
+        // Every step saturates: the factor is bounded by the configuration, but a step
+        // that wrapped around would lower the capacity it was meant to raise.
+        let step = f64::from(computed.saturating_sub(from)) * policy.scale_out_factor.abs();
         #[allow(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            reason = "a positive step; the float-to-int cast saturates and the sum is clamped"
+            reason = "a non-negative step; the float-to-int cast saturates (NaN to 0)"
         )]
         let step = step.ceil() as u64;
-        to = u32::try_from((u64::from(from) + step).min(u64::from(group.max_size)))
-            .unwrap_or(u32::MAX);
+        let raised = u64::from(from).saturating_add(step).min(u64::from(group.max_size));
+        to = u32::try_from(raised).unwrap_or(u32::MAX).max(from);
     }
     (Action::SetDesiredCapacity { direction: Direction::Out, from, to }, Reason::ScaleOut)
 }
@@ -503,7 +505,7 @@ fn cooldown_remaining(
     }
     match now.duration_since(reference) {
         Ok(elapsed) => cooldown.checked_sub(elapsed).filter(|remaining| !remaining.is_zero()),
-        Err(ahead) => Some(cooldown + ahead.duration()),
+        Err(ahead) => Some(cooldown.saturating_add(ahead.duration())),
     }
 }
 

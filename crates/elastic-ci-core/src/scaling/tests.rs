@@ -191,6 +191,22 @@ fn the_scale_out_factor_multiplies_each_step_rounding_up() {
 }
 
 #[test]
+fn a_huge_scale_out_factor_raises_to_the_maximum_rather_than_wrapping() {
+    // A step of 1e300 instances saturates to u64::MAX; added to the desired capacity
+    // without saturation it wrapped around below it.
+    for factor in [1e300, f64::MAX, f64::INFINITY] {
+        let policy = ScalingPolicy { scale_out_factor: factor, ..policy() };
+        let group = GroupSizes { max_size: u32::MAX, ..group(3, 3) };
+        let decision = decide(&policy, &ScalingState::default(), &jobs(5, 0, 0), &group, now());
+        assert_eq!(
+            decision.action,
+            Action::SetDesiredCapacity { direction: Direction::Out, from: 3, to: u32::MAX },
+            "{factor}"
+        );
+    }
+}
+
+#[test]
 fn the_scale_in_factor_multiplies_each_step_rounding_down() {
     let factor = |f: f64| ScalingPolicy { scale_in_factor: f, ..policy() };
     check(
@@ -791,6 +807,30 @@ proptest! {
             prop_assert_eq!(after.action, before.action);
         }
         prop_assert_eq!(after.computed, before.computed);
+    }
+
+    #[test]
+    fn a_scale_out_never_lowers_the_capacity_and_stays_within_the_bounds(
+        policy in any_policy(),
+        factor in prop_oneof![
+            0.0f64..=100.0,
+            0.0f64..=f64::MAX,
+            Just(f64::MAX),
+            Just(f64::INFINITY),
+        ],
+        state in any_state(),
+        counts in any_counts(),
+        group in any_group(),
+        max_size in prop_oneof![Just(None), Just(Some(u32::MAX))],
+    ) {
+        let group = GroupSizes { max_size: max_size.unwrap_or(group.max_size), ..group };
+        let policy = ScalingPolicy { scale_out_factor: factor, ..policy };
+        let decision = decide(&policy, &state, &counts, &group, now());
+        if let Action::SetDesiredCapacity { direction: Direction::Out, from, to } = decision.action {
+            prop_assert_eq!(from, group.desired_capacity);
+            prop_assert!(to >= from, "{decision:?}");
+            prop_assert!(to >= group.min_size && to <= group.max_size, "{decision:?}");
+        }
     }
 
     #[test]

@@ -252,6 +252,30 @@ async fn a_failing_env_file_fails_the_job_naming_it_and_stops_the_agent() {
 }
 
 #[tokio::test]
+async fn an_oversized_secret_fails_the_job_naming_the_key_and_the_limit() {
+    let Some(moto) = moto() else { return };
+    for (key, limit) in [("private_ssh_key", 64 * 1024), ("app/env", 1024 * 1024)] {
+        let sandbox = Sandbox::new();
+        let bucket = moto.bucket("hooks-oversized").await;
+        moto.put_object(&bucket, key, vec![b'#'; limit + 1]).await;
+        let run = run_shim("environment", &job_env(&sandbox, &moto, &bucket));
+        assert_ne!(run.code(), Some(0), "{key}");
+        let stderr = run.stderr();
+        assert!(stderr.contains(&format!("failed to download s3://{bucket}/{key}")), "{stderr}");
+        assert!(stderr.contains(&format!("larger than the limit of {limit} bytes")), "{stderr}");
+    }
+    // At the limit, an env file of comments is read and evaluated.
+    let sandbox = Sandbox::new();
+    let bucket = moto.bucket("hooks-at-limit").await;
+    let mut env_file = b"export AT_LIMIT=1\n".to_vec();
+    env_file.resize(1024 * 1024, b'#');
+    moto.put_object(&bucket, "env", env_file).await;
+    let run = run_shim("environment", &job_env(&sandbox, &moto, &bucket));
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.env.get("AT_LIMIT").map(String::as_str), Some("1"));
+}
+
+#[tokio::test]
 async fn an_env_file_that_exits_keeps_what_it_set() {
     let Some(moto) = moto() else { return };
     let sandbox = Sandbox::new();

@@ -1,11 +1,12 @@
 //! The Buildkite agent token: in clear from `BUILDKITE_AGENT_TOKEN`, or read with
 //! decryption from the SSM parameter (name or full ARN) in
-//! `BUILDKITE_AGENT_TOKEN_SSM_KEY`.
+//! `BUILDKITE_AGENT_TOKEN_SSM_KEY`. Both have surrounding whitespace removed by
+//! [`elastic_ci_core::secret::agent_token`], the rule the instance boot also follows.
 
 use elastic_ci_aws::error::AwsError;
 use elastic_ci_aws::ssm::ParameterStore;
 use elastic_ci_core::scaling::config::TokenSource;
-use elastic_ci_core::secret::Secret;
+use elastic_ci_core::secret::{BlankTokenError, Secret, agent_token as trimmed_token};
 
 /// The token could not be read. Names the parameter, never the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,8 +17,8 @@ pub enum TokenError {
         #[source]
         source: AwsError,
     },
-    #[error("the agent token in SSM parameter {name:?} (BUILDKITE_AGENT_TOKEN_SSM_KEY) is empty")]
-    Empty { name: String },
+    #[error("{0} (BUILDKITE_AGENT_TOKEN_SSM_KEY)")]
+    Blank(#[from] BlankTokenError),
 }
 
 impl TokenError {
@@ -25,7 +26,7 @@ impl TokenError {
     pub fn aws_error(&self) -> Option<&AwsError> {
         match self {
             TokenError::Ssm { source, .. } => Some(source),
-            TokenError::Empty { .. } => None,
+            TokenError::Blank(_) => None,
         }
     }
 }
@@ -42,11 +43,7 @@ pub async fn agent_token(
                 .get(name)
                 .await
                 .map_err(|source| TokenError::Ssm { name: name.clone(), source })?;
-            let value = parameter.value.expose().trim();
-            if value.is_empty() {
-                return Err(TokenError::Empty { name: name.clone() });
-            }
-            Ok(Secret::new(value))
+            Ok(trimmed_token(&parameter.value, &format!("SSM parameter {name:?}"))?)
         }
     }
 }
@@ -79,7 +76,10 @@ mod tests {
         assert!(missing.to_string().contains("\"/nope\""), "{missing}");
         store.put("/blank", "  ");
         let empty = agent_token(&TokenSource::Ssm("/blank".into()), &store).await.unwrap_err();
-        assert_eq!(empty, TokenError::Empty { name: "/blank".into() });
+        assert_eq!(
+            empty.to_string(),
+            "the agent token in SSM parameter \"/blank\" is empty or only whitespace (BUILDKITE_AGENT_TOKEN_SSM_KEY)"
+        );
         store.put("/throttled", "secret-value");
         store.faults.fail_next("GetParameter", AwsErrorKind::Throttled, 1);
         let throttled =
