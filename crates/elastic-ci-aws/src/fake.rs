@@ -21,7 +21,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::autoscaling::{ActivityPage, LifecycleAction, ScalingGroup};
 #[cfg(feature = "cloudformation")]
 use crate::cloudformation::{ResourceSignal, StackSignal};
-#[cfg(feature = "cloudwatch")]
 use crate::cloudwatch::{MetricDatum, Metrics};
 #[cfg(feature = "ecr")]
 use crate::ecr::{RegistryAuth, RegistryCredentials};
@@ -504,7 +503,6 @@ impl ScalingGroup for FakeScalingGroup {
     }
 }
 
-#[cfg(feature = "cloudwatch")]
 /// In-memory CloudWatch metrics: records what was published.
 #[derive(Debug, Default)]
 pub struct FakeMetrics {
@@ -512,14 +510,12 @@ pub struct FakeMetrics {
     pub faults: Faults,
 }
 
-#[cfg(feature = "cloudwatch")]
 impl FakeMetrics {
     pub fn published(&self) -> Vec<(String, MetricDatum)> {
         lock(&self.published).clone()
     }
 }
 
-#[cfg(feature = "cloudwatch")]
 #[async_trait]
 impl Metrics for FakeMetrics {
     async fn put(&self, namespace: &str, data: &[MetricDatum]) -> Result<(), AwsError> {

@@ -7,7 +7,7 @@
 //! | [`s3::ObjectStore`] | S3 | [`s3::S3ObjectStore`] |
 //! | [`ssm::ParameterStore`] | SSM Parameter Store | [`ssm::SsmParameterStore`] |
 //! | [`autoscaling::ScalingGroup`] | EC2 Auto Scaling | [`autoscaling::AutoScalingGroups`] |
-//! | [`cloudwatch::Metrics`] | CloudWatch | [`cloudwatch::CloudWatchMetrics`] |
+//! | [`cloudwatch::Metrics`] | CloudWatch | [`cloudwatch::CloudWatchMetrics`]; [`cloudwatch::EmbeddedMetrics`] (log lines, no SDK crate) |
 //! | [`ecr::RegistryAuth`] | ECR | [`ecr::EcrRegistryAuth`] |
 //! | [`cloudformation::StackSignal`] | CloudFormation | [`cloudformation::CloudFormationSignal`] |
 //! | [`imds::InstanceMetadata`] | EC2 instance metadata (IMDSv2) | [`imds::Imds`] |
@@ -21,7 +21,8 @@
 //!
 //! Each SDK-backed module is behind a cargo feature of its name (`s3`, `ssm`,
 //! `autoscaling`, `cloudwatch`, `ecr`, `cloudformation`), so that a crate compiles only
-//! the SDK crates it calls; `config`, `error`, `ec2` and `imds` are always there.
+//! the SDK crates it calls; `config`, `error`, `ec2`, `imds` and the metrics trait with
+//! its embedded-metric-format writer are always there.
 //!
 //! ## Configuration
 //!
@@ -33,7 +34,6 @@
 pub mod autoscaling;
 #[cfg(feature = "cloudformation")]
 pub mod cloudformation;
-#[cfg(feature = "cloudwatch")]
 pub mod cloudwatch;
 pub mod config;
 pub mod ec2;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use elastic_ci_aws::autoscaling::AutoScalingGroups;
+#[cfg(feature = "put-metric-data")]
 use elastic_ci_aws::cloudwatch::CloudWatchMetrics;
+use elastic_ci_aws::cloudwatch::{EmbeddedMetrics, Metrics};
 use elastic_ci_aws::config::{AwsSettings, aws_sdk_config};
 use elastic_ci_aws::ssm::SsmParameterStore;
 use elastic_ci_buildkite::{AgentMetricsClient, ClientSettings};
@@ -61,19 +63,48 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
+/// Where the queue metrics go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsOutput {
+    /// Log lines in CloudWatch's embedded metric format on standard output, which Lambda
+    /// sends to CloudWatch Logs: no API call, no request in the poll's time.
+    EmbeddedLogLines,
+    /// The PutMetricData API (outside Lambda, with the `put-metric-data` feature).
+    PutMetricData,
+}
+
+impl MetricsOutput {
+    /// Embedded log lines inside Lambda; elsewhere PutMetricData when this build has it.
+    pub fn for_environment(in_lambda: bool) -> MetricsOutput {
+        if in_lambda || cfg!(not(feature = "put-metric-data")) {
+            MetricsOutput::EmbeddedLogLines
+        } else {
+            MetricsOutput::PutMetricData
+        }
+    }
+}
+
 /// Builds the real dependencies. Configuration errors come back as [`ScalerError`] so
 /// that the Lambda can report them on every invocation.
-pub async fn deps_from_env(env: &HashMap<String, String>) -> Result<Deps, ScalerError> {
+pub async fn deps_from_env(
+    env: &HashMap<String, String>,
+    output: MetricsOutput,
+) -> Result<Deps, ScalerError> {
     let config = ScalerConfig::from_env_map(env)?;
     check_supported(&config)?;
     let settings = AwsSettings::from_env_map(env);
     let sdk_config = aws_sdk_config(&settings).await;
     let buildkite = AgentMetricsClient::new(&config.agent_endpoint, &ClientSettings::standard())
         .map_err(|error| ScalerError::Unsupported(error.to_string()))?;
+    let metrics: Arc<dyn Metrics> = match output {
+        #[cfg(feature = "put-metric-data")]
+        MetricsOutput::PutMetricData => Arc::new(CloudWatchMetrics::new(&sdk_config)),
+        _ => Arc::new(EmbeddedMetrics::stdout()),
+    };
     Ok(Deps::new(
         config,
         Arc::new(AutoScalingGroups::new(&sdk_config)),
-        Arc::new(CloudWatchMetrics::new(&sdk_config)),
+        metrics,
         Arc::new(SsmParameterStore::new(&sdk_config)),
         Arc::new(buildkite),
         Arc::new(SystemClock),
@@ -83,7 +114,7 @@ pub async fn deps_from_env(env: &HashMap<String, String>) -> Result<Deps, Scaler
 /// Serves Lambda invocations. A bad configuration fails every invocation with an error
 /// naming the variable, rather than the cold start with a bare exit.
 pub async fn lambda_main(env: HashMap<String, String>) -> anyhow::Result<()> {
-    let deps = deps_from_env(&env).await;
+    let deps = deps_from_env(&env, MetricsOutput::for_environment(true)).await;
     if let Err(error) = &deps {
         error!(error = %error, "the scaler cannot run with this configuration");
     }
@@ -110,7 +141,7 @@ pub async fn cli_main(cli: Cli, env: HashMap<String, String>) -> anyhow::Result<
         }
         None => anyhow::bail!("no command given: run `elastic-ci-scaler run` (see --help)"),
     };
-    let mut deps = deps_from_env(&env).await?;
+    let mut deps = deps_from_env(&env, MetricsOutput::for_environment(false)).await?;
     deps.dry_run = args.dry_run;
     let shutdown = Shutdown::default();
     let signals = tokio::spawn(trigger_on_signal(shutdown.clone()));

@@ -143,3 +143,50 @@ async fn one_lambda_invocation_polls_and_reports_a_summary() {
     assert_eq!(summary["desired_capacity"], 2);
     assert_eq!(stack.desired().await, 2);
 }
+
+#[tokio::test]
+async fn inside_lambda_the_metrics_are_embedded_log_lines_not_api_calls() {
+    let Some(moto) = moto() else { return };
+    let stack = Stack::new(moto, 0, 10, 0).await;
+    stack.buildkite.set_queue(&stack.queue, QueueMetrics::jobs(3, 2, 1).with_agents(1, 2));
+    let api = FakeLambdaApi::start();
+    let (kind, body, stdout) = api.invoke_with_stdout(&mut scaler(
+        &stack,
+        &[("LAMBDA_TIMEOUT", "1s"), ("CLOUDWATCH_METRICS", "true")],
+    ));
+    assert_eq!(kind, format!("response {REQUEST_ID}"), "{body}");
+    let documents: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line.get("_aws").is_some())
+        .collect();
+    assert_eq!(documents.len(), 1, "{stdout}");
+    let document = &documents[0];
+    assert_eq!(document["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Buildkite");
+    assert_eq!(
+        document["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["Org", "Queue"]])
+    );
+    assert_eq!(document["Queue"], stack.queue);
+    assert_eq!(document["ScheduledJobsCount"], 3.0);
+    assert_eq!(document["RunningJobsCount"], 2.0);
+    assert_eq!(document["TotalAgentCount"], 3.0);
+    assert!(!stdout.contains(TOKEN));
+
+    // Nothing went through PutMetricData.
+    let listed = stack
+        .moto
+        .cloudwatch()
+        .list_metrics()
+        .namespace("Buildkite")
+        .dimensions(
+            aws_sdk_cloudwatch::types::DimensionFilter::builder()
+                .name("Queue")
+                .value(&stack.queue)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.metrics().is_empty(), "{:?}", listed.metrics());
+}

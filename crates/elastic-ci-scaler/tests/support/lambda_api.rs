@@ -94,16 +94,31 @@ impl FakeLambdaApi {
     /// Runs `command` as the function until it reports on the one invocation, then
     /// stops it; returns the report's route and body.
     pub(crate) fn invoke(&self, command: &mut std::process::Command) -> (String, String) {
+        let (kind, body, _) = self.invoke_with_stdout(command);
+        (kind, body)
+    }
+
+    /// [`FakeLambdaApi::invoke`], also returning what the function wrote on stdout
+    /// (which Lambda sends to CloudWatch Logs).
+    pub(crate) fn invoke_with_stdout(
+        &self,
+        command: &mut std::process::Command,
+    ) -> (String, String, String) {
+        let stdout = tempfile::tempfile().unwrap();
         let mut child = command
             .envs(self.function_env())
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout.try_clone().unwrap())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let report = self.wait_for_report();
+        let (kind, body) = self.wait_for_report();
         let _ = child.kill();
         let _ = child.wait();
-        report
+        let mut text = String::new();
+        let mut stdout = stdout;
+        std::io::Seek::rewind(&mut stdout).unwrap();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        (kind, body, text)
     }
 
     /// Waits (up to a minute) for the function's report on the invocation.
