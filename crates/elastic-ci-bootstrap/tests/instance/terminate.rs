@@ -66,6 +66,34 @@ async fn fails_cleanly_when_the_metadata_service_is_down() {
     assert_eq!(snapshot.desired_capacity, 1);
 }
 
+/// `terminate` runs from the agent's stop with an environment jobs can influence: a
+/// variable that is not UTF-8 is named in a warning and ignored.
+/// See: `std::env::vars()` panicked on a variable that is not UTF-8.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_ignores_a_variable_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let Some(moto) = moto() else { return };
+    let (group, instance_id) = group_with_instance(&moto, "terminate-utf8", 0, 3, 2).await;
+    let imds = FakeImds::start(&instance_id, REGION);
+    let output = command(&terminate_env(&moto, &imds))
+        .env(std::ffi::OsStr::from_bytes(b"JOB_\xffJUNK"), "value")
+        .env("ALSO_JUNK", std::ffi::OsStr::from_bytes(b"\xc3\x28"))
+        .args(["terminate", "--drain-secs", "0", "--metadata-retry-delay-ms", "10"])
+        .output()
+        .unwrap();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("ignoring environment variable \"ALSO_JUNK\""), "{log}");
+    assert!(log.contains("ignoring environment variable \"JOB_\u{fffd}JUNK\""), "{log}");
+    assert!(
+        log.contains("Successfully terminated instance with desired capacity decremented"),
+        "{log}"
+    );
+    let snapshot = AutoScalingGroups::new(&moto.sdk_config()).describe_group(&group).await.unwrap();
+    assert_eq!(snapshot.desired_capacity, 1);
+}
+
 #[test]
 fn help_explains_the_fallbacks() {
     assert_help_mentions(

@@ -70,6 +70,29 @@ fn environment_creates_a_private_docker_config_and_pre_exit_removes_it() {
     assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
 }
 
+/// A job can put a variable that is not UTF-8 into the environment of later hooks: it
+/// is named in a warning and left out, and the hook does its work.
+/// See: `std::env::vars()` panicked on a variable that is not UTF-8.
+#[test]
+fn a_variable_that_is_not_utf8_is_named_and_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let sandbox = Sandbox::new();
+    let output = Command::new(support::HOOKS_BIN)
+        .arg("environment")
+        .env_clear()
+        .envs(sandbox.job_env())
+        .env("JOB_JUNK", std::ffi::OsStr::from_bytes(b"\xff\xfe"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("ignoring environment variable \"JOB_JUNK\""), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    support::assert_only_exports(&stdout);
+    assert!(stdout.contains("export DOCKER_CONFIG="), "{stdout}");
+}
+
 #[test]
 fn cfn_env_is_loaded_before_the_hook_runs() {
     let sandbox = Sandbox::new();
