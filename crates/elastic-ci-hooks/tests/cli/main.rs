@@ -97,8 +97,9 @@ fn a_variable_that_is_not_utf8_is_named_and_ignored() {
 fn cfn_env_is_loaded_before_the_hook_runs() {
     let sandbox = Sandbox::new();
     // The stack's cfn-env: it exports settings the hook then acts on.
+    std::fs::create_dir_all(sandbox.path("var/lib/buildkite-agent")).unwrap();
     std::fs::write(
-        sandbox.path("home/cfn-env"),
+        sandbox.path("var/lib/buildkite-agent/cfn-env"),
         "export BUILDKITE_STACK_VERSION='v9.9.9'\nexport PLUGINS_ENABLED='secrets'\n",
     )
     .unwrap();
@@ -109,6 +110,39 @@ fn cfn_env_is_loaded_before_the_hook_runs() {
     assert!(run.stderr().contains("(v9.9.9)"));
     assert_eq!(run.env.get("SECRETS_PLUGIN_ENABLED").map(String::as_str), Some("1"));
     assert_eq!(run.env.get("ECR_PLUGIN_ENABLED"), None);
+}
+
+/// The shims' paths are constants of the image: a job that sets `ELASTIC_CI_HOOKS` or
+/// `ELASTIC_CI_CFN_ENV` neither runs another binary nor skips cfn-env.
+/// See: the hook shims honoured ELASTIC_CI_HOOKS and ELASTIC_CI_CFN_ENV from the job.
+#[test]
+fn a_job_cannot_swap_the_hook_binary_or_skip_cfn_env() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path("var/lib/buildkite-agent")).unwrap();
+    std::fs::write(
+        sandbox.path("var/lib/buildkite-agent/cfn-env"),
+        "export BUILDKITE_STACK_VERSION='v9.9.9'\n",
+    )
+    .unwrap();
+    // What a pipeline would point the shims at instead.
+    sandbox.stub("fake-hooks", "#!/bin/bash\necho 'export HIJACKED=1'\n");
+    std::fs::write(sandbox.path("home/empty-cfn-env"), "").unwrap();
+    let mut env = sandbox.job_env();
+    env.insert("ELASTIC_CI_HOOKS".into(), sandbox.path("bin/fake-hooks").display().to_string());
+    env.insert(
+        "ELASTIC_CI_CFN_ENV".into(),
+        sandbox.path("home/empty-cfn-env").display().to_string(),
+    );
+    for hook in ["environment", "pre-command", "pre-exit"] {
+        let run = run_shim(hook, &env);
+        assert_eq!(run.code(), Some(0), "{hook}: {}", run.stderr());
+        assert_eq!(run.env.get("HIJACKED"), None, "{hook}");
+        if hook == "environment" {
+            assert!(run.stderr().contains("(v9.9.9)"), "{}", run.stderr());
+            assert!(run.env.contains_key("DOCKER_CONFIG"));
+            env.extend(run.env.clone());
+        }
+    }
 }
 
 #[test]
