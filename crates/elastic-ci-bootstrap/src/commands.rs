@@ -79,6 +79,7 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
             args.metadata_retry_delay_ms,
         )),
         seed_limits: SeedLimits::DEFAULT,
+        deadline: Duration::from_secs(args.deadline_secs),
     };
     if args.dry_run {
         output::print(&crate::boot::dry_run(&deps).await?);

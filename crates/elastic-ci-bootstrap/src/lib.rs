@@ -26,6 +26,7 @@
 //! - `SSL_CERT_FILE` / `SSL_CERT_DIR`: extra trusted certificates for HTTPS sources.
 
 pub mod boot;
+pub mod child;
 mod commands;
 pub mod disk;
 pub mod fetch;
@@ -175,6 +176,12 @@ pub struct BootArgs {
     /// after each further failure (5 attempts, pauses at most 30 s).
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
     pub metadata_retry_delay_ms: u64,
+    /// Give up a boot that has not finished after SECS seconds: the instance is then
+    /// marked Unhealthy and CloudFormation gets a FAILURE signal, as for any failed
+    /// step. Each command the boot runs has its own limit too (5 minutes; 30 for
+    /// mkfs and mdadm).
+    #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub deadline_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]

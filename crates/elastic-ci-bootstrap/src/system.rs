@@ -28,6 +28,7 @@ use elastic_ci_core::shell;
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use crate::child::{self, CommandTimeouts};
 use crate::files::Root;
 
 /// Performs (or records) system changes, and answers the few questions about the
@@ -65,6 +66,7 @@ pub struct RealSystem {
     signals: Option<Arc<dyn StackSignal>>,
     /// The environment commands run with.
     env: HashMap<String, String>,
+    timeouts: CommandTimeouts,
 }
 
 impl RealSystem {
@@ -73,7 +75,12 @@ impl RealSystem {
         signals: Option<Arc<dyn StackSignal>>,
         env: HashMap<String, String>,
     ) -> RealSystem {
-        RealSystem { root, signals, env }
+        RealSystem { root, signals, env, timeouts: CommandTimeouts::DEFAULT }
+    }
+
+    /// The same with other command time limits.
+    pub fn with_timeouts(self, timeouts: CommandTimeouts) -> RealSystem {
+        RealSystem { timeouts, ..self }
     }
 
     async fn run(&self, program: &str, args: &[String]) -> anyhow::Result<()> {
@@ -91,15 +98,11 @@ impl RealSystem {
         }
     }
 
+    /// Runs a command within its time limit ([`CommandTimeouts`]).
     async fn output(&self, program: &str, args: &[String]) -> anyhow::Result<Output> {
-        tokio::process::Command::new(program)
-            .args(args)
-            .env_clear()
-            .envs(&self.env)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .with_context(|| format!("could not run {program}"))
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).env_clear().envs(&self.env).stdin(Stdio::null());
+        child::output(&mut command, self.timeouts.limit_for(program)).await
     }
 }
 
@@ -196,10 +199,9 @@ impl System for RealSystem {
     }
 
     async fn docker_version(&self) -> anyhow::Result<String> {
-        let output = tokio::process::Command::new("docker")
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
+        let mut command = tokio::process::Command::new("docker");
+        command.arg("--version").stdin(Stdio::null());
+        let output = child::output(&mut command, self.timeouts.limit_for("docker"))
             .await
             .context("could not run docker --version (is docker installed?)")?;
         anyhow::ensure!(output.status.success(), "docker --version failed ({})", output.status);

@@ -31,15 +31,20 @@ pub fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
         return Ok(DiskState::Enough);
     };
     job.log.line("Checking disk space");
-    let status = process::run(&mut process::command(&bootstrap, ["check-disk"], &job.env))?;
+    let status = process::run(
+        &mut process::command(&bootstrap, ["check-disk"], &job.env),
+        job.config.limits.quick,
+    )?;
     if status.success() {
         return Ok(DiskState::Enough);
     }
     job.log.section(":broom: Pruning docker resources to free disk space");
     crate::docker::prune(job);
     job.log.line("Checking disk space again");
-    let output =
-        process::run_captured(&mut process::command(&bootstrap, ["check-disk"], &job.env))?;
+    let output = process::run_captured(
+        &mut process::command(&bootstrap, ["check-disk"], &job.env),
+        job.config.limits.quick,
+    )?;
     let mut report = String::from_utf8_lossy(&output.stdout).into_owned();
     report.push_str(&String::from_utf8_lossy(&output.stderr));
     if output.status.success() {
@@ -66,7 +71,10 @@ pub fn fail(job: &Job<'_>, report: &str) -> JobFailure {
         job.log.line(&format!("{} not found, falling back to exit 1", job.config.bootstrap));
         return JobFailure { code: 1 };
     };
-    match process::run(&mut process::command(&bootstrap, ["terminate"], &job.env)) {
+    match process::run(
+        &mut process::command(&bootstrap, ["terminate"], &job.env),
+        job.config.limits.quick,
+    ) {
         Ok(status) if status.success() => {}
         Ok(status) => job.log.error(&format!(
             "{} terminate failed ({})",

@@ -30,7 +30,10 @@ pub async fn environment(job: &mut Job<'_>) -> anyhow::Result<()> {
     match docker::find(job) {
         Some(docker) => {
             job.log.line("Checking docker");
-            let status = process::run(&mut process::command(&docker, ["ps"], &job.env))?;
+            let status = process::run(
+                &mut process::command(&docker, ["ps"], &job.env),
+                job.config.limits.quick,
+            )?;
             if !status.success() {
                 job.log.error("Docker isn't running!");
                 show_docker_log(job);
@@ -130,7 +133,7 @@ fn fix_permissions(job: &Job<'_>) -> anyhow::Result<()> {
             process::command(&program, args, &job.env)
         }
     };
-    let status = process::run(&mut command)?;
+    let status = process::run(&mut command, job.config.limits.slow)?;
     job.log.line("");
     if !status.success() {
         bail!("{bootstrap} fix-permissions failed ({})", process::describe(status));

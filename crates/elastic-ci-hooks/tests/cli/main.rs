@@ -388,6 +388,41 @@ fn docker_login_gives_up_after_its_retries() {
     assert_no_secrets("stderr", &stderr, &["hunter2"]);
 }
 
+/// A `docker` that never answers (a hung dockerd) fails the hook at the time limit
+/// instead of hanging the job; `ELASTIC_CI_COMMAND_TIMEOUT_SECS` shortens the limit.
+/// See: child processes had no timeouts.
+#[test]
+fn a_docker_that_never_answers_fails_the_hook_at_the_time_limit() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("ELASTIC_CI_COMMAND_TIMEOUT_SECS".into(), "1".into());
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "1".into());
+    env.insert("DOCKER_LOGIN_USER".into(), "robot".into());
+    env.insert("DOCKER_LOGIN_PASSWORD".into(), "hunter2".into());
+    env.insert("STUB_DOCKER_HANGS".into(), "login".into());
+    let output = run_hook("pre-command", &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("did not finish within 1s and was killed"), "{stderr}");
+    assert_no_secrets("stderr", &stderr, &["hunter2"]);
+
+    env.insert("STUB_DOCKER_HANGS".into(), "ps".into());
+    let output = run_hook("environment", &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("docker did not finish within 1s and was killed"), "{stderr}");
+
+    env.insert("ELASTIC_CI_COMMAND_TIMEOUT_SECS".into(), "soon".into());
+    env.remove("STUB_DOCKER_HANGS");
+    let output = run_hook("environment", &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("invalid ELASTIC_CI_COMMAND_TIMEOUT_SECS \"soon\": expected whole seconds"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn docker_login_without_a_password_fails_clearly() {
     let sandbox = Sandbox::new();

@@ -27,6 +27,8 @@ pub(crate) const HOOKS_BIN: &str = env!("CARGO_BIN_EXE_elastic-ci-hooks");
 
 const DOCKER_STUB: &str = r#"#!/bin/bash
 printf '%q ' docker "$@" >> "$STUB_DIR/calls.log"; echo >> "$STUB_DIR/calls.log"
+# A hung dockerd: the named subcommand never answers.
+if [[ $1 == "${STUB_DOCKER_HANGS:-}" ]]; then while :; do sleep 1; done; fi
 case "$1" in
   ps) echo "CONTAINER ID   IMAGE"; exit "${STUB_DOCKER_PS_EXIT:-0}" ;;
   login)
