@@ -102,8 +102,10 @@ pub enum Command {
 
     /// Terminate this instance and lower its group's desired capacity.
     ///
-    /// Run when the agent stops (the agent unit's ExecStopPost) or by the hooks on a
-    /// full disk. Waits --drain-secs for logs to reach CloudWatch, reads the instance id
+    /// Run when the agent stops (the agent unit's ExecStopPost). Waits --drain-secs
+    /// for logs to reach CloudWatch; if another buildkite-agent process of the agent
+    /// user still runs, leaves the instance to the last one to stop and exits 0.
+    /// Otherwise reads the instance id
     /// and region from the metadata service (3 attempts each), then asks Auto Scaling
     /// to terminate the instance with the desired capacity decremented; if that is
     /// refused (desired capacity at MinSize), terminates it without decrement; if that
@@ -193,6 +195,9 @@ pub struct TerminateArgs {
     /// attempts per request).
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
     pub metadata_retry_delay_ms: u64,
+    /// The user whose buildkite-agent processes count as the instance's agents.
+    #[arg(long, value_name = "USER", default_value = elastic_ci_core::boot::plan::AGENT_USER, hide = true)]
+    pub agent_user: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -452,6 +452,21 @@ fn chown_no_follow(path: &Path, uid: u32, gid: u32, recursive: bool) -> anyhow::
 
 /// Whether a process whose name is `name` runs as `uid`, from `/proc`.
 fn processes_named(name: &str, uid: u32) -> anyhow::Result<bool> {
+    Ok(count_processes_named(name, uid)? > 0)
+}
+
+/// How many `buildkite-agent` processes `user` runs (0 when there is no such user).
+pub fn agent_processes_of(user: &str) -> anyhow::Result<usize> {
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(user)) => count_processes_named("buildkite-agent", user.uid.as_raw()),
+        Ok(None) => Ok(0),
+        Err(error) => Err(anyhow::anyhow!("could not look up user {user}: {error}")),
+    }
+}
+
+/// How many live processes called `name` belong to `uid`.
+fn count_processes_named(name: &str, uid: u32) -> anyhow::Result<usize> {
+    let mut n_processes = 0;
     for entry in std::fs::read_dir("/proc").context("could not list /proc")? {
         let Ok(entry) = entry else { continue };
         if !entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
@@ -462,11 +477,15 @@ fn processes_named(name: &str, uid: u32) -> anyhow::Result<bool> {
         if comm.trim_end() != name {
             continue;
         }
-        if std::fs::metadata(entry.path()).is_ok_and(|metadata| metadata.uid() == uid) {
-            return Ok(true);
+        // A zombie has exited already.
+        let exited = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.starts_with(" Z"))
+        });
+        if !exited && std::fs::metadata(entry.path()).is_ok_and(|metadata| metadata.uid() == uid) {
+            n_processes += 1;
         }
     }
-    Ok(false)
+    Ok(n_processes)
 }
 
 #[cfg(test)]

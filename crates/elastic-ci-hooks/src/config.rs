@@ -21,8 +21,8 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// How long the hooks' commands may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandLimits {
-    /// docker ps and login, ssh-agent, ssh-add, check-disk, terminate,
-    /// buildkite-agent: two minutes.
+    /// docker ps and login, ssh-agent, ssh-add, check-disk, buildkite-agent: two
+    /// minutes.
     pub quick: Duration,
     /// docker image and builder prune, the secrets bucket's env files and
     /// fix-permissions, whose time grows with the data: fifteen minutes.
@@ -53,8 +53,8 @@ impl CommandLimits {
 /// What the `environment`, `pre-command` and `pre-exit` hooks read when they start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HooksConfig {
-    /// `ELASTIC_CI_BOOTSTRAP`: the bootstrapper that provides `check-disk`,
-    /// `terminate` and `fix-permissions`.
+    /// `ELASTIC_CI_BOOTSTRAP`: the bootstrapper that provides `check-disk` and
+    /// `fix-permissions`.
     pub bootstrap: String,
     /// `ELASTIC_CI_SUDO`: the command that runs fix-permissions as root (`sudo` by
     /// default; empty runs it directly, for machines without sudo).

@@ -177,7 +177,7 @@ pub fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
 
 /// The `pre-exit` hook: the optional disk clean-up, then, whatever the disk said, the
 /// removal of the per-job Docker config and the stop of the job's ssh-agent; a full
-/// disk fails the job (or terminates the instance) only after that.
+/// disk fails the job (and stops this agent after it) only after that.
 pub fn pre_exit(job: &mut Job<'_>) -> anyhow::Result<()> {
     let disk = if job.config.pre_exit_disk_cleanup {
         disk::check(job).unwrap_or_else(|error| {

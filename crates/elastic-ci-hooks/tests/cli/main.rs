@@ -219,7 +219,7 @@ fn a_low_disk_is_pruned_and_checked_again() {
 }
 
 #[test]
-fn a_full_disk_fails_the_job_or_terminates_the_instance() {
+fn a_full_disk_fails_the_job_or_stops_the_agent_after_it() {
     let sandbox = Sandbox::new();
     sandbox.disk_answers(&[1, 1]);
     let env = sandbox.job_env();
@@ -237,8 +237,12 @@ fn a_full_disk_fails_the_job_or_terminates_the_instance() {
     env.insert("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL".into(), "true".into());
     let run = run_shim("environment", &env);
     assert_eq!(run.code(), Some(1));
-    assert!(run.stderr().contains("Terminating instance due to disk space issues."));
-    assert!(sandbox.calls().contains("elastic-ci-bootstrap terminate"), "{}", sandbox.calls());
+    // The agent is asked to stop after this job; the instance is not terminated under
+    // its other agents' jobs (see: a full disk terminated the instance under its
+    // sibling agents' running jobs).
+    assert!(run.stderr().contains("Stopping this agent after the job due to disk space issues"));
+    assert!(sandbox.calls().contains("buildkite-agent stop \n"), "{}", sandbox.calls());
+    assert!(!sandbox.calls().contains("terminate"), "{}", sandbox.calls());
 }
 
 #[test]
@@ -274,7 +278,8 @@ fn pre_exit_cleans_up_even_when_the_disk_is_full() {
     assert!(!std::path::Path::new(&job["DOCKER_CONFIG"]).exists());
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!alive(&pid), "ssh-agent {pid} still running");
-    assert!(sandbox.calls().contains("elastic-ci-bootstrap terminate"));
+    assert!(sandbox.calls().contains("buildkite-agent stop \n"), "{}", sandbox.calls());
+    assert!(!sandbox.calls().contains("terminate"), "{}", sandbox.calls());
     assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
 }
 
