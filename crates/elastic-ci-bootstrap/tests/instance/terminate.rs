@@ -115,7 +115,14 @@ async fn terminates_only_when_the_last_agent_has_stopped() {
     std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
     let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a nobody user");
     let mut agents: Vec<std::process::Child> = (0..2)
-        .map(|_| std::process::Command::new(&agent).uid(nobody.uid.as_raw()).spawn().unwrap())
+        .map(|_| {
+            std::process::Command::new(&agent)
+                .uid(nobody.uid.as_raw())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let terminate = || {
         command(&terminate_env(&moto, &imds))
