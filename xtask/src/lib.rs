@@ -32,7 +32,6 @@ pub mod project;
 mod publish;
 pub mod template;
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -41,7 +40,12 @@ use clap::Parser;
 pub fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
     // The one read of the environment; tasks get it passed down.
-    let env: HashMap<String, String> = std::env::vars().collect();
+    #[allow(clippy::disallowed_methods, reason = "the one place xtask reads its environment")]
+    let environment = elastic_ci_core::environment::from_os_vars(std::env::vars_os());
+    for warning in environment.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let env = environment.vars;
     let result = match flags.command {
         flags::Command::Ci(args) => ci::run(&args),
         flags::Command::Moto(args) => moto::run(&args),

@@ -257,3 +257,19 @@ fn help_explains_every_flag() {
     }
     assert!(help.contains("[default: 75s]"));
 }
+
+/// See: `std::env::vars()` panicked on a variable that is not UTF-8.
+#[test]
+fn a_variable_that_is_not_utf8_is_named_and_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+
+    elastic_ci()
+        .env(std::ffi::OsStr::from_bytes(b"JUNK"), std::ffi::OsStr::from_bytes(b"\xff"))
+        .arg("simulate")
+        .arg(traces().join("t1.csv"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("20 jobs on queue \"default\""))
+        .stderr(predicate::str::contains("ignoring environment variable"))
+        .stderr(predicate::str::contains("JUNK"));
+}

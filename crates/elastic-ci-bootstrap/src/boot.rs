@@ -13,7 +13,11 @@
 //! - every input is validated before anything changes, and all problems are reported
 //!   together;
 //! - any failure marks the instance Unhealthy, signals FAILURE to CloudFormation when
-//!   the stack was deployed by it, and exits non-zero naming the failed step.
+//!   the stack was deployed by it, and exits non-zero naming the failed step;
+//! - the whole boot has a deadline ([`BootDeps::deadline`]) and every command a time
+//!   limit ([`crate::child`]): a boot stuck on a hung `dockerd` or script takes the
+//!   same failure path, naming the step it was in, instead of leaving an instance that
+//!   counts as capacity but never runs an agent.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -59,6 +63,36 @@ pub struct BootDeps {
     pub http: reqwest::Client,
     pub metadata_backoff: Backoff,
     pub seed_limits: SeedLimits,
+    /// How long the whole boot may take before it gives up and takes the failure path.
+    pub deadline: Duration,
+}
+
+/// The default [`BootDeps::deadline`]: the stack's creation policy waits up to 15
+/// minutes with a git-mirror seed bucket, and a boot that takes longer has failed.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
+/// Where a boot is, for the failure path of a boot that ran out of time.
+#[derive(Debug, Default)]
+struct Progress {
+    state: std::sync::Mutex<(String, Option<String>)>,
+}
+
+impl Progress {
+    fn step(&self, step: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            step.clone_into(&mut state.0);
+        }
+    }
+
+    fn instance_id(&self, id: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1 = Some(id.to_owned());
+        }
+    }
+
+    fn snapshot(&self) -> (String, Option<String>) {
+        self.state.lock().map(|state| state.clone()).unwrap_or_default()
+    }
 }
 
 /// How a boot that did not fail ended.
@@ -93,8 +127,30 @@ pub fn metadata_backoff(first_delay: Duration) -> Backoff {
     Backoff { attempts: 5, first_delay, max_delay: Duration::from_secs(30) }
 }
 
-/// Runs the boot.
+/// Runs the boot, within its deadline.
 pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
+    let progress = Progress::default();
+    progress.step("instance-metadata");
+    match tokio::time::timeout(deps.deadline, boot_steps(deps, &progress)).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            // Dropping the boot killed whatever command it was waiting for.
+            let (step, instance_id) = progress.snapshot();
+            let failing = Failing {
+                deps,
+                context: FailureContext::from_env_map(&deps.env),
+                instance_id: instance_id.or_else(|| fallback_instance_id(&deps.root)),
+            };
+            let error = anyhow::anyhow!(
+                "the boot did not finish within its deadline of {} s",
+                deps.deadline.as_secs()
+            );
+            Err(failing.fail(&step, &error).await)
+        }
+    }
+}
+
+async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome, BootFailure> {
     let status_path = deps.root.path(STATUS_FILE_PATH);
     let status = match std::fs::read_to_string(&status_path) {
         Ok(status) => Some(status),
@@ -110,6 +166,10 @@ pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
         Ok(id) => Some(id.clone()),
         Err(_) => fallback_instance_id(&deps.root),
     };
+    if let Some(id) = &known_id {
+        progress.instance_id(id);
+    }
+    progress.step("instance-facts");
     let failing =
         Failing { deps, context: FailureContext::from_env_map(&deps.env), instance_id: known_id };
     let instance_id = match instance {
@@ -151,7 +211,7 @@ pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
     if completed {
         info!("Bootstrap already completed successfully. Running only the every-boot steps.");
     }
-    let mut executor = Executor { deps, token: None };
+    let mut executor = Executor { deps, token: None, progress };
     executor.run_steps(&every_boot, &failing).await?;
     if completed {
         return Ok(BootOutcome::AlreadyCompleted);
@@ -408,6 +468,7 @@ impl Failing<'_> {
 struct Executor<'a> {
     deps: &'a BootDeps,
     token: Option<Secret>,
+    progress: &'a Progress,
 }
 
 impl Executor<'_> {
@@ -420,6 +481,7 @@ impl Executor<'_> {
     ) -> Result<(), BootFailure> {
         for step in steps {
             info!(step = step.name, "starting step");
+            self.progress.step(step.name);
             if let Err(error) = self.run_step(&step.ops).await {
                 if step.best_effort {
                     warn!(step = step.name, error = %format!("{error:#}"), "step failed; continuing");
@@ -586,16 +648,17 @@ impl Executor<'_> {
             .context("could not pass the log to the bootstrap script")?;
         // The script gets the usual umask whatever the boot runs with, so that what it
         // installs is readable by the agent user, as under the original.
-        let status = tokio::process::Command::new("bash")
+        // No limit of its own: the user's script may take long, and the boot's
+        // deadline bounds it (its process group is killed when the boot gives up).
+        let mut command = tokio::process::Command::new("bash");
+        command
             .args(["-c", "umask 022 && exec bash \"$1\"", "bash"])
             .arg(&script)
             .env_clear()
             .envs(&self.deps.env)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .status()
-            .await
-            .context("could not run bash");
+            .stdout(Stdio::from(stdout));
+        let status = crate::child::status(&mut command, None).await;
         let _ = std::fs::remove_file(&script);
         let status = status?;
         if !status.success() {

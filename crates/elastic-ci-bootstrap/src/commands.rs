@@ -21,7 +21,7 @@ use tracing::info;
 
 use crate::boot::{BootDeps, BootOutcome};
 use crate::files::Root;
-use crate::system::{RealSystem, RecordingSystem, System, SystemState};
+use crate::system::{RealSystem, RecordingSystem, System, SystemState, agent_processes_of};
 use crate::{
     BootArgs, CheckDiskArgs, ExitWith, FixPermsArgs, StopArgs, TerminateArgs, disk, fetch,
     fixperms, output, stop, terminate,
@@ -79,6 +79,7 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
             args.metadata_retry_delay_ms,
         )),
         seed_limits: SeedLimits::DEFAULT,
+        deadline: Duration::from_secs(args.deadline_secs),
     };
     if args.dry_run {
         output::print(&crate::boot::dry_run(&deps).await?);
@@ -102,6 +103,19 @@ pub(crate) async fn terminate(
         args.drain_secs
     );
     tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;
+    // Several agents (agent processes, or the workers of one) share the instance: it
+    // terminates with the last of them, never under another's running job.
+    let user = args.agent_user.clone();
+    let n_running = tokio::task::spawn_blocking(move || agent_processes_of(&user))
+        .await
+        .context("process scan failed")??;
+    if n_running > 0 {
+        info!(
+            n_running,
+            "{n_running} buildkite-agent process(es) still running: leaving the termination to the last agent to stop"
+        );
+        return Ok(());
+    }
     let delay = Duration::from_millis(args.metadata_retry_delay_ms);
     let backoff =
         Backoff { max_delay: delay * 2, first_delay: delay, ..terminate::METADATA_BACKOFF };

@@ -26,6 +26,7 @@
 //! - `SSL_CERT_FILE` / `SSL_CERT_DIR`: extra trusted certificates for HTTPS sources.
 
 pub mod boot;
+pub mod child;
 mod commands;
 pub mod disk;
 pub mod fetch;
@@ -101,8 +102,10 @@ pub enum Command {
 
     /// Terminate this instance and lower its group's desired capacity.
     ///
-    /// Run when the agent stops (the agent unit's ExecStopPost) or by the hooks on a
-    /// full disk. Waits --drain-secs for logs to reach CloudWatch, reads the instance id
+    /// Run when the agent stops (the agent unit's ExecStopPost). Waits --drain-secs
+    /// for logs to reach CloudWatch; if another buildkite-agent process of the agent
+    /// user still runs, leaves the instance to the last one to stop and exits 0.
+    /// Otherwise reads the instance id
     /// and region from the metadata service (3 attempts each), then asks Auto Scaling
     /// to terminate the instance with the desired capacity decremented; if that is
     /// refused (desired capacity at MinSize), terminates it without decrement; if that
@@ -175,6 +178,12 @@ pub struct BootArgs {
     /// after each further failure (5 attempts, pauses at most 30 s).
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
     pub metadata_retry_delay_ms: u64,
+    /// Give up a boot that has not finished after SECS seconds: the instance is then
+    /// marked Unhealthy and CloudFormation gets a FAILURE signal, as for any failed
+    /// step. Each command the boot runs has its own limit too (5 minutes; 30 for
+    /// mkfs and mdadm).
+    #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub deadline_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -186,6 +195,9 @@ pub struct TerminateArgs {
     /// attempts per request).
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
     pub metadata_retry_delay_ms: u64,
+    /// The user whose buildkite-agent processes count as the instance's agents.
+    #[arg(long, value_name = "USER", default_value = elastic_ci_core::boot::plan::AGENT_USER, hide = true)]
+    pub agent_user: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,19 +5,21 @@
 //! Best effort: a seed that cannot be listed, downloaded, extracted or validated is
 //! skipped with a warning and the boot goes on. Extraction happens in-process under
 //! the rules of [`elastic_ci_core::archive`]: nothing outside one top-level directory,
-//! no links out, no devices, no owners or special mode bits, bounded size. Each seed
-//! is extracted into a staging directory on the mirrors volume and renamed into place
-//! only once complete, so a mirror is either whole or absent.
+//! no links of any kind, no devices, no owners or special mode bits, bounded size, and
+//! only the repository's data kept. The seed's `config` is never written: the mirror
+//! gets a fresh one from [`mirror_config`]. Each seed is extracted into a staging
+//! directory on the mirrors volume and renamed into place only once complete, so a
+//! mirror is either whole or absent.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use elastic_ci_aws::s3::ObjectStore;
 use elastic_ci_core::archive::{
-    ArchiveFormat, EntryAction, EntryKind, SEED_PREFIX, SeedArchive, SeedError, SeedKeyRejection,
-    SeedLimits, SeedValidator, dangerous_git_config_key, file_mode, seed_archive,
+    ArchiveFormat, EntryAction, EntryKind, MAX_CONFIG_BYTES, SEED_PREFIX, SeedArchive, SeedError,
+    SeedKeyRejection, SeedLimits, SeedValidator, file_mode, mirror_config, seed_archive,
 };
 use tracing::{info, warn};
 
@@ -113,23 +115,21 @@ async fn seed_one(
     let extract_dir = staging.path().join("extract");
     let (name, format) = (seed.name.clone(), seed.format);
     let extract_to = extract_dir.clone();
-    tokio::task::spawn_blocking(move || extract(&download, format, &extract_to, &name, limits))
-        .await
-        .map_err(|error| format!("extraction task failed: {error}"))?
-        .map_err(|error| match error {
-            ExtractError::Invalid(reason) => format!(
-                "{} does not contain a single bare git mirror named {}: {reason}",
-                seed.key, seed.name
-            ),
-            ExtractError::Io(reason) => format!("Failed to extract {}: {reason}", seed.key),
-        })?;
+    let config =
+        tokio::task::spawn_blocking(move || extract(&download, format, &extract_to, &name, limits))
+            .await
+            .map_err(|error| format!("extraction task failed: {error}"))?
+            .map_err(|error| match error {
+                ExtractError::Invalid(reason) => format!(
+                    "{} does not contain a single bare git mirror named {}: {reason}",
+                    seed.key, seed.name
+                ),
+                ExtractError::Io(reason) => format!("Failed to extract {}: {reason}", seed.key),
+            })?;
 
     let mirror = extract_dir.join(&seed.name);
-    if let Ok(config) = std::fs::read_to_string(mirror.join("config"))
-        && let Some(key) = dangerous_git_config_key(&config)
-    {
-        return Err(SeedError::DangerousConfig(key).to_string());
-    }
+    write_new_file(&mirror.join("config"), config.as_bytes(), 0o644)
+        .map_err(|error| format!("Failed to write the config of mirror {}: {error}", seed.name))?;
     std::fs::rename(&mirror, &target)
         .map_err(|error| format!("Failed to move mirror {} into place: {error}", seed.name))?;
     Ok(())
@@ -154,33 +154,68 @@ fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Extract
     move |error| ExtractError::Io(format!("{context}: {error}"))
 }
 
-/// Extracts `archive` into `dest` (created), entry by entry, under the seed rules.
+/// Extracts `archive` into `dest` (created), entry by entry, under the seed rules, and
+/// returns the configuration to write into the mirror (which the archive's files do
+/// not include).
 pub fn extract(
     archive: &Path,
     format: ArchiveFormat,
     dest: &Path,
     mirror: &str,
     limits: SeedLimits,
-) -> Result<(), ExtractError> {
+) -> Result<String, ExtractError> {
     std::fs::create_dir(dest).map_err(io(format!("creating {}", dest.display())))?;
-    let mut validator = SeedValidator::new(mirror, limits);
+    let mut extraction =
+        Extraction { dest, validator: SeedValidator::new(mirror, limits), config: None };
     let file = File::open(archive).map_err(io(format!("opening {}", archive.display())))?;
     match format {
-        ArchiveFormat::Tar => extract_tar(BufReader::new(file), dest, &mut validator)?,
+        ArchiveFormat::Tar => extract_tar(BufReader::new(file), &mut extraction)?,
         ArchiveFormat::TarGz => {
-            extract_tar(flate2::read::GzDecoder::new(BufReader::new(file)), dest, &mut validator)?;
+            extract_tar(flate2::read::GzDecoder::new(BufReader::new(file)), &mut extraction)?;
         }
-        ArchiveFormat::Zip => extract_zip(file, dest, &mut validator)?,
+        ArchiveFormat::Zip => extract_zip(file, &mut extraction)?,
     }
-    validator.finish()?;
-    Ok(())
+    extraction.validator.finish()?;
+    Ok(mirror_config(extraction.config.as_deref())?)
 }
 
-fn extract_tar(
-    reader: impl Read,
-    dest: &Path,
-    validator: &mut SeedValidator,
-) -> Result<(), ExtractError> {
+/// One extraction under way: where it writes, its rules, and the seed's `config` once
+/// read.
+struct Extraction<'a> {
+    dest: &'a Path,
+    validator: SeedValidator,
+    config: Option<Vec<u8>>,
+}
+
+impl Extraction<'_> {
+    /// Checks one entry and carries out what the rules say.
+    fn entry(
+        &mut self,
+        path: &str,
+        kind: &EntryKind,
+        content: &mut dyn Read,
+        archive_mode: u32,
+        size: u64,
+    ) -> Result<(), ExtractError> {
+        match self.validator.check(path, kind, size)? {
+            EntryAction::ReadConfig => {
+                let mut config = Vec::new();
+                content
+                    .take(MAX_CONFIG_BYTES + 1)
+                    .read_to_end(&mut config)
+                    .map_err(io(format!("reading {path:?}")))?;
+                if config.len() as u64 > MAX_CONFIG_BYTES {
+                    return Err(SeedError::ConfigTooLarge.into());
+                }
+                self.config = Some(config);
+                Ok(())
+            }
+            action => apply(self.dest, &action, content, archive_mode, size),
+        }
+    }
+}
+
+fn extract_tar(reader: impl Read, extraction: &mut Extraction<'_>) -> Result<(), ExtractError> {
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(io("reading the archive"))? {
         let mut entry = entry.map_err(io("reading the archive"))?;
@@ -190,10 +225,7 @@ fn extract_tar(
         let kind = match header.entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
             tar::EntryType::Directory => EntryKind::Directory,
-            tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|target| utf8(&target)).transpose()?;
-                EntryKind::Symlink { target: target.unwrap_or_default() }
-            }
+            tar::EntryType::Symlink => EntryKind::Symlink,
             tar::EntryType::Link => EntryKind::HardLink,
             tar::EntryType::Char => EntryKind::CharDevice,
             tar::EntryType::Block => EntryKind::BlockDevice,
@@ -201,13 +233,12 @@ fn extract_tar(
             other => EntryKind::Other(format!("{other:?} entry")),
         };
         let size = if kind == EntryKind::File { entry.size() } else { 0 };
-        let action = validator.check(&path, &kind, size)?;
-        apply(dest, &action, &mut entry, mode, size)?;
+        extraction.entry(&path, &kind, &mut entry, mode, size)?;
     }
     Ok(())
 }
 
-fn extract_zip(file: File, dest: &Path, validator: &mut SeedValidator) -> Result<(), ExtractError> {
+fn extract_zip(file: File, extraction: &mut Extraction<'_>) -> Result<(), ExtractError> {
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|error| ExtractError::Io(format!("reading the zip archive: {error}")))?;
     for index in 0..archive.len() {
@@ -219,14 +250,7 @@ fn extract_zip(file: File, dest: &Path, validator: &mut SeedValidator) -> Result
         // The file type bits of the Unix mode, when the archive recorded one.
         let kind = match mode & 0o170_000 {
             _ if entry.is_dir() => EntryKind::Directory,
-            _ if entry.is_symlink() => {
-                let mut target = String::new();
-                (&mut entry)
-                    .take(4096)
-                    .read_to_string(&mut target)
-                    .map_err(io(format!("reading the target of {path:?}")))?;
-                EntryKind::Symlink { target }
-            }
+            _ if entry.is_symlink() => EntryKind::Symlink,
             0 | 0o100_000 => EntryKind::File,
             0o020_000 => EntryKind::CharDevice,
             0o060_000 => EntryKind::BlockDevice,
@@ -235,8 +259,7 @@ fn extract_zip(file: File, dest: &Path, validator: &mut SeedValidator) -> Result
             other => EntryKind::Other(format!("file of type {other:o}")),
         };
         let size = if kind == EntryKind::File { entry.size() } else { 0 };
-        let action = validator.check(&path, &kind, size)?;
-        apply(dest, &action, &mut entry, mode, size)?;
+        extraction.entry(&path, &kind, &mut entry, mode, size)?;
     }
     Ok(())
 }
@@ -251,9 +274,9 @@ fn join(dest: &Path, components: &[String]) -> PathBuf {
     components.iter().fold(dest.to_owned(), |path, component| path.join(component))
 }
 
-/// Creates one accepted entry. Nothing is ever opened through a link: the validator
-/// refuses paths below the archive's own links, the staging directory held nothing
-/// else, and files are created new with `O_NOFOLLOW`.
+/// Creates one accepted entry. Nothing is ever opened through a link: the archive
+/// may hold none, the staging directory held nothing else, and files are created new
+/// with `O_NOFOLLOW`.
 fn apply(
     dest: &Path,
     action: &EntryAction,
@@ -261,34 +284,19 @@ fn apply(
     archive_mode: u32,
     size: u64,
 ) -> Result<(), ExtractError> {
-    let parent_of = |path: &Path| -> Result<(), ExtractError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(io(format!("creating {}", parent.display())))?;
-        }
-        Ok(())
-    };
     match action {
-        EntryAction::Skip { .. } => Ok(()),
+        EntryAction::Skip { .. } | EntryAction::ReadConfig => Ok(()),
         EntryAction::CreateDir { path } => {
             let path = join(dest, path);
             std::fs::create_dir_all(&path).map_err(io(format!("creating {}", path.display())))
         }
-        EntryAction::CreateSymlink { path, target } => {
-            let path = join(dest, path);
-            parent_of(&path)?;
-            std::os::unix::fs::symlink(target, &path)
-                .map_err(io(format!("creating the link {}", path.display())))
-        }
         EntryAction::CreateFile { path } => {
             let path = join(dest, path);
-            parent_of(&path)?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(file_mode(archive_mode))
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .open(&path)
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(io(format!("creating {}", parent.display())))?;
+            }
+            let mut file = create_new_file(&path, file_mode(archive_mode))
                 .map_err(io(format!("creating {}", path.display())))?;
             // Never trust a declared size: read at most one byte more than it.
             let copied = std::io::copy(&mut content.take(size.saturating_add(1)), &mut file)
@@ -302,4 +310,18 @@ fn apply(
             Ok(())
         }
     }
+}
+
+/// Creates `path`, which must not exist yet (not even as a dangling link), with `mode`.
+fn create_new_file(path: &Path, mode: u32) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+fn write_new_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    create_new_file(path, mode)?.write_all(content)
 }

@@ -28,6 +28,7 @@ use elastic_ci_core::shell;
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use crate::child::{self, CommandTimeouts};
 use crate::files::Root;
 
 /// Performs (or records) system changes, and answers the few questions about the
@@ -65,6 +66,7 @@ pub struct RealSystem {
     signals: Option<Arc<dyn StackSignal>>,
     /// The environment commands run with.
     env: HashMap<String, String>,
+    timeouts: CommandTimeouts,
 }
 
 impl RealSystem {
@@ -73,7 +75,12 @@ impl RealSystem {
         signals: Option<Arc<dyn StackSignal>>,
         env: HashMap<String, String>,
     ) -> RealSystem {
-        RealSystem { root, signals, env }
+        RealSystem { root, signals, env, timeouts: CommandTimeouts::DEFAULT }
+    }
+
+    /// The same with other command time limits.
+    pub fn with_timeouts(self, timeouts: CommandTimeouts) -> RealSystem {
+        RealSystem { timeouts, ..self }
     }
 
     async fn run(&self, program: &str, args: &[String]) -> anyhow::Result<()> {
@@ -91,15 +98,11 @@ impl RealSystem {
         }
     }
 
+    /// Runs a command within its time limit ([`CommandTimeouts`]).
     async fn output(&self, program: &str, args: &[String]) -> anyhow::Result<Output> {
-        tokio::process::Command::new(program)
-            .args(args)
-            .env_clear()
-            .envs(&self.env)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .with_context(|| format!("could not run {program}"))
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).env_clear().envs(&self.env).stdin(Stdio::null());
+        child::output(&mut command, self.timeouts.limit_for(program)).await
     }
 }
 
@@ -196,10 +199,9 @@ impl System for RealSystem {
     }
 
     async fn docker_version(&self) -> anyhow::Result<String> {
-        let output = tokio::process::Command::new("docker")
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
+        let mut command = tokio::process::Command::new("docker");
+        command.arg("--version").stdin(Stdio::null());
+        let output = child::output(&mut command, self.timeouts.limit_for("docker"))
             .await
             .context("could not run docker --version (is docker installed?)")?;
         anyhow::ensure!(output.status.success(), "docker --version failed ({})", output.status);
@@ -450,6 +452,21 @@ fn chown_no_follow(path: &Path, uid: u32, gid: u32, recursive: bool) -> anyhow::
 
 /// Whether a process whose name is `name` runs as `uid`, from `/proc`.
 fn processes_named(name: &str, uid: u32) -> anyhow::Result<bool> {
+    Ok(count_processes_named(name, uid)? > 0)
+}
+
+/// How many `buildkite-agent` processes `user` runs (0 when there is no such user).
+pub fn agent_processes_of(user: &str) -> anyhow::Result<usize> {
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(user)) => count_processes_named("buildkite-agent", user.uid.as_raw()),
+        Ok(None) => Ok(0),
+        Err(error) => Err(anyhow::anyhow!("could not look up user {user}: {error}")),
+    }
+}
+
+/// How many live processes called `name` belong to `uid`.
+fn count_processes_named(name: &str, uid: u32) -> anyhow::Result<usize> {
+    let mut n_processes = 0;
     for entry in std::fs::read_dir("/proc").context("could not list /proc")? {
         let Ok(entry) = entry else { continue };
         if !entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
@@ -460,11 +477,15 @@ fn processes_named(name: &str, uid: u32) -> anyhow::Result<bool> {
         if comm.trim_end() != name {
             continue;
         }
-        if std::fs::metadata(entry.path()).is_ok_and(|metadata| metadata.uid() == uid) {
-            return Ok(true);
+        // A zombie has exited already.
+        let exited = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.starts_with(" Z"))
+        });
+        if !exited && std::fs::metadata(entry.path()).is_ok_and(|metadata| metadata.uid() == uid) {
+            n_processes += 1;
         }
     }
-    Ok(false)
+    Ok(n_processes)
 }
 
 #[cfg(test)]

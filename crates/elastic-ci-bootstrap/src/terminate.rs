@@ -1,5 +1,7 @@
-//! `terminate`: retire this instance when its agent has stopped (the agent unit's
-//! `ExecStopPost`, or the hooks on a full disk).
+//! `terminate`: retire this instance when its agents have stopped (the agent unit's
+//! `ExecStopPost`). While another `buildkite-agent` process of the agent user still
+//! runs, the command leaves the instance alone: the last agent's stop terminates it,
+//! so an agent that stopped early (after a full disk) never ends its siblings' jobs.
 //!
 //! The ladder is the original's: terminate with the desired capacity decremented (so
 //! the group does not replace it); if that is refused (typically desired equals

@@ -453,6 +453,8 @@ pub fn assignments_from_parameters(
 
 #[cfg(test)]
 mod parameter_tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -478,5 +480,21 @@ mod parameter_tests {
             ]
         );
         assert!(!warnings.iter().any(|w| w.contains("secret-1") || w.contains("second")));
+    }
+
+    proptest! {
+        /// The env file comes from outside (an S3 object, a URL): any text, and text
+        /// made of its own syntax, is parsed or refused, never a panic.
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn parse_never_panics_on_env_like_text(
+            text in "([A-Za-z_ ]{0,6}=?[\"'\\\\$`#; \ta-z\n]{0,12}\n?){0,12}"
+        ) {
+            let _ = parse(&text);
+        }
     }
 }

@@ -9,6 +9,8 @@
 //!   stack fetches configuration from.
 //! - [`envfile`]: the env-file format read by both systemd's `EnvironmentFile=` and
 //!   bash's `source`, with a writer and a parser.
+//! - [`environment`]: a process environment as text, for the binaries' `from_env`
+//!   shims (variables that are not UTF-8 are named, not kept).
 //! - [`fleet`]: snapshots of an Auto Scaling group and its instances.
 //! - [`scaling`]: the scaler's configuration and its pure scaling decision.
 //! - [`secret`]: a string wrapper that never prints its contents.
@@ -29,6 +31,7 @@ pub mod backoff;
 pub mod boot;
 pub mod disk;
 pub mod envfile;
+pub mod environment;
 pub mod fixperms;
 pub mod fleet;
 pub mod hooks;

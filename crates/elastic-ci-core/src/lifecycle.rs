@@ -82,6 +82,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use test_case::test_case;
 
     use super::*;
@@ -118,5 +119,19 @@ mod tests {
             Transition::Terminating
         );
         assert_eq!(Transition::parse(""), Transition::Other(String::new()));
+    }
+
+    proptest! {
+        /// Lifecycle notices come from lifecycled's arguments: any text is a
+        /// transition and a time or none, never a panic.
+        #[test]
+        fn parsers_never_panic(
+            text in ".*",
+            time_like in "[0-9]{0,5}-[0-9]{0,3}-[0-9]{0,3}[T ][0-9]{0,3}:[0-9]{0,3}:[0-9]{0,3}(\\.[0-9]{0,12})?(Z|[+-][0-9]{0,3}:?[0-9]{0,3})?",
+        ) {
+            let _ = Transition::parse(&text);
+            let _ = parse_rfc3339(&text);
+            let _ = parse_rfc3339(&time_like);
+        }
     }
 }

@@ -312,6 +312,7 @@ pub fn render_credential(credential: &GitCredential) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use test_case::test_case;
 
     use super::*;
@@ -464,5 +465,43 @@ mod tests {
             render_credential(chosen),
             "protocol=https\nhost=gitlab.com\nusername=b\npassword=2\n"
         );
+    }
+
+    proptest! {
+        /// A git-credentials object and git's request are outside input: any text is
+        /// parsed (bad lines reported), never a panic.
+        #[test]
+        fn git_credentials_parsers_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+            url_like in "(https?|ssh)?:?/{0,3}([a-z%:@]{0,8}@)?[a-z.:%0-9]{0,10}(/[a-z%]{0,6}){0,3}\n?",
+        ) {
+            for text in [String::from_utf8_lossy(&bytes).into_owned(), url_like] {
+                let (credentials, _errors) = parse_git_credentials(&text);
+                let request = parse_credential_request(&text);
+                if let Some(credential) = select_credential(&credentials, &request) {
+                    let _ = render_credential(credential);
+                }
+            }
+        }
+
+        /// The layout's inputs come from the job environment: any prefix or slug
+        /// gives keys under it or an error, never a panic.
+        #[test]
+        fn the_layout_never_panics(prefix in proptest::option::of(".*"), slug in proptest::option::of(".*"), key in ".*") {
+            if let Ok(layout) = SecretsLayout::new(prefix.as_deref(), slug.as_deref()) {
+                let keys = [
+                    layout.ssh_key_keys(),
+                    layout.env_file_keys(),
+                    layout.git_credentials_keys(),
+                    layout.secret_file_prefixes(),
+                ];
+                for key in keys.iter().flatten() {
+                    prop_assert!(!key.chars().any(char::is_control));
+                }
+            }
+            let _ = secret_file_variable(&key);
+            let _ = secret_file_value(&key);
+            let _ = is_redacted_name(&key);
+        }
     }
 }

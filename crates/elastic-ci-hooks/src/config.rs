@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use elastic_ci_core::hooks::{RegistryIdError, ecr_account_ids, parse_switch};
 
@@ -17,11 +18,43 @@ pub const DEFAULT_BOOTSTRAP: &str = "/usr/local/bin/elastic-ci-bootstrap";
 /// own with `BUILDKITE_PLUGIN_ECR_RETRIES` or `BUILDKITE_PLUGIN_DOCKER_LOGIN_RETRIES`.
 pub const DEFAULT_RETRIES: u32 = 3;
 
+/// How long the hooks' commands may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandLimits {
+    /// docker ps and login, ssh-agent, ssh-add, check-disk, buildkite-agent: two
+    /// minutes.
+    pub quick: Duration,
+    /// docker image and builder prune, the secrets bucket's env files and
+    /// fix-permissions, whose time grows with the data: fifteen minutes.
+    pub slow: Duration,
+}
+
+impl CommandLimits {
+    pub const DEFAULT: CommandLimits =
+        CommandLimits { quick: Duration::from_secs(120), slow: Duration::from_secs(900) };
+
+    /// `ELASTIC_CI_COMMAND_TIMEOUT_SECS`, when set, is the limit of every command.
+    fn from_env_map(env: &HashMap<String, String>) -> Result<CommandLimits, String> {
+        let Some(raw) = non_empty(env, "ELASTIC_CI_COMMAND_TIMEOUT_SECS") else {
+            return Ok(CommandLimits::DEFAULT);
+        };
+        match raw.parse::<u64>() {
+            Ok(secs) if (1..=86_400).contains(&secs) => {
+                let limit = Duration::from_secs(secs);
+                Ok(CommandLimits { quick: limit, slow: limit })
+            }
+            _ => Err(format!(
+                "invalid ELASTIC_CI_COMMAND_TIMEOUT_SECS {raw:?}: expected whole seconds from 1 to 86400; using the defaults"
+            )),
+        }
+    }
+}
+
 /// What the `environment`, `pre-command` and `pre-exit` hooks read when they start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HooksConfig {
-    /// `ELASTIC_CI_BOOTSTRAP`: the bootstrapper that provides `check-disk`,
-    /// `terminate` and `fix-permissions`.
+    /// `ELASTIC_CI_BOOTSTRAP`: the bootstrapper that provides `check-disk` and
+    /// `fix-permissions`.
     pub bootstrap: String,
     /// `ELASTIC_CI_SUDO`: the command that runs fix-permissions as root (`sudo` by
     /// default; empty runs it directly, for machines without sudo).
@@ -51,6 +84,10 @@ pub struct HooksConfig {
     /// `BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV` is `true` or `1`: list the variables the
     /// secrets set (names only).
     pub dump_env: bool,
+    /// The commands' time limits (`ELASTIC_CI_COMMAND_TIMEOUT_SECS` sets them all).
+    pub limits: CommandLimits,
+    /// Settings that were invalid and replaced by their defaults, in words.
+    pub warnings: Vec<String>,
 }
 
 fn value<'a>(env: &'a HashMap<String, String>, name: &str) -> &'a str {
@@ -68,6 +105,11 @@ fn non_empty(env: &HashMap<String, String>, name: &str) -> Option<String> {
 impl HooksConfig {
     pub fn from_env_map(env: &HashMap<String, String>) -> HooksConfig {
         let policy = value(env, "BUILDKITE_ECR_POLICY").trim();
+        let mut warnings = Vec::new();
+        let limits = CommandLimits::from_env_map(env).unwrap_or_else(|warning| {
+            warnings.push(warning);
+            CommandLimits::DEFAULT
+        });
         HooksConfig {
             bootstrap: non_empty(env, "ELASTIC_CI_BOOTSTRAP")
                 .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned()),
@@ -88,6 +130,8 @@ impl HooksConfig {
             build_path: value(env, "BUILDKITE_BUILD_PATH").to_owned(),
             checkout_path: value(env, "BUILDKITE_BUILD_CHECKOUT_PATH").to_owned(),
             dump_env: matches!(value(env, "BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV"), "true" | "1"),
+            limits,
+            warnings,
         }
     }
 }

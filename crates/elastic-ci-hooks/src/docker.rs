@@ -126,7 +126,8 @@ pub fn prune(job: &Job<'_>) {
         runs.push(vec!["builder", "prune", "--all", "--force", "--filter", until.as_str()]);
     }
     for args in runs {
-        match process::run(&mut process::command(&docker, &args, &job.env)) {
+        match process::run(&mut process::command(&docker, &args, &job.env), job.config.limits.slow)
+        {
             Ok(status) if status.success() => {}
             Ok(status) => job.log.line(&format!(
                 "docker {} {} failed ({}), continuing",
@@ -159,6 +160,7 @@ pub fn login(
         let status = process::run_with_input(
             &mut process::command(docker, &args, &job.env),
             input.as_bytes(),
+            job.config.limits.quick,
         )?;
         if status.success() {
             return Ok(());

@@ -119,7 +119,7 @@ pub fn evaluate(job: &Job<'_>, files: &[EnvFile]) -> anyhow::Result<Vec<EnvChang
     let bash = process::find_program("bash", &job.env)
         .context("bash is not installed, so the secrets bucket's env files cannot be evaluated")?;
     let mut command = process::command(&bash, ["-c", EVALUATOR], &job.env);
-    let (status, output) = process::run_piped(&mut command, input)?;
+    let (status, output) = process::run_piped(&mut command, input, job.config.limits.slow)?;
     let report = parse_report(&output);
     let file_name = |index: Option<usize>| {
         index.and_then(|i| files.get(i)).map_or("an env file", |file| file.name.as_str())

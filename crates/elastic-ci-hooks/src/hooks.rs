@@ -30,7 +30,10 @@ pub async fn environment(job: &mut Job<'_>) -> anyhow::Result<()> {
     match docker::find(job) {
         Some(docker) => {
             job.log.line("Checking docker");
-            let status = process::run(&mut process::command(&docker, ["ps"], &job.env))?;
+            let status = process::run(
+                &mut process::command(&docker, ["ps"], &job.env),
+                job.config.limits.quick,
+            )?;
             if !status.success() {
                 job.log.error("Docker isn't running!");
                 show_docker_log(job);
@@ -130,7 +133,7 @@ fn fix_permissions(job: &Job<'_>) -> anyhow::Result<()> {
             process::command(&program, args, &job.env)
         }
     };
-    let status = process::run(&mut command)?;
+    let status = process::run(&mut command, job.config.limits.slow)?;
     job.log.line("");
     if !status.success() {
         bail!("{bootstrap} fix-permissions failed ({})", process::describe(status));
@@ -174,7 +177,7 @@ pub fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
 
 /// The `pre-exit` hook: the optional disk clean-up, then, whatever the disk said, the
 /// removal of the per-job Docker config and the stop of the job's ssh-agent; a full
-/// disk fails the job (or terminates the instance) only after that.
+/// disk fails the job (and stops this agent after it) only after that.
 pub fn pre_exit(job: &mut Job<'_>) -> anyhow::Result<()> {
     let disk = if job.config.pre_exit_disk_cleanup {
         disk::check(job).unwrap_or_else(|error| {

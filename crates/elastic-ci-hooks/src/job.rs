@@ -44,9 +44,13 @@ impl<'a> Job<'a> {
         log: &'a JobLog,
         clients: &'a dyn Clients,
     ) -> Job<'a> {
+        let config = HooksConfig::from_env_map(env);
+        for warning in &config.warnings {
+            log.warning(warning);
+        }
         Job {
             env: env.clone(),
-            config: HooksConfig::from_env_map(env),
+            config,
             log,
             clients,
             script: HookScript::new(),

@@ -5,7 +5,7 @@
 //! evaluate what it prints:
 //!
 //! - `environment`: a fresh private `DOCKER_CONFIG` per job, the Docker and disk checks
-//!   (pruning, then failing the job or terminating the instance when the disk stays
+//!   (pruning, then failing the job or stopping this agent after the job (the instance then terminates with its last agent) when the disk stays
 //!   full), the built-in plugins (S3 secrets, ECR login) and the checkout permission
 //!   fix;
 //! - `pre-command`: `docker login` from `DOCKER_LOGIN_USER`/`DOCKER_LOGIN_PASSWORD`;
@@ -38,10 +38,13 @@
 //! `DISK_MIN_AVAILABLE` and `DISK_MIN_INODES` (read by `check-disk`), `TMPDIR`, `PATH`,
 //! the standard `AWS_*` variables; and for this binary:
 //!
-//! - `ELASTIC_CI_BOOTSTRAP`: the bootstrapper providing `check-disk`, `terminate` and
+//! - `ELASTIC_CI_BOOTSTRAP`: the bootstrapper providing `check-disk` and
 //!   `fix-permissions` (default `/usr/local/bin/elastic-ci-bootstrap`);
 //! - `ELASTIC_CI_SUDO`: how fix-permissions gets root (default `sudo`, run as
 //!   `sudo -n`; empty runs it directly);
+//! - `ELASTIC_CI_COMMAND_TIMEOUT_SECS`: the time limit of every command the hooks run
+//!   (default 120 s; 900 s for docker prune, the secrets bucket's env files and
+//!   fix-permissions);
 //! - `ELASTIC_CI_LOG`: the `tracing` filter for diagnostics on stderr (default `warn`).
 
 pub mod clients;
@@ -84,7 +87,7 @@ pub enum Command {
     /// The agent `environment` hook, run before checkout.
     ///
     /// Creates a private per-job DOCKER_CONFIG, checks Docker and disk space (pruning
-    /// Docker, then failing the job or terminating the instance when the disk stays
+    /// Docker, then failing the job or stopping this agent after the job (the instance then terminates with its last agent) when the disk stays
     /// full), applies the built-in plugin switches, loads the job's secrets from the S3
     /// secrets bucket (SSH keys into a per-job ssh-agent, env files, git credentials,
     /// secret files), logs Docker in to ECR, and gives the checkout back to the agent

@@ -1,22 +1,27 @@
 //! Entry point of `elastic-ci-hooks`; see the library for what each command does.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use elastic_ci_core::environment::from_os_vars;
 use elastic_ci_hooks::clients::SdkClients;
 use elastic_ci_hooks::joblog::JobLog;
 use elastic_ci_hooks::{Cli, init_logging, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Variables that are not UTF-8 cannot be passed on faithfully; they are left out.
-    let env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
-        .collect();
+    // Variables that are not UTF-8 cannot be passed on faithfully; they are left out,
+    // with a warning in the job log.
+    #[allow(clippy::disallowed_methods, reason = "the one place this binary reads its environment")]
+    let environment = from_os_vars(std::env::vars_os());
+    let warnings = environment.warnings();
+    let env = environment.vars;
     init_logging(&env);
     let log = JobLog::stderr();
+    for warning in warnings {
+        log.warning(&warning);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -5,15 +5,27 @@
 //! process's own), its stdin from us or `/dev/null`, and its stdout sent to our stderr:
 //! our stdout is the script the hook shim evaluates, and nothing but that script may
 //! reach it. Secrets reach children only on stdin, never as arguments.
+//!
+//! Every child has a time limit: it runs in a process group of its own, and a watchdog
+//! thread kills that group when the limit passes (a hung `dockerd` would otherwise hang
+//! `docker login` or `docker image prune`, and the job with it), so the call fails
+//! naming the command and the limit.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::Context;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 /// Finds a program the way a shell does: a name with a `/` is taken as a path, any
 /// other name is looked up in the job's `PATH`. Only executable files count.
@@ -51,60 +63,111 @@ where
     command
 }
 
-/// Runs a command to completion; its output goes to the job log.
-pub fn run(command: &mut Command) -> anyhow::Result<ExitStatus> {
+/// Spawns `command` in a process group of its own, runs `finish` on the child, and
+/// kills the group if `finish` has not returned within `limit`.
+fn supervised<T>(
+    command: &mut Command,
+    limit: Duration,
+    finish: impl FnOnce(&mut Child) -> std::io::Result<T>,
+) -> anyhow::Result<T> {
     let program = command.get_program().to_string_lossy().into_owned();
-    command.status().with_context(|| format!("failed to run {program}"))
-}
-
-/// Runs a command with `input` on its stdin (how secrets reach children).
-pub fn run_with_input(command: &mut Command, input: &[u8]) -> anyhow::Result<ExitStatus> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .stdin(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("failed to run {program}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A child that exits without reading its input closes the pipe: that is its
-        // answer, reported through its exit status, not a write error of ours.
-        let _ = stdin.write_all(input);
+    let mut child =
+        command.process_group(0).spawn().with_context(|| format!("failed to run {program}"))?;
+    let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let (done, finished) = mpsc::channel::<()>();
+    let expired = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let expired = expired.clone();
+        std::thread::spawn(move || {
+            if finished.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
+                expired.store(true, Ordering::SeqCst);
+                // The group may be gone already; the wait below ends either way.
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+        })
+    };
+    let result = finish(&mut child);
+    let _ = done.send(());
+    let _ = watchdog.join();
+    if expired.load(Ordering::SeqCst) {
+        let _ = child.wait();
+        anyhow::bail!("{program} did not finish within {limit:?} and was killed");
     }
-    child.wait().with_context(|| format!("failed to wait for {program}"))
+    result.with_context(|| format!("failed to wait for {program}"))
 }
 
-/// Runs a command and captures its stdout and stderr instead of logging them.
-pub fn run_captured(command: &mut Command) -> anyhow::Result<Output> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("failed to run {program}"))
+/// Runs a command to completion within `limit`; its output goes to the job log.
+pub fn run(command: &mut Command, limit: Duration) -> anyhow::Result<ExitStatus> {
+    supervised(command, limit, Child::wait)
+}
+
+/// Runs a command with `input` on its stdin (how secrets reach children), within
+/// `limit`.
+pub fn run_with_input(
+    command: &mut Command,
+    input: &[u8],
+    limit: Duration,
+) -> anyhow::Result<ExitStatus> {
+    supervised(command.stdin(Stdio::piped()), limit, |child| {
+        if let Some(mut stdin) = child.stdin.take() {
+            // A child that exits without reading its input closes the pipe: that is
+            // its answer, reported through its exit status, not a write error of ours.
+            let _ = stdin.write_all(input);
+        }
+        child.wait()
+    })
+}
+
+/// Runs a command within `limit` and captures its stdout and stderr instead of
+/// logging them.
+pub fn run_captured(command: &mut Command, limit: Duration) -> anyhow::Result<Output> {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    supervised(command, limit, |child| {
+        let mut output =
+            Output { status: ExitStatus::default(), stdout: Vec::new(), stderr: Vec::new() };
+        // stderr is read on another thread so that neither pipe can fill up and block
+        // the child while we wait on the other.
+        let stderr = child.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut buffer = Vec::new();
+            if let Some(mut pipe) = stderr {
+                let _ = pipe.read_to_end(&mut buffer);
+            }
+            buffer
+        });
+        if let Some(mut pipe) = child.stdout.take() {
+            pipe.read_to_end(&mut output.stdout)?;
+        }
+        output.stderr = reader.join().unwrap_or_default();
+        output.status = child.wait()?;
+        Ok(output)
+    })
 }
 
 /// Runs a command with `input` on stdin and its stdout captured, while its stderr goes
-/// to the job log. The input is written from another thread so that a child that
-/// writes before it has read everything cannot deadlock with us.
-pub fn run_piped(command: &mut Command, input: Vec<u8>) -> anyhow::Result<(ExitStatus, Vec<u8>)> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("failed to run {program}"))?;
-    let mut stdin = child.stdin.take();
-    let writer = std::thread::spawn(move || {
-        if let Some(stdin) = stdin.as_mut() {
-            let _ = stdin.write_all(&input);
+/// to the job log, within `limit`. The input is written from another thread so that a
+/// child that writes before it has read everything cannot deadlock with us.
+pub fn run_piped(
+    command: &mut Command,
+    input: Vec<u8>,
+    limit: Duration,
+) -> anyhow::Result<(ExitStatus, Vec<u8>)> {
+    command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    supervised(command, limit, |child| {
+        let mut stdin = child.stdin.take();
+        let writer = std::thread::spawn(move || {
+            if let Some(stdin) = stdin.as_mut() {
+                let _ = stdin.write_all(&input);
+            }
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut pipe) = child.stdout.take() {
+            pipe.read_to_end(&mut stdout)?;
         }
-    });
-    let mut stdout = Vec::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        pipe.read_to_end(&mut stdout).with_context(|| format!("failed to read from {program}"))?;
-    }
-    let status = child.wait().with_context(|| format!("failed to wait for {program}"))?;
-    let _ = writer.join();
-    Ok((status, stdout))
+        let status = child.wait()?;
+        let _ = writer.join();
+        Ok((status, stdout))
+    })
 }
 
 /// An exit status in words, for messages.
@@ -118,6 +181,29 @@ pub fn describe(status: ExitStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command that never ends, and the children that hold its pipes, are killed at
+    /// the limit, whichever way it was run.
+    /// See: child processes had no timeouts, so a hung dockerd hung the job.
+    #[test]
+    fn a_command_that_never_ends_is_killed_at_the_limit() {
+        let limit = Duration::from_millis(300);
+        let hang = || {
+            let mut command = Command::new("bash");
+            command.args(["-c", "sleep 1000 & while :; do sleep 1; done"]);
+            command
+        };
+        let expected = "bash did not finish within 300ms and was killed";
+        assert_eq!(run_captured(&mut hang(), limit).unwrap_err().to_string(), expected);
+        assert_eq!(run_with_input(&mut hang(), b"x", limit).unwrap_err().to_string(), expected);
+        assert_eq!(run_piped(&mut hang(), vec![1], limit).unwrap_err().to_string(), expected);
+        let mut quiet = hang();
+        quiet.stdout(Stdio::null());
+        assert_eq!(run(&mut quiet, limit).unwrap_err().to_string(), expected);
+        // A command that ends in time is not affected.
+        let output = run_captured(Command::new("echo").arg("hi"), limit).unwrap();
+        assert_eq!(output.stdout, b"hi\n");
+    }
 
     #[test]
     fn finds_programs_on_the_job_path_only() {

@@ -59,7 +59,7 @@ pub fn add(job: &Job<'_>, values: BTreeSet<String>) {
     for (index, chunk) in chunks.into_iter().enumerate() {
         let mut command =
             process::command(&agent, ["redactor", "add", "--format", "json"], &job.env);
-        match process::run_with_input(&mut command, chunk.as_bytes()) {
+        match process::run_with_input(&mut command, chunk.as_bytes(), job.config.limits.quick) {
             Ok(status) if status.success() => {}
             Ok(_) | Err(_) => {
                 job.log.warning(&format!(

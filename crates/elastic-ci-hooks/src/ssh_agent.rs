@@ -37,7 +37,10 @@ pub fn ensure(job: &mut Job<'_>) -> anyhow::Result<SshAgent> {
     let program = process::find_program("ssh-agent", &job.env).context(
         "ssh-agent is not installed, so the SSH keys from the secrets bucket cannot be loaded",
     )?;
-    let output = process::run_captured(&mut process::command(&program, ["-s"], &job.env))?;
+    let output = process::run_captured(
+        &mut process::command(&program, ["-s"], &job.env),
+        job.config.limits.quick,
+    )?;
     if !output.status.success() {
         bail!("ssh-agent -s failed ({})", process::describe(output.status));
     }
@@ -70,7 +73,11 @@ pub fn add_key(job: &Job<'_>, agent: &SshAgent, key: &[u8], name: &str) -> anyho
     .into();
     let mut input = key.to_vec();
     input.push(b'\n');
-    let status = process::run_with_input(&mut process::command(&program, ["-"], &env), &input)?;
+    let status = process::run_with_input(
+        &mut process::command(&program, ["-"], &env),
+        &input,
+        job.config.limits.quick,
+    )?;
     if !status.success() {
         bail!(
             "ssh-add refused {name} ({}): is it a private key without a passphrase?",

@@ -1,19 +1,24 @@
 //! Entry point of `elastic-ci-scaler`: the Lambda function when `AWS_LAMBDA_RUNTIME_API`
 //! is set, the operator command otherwise. See the library for what it does.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
+use elastic_ci_core::environment::from_os_vars;
 use elastic_ci_scaler::cli::{Cli, cli_main, init_logging, lambda_main, report_error};
 
 fn main() -> ExitCode {
     #[allow(clippy::disallowed_methods, reason = "the one place this binary reads its environment")]
-    let env: HashMap<String, String> = std::env::vars().collect();
+    let environment = from_os_vars(std::env::vars_os());
+    let warnings = environment.warnings();
+    let env = environment.vars;
     let in_lambda = env.contains_key("AWS_LAMBDA_RUNTIME_API");
     // In Lambda the command line is the runtime's, not ours.
     let cli = if in_lambda { None } else { Some(Cli::parse()) };
     init_logging(&env, in_lambda);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

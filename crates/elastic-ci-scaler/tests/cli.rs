@@ -83,3 +83,23 @@ fn in_lambda_a_bad_configuration_fails_each_invocation_naming_the_variable() {
     assert_eq!(body["errorType"], "InvalidConfig");
     assert_eq!(body["errorMessage"], "invalid configuration: ASG_NAME is required but not set");
 }
+
+/// A variable that is not UTF-8 is left out with a warning naming it; the command
+/// goes on and fails only for the configuration.
+/// See: `std::env::vars()` panicked on a variable that is not UTF-8.
+#[test]
+fn a_variable_that_is_not_utf8_is_named_and_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let mut command = scaler();
+    command
+        .args(["run", "--once"])
+        .envs([("BUILDKITE_QUEUE", "default"), ("ASG_NAME", "asg")])
+        .env(std::ffi::OsStr::from_bytes(b"JOB_JUNK"), std::ffi::OsStr::from_bytes(b"\xff\xfe"));
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ignoring environment variable"), "{stderr}");
+    assert!(stderr.contains("JOB_JUNK"), "{stderr}");
+    assert!(stderr.contains("AGENTS_PER_INSTANCE is required"), "{stderr}");
+}

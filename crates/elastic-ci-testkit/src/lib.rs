@@ -6,6 +6,8 @@
 //! - [`buildkite`]: a fake Buildkite agent API whose queue counts and failures tests
 //!   script.
 //! - [`http`]: an in-process HTTP and HTTPS server for tests of HTTP clients.
+//! - [`image`]: the agent image's hook shims installed under a directory standing
+//!   for `/`.
 //! - [`imds`]: a fake EC2 instance metadata service (IMDSv2) that can be taken down.
 //! - [`names`]: resource names unique across parallel tests and runs.
 //!
@@ -17,6 +19,7 @@
 
 pub mod buildkite;
 pub mod http;
+pub mod image;
 pub mod imds;
 pub mod moto;
 pub mod names;

@@ -406,6 +406,44 @@ async fn a_failing_bootstrap_script_fails_the_boot() {
     assert_eq!(instance.health().await, Health::Unhealthy);
 }
 
+/// A boot that hangs (here in a bootstrap script that never ends; on an instance a
+/// hung dockerd) gives up at its deadline and takes the failure path, naming the step,
+/// and the hung command is killed.
+/// See: child processes had no timeouts, so a hung boot counted as capacity forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_boot_past_its_deadline_fails_naming_the_step() {
+    let Some(moto) = moto() else { return };
+    let mut instance = Instance::new(moto).await;
+    let pid_file = instance.work.path().join("script.pid");
+    let script = instance.work.path().join("setup.sh");
+    std::fs::write(
+        &script,
+        format!("echo $$ > {}\nwhile :; do sleep 1; done\n", pid_file.display()),
+    )
+    .unwrap();
+    instance.set("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT", &format!("file://{}", script.display()));
+    let output = instance.boot(&["--deadline-secs", "3"]);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(
+            "boot failed at step bootstrap-script: the boot did not finish within its deadline of 3 s"
+        ),
+        "{log}"
+    );
+    assert_eq!(instance.health().await, Health::Unhealthy);
+    assert_eq!(instance.signals(), [false]);
+    assert!(
+        !instance
+            .actions()
+            .iter()
+            .any(|a| a["args"] == serde_json::json!(["enable", "--now", "buildkite-agent"]))
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+    assert!(stat.is_err() || stat.unwrap().contains(") Z "), "the script still runs");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reports_every_invalid_input_before_changing_anything() {
     let Some(moto) = moto() else { return };

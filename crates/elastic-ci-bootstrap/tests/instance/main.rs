@@ -13,6 +13,7 @@ mod fix_permissions;
 mod seed;
 mod stop;
 mod terminate;
+mod timeouts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -23,12 +23,19 @@ pub(crate) enum Entry {
     Fifo,
 }
 
+/// A seed's config naming its origin.
+const ORIGIN_CONFIG: &[u8] =
+    b"[core]\n\tbare = true\n[remote \"origin\"]\n\turl = https://github.com/org/repo.git\n";
+
+/// The config every seeded mirror gets, whatever its seed's said.
+const FRESH_CONFIG: &str = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n[remote \"origin\"]\n\turl = \"https://github.com/org/repo.git\"\n\tfetch = +refs/*:refs/*\n\tmirror = true\n";
+
 /// The entries of a small bare mirror named `name`, with a hook script.
 pub(crate) fn mirror_entries(name: &str) -> Vec<(String, Entry)> {
     vec![
         (format!("{name}/"), Entry::Dir),
         (format!("{name}/HEAD"), Entry::File(b"ref: refs/heads/main\n")),
-        (format!("{name}/config"), Entry::File(b"[core]\n\tbare = true\n")),
+        (format!("{name}/config"), Entry::File(ORIGIN_CONFIG)),
         (format!("{name}/objects/"), Entry::Dir),
         (format!("{name}/objects/pack/pack-1.pack"), Entry::File(b"PACK")),
         (format!("{name}/refs/heads/main"), Entry::File(b"0123456789abcdef\n")),
@@ -133,6 +140,18 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// A mirror whose only hostile part is its `config`.
+fn mirror_with_config(name: &str, config: &'static [u8]) -> Vec<(String, Entry)> {
+    mirror_entries(name)
+        .into_iter()
+        .map(
+            |(path, entry)| {
+                if path.ends_with("/config") { (path, Entry::File(config)) } else { (path, entry) }
+            },
+        )
+        .collect()
+}
+
 #[tokio::test]
 async fn seeds_good_mirrors_and_skips_hostile_archives() {
     let Some(moto) = moto() else { return };
@@ -148,13 +167,7 @@ async fn seeds_good_mirrors_and_skips_hostile_archives() {
     let archives: Vec<(&str, Vec<u8>)> = vec![
         ("good.tar.gz", tar_gz(&mirror_entries("good"))),
         ("team/plain.tar", tar(&mirror_entries("plain"))),
-        (
-            "zipped.zip",
-            zip(&with(
-                mirror_entries("zipped"),
-                &[("zipped/packed-link", Entry::Symlink("objects/pack".into()))],
-            )),
-        ),
+        ("zipped.zip", zip(&mirror_entries("zipped"))),
         (
             "dotdot.tar",
             tar(&with(mirror_entries("dotdot"), &[("dotdot/../../escaped", Entry::File(b"x"))])),
@@ -168,17 +181,17 @@ async fn seeds_good_mirrors_and_skips_hostile_archives() {
             )),
         ),
         (
-            "linkup.tar.gz",
+            "linkin.tar.gz",
             tar_gz(&with(
-                mirror_entries("linkup"),
-                &[("linkup/up", Entry::Symlink("../..".into()))],
+                mirror_entries("linkin"),
+                &[("linkin/packed-refs", Entry::Symlink("refs/heads/main".into()))],
             )),
         ),
         (
-            "through.tar",
-            tar(&with(
-                mirror_entries("through"),
-                &[("through/l", Entry::Symlink("refs".into())), ("through/l/x", Entry::File(b"x"))],
+            "ziplink.zip",
+            zip(&with(
+                mirror_entries("ziplink"),
+                &[("ziplink/packed-link", Entry::Symlink("objects/pack".into()))],
             )),
         ),
         ("device.tar", tar(&with(mirror_entries("device"), &[("device/sda", Entry::CharDevice)]))),
@@ -200,20 +213,15 @@ async fn seeds_good_mirrors_and_skips_hostile_archives() {
             zip(&with(mirror_entries("zipdevice"), &[("zipdevice/sda", Entry::CharDevice)])),
         ),
         (
-            "fsmonitor.tar",
-            tar(&[
-                ("fsmonitor/".to_owned(), Entry::Dir),
-                ("fsmonitor/HEAD".to_owned(), Entry::File(b"ref: refs/heads/main\n")),
-                ("fsmonitor/objects/".to_owned(), Entry::Dir),
-                (
-                    "fsmonitor/config".to_owned(),
-                    Entry::File(b"[core]\n\tfsmonitor = touch /tmp/pwned\n"),
-                ),
-            ]),
-        ),
-        (
             "nohead.tar",
             tar(&[("nohead/".to_owned(), Entry::Dir), ("nohead/objects/".to_owned(), Entry::Dir)]),
+        ),
+        (
+            "extorigin.tar",
+            tar(&mirror_with_config(
+                "extorigin",
+                b"[remote \"origin\"]\n\turl = ext::sh -c touch% /tmp/pwned\n",
+            )),
         ),
         ("existing.tar", tar(&mirror_entries("existing"))),
         ("notes.txt", b"not an archive".to_vec()),
@@ -236,17 +244,17 @@ async fn seeds_good_mirrors_and_skips_hostile_archives() {
     for expected in [
         "dotdot.tar: git-mirror-seeds/dotdot.tar does not contain a single bare git mirror named dotdot: entry \"dotdot/../../escaped\" has a '..' component",
         "has an absolute path",
-        "points to an absolute path",
-        "linkup.tar.gz: git-mirror-seeds/linkup.tar.gz does not contain a single bare git mirror named linkup: symlink \"linkup/up\" -> \"../..\" points outside the mirror",
-        "entry \"through/l/x\" lies below a symlink of the archive",
+        "entry \"linkout/refs/tags\" is a symlink, which seeds may not contain",
+        "entry \"linkin/packed-refs\" is a symlink",
+        "entry \"ziplink/packed-link\" is a symlink",
         "entry \"device/sda\" is a character device",
         "entry \"fifo/pipe\" is a FIFO",
         "entry \"hardlink/shadow\" is a hard link",
         "entry \"other/\" is outside the single top-level directory \"two\"",
         "zipslip.zip: git-mirror-seeds/zipslip.zip does not contain a single bare git mirror named zipslip: entry \"zipslip/../../escaped\" has a '..' component",
         "entry \"zipdevice/sda\" is a character device",
-        "fsmonitor.tar: its config sets core.fsmonitor, which runs commands",
         "no HEAD file",
+        "extorigin.tar: git-mirror-seeds/extorigin.tar does not contain a single bare git mirror named extorigin: its config names no usable origin URL",
         "existing.tar: ",
     ] {
         assert!(
@@ -266,16 +274,105 @@ async fn seeds_good_mirrors_and_skips_hostile_archives() {
     );
     assert!(!mirrors.join("good/hooks/post-update").exists());
     assert_eq!(names_in(&mirrors.join("plain")), ["HEAD", "config", "objects", "refs"]);
+    assert_eq!(std::fs::read_to_string(mirrors.join("zipped/config")).unwrap(), FRESH_CONFIG);
     let mode = |path: &Path| {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions())
             & 0o7777
     };
     assert_eq!(mode(&mirrors.join("good/HEAD")), 0o644);
-    assert_eq!(
-        std::fs::read_link(mirrors.join("zipped/packed-link")).unwrap(),
-        Path::new("objects/pack")
-    );
+    assert_eq!(mode(&mirrors.join("good/config")), 0o644);
     assert_eq!(names_in(&mirrors.join("existing")), Vec::<String>::new());
+}
+
+/// Seeds whose `config`, hooks or side files would make git run a command or read
+/// outside the mirror: each is seeded with only its repository data and a fresh
+/// config, so nothing of the seed's configuration survives.
+/// See: git-mirror seed archives ran code on `git fetch`.
+#[tokio::test]
+async fn a_seeds_configuration_is_never_kept() {
+    let Some(moto) = moto() else { return };
+    let bucket = moto.bucket("seed-config").await;
+    let mirrors = tempfile::tempdir().unwrap();
+    let hostile: Vec<(&str, Vec<(String, Entry)>)> = vec![
+        (
+            "notutf8",
+            mirror_with_config(
+                "notutf8",
+                b"[core]\n\tfsmonitor = touch /tmp/pwned \xff\xfe\n[remote \"origin\"]\n\turl = https://github.com/org/repo.git\n",
+            ),
+        ),
+        (
+            "extinsteadof",
+            mirror_with_config(
+                "extinsteadof",
+                b"[protocol \"ext\"]\n\tallow = always\n[url \"ext::sh -c touch% /tmp/pwned\"]\n\tinsteadOf = https://\n[remote \"origin\"]\n\turl = https://github.com/org/repo.git\n",
+            ),
+        ),
+        (
+            "alternaterefs",
+            mirror_with_config(
+                "alternaterefs",
+                b"[core]\n\talternateRefsCommand = touch /tmp/pwned\n[remote \"origin\"]\n\turl = https://github.com/org/repo.git\n",
+            ),
+        ),
+        (
+            "commands",
+            mirror_with_config(
+                "commands",
+                b"[core]\n\tfsmonitor = x\n\tsshCommand = x\n\thooksPath = /tmp\n\tgitProxy = x\n\taskPass = x\n[uploadpack]\n\tpackObjectsHook = x\n[credential]\n\thelper = !x\n[filter \"lfs\"]\n\tprocess = x\n\tsmudge = x\n[include]\n\tpath = /tmp/x\n[includeIf \"gitdir:/\"]\n\tpath = /tmp/x\n[remote \"origin\"]\n\turl = https://github.com/org/repo.git\n\tuploadpack = x\n",
+            ),
+        ),
+        (
+            "sidefiles",
+            with(
+                mirror_entries("sidefiles"),
+                &[
+                    ("sidefiles/objects/info/alternates", Entry::File(b"/etc\n")),
+                    ("sidefiles/objects/info/http-alternates", Entry::File(b"https://x/\n")),
+                    ("sidefiles/commondir", Entry::File(b"/etc\n")),
+                    ("sidefiles/gitdir", Entry::File(b"/etc\n")),
+                    ("sidefiles/info/attributes", Entry::File(b"* filter=x\n")),
+                    ("sidefiles/worktrees/w/gitdir", Entry::File(b"/etc\n")),
+                    ("sidefiles/modules/m/config", Entry::File(b"[core]\nfsmonitor=x\n")),
+                    ("sidefiles/config.worktree", Entry::File(b"[core]\nfsmonitor=x\n")),
+                ],
+            ),
+        ),
+    ];
+    for (name, entries) in &hostile {
+        moto.put_object(&bucket, &format!("git-mirror-seeds/{name}.tar"), tar(entries)).await;
+    }
+    // A top-level `hooks` that is a link into `objects/`, where hook scripts could be
+    // planted as objects: refused whole.
+    moto.put_object(
+        &bucket,
+        "git-mirror-seeds/hookslink.tar",
+        tar(&with(
+            mirror_entries("hookslink"),
+            &[("hookslink/hooks", Entry::Symlink("objects".into()))],
+        )),
+    )
+    .await;
+
+    let store = S3ObjectStore::new(&moto.sdk_config(), &moto.settings());
+    let report = seed_git_mirrors(&store, &bucket, mirrors.path(), SeedLimits::DEFAULT).await;
+
+    let mut seeded = report.seeded.clone();
+    seeded.sort();
+    assert_eq!(seeded, ["alternaterefs", "commands", "extinsteadof", "notutf8", "sidefiles"]);
+    assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+    assert!(
+        report.skipped[0].1.contains("entry \"hookslink/hooks\" is a symlink"),
+        "{:?}",
+        report.skipped
+    );
+    for name in seeded {
+        let mirror = mirrors.path().join(&name);
+        assert_eq!(names_in(&mirror), ["HEAD", "config", "objects", "refs"], "{name}");
+        assert_eq!(names_in(&mirror.join("objects")), ["pack"], "{name}");
+        assert_eq!(std::fs::read_to_string(mirror.join("config")).unwrap(), FRESH_CONFIG, "{name}");
+    }
+    assert!(!mirrors.path().join("hookslink").exists());
 }
 
 #[tokio::test]

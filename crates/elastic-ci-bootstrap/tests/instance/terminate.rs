@@ -66,6 +66,103 @@ async fn fails_cleanly_when_the_metadata_service_is_down() {
     assert_eq!(snapshot.desired_capacity, 1);
 }
 
+/// `terminate` runs from the agent's stop with an environment jobs can influence: a
+/// variable that is not UTF-8 is named in a warning and ignored.
+/// See: `std::env::vars()` panicked on a variable that is not UTF-8.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_ignores_a_variable_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let Some(moto) = moto() else { return };
+    let (group, instance_id) = group_with_instance(&moto, "terminate-utf8", 0, 3, 2).await;
+    let imds = FakeImds::start(&instance_id, REGION);
+    let output = command(&terminate_env(&moto, &imds))
+        .env(std::ffi::OsStr::from_bytes(b"JOB_\xffJUNK"), "value")
+        .env("ALSO_JUNK", std::ffi::OsStr::from_bytes(b"\xc3\x28"))
+        .args(["terminate", "--drain-secs", "0", "--metadata-retry-delay-ms", "10"])
+        .output()
+        .unwrap();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("ignoring environment variable \"ALSO_JUNK\""), "{log}");
+    assert!(log.contains("ignoring environment variable \"JOB_\u{fffd}JUNK\""), "{log}");
+    assert!(
+        log.contains("Successfully terminated instance with desired capacity decremented"),
+        "{log}"
+    );
+    let snapshot = AutoScalingGroups::new(&moto.sdk_config()).describe_group(&group).await.unwrap();
+    assert_eq!(snapshot.desired_capacity, 1);
+}
+
+/// Several agents on one instance: while one still runs, another's stop leaves the
+/// instance alone; the last one's stop terminates it.
+/// See: a full disk in one job terminated the instance under its sibling agents'
+/// running jobs.
+#[tokio::test(flavor = "multi_thread")]
+async fn terminates_only_when_the_last_agent_has_stopped() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let Some(moto) = moto() else { return };
+    let (group, instance_id) = group_with_instance(&moto, "terminate-last", 0, 3, 2).await;
+    let imds = FakeImds::start(&instance_id, REGION);
+    // The simulated agents: processes named buildkite-agent of their own user
+    // (nobody, so that no other test's processes count).
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let agent = scratch.path().join("buildkite-agent");
+    std::fs::write(&agent, "#!/bin/bash\nwhile :; do sleep 1; done\n").unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a nobody user");
+    let mut agents: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&agent)
+                .uid(nobody.uid.as_raw())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let terminate = || {
+        command(&terminate_env(&moto, &imds))
+            .args(["terminate", "--drain-secs", "0", "--metadata-retry-delay-ms", "10"])
+            .args(["--agent-user", "nobody"])
+            .output()
+            .unwrap()
+    };
+    let describe = || async {
+        AutoScalingGroups::new(&moto.sdk_config()).describe_group(&group).await.unwrap()
+    };
+
+    // The first agent stops (its job hit a full disk); the second still runs a job.
+    let mut first = agents.remove(0);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let output = terminate();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("1 buildkite-agent process(es) still running"), "{log}");
+    assert!(!log.contains("terminated instance"), "{log}");
+    let snapshot = describe().await;
+    assert_eq!(snapshot.desired_capacity, 2);
+    assert!(snapshot.instances.iter().any(|i| i.id == instance_id
+        && !matches!(i.lifecycle_state, LifecycleState::Terminating | LifecycleState::Terminated)));
+
+    // The last agent stops: its stop terminates the instance.
+    let mut last = agents.remove(0);
+    last.kill().unwrap();
+    last.wait().unwrap();
+    let output = terminate();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        log.contains("Successfully terminated instance with desired capacity decremented"),
+        "{log}"
+    );
+    assert_eq!(describe().await.desired_capacity, 1);
+}
+
 #[test]
 fn help_explains_the_fallbacks() {
     assert_help_mentions(

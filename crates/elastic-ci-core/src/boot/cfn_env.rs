@@ -354,4 +354,25 @@ mod tests {
             prop_assert_eq!(parse(&render(&entries)).unwrap(), entries);
         }
     }
+
+    proptest! {
+        /// cfn-env lives in the agent user's home, where a job can rewrite it: any
+        /// text is parsed or refused, never a panic.
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn parse_never_panics_on_cfn_env_like_text(
+            lines in proptest::collection::vec(
+                "(set_always|set_unless_present|export|#)? ?[A-Z_]{0,4} ?'?[a-z'\\\\\"]{0,6}'?",
+                0..8,
+            )
+        ) {
+            let text = format!("{ASSIGNMENTS_MARKER}\n{}", lines.join("\n"));
+            let _ = parse(&text);
+            let _ = parse(&lines.join("\n"));
+        }
+    }
 }

@@ -305,11 +305,12 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
                 Op::System(SystemAction::chown(&ssh_dir, user, user)),
                 Op::Fetch { source: source.clone(), path: keys.clone(), mode: 0o600 },
                 Op::System(SystemAction::chown(&keys, user, user)),
-                // Not shown in the log: the script holds the full URL, and a pre-signed
-                // URL's query string is a credential.
+                // Not shown in the log, and readable by root alone (which runs it): the
+                // script holds the full URL, and a pre-signed URL's query string is a
+                // credential.
                 Op::WriteFile {
                     path: REFRESH_KEYS_SCRIPT_PATH.to_owned(),
-                    mode: 0o755,
+                    mode: 0o700,
                     content: units::refresh_authorized_keys(
                         BOOTSTRAP_BINARY_PATH,
                         &source_text(source),
@@ -616,6 +617,34 @@ pub(crate) mod tests {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
         assert!(!step_names(&plan).contains(&"signal-success"));
+    }
+
+    /// See: the authorized-keys refresher, which holds its source URL, was readable
+    /// by every user.
+    #[test]
+    fn the_authorized_keys_refresher_is_private_to_root() {
+        let mut env = full_env();
+        env.insert(
+            "BUILDKITE_AUTHORIZED_USERS_URL".to_owned(),
+            "https://keys.example.com/keys?X-Amz-Signature=secret".to_owned(),
+        );
+        let config = BootConfig::from_env_map(&env).unwrap();
+        let plan = plan(&config, &facts());
+        let script = plan
+            .steps
+            .iter()
+            .flat_map(|step| &step.ops)
+            .find_map(|op| match op {
+                Op::WriteFile { path, mode, content, show } if path == REFRESH_KEYS_SCRIPT_PATH => {
+                    Some((*mode, content.clone(), *show))
+                }
+                _ => None,
+            })
+            .expect("the plan writes the refresher");
+        assert_eq!(script.0, 0o700);
+        assert!(script.1.contains("X-Amz-Signature=secret"));
+        assert!(!script.2);
+        assert!(!plan.to_string().contains("X-Amz-Signature"));
     }
 
     #[test]

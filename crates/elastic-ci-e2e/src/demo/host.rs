@@ -35,7 +35,6 @@ use elastic_ci_testkit::imds::FakeImds;
 use elastic_ci_testkit::moto::REGION;
 
 use super::World;
-use xtask::project;
 
 /// The hooks the simulated agent runs, in order, around the command.
 const HOOKS_BEFORE: [&str; 2] = ["environment", "pre-command"];
@@ -248,15 +247,14 @@ fn live(
 /// What the AMI provides: the hook shims, the binaries in `/usr/local/bin`, and here
 /// the recording stubs in a directory of their own, first on `PATH`.
 fn install_image(world: &World, root: &Path, bin: &Path) -> anyhow::Result<()> {
-    let hooks_source = project::root().join("packer/linux/conf/buildkite-agent/hooks");
-    let hooks = root.join("etc/buildkite-agent/hooks");
     let local_bin = root.join("usr/local/bin");
-    for dir in [&hooks, &local_bin, bin, &root.join("var/tmp")] {
+    for dir in [&local_bin, bin, &root.join("var/tmp")] {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
     }
+    // The shims' paths are constants under one root line, rewritten to this root.
     for hook in HOOKS_BEFORE.iter().chain([&HOOK_AFTER]) {
-        std::fs::copy(hooks_source.join(hook), hooks.join(hook))
+        elastic_ci_testkit::image::install_hook_shim(root, hook)
             .with_context(|| format!("failed to install the {hook} hook"))?;
     }
     for (name, binary) in [
@@ -306,8 +304,7 @@ fn agent_environment(
     }
     env.extend(world.aws_env());
     env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint());
-    // The shims default to /usr/local/bin, which here is under the simulated root.
-    env.insert("ELASTIC_CI_HOOKS".into(), under_root("/usr/local/bin/elastic-ci-hooks"));
+    // The hooks binary's own default is /usr/local/bin, here under the simulated root.
     env.insert("ELASTIC_CI_BOOTSTRAP".into(), under_root("/usr/local/bin/elastic-ci-bootstrap"));
     env.insert("DEMO_STUB_LOG".into(), dir.join("stub-calls.log").display().to_string());
     Ok(env)

@@ -70,12 +70,36 @@ fn environment_creates_a_private_docker_config_and_pre_exit_removes_it() {
     assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
 }
 
+/// A job can put a variable that is not UTF-8 into the environment of later hooks: it
+/// is named in a warning and left out, and the hook does its work.
+/// See: `std::env::vars()` panicked on a variable that is not UTF-8.
+#[test]
+fn a_variable_that_is_not_utf8_is_named_and_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let sandbox = Sandbox::new();
+    let output = Command::new(support::HOOKS_BIN)
+        .arg("environment")
+        .env_clear()
+        .envs(sandbox.job_env())
+        .env("JOB_JUNK", std::ffi::OsStr::from_bytes(b"\xff\xfe"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("ignoring environment variable \"JOB_JUNK\""), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    support::assert_only_exports(&stdout);
+    assert!(stdout.contains("export DOCKER_CONFIG="), "{stdout}");
+}
+
 #[test]
 fn cfn_env_is_loaded_before_the_hook_runs() {
     let sandbox = Sandbox::new();
     // The stack's cfn-env: it exports settings the hook then acts on.
+    std::fs::create_dir_all(sandbox.path("var/lib/buildkite-agent")).unwrap();
     std::fs::write(
-        sandbox.path("home/cfn-env"),
+        sandbox.path("var/lib/buildkite-agent/cfn-env"),
         "export BUILDKITE_STACK_VERSION='v9.9.9'\nexport PLUGINS_ENABLED='secrets'\n",
     )
     .unwrap();
@@ -86,6 +110,39 @@ fn cfn_env_is_loaded_before_the_hook_runs() {
     assert!(run.stderr().contains("(v9.9.9)"));
     assert_eq!(run.env.get("SECRETS_PLUGIN_ENABLED").map(String::as_str), Some("1"));
     assert_eq!(run.env.get("ECR_PLUGIN_ENABLED"), None);
+}
+
+/// The shims' paths are constants of the image: a job that sets `ELASTIC_CI_HOOKS` or
+/// `ELASTIC_CI_CFN_ENV` neither runs another binary nor skips cfn-env.
+/// See: the hook shims honoured ELASTIC_CI_HOOKS and ELASTIC_CI_CFN_ENV from the job.
+#[test]
+fn a_job_cannot_swap_the_hook_binary_or_skip_cfn_env() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path("var/lib/buildkite-agent")).unwrap();
+    std::fs::write(
+        sandbox.path("var/lib/buildkite-agent/cfn-env"),
+        "export BUILDKITE_STACK_VERSION='v9.9.9'\n",
+    )
+    .unwrap();
+    // What a pipeline would point the shims at instead.
+    sandbox.stub("fake-hooks", "#!/bin/bash\necho 'export HIJACKED=1'\n");
+    std::fs::write(sandbox.path("home/empty-cfn-env"), "").unwrap();
+    let mut env = sandbox.job_env();
+    env.insert("ELASTIC_CI_HOOKS".into(), sandbox.path("bin/fake-hooks").display().to_string());
+    env.insert(
+        "ELASTIC_CI_CFN_ENV".into(),
+        sandbox.path("home/empty-cfn-env").display().to_string(),
+    );
+    for hook in ["environment", "pre-command", "pre-exit"] {
+        let run = run_shim(hook, &env);
+        assert_eq!(run.code(), Some(0), "{hook}: {}", run.stderr());
+        assert_eq!(run.env.get("HIJACKED"), None, "{hook}");
+        if hook == "environment" {
+            assert!(run.stderr().contains("(v9.9.9)"), "{}", run.stderr());
+            assert!(run.env.contains_key("DOCKER_CONFIG"));
+            env.extend(run.env.clone());
+        }
+    }
 }
 
 #[test]
@@ -162,7 +219,7 @@ fn a_low_disk_is_pruned_and_checked_again() {
 }
 
 #[test]
-fn a_full_disk_fails_the_job_or_terminates_the_instance() {
+fn a_full_disk_fails_the_job_or_stops_the_agent_after_it() {
     let sandbox = Sandbox::new();
     sandbox.disk_answers(&[1, 1]);
     let env = sandbox.job_env();
@@ -180,8 +237,12 @@ fn a_full_disk_fails_the_job_or_terminates_the_instance() {
     env.insert("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL".into(), "true".into());
     let run = run_shim("environment", &env);
     assert_eq!(run.code(), Some(1));
-    assert!(run.stderr().contains("Terminating instance due to disk space issues."));
-    assert!(sandbox.calls().contains("elastic-ci-bootstrap terminate"), "{}", sandbox.calls());
+    // The agent is asked to stop after this job; the instance is not terminated under
+    // its other agents' jobs (see: a full disk terminated the instance under its
+    // sibling agents' running jobs).
+    assert!(run.stderr().contains("Stopping this agent after the job due to disk space issues"));
+    assert!(sandbox.calls().contains("buildkite-agent stop \n"), "{}", sandbox.calls());
+    assert!(!sandbox.calls().contains("terminate"), "{}", sandbox.calls());
 }
 
 #[test]
@@ -217,7 +278,8 @@ fn pre_exit_cleans_up_even_when_the_disk_is_full() {
     assert!(!std::path::Path::new(&job["DOCKER_CONFIG"]).exists());
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(!alive(&pid), "ssh-agent {pid} still running");
-    assert!(sandbox.calls().contains("elastic-ci-bootstrap terminate"));
+    assert!(sandbox.calls().contains("buildkite-agent stop \n"), "{}", sandbox.calls());
+    assert!(!sandbox.calls().contains("terminate"), "{}", sandbox.calls());
     assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
 }
 
@@ -329,6 +391,41 @@ fn docker_login_gives_up_after_its_retries() {
         sandbox.calls()
     );
     assert_no_secrets("stderr", &stderr, &["hunter2"]);
+}
+
+/// A `docker` that never answers (a hung dockerd) fails the hook at the time limit
+/// instead of hanging the job; `ELASTIC_CI_COMMAND_TIMEOUT_SECS` shortens the limit.
+/// See: child processes had no timeouts.
+#[test]
+fn a_docker_that_never_answers_fails_the_hook_at_the_time_limit() {
+    let sandbox = Sandbox::new();
+    let mut env = sandbox.job_env();
+    env.insert("ELASTIC_CI_COMMAND_TIMEOUT_SECS".into(), "1".into());
+    env.insert("DOCKER_LOGIN_PLUGIN_ENABLED".into(), "1".into());
+    env.insert("DOCKER_LOGIN_USER".into(), "robot".into());
+    env.insert("DOCKER_LOGIN_PASSWORD".into(), "hunter2".into());
+    env.insert("STUB_DOCKER_HANGS".into(), "login".into());
+    let output = run_hook("pre-command", &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("did not finish within 1s and was killed"), "{stderr}");
+    assert_no_secrets("stderr", &stderr, &["hunter2"]);
+
+    env.insert("STUB_DOCKER_HANGS".into(), "ps".into());
+    let output = run_hook("environment", &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("docker did not finish within 1s and was killed"), "{stderr}");
+
+    env.insert("ELASTIC_CI_COMMAND_TIMEOUT_SECS".into(), "soon".into());
+    env.remove("STUB_DOCKER_HANGS");
+    let output = run_hook("environment", &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("invalid ELASTIC_CI_COMMAND_TIMEOUT_SECS \"soon\": expected whole seconds"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! A simulated agent instance for the hook tests: a temporary directory with a home
-//! (and `cfn-env`), a `TMPDIR`, and recording stubs first on `PATH` for `docker`,
+//! A simulated agent instance for the hook tests: a temporary directory standing for
+//! `/`, with the image's hook shims and `elastic-ci-hooks` where the image puts them
+//! (`elastic_ci_testkit::image`), a home, a `TMPDIR`, and recording stubs first on
+//! `PATH` for `docker`,
 //! `elastic-ci-bootstrap`, `sudo`, `buildkite-agent` and
 //! `docker-credential-ecr-login`. The real `bash`, `ssh-agent`, `ssh-add` and `git`
 //! come from the system directories after them.
@@ -15,17 +17,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The shims the AMI installs, from the repository.
-pub(crate) fn shim(hook: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../packer/linux/conf/buildkite-agent/hooks")
-        .join(hook)
+/// The shim `hook` as installed in the sandbox that `env` (a [`Sandbox::job_env`])
+/// belongs to.
+pub(crate) fn shim(hook: &str, env: &HashMap<String, String>) -> PathBuf {
+    Path::new(&env["STUB_DIR"]).join(elastic_ci_testkit::image::HOOKS_DIR).join(hook)
 }
 
 pub(crate) const HOOKS_BIN: &str = env!("CARGO_BIN_EXE_elastic-ci-hooks");
 
 const DOCKER_STUB: &str = r#"#!/bin/bash
 printf '%q ' docker "$@" >> "$STUB_DIR/calls.log"; echo >> "$STUB_DIR/calls.log"
+# A hung dockerd: the named subcommand never answers.
+if [[ $1 == "${STUB_DOCKER_HANGS:-}" ]]; then while :; do sleep 1; done; fi
 case "$1" in
   ps) echo "CONTAINER ID   IMAGE"; exit "${STUB_DOCKER_PS_EXIT:-0}" ;;
   login)
@@ -77,6 +80,12 @@ impl Sandbox {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let sandbox = Sandbox { dir };
+        for hook in ["environment", "pre-command", "pre-exit"] {
+            elastic_ci_testkit::image::install_hook_shim(sandbox.dir.path(), hook).unwrap();
+        }
+        let local_bin = sandbox.path("usr/local/bin");
+        std::fs::create_dir_all(&local_bin).unwrap();
+        std::os::unix::fs::symlink(HOOKS_BIN, local_bin.join("elastic-ci-hooks")).unwrap();
         sandbox.stub("docker", DOCKER_STUB);
         sandbox.stub("elastic-ci-bootstrap", BOOTSTRAP_STUB);
         sandbox.stub("sudo", SUDO_STUB);
@@ -134,7 +143,6 @@ impl Sandbox {
             ("HOME", self.path("home").display().to_string()),
             ("TMPDIR", self.path("tmp").display().to_string()),
             ("STUB_DIR", self.dir.path().display().to_string()),
-            ("ELASTIC_CI_HOOKS", HOOKS_BIN.to_owned()),
             ("ELASTIC_CI_BOOTSTRAP", "elastic-ci-bootstrap".to_owned()),
             ("BUILDKITE_STACK_VERSION", "v0-test".to_owned()),
             ("BUILDKITE_BUILD_PATH", builds.display().to_string()),
@@ -186,7 +194,7 @@ pub(crate) fn run_shim(hook: &str, env: &HashMap<String, String>) -> ShimRun {
         .arg("-c")
         .arg(r#"source "$1"; env -0 > "$2""#)
         .arg("agent-wrapper")
-        .arg(shim(hook))
+        .arg(shim(hook, env))
         .arg(dump.path())
         .env_clear()
         .envs(env)
