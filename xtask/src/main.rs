@@ -6,6 +6,8 @@
 //!   the binaries by hand.
 //! - `cargo xtask dist`: the scaler Lambda zips and the instance binaries.
 //! - `cargo xtask template`: the published CloudFormation template.
+//! - `cargo xtask terraform-docs`: the inputs and outputs tables of the Terraform
+//!   module's README.
 //! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings.
 //! - `cargo xtask publish`: the rendered template, uploaded to the release bucket.
 //! - `cargo xtask demo`: the whole stack on this machine (moto, a fake Buildkite queue,
@@ -18,6 +20,8 @@
 )]
 
 mod ami;
+#[cfg(test)]
+mod cfn_eval;
 mod ci;
 mod demo;
 mod dist;
@@ -29,11 +33,16 @@ mod moto;
 mod moto_api;
 #[cfg(test)]
 mod parity_tests;
+#[cfg(test)]
+mod policy_tests;
 mod project;
 mod publish;
 #[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
 mod stack_tests;
 mod template;
+mod terraform_docs;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -49,6 +58,7 @@ fn main() -> ExitCode {
         flags::Command::Moto(args) => moto::run(&args),
         flags::Command::Dist(args) => dist::run(&args),
         flags::Command::Template(args) => template::run(&args),
+        flags::Command::TerraformDocs(args) => terraform_docs::run(&args),
         flags::Command::Ami(args) => ami::run(&args, &env),
         flags::Command::Publish(args) => publish::run(&args, &env),
         flags::Command::Demo(args) => demo::run(&args),

@@ -273,7 +273,9 @@ pub(crate) fn missing_image(variant: &str, region: &str) -> String {
         "ubuntu2404amd64" => ("Ubuntu 24.04", "x86_64"),
         _ => ("Ubuntu 24.04", "arm64"),
     };
-    format!("No {arch} {distribution} AMI for {region} in this template: set ImageId or ImageIdParameter")
+    format!(
+        "No {arch} {distribution} AMI for {region} in this template: set ImageId or ImageIdParameter"
+    )
 }
 
 /// Where a rendered template expects the scaler's Lambda zips: in the bucket
