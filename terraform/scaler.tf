@@ -122,8 +122,8 @@ resource "aws_lambda_function" "scaler" {
   memory_size   = 128
   timeout       = 120
   # One run at a time: two overlapping runs would each decide from the same counts and
-  # could both scale out. A schedule that fires while a run is still going is
-  # throttled, and the next minute's run catches up.
+  # could both scale out. A scheduled run that arrives while another is still going is
+  # throttled, and Lambda retries it after that one ends.
   reserved_concurrent_executions = 1
   s3_bucket                      = local.scaler_s3_bucket
   s3_key                         = local.scaler_s3_key

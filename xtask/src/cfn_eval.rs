@@ -117,10 +117,10 @@ impl<'a> Stack<'a> {
     pub(crate) fn resource(&self, name: &str) -> Option<Json> {
         let resource = &self.template["Resources"][name];
         assert!(!resource.is_null(), "no resource {name}");
-        if let Some(condition) = resource["Condition"].as_str() {
-            if !self.condition(condition) {
-                return None;
-            }
+        if let Some(condition) = resource["Condition"].as_str()
+            && !self.condition(condition)
+        {
+            return None;
         }
         Some(self.eval(&resource["Properties"]))
     }
@@ -162,10 +162,10 @@ impl<'a> Stack<'a> {
             Yaml::Mapping(mapping) => {
                 if mapping.len() == 1 {
                     let (key, argument) = mapping.iter().next().expect("one entry");
-                    if let Some(key) = key.as_str() {
-                        if key == "Ref" || key == "Condition" || key.starts_with("Fn::") {
-                            return self.function(key, argument);
-                        }
+                    if let Some(key) = key.as_str()
+                        && (key == "Ref" || key == "Condition" || key.starts_with("Fn::"))
+                    {
+                        return self.function(key, argument);
                     }
                 }
                 let mut object = serde_json::Map::new();

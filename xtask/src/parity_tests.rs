@@ -454,13 +454,12 @@ fn every_constrained_parameter_says_what_it_accepts_in_words() {
         if constrained && description.is_empty() {
             problems.push(format!("{name}: no ConstraintDescription"));
         }
-        if let Some(pattern) = parameter["AllowedPattern"].as_str() {
-            if description.contains(pattern)
+        if let Some(pattern) = parameter["AllowedPattern"].as_str()
+            && (description.contains(pattern)
                 || description.contains('^')
-                || description.contains("\\")
-            {
-                problems.push(format!("{name}: the ConstraintDescription quotes the pattern"));
-            }
+                || description.contains('\\'))
+        {
+            problems.push(format!("{name}: the ConstraintDescription quotes the pattern"));
         }
         if !constrained && !description.is_empty() {
             problems.push(format!("{name}: a ConstraintDescription without a constraint"));

@@ -195,7 +195,7 @@ fn rules_use_only_rule_functions_and_every_assertion_says_why() {
 
 fn collect_refs(value: &Yaml, found: &mut Vec<String>) {
     match value {
-        Yaml::Tagged(tagged) if tagged.tag.to_string() == "!Ref" => {
+        Yaml::Tagged(tagged) if tagged.tag == "Ref" => {
             found.extend(tagged.value.as_str().map(str::to_owned));
         }
         Yaml::Tagged(tagged) => collect_refs(&tagged.value, found),
