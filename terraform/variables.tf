@@ -637,7 +637,7 @@ variable "artifacts_s3_acl" {
 }
 
 variable "authorized_users_url" {
-  description = "s3:// or https:// URL of an authorized_keys file, refreshed hourly. Port 22 opens only to ssh_ingress_cidr."
+  description = "s3://, https:// or file:// URL of an authorized_keys file, refreshed hourly. Port 22 opens only to ssh_ingress_cidr."
   type        = string
   default     = ""
   nullable    = false
