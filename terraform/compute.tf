@@ -180,7 +180,7 @@ resource "aws_autoscaling_schedule" "scale_down" {
 # The log groups the instances stream to, one stream per instance id.
 resource "aws_cloudwatch_log_group" "instances" {
   for_each = toset(["buildkite-agent", "cloud-init", "cloud-init/output", "docker-daemon", "elastic-stack", "system", "auth"])
-  #checkov:skip=CKV_AWS_158:The AWS managed key encrypts these logs.
+  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts these logs at rest with its own keys; a customer key would add a key policy to manage.
   #checkov:skip=CKV_AWS_338:Retention follows enable_ec2_log_retention_policy, as in the original.
 
   name              = "/buildkite/${var.stack_name}/${each.key}"

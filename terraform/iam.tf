@@ -123,8 +123,6 @@ locals {
 
 resource "aws_iam_role_policy" "instance" {
   count = local.create_iam_role ? 1 : 0
-  #checkov:skip=CKV_AWS_290:The CloudWatch agent writes log groups named per instance, and the metrics, tags and Session Manager actions have no resource-level permissions; termination is scoped to the stack's group.
-  #checkov:skip=CKV_AWS_355:The metrics, tags and Session Manager actions have no resource-level permissions.
 
   name = "InstancePolicy"
   role = aws_iam_role.instance[0].id
@@ -133,8 +131,17 @@ resource "aws_iam_role_policy" "instance" {
     Statement = [
       {
         Effect   = "Allow"
-        Action   = ["autoscaling:DescribeAutoScalingInstances", "cloudwatch:PutMetricData", "cloudformation:DescribeStackResource", "ec2:DescribeTags"]
+        Action   = ["autoscaling:DescribeAutoScalingInstances", "cloudformation:DescribeStackResource", "ec2:DescribeTags"]
         Resource = "*"
+      },
+      # The CloudWatch agent's own namespace, for metrics a user adds to its
+      # configuration; nothing on the instances publishes elsewhere.
+      {
+        Sid       = "Metrics"
+        Effect    = "Allow"
+        Action    = "cloudwatch:PutMetricData"
+        Resource  = "*"
+        Condition = { StringEquals = { "cloudwatch:namespace" = "CWAgent" } }
       },
       {
         Sid      = "TerminateInstance"
@@ -142,11 +149,26 @@ resource "aws_iam_role_policy" "instance" {
         Action   = ["autoscaling:SetInstanceHealth", "autoscaling:TerminateInstanceInAutoScalingGroup"]
         Resource = local.group_arn_pattern
       },
+      # The CloudWatch agent writes the stack's log groups (and sets their retention);
+      # lifecycled writes /buildkite/lifecycled. No other group can be created, written
+      # or have its retention changed.
       {
         Sid      = "Logging"
         Effect   = "Allow"
-        Action   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups", "logs:DescribeLogStreams", "logs:PutRetentionPolicy"]
-        Resource = "*"
+        Action   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:PutRetentionPolicy"]
+        Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/buildkite/${var.stack_name}/*"
+      },
+      {
+        Sid      = "LifecycledLogging"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+        Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/buildkite/lifecycled:*"
+      },
+      {
+        Sid      = "ListLogGroups"
+        Effect   = "Allow"
+        Action   = "logs:DescribeLogGroups"
+        Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"
       },
       {
         Sid    = "Ssm"

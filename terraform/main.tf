@@ -1,16 +1,6 @@
 # The Elastic CI Stack for AWS as a Terraform module: the resources of
-# cloudformation/aws-stack.yml, named after var.stack_name.
-
-terraform {
-  required_version = ">= 1.5.0"
-
-  required_providers {
-    aws = {
-      source  = "hashicorp/aws"
-      version = ">= 6.33.0"
-    }
-  }
-}
+# cloudformation/aws-stack.yml, named after var.stack_name. versions.tf pins Terraform
+# and the provider.
 
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
@@ -40,7 +30,7 @@ locals {
   create_vpc_resources    = var.vpc_id == ""
   enable_vpc_endpoints    = var.enable_vpc_endpoints && local.create_vpc_resources
   create_security_group   = length(var.security_group_ids) == 0
-  enable_ssh_ingress      = local.create_security_group && (var.key_name != "" || var.authorized_users_url != "")
+  enable_ssh_ingress      = local.create_security_group && var.ssh_ingress_cidr != ""
   create_secrets_bucket   = var.enable_secrets_plugin && var.secrets_bucket == ""
   has_secrets_bucket      = local.create_secrets_bucket || var.secrets_bucket != ""
   has_git_mirror_seed     = var.buildkite_agent_enable_git_mirrors && var.git_mirror_seed_bucket != ""
@@ -77,12 +67,11 @@ locals {
   # Terraform waits for capacity with a Go duration: PT1H30M becomes 1h30m.
   capacity_timeout = lower(replace(local.instance_creation_delay, "PT", ""))
 
+  image_variant = "${local.use_ubuntu ? "ubuntu2404" : "linux"}${local.using_arm ? "arm64" : "amd64"}"
   image_id = (
     var.image_id != "" ? var.image_id :
     var.image_id_parameter != "" ? "resolve:ssm:${var.image_id_parameter}" :
-    lookup(local.ami_mapping, local.region, local.ami_mapping["us-east-1"])[
-      "${local.use_ubuntu ? "ubuntu2404" : "linux"}${local.using_arm ? "arm64" : "amd64"}"
-    ]
+    lookup(lookup(local.ami_mapping, local.region, {}), local.image_variant, "")
   )
   # AMI ids by region, as in the template's AWSRegion2AMI mapping.
   ami_mapping = {
@@ -176,9 +165,25 @@ resource "terraform_data" "validate" {
       condition     = var.max_size >= var.min_size
       error_message = "max_size must be at least min_size."
     }
+    # When the scaler lowers the desired capacity, the group picks the instances to
+    # terminate without regard to their jobs; only protected instances are safe. Another
+    # safe path (a lifecycle hook that drains an instance first) becomes one more
+    # alternative of this condition.
+    precondition {
+      condition     = var.disable_scale_in || var.instance_scale_in_protection
+      error_message = "With disable_scale_in false the scaler lowers the desired capacity and the group terminates instances whatever jobs they are running; set instance_scale_in_protection to true, or disable_scale_in to true."
+    }
     precondition {
       condition     = var.vpc_id == "" || length(var.subnets) > 0
       error_message = "With vpc_id, set subnets to the subnets of that VPC the instances may use."
+    }
+    precondition {
+      condition     = var.vpc_id != "" || length(var.subnets) == 0
+      error_message = "subnets are used only with vpc_id; set vpc_id to their VPC, or leave subnets empty for the VPC the module builds."
+    }
+    precondition {
+      condition     = var.ssh_ingress_cidr == "" || length(var.security_group_ids) == 0
+      error_message = "ssh_ingress_cidr opens port 22 on the security group the module creates; with security_group_ids, open it on those groups instead."
     }
     precondition {
       condition     = length(local.availability_zones) >= 2
@@ -186,7 +191,7 @@ resource "terraform_data" "validate" {
     }
     precondition {
       condition     = local.image_id != ""
-      error_message = "No AMI for this region and architecture: set image_id or image_id_parameter."
+      error_message = "No ${local.using_arm ? "arm64" : "x86_64"} ${local.use_ubuntu ? "Ubuntu 24.04" : "Amazon Linux 2023"} AMI for ${local.region} in this module: set image_id or image_id_parameter."
     }
     precondition {
       condition     = alltrue([for value in values(local.boot_inputs) : !strcontains(value, "\n")])

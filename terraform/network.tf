@@ -123,14 +123,14 @@ resource "aws_security_group" "agents" {
   }
 }
 
+# SSH only from the network the user names; a key pair alone opens nothing.
 resource "aws_vpc_security_group_ingress_rule" "ssh" {
   count = local.enable_ssh_ingress ? 1 : 0
-  #checkov:skip=CKV_AWS_24:SSH is opened only when the user asks for it with key_name or authorized_users_url, as in the original stack.
 
   security_group_id = aws_security_group.agents[0].id
   description       = "SSH to the agents"
   ip_protocol       = "tcp"
   from_port         = 22
   to_port           = 22
-  cidr_ipv4         = "0.0.0.0/0"
+  cidr_ipv4         = var.ssh_ingress_cidr
 }

@@ -1,7 +1,9 @@
-# The template's outputs, plus what Terraform users reference.
+# The template's outputs, in snake_case (a test in xtask keeps the two in step), plus
+# auto_scaling_group_arn, which CloudFormation cannot give. The template's
+# StackHelperLogGroup has no counterpart: the module needs no helper functions.
 
 output "vpc_id" {
-  description = "The stack-built VPC, or vpc_id."
+  description = "The instances' VPC, the one the module built or vpc_id."
   value       = local.vpc_id
 }
 
@@ -11,12 +13,12 @@ output "managed_secrets_bucket" {
 }
 
 output "managed_secrets_logging_bucket" {
-  description = "The access-log bucket of the created secrets bucket, or null."
+  description = "The access-log bucket of the secrets bucket the module created, or null."
   value       = local.create_secrets_bucket ? aws_s3_bucket.managed_secrets_logging[0].bucket : null
 }
 
 output "pipeline_signing_kms_key" {
-  description = "The pipeline signing key the module created, or null."
+  description = "The pipeline signing KMS key the module created, or null."
   value       = local.create_signing_key ? aws_kms_key.pipeline_signing[0].key_id : null
 }
 
@@ -25,13 +27,8 @@ output "auto_scaling_group_name" {
   value       = aws_autoscaling_group.agents.name
 }
 
-output "instance_role_name" {
-  description = "The instances' role: the created one, or the last segment of instance_role_arn."
-  value       = local.instance_role_name
-}
-
 output "auto_scaling_group_arn" {
-  description = "The agents' Auto Scaling group's ARN."
+  description = "The ARN of the agents' Auto Scaling group."
   value       = aws_autoscaling_group.agents.arn
 }
 
@@ -40,9 +37,29 @@ output "launch_template_id" {
   value       = aws_launch_template.agents.id
 }
 
+output "security_group_id" {
+  description = "The agents' security group, when the module created it (without security_group_ids), or null."
+  value       = local.create_security_group ? aws_security_group.agents[0].id : null
+}
+
+output "instance_role_name" {
+  description = "The instances' role, the one the module created or the role of instance_role_arn."
+  value       = local.instance_role_name
+}
+
+output "instance_role_arn" {
+  description = "The ARN of the instances' role."
+  value       = local.create_iam_role ? aws_iam_role.instance[0].arn : var.instance_role_arn
+}
+
 output "agent_token_parameter" {
-  description = "The SSM parameter holding the agent token."
+  description = "The SSM parameter holding the agent token, by name (or the ARN given)."
   value       = local.token_parameter_name
+}
+
+output "instance_log_groups" {
+  description = "The log groups the instances stream to (one stream per instance id)."
+  value       = [for group in aws_cloudwatch_log_group.instances : group.name]
 }
 
 output "scaler_function_name" {

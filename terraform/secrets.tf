@@ -36,7 +36,6 @@ resource "aws_kms_key" "pipeline_signing" {
 # Secrets: a versioned, encrypted, private bucket with access logging.
 resource "aws_s3_bucket" "managed_secrets_logging" {
   count = local.create_secrets_bucket ? 1 : 0
-  #checkov:skip=CKV_AWS_18:This is the access-log bucket; logging it would need another bucket.
   #checkov:skip=CKV_AWS_21:Access logs are written once and never changed; versioning would only add cost.
   #checkov:skip=CKV_AWS_144:Secrets stay in one region; replication is the user's choice.
   #checkov:skip=CKV_AWS_145:SSE-S3 encrypts the logs; a customer key would add cost and a key policy to manage.

@@ -30,6 +30,11 @@ variable "buildkite_agent_token" {
   default     = ""
   sensitive   = true
   nullable    = false
+
+  validation {
+    condition     = can(regex("^\\S*$", var.buildkite_agent_token))
+    error_message = "buildkite_agent_token must be an agent token, without spaces or line breaks."
+  }
 }
 
 variable "buildkite_agent_token_parameter_store_path" {
@@ -40,7 +45,7 @@ variable "buildkite_agent_token_parameter_store_path" {
 
   validation {
     condition     = can(regex("^$|^/$|^/[a-zA-Z0-9_.\\-/]+$|^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/[a-zA-Z0-9_.\\-/]+$", var.buildkite_agent_token_parameter_store_path))
-    error_message = "buildkite_agent_token_parameter_store_path must match ^$|^/$|^/[a-zA-Z0-9_.\\-/]+$|^arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:parameter/[a-zA-Z0-9_.\\-/]+$."
+    error_message = "buildkite_agent_token_parameter_store_path must be empty, an SSM parameter path starting with / (letters, digits and _ . - /), or the ARN of an SSM parameter."
   }
 }
 
@@ -49,6 +54,11 @@ variable "buildkite_agent_token_parameter_store_kms_key" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-zA-Z0-9-]+$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[a-zA-Z0-9-]+$", var.buildkite_agent_token_parameter_store_kms_key))
+    error_message = "buildkite_agent_token_parameter_store_kms_key must be empty, a KMS key id or a KMS key ARN."
+  }
 }
 
 variable "buildkite_queue" {
@@ -58,16 +68,21 @@ variable "buildkite_queue" {
   nullable    = false
 
   validation {
-    condition     = length(var.buildkite_queue) >= 1
-    error_message = "buildkite_queue must not be empty."
+    condition     = length(var.buildkite_queue) >= 1 && can(regex("^[^\\s,]+$", var.buildkite_queue))
+    error_message = "buildkite_queue must be a queue name, without spaces, commas or line breaks."
   }
 }
 
 variable "agent_endpoint" {
-  description = "Buildkite agent API endpoint."
+  description = "Buildkite agent API endpoint (https://, or http:// on the loopback address only)."
   type        = string
   default     = "https://agent-edge.buildkite.com/v3"
   nullable    = false
+
+  validation {
+    condition     = can(regex("^https://\\S+$|^http://(127\\.0\\.0\\.1|localhost|\\[::1\\])(:[0-9]+)?(/\\S*)?$", var.agent_endpoint))
+    error_message = "agent_endpoint must be an https:// URL (or http:// on 127.0.0.1, localhost or [::1]) without spaces."
+  }
 }
 
 # Signed Pipelines Configuration
@@ -76,6 +91,11 @@ variable "pipeline_signing_kms_key_id" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-zA-Z0-9-]+$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[a-zA-Z0-9-]+$", var.pipeline_signing_kms_key_id))
+    error_message = "pipeline_signing_kms_key_id must be empty, a KMS key id or a KMS key ARN."
+  }
 }
 
 variable "pipeline_signing_kms_key_spec" {
@@ -86,7 +106,7 @@ variable "pipeline_signing_kms_key_spec" {
 
   validation {
     condition     = contains(["ECC_NIST_P256", "none"], var.pipeline_signing_kms_key_spec)
-    error_message = "pipeline_signing_kms_key_spec must be one of ECC_NIST_P256, none."
+    error_message = "pipeline_signing_kms_key_spec must be ECC_NIST_P256 or none."
   }
 }
 
@@ -98,7 +118,7 @@ variable "pipeline_signing_kms_access" {
 
   validation {
     condition     = contains(["sign-and-verify", "verify"], var.pipeline_signing_kms_access)
-    error_message = "pipeline_signing_kms_access must be one of sign-and-verify, verify."
+    error_message = "pipeline_signing_kms_access must be sign-and-verify or verify."
   }
 }
 
@@ -110,7 +130,7 @@ variable "pipeline_signing_verification_failure_behavior" {
 
   validation {
     condition     = contains(["block", "warn"], var.pipeline_signing_verification_failure_behavior)
-    error_message = "pipeline_signing_verification_failure_behavior must be one of block, warn."
+    error_message = "pipeline_signing_verification_failure_behavior must be block or warn."
   }
 }
 
@@ -122,7 +142,7 @@ variable "buildkite_agent_signing_key_ssm_parameter" {
 
   validation {
     condition     = can(regex("^$|^/[a-zA-Z0-9_.\\-/]+$", var.buildkite_agent_signing_key_ssm_parameter))
-    error_message = "buildkite_agent_signing_key_ssm_parameter must match ^$|^/[a-zA-Z0-9_.\\-/]+$."
+    error_message = "buildkite_agent_signing_key_ssm_parameter must be empty or an SSM parameter path starting with / (letters, digits and _ . - /)."
   }
 }
 
@@ -131,6 +151,11 @@ variable "buildkite_agent_signing_key_id" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^\\S*$", var.buildkite_agent_signing_key_id))
+    error_message = "buildkite_agent_signing_key_id must be a key id without spaces or line breaks."
+  }
 }
 
 variable "buildkite_agent_verification_key_ssm_parameter" {
@@ -141,7 +166,7 @@ variable "buildkite_agent_verification_key_ssm_parameter" {
 
   validation {
     condition     = can(regex("^$|^/[a-zA-Z0-9_.\\-/]+$", var.buildkite_agent_verification_key_ssm_parameter))
-    error_message = "buildkite_agent_verification_key_ssm_parameter must match ^$|^/[a-zA-Z0-9_.\\-/]+$."
+    error_message = "buildkite_agent_verification_key_ssm_parameter must be empty or an SSM parameter path starting with / (letters, digits and _ . - /)."
   }
 }
 
@@ -154,7 +179,7 @@ variable "buildkite_agent_release" {
 
   validation {
     condition     = contains(["stable", "oldstable", "beta", "edge"], var.buildkite_agent_release)
-    error_message = "buildkite_agent_release must be one of stable, oldstable, beta, edge."
+    error_message = "buildkite_agent_release must be stable, oldstable, beta or edge."
   }
 }
 
@@ -163,6 +188,11 @@ variable "buildkite_agent_tags" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[^\\r\\n]*$", var.buildkite_agent_tags))
+    error_message = "buildkite_agent_tags must be a single line, without line breaks."
+  }
 }
 
 variable "buildkite_agent_timestamp_lines" {
@@ -177,6 +207,11 @@ variable "buildkite_agent_experiments" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^\\S*$", var.buildkite_agent_experiments))
+    error_message = "buildkite_agent_experiments must be comma-separated experiment names, without spaces or line breaks."
+  }
 }
 
 variable "buildkite_agent_enable_git_mirrors" {
@@ -191,6 +226,11 @@ variable "git_mirror_seed_bucket" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.git_mirror_seed_bucket))
+    error_message = "git_mirror_seed_bucket must be empty or an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)."
+  }
 }
 
 variable "buildkite_agent_tracing_backend" {
@@ -201,7 +241,7 @@ variable "buildkite_agent_tracing_backend" {
 
   validation {
     condition     = contains(["", "datadog", "opentelemetry"], var.buildkite_agent_tracing_backend)
-    error_message = "buildkite_agent_tracing_backend must be one of '', datadog, opentelemetry."
+    error_message = "buildkite_agent_tracing_backend must be empty, datadog or opentelemetry."
   }
 }
 
@@ -213,7 +253,7 @@ variable "buildkite_agent_cancel_grace_period" {
 
   validation {
     condition     = var.buildkite_agent_cancel_grace_period >= 1
-    error_message = "buildkite_agent_cancel_grace_period must be at least 1."
+    error_message = "buildkite_agent_cancel_grace_period must be a number of seconds, at least 1."
   }
 }
 
@@ -225,7 +265,7 @@ variable "buildkite_agent_signal_grace_period" {
 
   validation {
     condition     = var.buildkite_agent_signal_grace_period >= -1
-    error_message = "buildkite_agent_signal_grace_period must be at least -1."
+    error_message = "buildkite_agent_signal_grace_period must be a number of seconds, or -1 for the agent's default."
   }
 }
 
@@ -244,7 +284,7 @@ variable "buildkite_agent_disconnect_after_uptime" {
 
   validation {
     condition     = var.buildkite_agent_disconnect_after_uptime >= 0
-    error_message = "buildkite_agent_disconnect_after_uptime must be at least 0."
+    error_message = "buildkite_agent_disconnect_after_uptime must be a number of seconds, or 0 for never."
   }
 }
 
@@ -267,6 +307,11 @@ variable "buildkite_additional_sudo_permissions" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[^\\r\\n]*$", var.buildkite_additional_sudo_permissions))
+    error_message = "buildkite_additional_sudo_permissions must be a single line, without line breaks."
+  }
 }
 
 variable "enable_ec2_log_retention_policy" {
@@ -284,7 +329,7 @@ variable "ec2_log_retention_days" {
 
   validation {
     condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653], var.ec2_log_retention_days)
-    error_message = "ec2_log_retention_days must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653."
+    error_message = "ec2_log_retention_days must be a retention CloudWatch Logs offers, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827 or 3653 days."
   }
 }
 
@@ -296,7 +341,7 @@ variable "log_retention_days" {
 
   validation {
     condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653], var.log_retention_days)
-    error_message = "log_retention_days must be one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653."
+    error_message = "log_retention_days must be a retention CloudWatch Logs offers, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827 or 3653 days."
   }
 }
 
@@ -315,7 +360,7 @@ variable "lambda_architecture" {
 
   validation {
     condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
-    error_message = "lambda_architecture must be one of x86_64, arm64."
+    error_message = "lambda_architecture must be x86_64 or arm64."
   }
 }
 
@@ -324,6 +369,11 @@ variable "scaler_lambda_s3_bucket" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.scaler_lambda_s3_bucket))
+    error_message = "scaler_lambda_s3_bucket must be empty or an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)."
+  }
 }
 
 variable "scaler_lambda_s3_key" {
@@ -331,6 +381,11 @@ variable "scaler_lambda_s3_key" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[^\\r\\n]*$", var.scaler_lambda_s3_key))
+    error_message = "scaler_lambda_s3_key must be a single line, without line breaks."
+  }
 }
 
 # Network Configuration
@@ -339,6 +394,11 @@ variable "vpc_id" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "vpc_id must be empty or a VPC id such as vpc-0123456789abcdef0."
+  }
 }
 
 variable "subnets" {
@@ -346,6 +406,11 @@ variable "subnets" {
   type        = list(string)
   default     = []
   nullable    = false
+
+  validation {
+    condition     = alltrue([for value in var.subnets : can(regex("^$|^subnet-[0-9a-f]+$", value))])
+    error_message = "subnets must be subnet ids such as subnet-0123456789abcdef0."
+  }
 }
 
 variable "availability_zones" {
@@ -353,6 +418,11 @@ variable "availability_zones" {
   type        = list(string)
   default     = []
   nullable    = false
+
+  validation {
+    condition     = alltrue([for value in var.availability_zones : can(regex("^$|^[a-z]{2}(-[a-z]+)+-[0-9]+[a-z]$", value))])
+    error_message = "availability_zones must be availability zone names such as us-east-1a."
+  }
 }
 
 variable "security_group_ids" {
@@ -360,6 +430,11 @@ variable "security_group_ids" {
   type        = list(string)
   default     = []
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^sg-[0-9a-f]+(,sg-[0-9a-f]+)*$", join(",", var.security_group_ids)))
+    error_message = "security_group_ids must be security group ids such as sg-0123456789abcdef0."
+  }
 }
 
 variable "associate_public_ip_address" {
@@ -382,6 +457,11 @@ variable "image_id" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^ami-[0-9a-f]+$", var.image_id))
+    error_message = "image_id must be empty or an AMI id such as ami-0123456789abcdef0."
+  }
 }
 
 variable "image_id_parameter" {
@@ -389,6 +469,11 @@ variable "image_id_parameter" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-zA-Z0-9_.\\-/:]+$", var.image_id_parameter))
+    error_message = "image_id_parameter must be empty or an SSM parameter name (letters, digits and _ . - / :)."
+  }
 }
 
 variable "linux_distribution" {
@@ -399,7 +484,7 @@ variable "linux_distribution" {
 
   validation {
     condition     = contains(["amazonlinux2023", "ubuntu2404"], var.linux_distribution)
-    error_message = "linux_distribution must be one of amazonlinux2023, ubuntu2404."
+    error_message = "linux_distribution must be amazonlinux2023 or ubuntu2404."
   }
 }
 
@@ -410,13 +495,8 @@ variable "instance_types" {
   nullable    = false
 
   validation {
-    condition     = can(regex("^[\\w\\-\\.]+(,[\\w\\-\\.]*){0,24}$", var.instance_types))
-    error_message = "instance_types must match ^[\\w\\-\\.]+(,[\\w\\-\\.]*){0,24}$."
-  }
-
-  validation {
-    condition     = length(var.instance_types) >= 1
-    error_message = "instance_types must not be empty."
+    condition     = length(var.instance_types) >= 1 && can(regex("^[\\w\\-\\.]+(,[\\w\\-\\.]*){0,24}$", var.instance_types))
+    error_message = "instance_types must be 1 to 25 comma-separated instance types such as t3.large, without spaces."
   }
 }
 
@@ -428,7 +508,7 @@ variable "cpu_credits" {
 
   validation {
     condition     = contains(["standard", "unlimited"], var.cpu_credits)
-    error_message = "cpu_credits must be one of standard, unlimited."
+    error_message = "cpu_credits must be standard or unlimited."
   }
 }
 
@@ -461,15 +541,32 @@ variable "agents_per_instance" {
 
   validation {
     condition     = var.agents_per_instance >= 1
-    error_message = "agents_per_instance must be at least 1."
+    error_message = "agents_per_instance must be a whole number, at least 1."
   }
 }
 
 variable "key_name" {
-  description = "EC2 key pair for SSH access. Opens port 22 on the stack's security group."
+  description = "EC2 key pair for SSH access. Port 22 opens only to ssh_ingress_cidr."
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[^\\r\\n]*$", var.key_name))
+    error_message = "key_name must be a single line, without line breaks."
+  }
+}
+
+variable "ssh_ingress_cidr" {
+  description = "IPv4 network allowed to reach port 22 on the stack's security group, such as 203.0.113.0/24. Empty opens no SSH port."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$", var.ssh_ingress_cidr))
+    error_message = "ssh_ingress_cidr must be empty or an IPv4 CIDR such as 203.0.113.0/24."
+  }
 }
 
 variable "secrets_bucket" {
@@ -477,6 +574,11 @@ variable "secrets_bucket" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.secrets_bucket))
+    error_message = "secrets_bucket must be empty or an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)."
+  }
 }
 
 variable "secrets_bucket_region" {
@@ -484,6 +586,11 @@ variable "secrets_bucket_region" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.secrets_bucket_region))
+    error_message = "secrets_bucket_region must be empty or a region name such as us-east-1."
+  }
 }
 
 variable "secrets_plugin_skip_ssh_key_not_found_warning" {
@@ -498,6 +605,11 @@ variable "artifacts_bucket" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.artifacts_bucket))
+    error_message = "artifacts_bucket must be empty or an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)."
+  }
 }
 
 variable "artifacts_bucket_region" {
@@ -505,6 +617,11 @@ variable "artifacts_bucket_region" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^[a-z]{2}(-[a-z]+)+-[0-9]+$", var.artifacts_bucket_region))
+    error_message = "artifacts_bucket_region must be empty or a region name such as us-east-1."
+  }
 }
 
 variable "artifacts_s3_acl" {
@@ -515,15 +632,20 @@ variable "artifacts_s3_acl" {
 
   validation {
     condition     = contains(["private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control"], var.artifacts_s3_acl)
-    error_message = "artifacts_s3_acl must be one of private, public-read, public-read-write, authenticated-read, aws-exec-read, bucket-owner-read, bucket-owner-full-control."
+    error_message = "artifacts_s3_acl must be a canned ACL, private, public-read, public-read-write, authenticated-read, aws-exec-read, bucket-owner-read or bucket-owner-full-control."
   }
 }
 
 variable "authorized_users_url" {
-  description = "s3:// or https:// URL of an authorized_keys file, refreshed hourly. Opens port 22 on the stack's security group."
+  description = "s3://, https:// or file:// URL of an authorized_keys file, refreshed hourly. Port 22 opens only to ssh_ingress_cidr."
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^(s3|https?|file)://\\S+$", var.authorized_users_url))
+    error_message = "authorized_users_url must be empty or an s3://, https://, http:// or file:// URL without spaces."
+  }
 }
 
 variable "bootstrap_script_url" {
@@ -531,6 +653,11 @@ variable "bootstrap_script_url" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^(s3|https?|file)://\\S+$", var.bootstrap_script_url))
+    error_message = "bootstrap_script_url must be empty or an s3://, https://, http:// or file:// URL without spaces."
+  }
 }
 
 variable "agent_env_file_url" {
@@ -538,6 +665,11 @@ variable "agent_env_file_url" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^(s3|https?|file)://\\S+$|^ssm:/\\S+$", var.agent_env_file_url))
+    error_message = "agent_env_file_url must be empty, an ssm:/path, or an s3://, https://, http:// or file:// URL, without spaces."
+  }
 }
 
 variable "root_volume_size" {
@@ -548,7 +680,7 @@ variable "root_volume_size" {
 
   validation {
     condition     = var.root_volume_size >= 10
-    error_message = "root_volume_size must be at least 10."
+    error_message = "root_volume_size must be a number of GB, at least 10."
   }
 }
 
@@ -557,6 +689,11 @@ variable "root_volume_name" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^/dev/[a-z0-9]+$", var.root_volume_name))
+    error_message = "root_volume_name must be empty or a device name such as /dev/xvda."
+  }
 }
 
 variable "root_volume_type" {
@@ -564,12 +701,17 @@ variable "root_volume_type" {
   type        = string
   default     = "gp3"
   nullable    = false
+
+  validation {
+    condition     = contains(["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"], var.root_volume_type)
+    error_message = "root_volume_type must be gp3, gp2, io1, io2, st1, sc1 or standard."
+  }
 }
 
 variable "root_volume_encrypted" {
-  description = "Encrypt the root volume."
+  description = "Encrypt the root volume (with the account's default EBS key)."
   type        = bool
-  default     = false
+  default     = true
   nullable    = false
 }
 
@@ -599,6 +741,11 @@ variable "managed_policy_arns" {
   type        = list(string)
   default     = []
   nullable    = false
+
+  validation {
+    condition     = alltrue([for value in var.managed_policy_arns : can(regex("^$|^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\\w+=,.@/-]+$", value))])
+    error_message = "managed_policy_arns must be IAM policy ARNs."
+  }
 }
 
 variable "scaler_managed_policy_arns" {
@@ -606,6 +753,11 @@ variable "scaler_managed_policy_arns" {
   type        = list(string)
   default     = []
   nullable    = false
+
+  validation {
+    condition     = alltrue([for value in var.scaler_managed_policy_arns : can(regex("^$|^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\\w+=,.@/-]+$", value))])
+    error_message = "scaler_managed_policy_arns must be IAM policy ARNs."
+  }
 }
 
 variable "instance_role_arn" {
@@ -615,8 +767,8 @@ variable "instance_role_arn" {
   nullable    = false
 
   validation {
-    condition     = can(regex("^$|^arn:aws[a-z-]*:iam::[0-9]+:role/.*$", var.instance_role_arn))
-    error_message = "instance_role_arn must match ^$|^arn:aws[a-z-]*:iam::[0-9]+:role/.*$."
+    condition     = can(regex("^$|^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\\w+=,.@/-]+$", var.instance_role_arn))
+    error_message = "instance_role_arn must be empty or an IAM role ARN such as arn:aws:iam::123456789012:role/path/name."
   }
 }
 
@@ -625,13 +777,23 @@ variable "instance_role_name" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[\\w+=,.@-]{0,64}$", var.instance_role_name))
+    error_message = "instance_role_name must be empty or an IAM role name of up to 64 letters, digits and + = , . @ _ -."
+  }
 }
 
 variable "instance_role_permissions_boundary_arn" {
-  description = "Permissions boundary for every role the stack creates."
+  description = "Permissions boundary for every role the stack creates (required when the stack is deployed with the service role of service-role.yml, which outputs it)."
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[\\w+=,.@/-]+$", var.instance_role_permissions_boundary_arn))
+    error_message = "instance_role_permissions_boundary_arn must be empty or an IAM policy ARN such as arn:aws:iam::123456789012:policy/name."
+  }
 }
 
 variable "instance_role_tags" {
@@ -641,8 +803,8 @@ variable "instance_role_tags" {
   nullable    = false
 
   validation {
-    condition     = can(regex("^$|^[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*(,[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*){0,4}$", var.instance_role_tags))
-    error_message = "instance_role_tags must match ^$|^[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*(,[\\w\\s_.:/+\\-@]+=[\\w\\s_.:/+\\-@]*){0,4}$."
+    condition     = can(regex("^$|^[\\w _.:/+\\-@]+=[\\w _.:/+\\-@]*(,[\\w _.:/+\\-@]+=[\\w _.:/+\\-@]*){0,4}$", var.instance_role_tags))
+    error_message = "instance_role_tags must be empty or up to five comma-separated key=value tags of letters, digits, spaces and _ . : / + - @."
   }
 }
 
@@ -654,7 +816,7 @@ variable "imdsv2_tokens" {
 
   validation {
     condition     = contains(["optional", "required"], var.imdsv2_tokens)
-    error_message = "imdsv2_tokens must be one of optional, required."
+    error_message = "imdsv2_tokens must be optional or required."
   }
 }
 
@@ -670,6 +832,11 @@ variable "instance_name" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[^\\r\\n]*$", var.instance_name))
+    error_message = "instance_name must be a single line, without line breaks."
+  }
 }
 
 variable "experimental_enable_resource_limits" {
@@ -687,7 +854,7 @@ variable "resource_limits_memory_high" {
 
   validation {
     condition     = can(regex("^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$", var.resource_limits_memory_high))
-    error_message = "resource_limits_memory_high must match ^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$."
+    error_message = "resource_limits_memory_high must be bytes with an optional K, M, G or T suffix, a percentage from 1% to 100%, or infinity."
   }
 }
 
@@ -699,7 +866,7 @@ variable "resource_limits_memory_max" {
 
   validation {
     condition     = can(regex("^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$", var.resource_limits_memory_max))
-    error_message = "resource_limits_memory_max must match ^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$."
+    error_message = "resource_limits_memory_max must be bytes with an optional K, M, G or T suffix, a percentage from 1% to 100%, or infinity."
   }
 }
 
@@ -711,7 +878,7 @@ variable "resource_limits_memory_swap_max" {
 
   validation {
     condition     = can(regex("^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$", var.resource_limits_memory_swap_max))
-    error_message = "resource_limits_memory_swap_max must match ^(\\d+([KkMmGgTt])?|(?:[1-9][0-9]?|100)%|infinity)$."
+    error_message = "resource_limits_memory_swap_max must be bytes with an optional K, M, G or T suffix, a percentage from 1% to 100%, or infinity."
   }
 }
 
@@ -723,7 +890,7 @@ variable "resource_limits_cpu_weight" {
 
   validation {
     condition     = var.resource_limits_cpu_weight >= 1 && var.resource_limits_cpu_weight <= 10000
-    error_message = "resource_limits_cpu_weight must be between 1 and 10000."
+    error_message = "resource_limits_cpu_weight must be a number from 1 to 10000."
   }
 }
 
@@ -735,7 +902,7 @@ variable "resource_limits_cpu_quota" {
 
   validation {
     condition     = can(regex("^\\d+%$", var.resource_limits_cpu_quota))
-    error_message = "resource_limits_cpu_quota must match ^\\d+%$."
+    error_message = "resource_limits_cpu_quota must be a percentage such as 90%."
   }
 }
 
@@ -747,7 +914,7 @@ variable "resource_limits_io_weight" {
 
   validation {
     condition     = var.resource_limits_io_weight >= 1 && var.resource_limits_io_weight <= 10000
-    error_message = "resource_limits_io_weight must be between 1 and 10000."
+    error_message = "resource_limits_io_weight must be a number from 1 to 10000."
   }
 }
 
@@ -760,19 +927,19 @@ variable "min_size" {
 
   validation {
     condition     = var.min_size >= 0
-    error_message = "min_size must be at least 0."
+    error_message = "min_size must be a whole number, at least 0."
   }
 }
 
 variable "max_size" {
-  description = "Maximum number of instances. Equal to min_size means no scaler."
+  description = "Maximum number of instances, at least min_size. Equal to min_size means no scaler."
   type        = number
   default     = 10
   nullable    = false
 
   validation {
     condition     = var.max_size >= 0
-    error_message = "max_size must be at least 0."
+    error_message = "max_size must be a whole number, at least 0."
   }
 }
 
@@ -784,19 +951,19 @@ variable "instance_buffer" {
 
   validation {
     condition     = var.instance_buffer >= 0
-    error_message = "instance_buffer must be at least 0."
+    error_message = "instance_buffer must be a whole number, at least 0."
   }
 }
 
 variable "disable_scale_in" {
-  description = "The scaler never lowers capacity; idle instances terminate themselves."
+  description = "The scaler never lowers capacity; idle instances terminate themselves. Setting it to false requires instance_scale_in_protection, so that lowering the capacity never terminates a busy instance."
   type        = bool
   default     = true
   nullable    = false
 }
 
 variable "instance_scale_in_protection" {
-  description = "Protect new instances from scale-in by the Auto Scaling group."
+  description = "Protect new instances from scale-in by the Auto Scaling group. Required when disable_scale_in is false."
   type        = bool
   default     = true
   nullable    = false
@@ -810,7 +977,7 @@ variable "on_demand_base_capacity" {
 
   validation {
     condition     = var.on_demand_base_capacity >= 0
-    error_message = "on_demand_base_capacity must be at least 0."
+    error_message = "on_demand_base_capacity must be a whole number, at least 0."
   }
 }
 
@@ -822,7 +989,7 @@ variable "on_demand_percentage" {
 
   validation {
     condition     = var.on_demand_percentage >= 0 && var.on_demand_percentage <= 100
-    error_message = "on_demand_percentage must be between 0 and 100."
+    error_message = "on_demand_percentage must be a percentage from 0 to 100."
   }
 }
 
@@ -834,15 +1001,20 @@ variable "spot_allocation_strategy" {
 
   validation {
     condition     = contains(["price-capacity-optimized", "capacity-optimized", "lowest-price", "capacity-optimized-prioritized"], var.spot_allocation_strategy)
-    error_message = "spot_allocation_strategy must be one of price-capacity-optimized, capacity-optimized, lowest-price, capacity-optimized-prioritized."
+    error_message = "spot_allocation_strategy must be price-capacity-optimized, capacity-optimized, lowest-price or capacity-optimized-prioritized."
   }
 }
 
 variable "scale_out_factor" {
-  description = "Multiplier on each scale-out step."
+  description = "Multiplier on each scale-out step, from 0 to 100."
   type        = number
   default     = 1.0
   nullable    = false
+
+  validation {
+    condition     = var.scale_out_factor >= 0 && var.scale_out_factor <= 100
+    error_message = "scale_out_factor must be a number from 0 to 100."
+  }
 }
 
 variable "scale_out_cooldown_period" {
@@ -850,6 +1022,11 @@ variable "scale_out_cooldown_period" {
   type        = number
   default     = 300
   nullable    = false
+
+  validation {
+    condition     = var.scale_out_cooldown_period >= 0
+    error_message = "scale_out_cooldown_period must be a number of seconds, at least 0."
+  }
 }
 
 variable "scaler_mode" {
@@ -869,6 +1046,11 @@ variable "scale_in_idle_period" {
   type        = number
   default     = 600
   nullable    = false
+
+  validation {
+    condition     = var.scale_in_idle_period >= 0
+    error_message = "scale_in_idle_period must be a number of seconds, at least 0."
+  }
 }
 
 variable "scale_in_cooldown_period" {
@@ -876,6 +1058,11 @@ variable "scale_in_cooldown_period" {
   type        = number
   default     = 3600
   nullable    = false
+
+  validation {
+    condition     = var.scale_in_cooldown_period >= 0
+    error_message = "scale_in_cooldown_period must be a number of seconds, at least 0."
+  }
 }
 
 variable "scale_out_for_waiting_jobs" {
@@ -890,6 +1077,11 @@ variable "instance_creation_timeout" {
   type        = string
   default     = ""
   nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^PT([0-9]+H)?([0-9]+M)?([0-9]+S)?$", var.instance_creation_timeout))
+    error_message = "instance_creation_timeout must be empty or an ISO 8601 duration such as PT10M or PT1H30M."
+  }
 }
 
 variable "scaler_event_schedule_period" {
@@ -897,6 +1089,11 @@ variable "scaler_event_schedule_period" {
   type        = string
   default     = "1 minute"
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9]+ (minute|minutes|hour|hours|day|days)$", var.scaler_event_schedule_period))
+    error_message = "scaler_event_schedule_period must be a rate such as 1 minute, 5 minutes or 1 hour."
+  }
 }
 
 variable "scaler_event_schedule_jitter" {
@@ -904,6 +1101,11 @@ variable "scaler_event_schedule_jitter" {
   type        = string
   default     = "0s"
   nullable    = false
+
+  validation {
+    condition     = can(regex("^0$|^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.scaler_event_schedule_jitter))
+    error_message = "scaler_event_schedule_jitter must be a duration such as 10s, 1m30s or 500ms."
+  }
 }
 
 variable "scaler_min_poll_interval" {
@@ -911,6 +1113,11 @@ variable "scaler_min_poll_interval" {
   type        = string
   default     = "10s"
   nullable    = false
+
+  validation {
+    condition     = can(regex("^0$|^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$", var.scaler_min_poll_interval))
+    error_message = "scaler_min_poll_interval must be a duration such as 10s, 1m30s or 500ms."
+  }
 }
 
 variable "scaler_enable_experimental_elastic_ci_mode" {
@@ -937,6 +1144,11 @@ variable "schedule_timezone" {
   type        = string
   default     = "UTC"
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_+/-]+$", var.schedule_timezone))
+    error_message = "schedule_timezone must be an IANA time zone name such as UTC or Europe/London."
+  }
 }
 
 variable "scale_up_schedule" {
@@ -947,7 +1159,7 @@ variable "scale_up_schedule" {
 
   validation {
     condition     = can(regex("^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$", var.scale_up_schedule))
-    error_message = "scale_up_schedule must match ^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$."
+    error_message = "scale_up_schedule must be a five-field cron expression such as 0 8 * * MON-FRI."
   }
 }
 
@@ -959,7 +1171,7 @@ variable "scale_up_min_size" {
 
   validation {
     condition     = var.scale_up_min_size >= 0
-    error_message = "scale_up_min_size must be at least 0."
+    error_message = "scale_up_min_size must be a whole number, at least 0."
   }
 }
 
@@ -971,7 +1183,7 @@ variable "scale_down_schedule" {
 
   validation {
     condition     = can(regex("^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$", var.scale_down_schedule))
-    error_message = "scale_down_schedule must match ^[0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9*,\\-/]+ [0-9A-Za-z*,\\-/]+$."
+    error_message = "scale_down_schedule must be a five-field cron expression such as 0 18 * * MON-FRI."
   }
 }
 
@@ -983,7 +1195,7 @@ variable "scale_down_min_size" {
 
   validation {
     condition     = var.scale_down_min_size >= 0
-    error_message = "scale_down_min_size must be at least 0."
+    error_message = "scale_down_min_size must be a whole number, at least 0."
   }
 }
 
@@ -1000,6 +1212,11 @@ variable "cost_allocation_tag_name" {
   type        = string
   default     = "CreatedBy"
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[\\w .:/=+\\-@]{1,128}$", var.cost_allocation_tag_name))
+    error_message = "cost_allocation_tag_name must be a tag key of 1 to 128 letters, digits, spaces and _ . : / = + - @."
+  }
 }
 
 variable "cost_allocation_tag_value" {
@@ -1007,6 +1224,11 @@ variable "cost_allocation_tag_value" {
   type        = string
   default     = "buildkite-elastic-ci-stack-for-aws"
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[\\w .:/=+\\-@]{0,256}$", var.cost_allocation_tag_value))
+    error_message = "cost_allocation_tag_value must be a tag value of up to 256 letters, digits, spaces and _ . : / = + - @."
+  }
 }
 
 # Docker Daemon Configuration
@@ -1032,7 +1254,7 @@ variable "docker_prune_until" {
 
   validation {
     condition     = can(regex("^(\\d+[smhd])+$", var.docker_prune_until))
-    error_message = "docker_prune_until must match ^(\\d+[smhd])+$."
+    error_message = "docker_prune_until must be an age such as 4h, 1d or 1d12h (digits with s, m, h or d)."
   }
 }
 
@@ -1059,7 +1281,7 @@ variable "docker_networking_protocol" {
 
   validation {
     condition     = contains(["ipv4", "dualstack"], var.docker_networking_protocol)
-    error_message = "docker_networking_protocol must be one of ipv4, dualstack."
+    error_message = "docker_networking_protocol must be ipv4 or dualstack."
   }
 }
 
@@ -1071,7 +1293,7 @@ variable "docker_ipv4_address_pool_1" {
 
   validation {
     condition     = can(regex("^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$", var.docker_ipv4_address_pool_1))
-    error_message = "docker_ipv4_address_pool_1 must match ^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$."
+    error_message = "docker_ipv4_address_pool_1 must be an IPv4 CIDR such as 172.17.0.0/12."
   }
 }
 
@@ -1083,7 +1305,7 @@ variable "docker_ipv4_address_pool_2" {
 
   validation {
     condition     = can(regex("^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$", var.docker_ipv4_address_pool_2))
-    error_message = "docker_ipv4_address_pool_2 must match ^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$."
+    error_message = "docker_ipv4_address_pool_2 must be an IPv4 CIDR such as 192.168.0.0/16."
   }
 }
 
@@ -1095,7 +1317,7 @@ variable "docker_ipv6_address_pool" {
 
   validation {
     condition     = can(regex("^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$", var.docker_ipv6_address_pool))
-    error_message = "docker_ipv6_address_pool must match ^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$."
+    error_message = "docker_ipv6_address_pool must be an IPv6 CIDR such as 2001:db8:2::/104."
   }
 }
 
@@ -1107,7 +1329,7 @@ variable "docker_fixed_cidr_v4" {
 
   validation {
     condition     = can(regex("^$|^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$", var.docker_fixed_cidr_v4))
-    error_message = "docker_fixed_cidr_v4 must match ^$|^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$."
+    error_message = "docker_fixed_cidr_v4 must be empty or an IPv4 CIDR such as 172.17.0.0/16."
   }
 }
 
@@ -1119,7 +1341,7 @@ variable "docker_fixed_cidr_v6" {
 
   validation {
     condition     = can(regex("^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$", var.docker_fixed_cidr_v6))
-    error_message = "docker_fixed_cidr_v6 must match ^[0-9a-fA-F:]+:[0-9a-fA-F:]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$."
+    error_message = "docker_fixed_cidr_v6 must be an IPv6 CIDR such as 2001:db8:1::/64."
   }
 }
 
@@ -1132,7 +1354,7 @@ variable "ecr_access_policy" {
 
   validation {
     condition     = contains(["none", "readonly", "readonly-pullthrough", "poweruser", "poweruser-pullthrough", "full"], var.ecr_access_policy)
-    error_message = "ecr_access_policy must be one of none, readonly, readonly-pullthrough, poweruser, poweruser-pullthrough, full."
+    error_message = "ecr_access_policy must be none, readonly, readonly-pullthrough, poweruser, poweruser-pullthrough or full."
   }
 }
 

@@ -23,6 +23,10 @@ pub(crate) enum Command {
     /// Render the published CloudFormation template into <target dir>/dist/aws-stack.yml:
     /// release version, AMI mappings from the AMI build, scaler zip location.
     Template(TemplateArgs),
+    /// Regenerate the inputs and outputs tables of terraform/README.md from the module's
+    /// variables.tf and outputs.tf (the text between the BEGIN_TF_DOCS and END_TF_DOCS
+    /// markers).
+    TerraformDocs(TerraformDocsArgs),
     /// Build the agent AMI with Packer and record its id (and its copies' ids) in the
     /// mappings file that `cargo xtask template` merges.
     Ami(AmiArgs),
@@ -50,6 +54,13 @@ pub(crate) struct CiArgs {
     /// Skip `cargo fmt --check` and clippy (tests and infrastructure checks only).
     #[arg(long)]
     pub(crate) no_lint: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TerraformDocsArgs {
+    /// Change nothing; fail when the README's tables differ from the module's files.
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, clap::Args)]

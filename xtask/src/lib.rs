@@ -6,6 +6,8 @@
 //!   the binaries by hand.
 //! - `cargo xtask dist`: the scaler Lambda zips and the instance binaries.
 //! - `cargo xtask template`: the published CloudFormation template.
+//! - `cargo xtask terraform-docs`: the inputs and outputs tables of the Terraform
+//!   module's README.
 //! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings.
 //! - `cargo xtask publish`: the rendered template, uploaded to the release bucket.
 //! - `cargo xtask demo`: the whole stack on this machine (moto, a fake Buildkite queue,
@@ -31,6 +33,7 @@ pub mod moto;
 pub mod project;
 mod publish;
 pub mod template;
+mod terraform_docs;
 
 use std::process::ExitCode;
 
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         flags::Command::Moto(args) => moto::run(&args),
         flags::Command::Dist(args) => dist::run(&args),
         flags::Command::Template(args) => template::run(&args),
+        flags::Command::TerraformDocs(args) => terraform_docs::run(&args),
         flags::Command::Ami(args) => ami::run(&args, &env),
         flags::Command::Publish(args) => publish::run(&args, &env),
         flags::Command::Demo(args) => demo::run(&args.args),

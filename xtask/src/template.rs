@@ -24,8 +24,10 @@
 //! ```
 //!
 //! Variants are `linuxamd64`, `linuxarm64`, `ubuntu2404amd64` and `ubuntu2404arm64`; a
-//! missing one renders as an empty string. Without the file the template keeps its
-//! placeholder mapping, whose stacks need the `ImageId` parameter.
+//! missing one renders as a sentence naming the architecture, distribution and region
+//! (`missing_image`), never as an empty string, so that no stack launches from an empty
+//! image id. Without the file the template keeps its placeholder mapping, a us-east-1 row
+//! of such sentences, whose stacks need the `ImageId` parameter.
 //!
 //! # The scaler zips
 //!
@@ -244,16 +246,36 @@ fn mapping_lines<'a>(
     mappings: &'a AmiMappings,
     indent: &'a str,
 ) -> impl Iterator<Item = String> + 'a {
-    mappings.iter().map(move |(region, row)| {
-        let columns: Vec<String> = AMI_VARIANTS
-            .iter()
-            .map(|variant| {
-                let ami = row.get(*variant).map_or("\"\"", String::as_str);
-                format!("{variant}: {ami}")
-            })
-            .collect();
-        format!("{indent}{region}: {{{}}}", columns.join(", "))
-    })
+    mappings.iter().map(move |(region, row)| mapping_line(region, row, indent))
+}
+
+/// One region's row of the `AWSRegion2AMI` mapping; a variant without an image maps to
+/// [`missing_image`], quoted.
+pub(crate) fn mapping_line(region: &str, row: &BTreeMap<String, String>, indent: &str) -> String {
+    let columns: Vec<String> = AMI_VARIANTS
+        .iter()
+        .map(|variant| match row.get(*variant) {
+            Some(ami) => format!("{variant}: {ami}"),
+            None => format!("{variant}: \"{}\"", missing_image(variant, region)),
+        })
+        .collect();
+    format!("{indent}{region}: {{{}}}", columns.join(", "))
+}
+
+/// What the mapping holds for a variant without an image: a sentence naming the
+/// architecture, the distribution and the region, and what to set instead. A stack that
+/// would launch from it fails when Auto Scaling validates the launch template, with the
+/// sentence as the invalid image id, rather than launching from an empty one.
+pub(crate) fn missing_image(variant: &str, region: &str) -> String {
+    let (distribution, arch) = match variant {
+        "linuxamd64" => ("Amazon Linux 2023", "x86_64"),
+        "linuxarm64" => ("Amazon Linux 2023", "arm64"),
+        "ubuntu2404amd64" => ("Ubuntu 24.04", "x86_64"),
+        _ => ("Ubuntu 24.04", "arm64"),
+    };
+    format!(
+        "No {arch} {distribution} AMI for {region} in this template: set ImageId or ImageIdParameter"
+    )
 }
 
 /// Where a rendered template expects the scaler's Lambda zips: in the bucket
@@ -421,17 +443,49 @@ mod tests {
         assert!(rendered.contains("BUILDKITE_STACK_VERSION=v1.2.3\n"));
         assert!(rendered.contains("amd64: elastic-ci-scaler/v1.2.3/elastic-ci-scaler-x86_64.zip"));
         assert!(rendered.contains("BucketPrefix: my-lambdas\n"));
-        assert!(rendered.contains(
-            "    eu-west-1: {linuxamd64: \"\", linuxarm64: \"\", ubuntu2404amd64: ami-0fedcba9876543210, ubuntu2404arm64: \"\"}\n"
-        ));
-        assert!(rendered.contains(
-            "    us-east-1: {linuxamd64: ami-0123456789abcdef0, linuxarm64: ami-12c6146b, ubuntu2404amd64: \"\", ubuntu2404arm64: \"\"}\n"
-        ));
         let template: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("YAML");
+        let row = |region: &str| {
+            let row = &template["Mappings"]["AWSRegion2AMI"][region];
+            AMI_VARIANTS.map(|variant| row[variant].as_str().unwrap_or_default().to_owned())
+        };
         assert_eq!(
-            template["Mappings"]["AWSRegion2AMI"]["us-east-1"]["linuxarm64"].as_str(),
-            Some("ami-12c6146b")
+            row("us-east-1"),
+            [
+                "ami-0123456789abcdef0",
+                "ami-12c6146b",
+                "No x86_64 Ubuntu 24.04 AMI for us-east-1 in this template: set ImageId or ImageIdParameter",
+                "No arm64 Ubuntu 24.04 AMI for us-east-1 in this template: set ImageId or ImageIdParameter",
+            ]
         );
+        assert_eq!(
+            row("eu-west-1"),
+            [
+                "No x86_64 Amazon Linux 2023 AMI for eu-west-1 in this template: set ImageId or ImageIdParameter",
+                "No arm64 Amazon Linux 2023 AMI for eu-west-1 in this template: set ImageId or ImageIdParameter",
+                "ami-0fedcba9876543210",
+                "No arm64 Ubuntu 24.04 AMI for eu-west-1 in this template: set ImageId or ImageIdParameter",
+            ]
+        );
+    }
+
+    /// The source's placeholder row is what rendering writes for a region without
+    /// images, so a development template refuses to launch the same way.
+    #[test]
+    fn the_placeholder_mapping_is_a_row_without_images() {
+        let source = source();
+        let placeholder = source
+            .lines()
+            .skip_while(|line| !line.trim_start().starts_with(BEGIN_MARKER))
+            .nth(1)
+            .expect("a placeholder row");
+        assert_eq!(placeholder, mapping_line("us-east-1", &BTreeMap::new(), "    "));
+        let template: serde_yaml::Value = serde_yaml::from_str(&source).expect("YAML");
+        for variant in AMI_VARIANTS {
+            let value = template["Mappings"]["AWSRegion2AMI"]["us-east-1"][variant]
+                .as_str()
+                .expect("a string");
+            assert!(!value.is_empty() && !value.starts_with("ami-"), "{variant}: {value}");
+        }
     }
 
     #[test]
@@ -442,7 +496,7 @@ mod tests {
         assert_eq!(regions.len(), 1);
         assert_eq!(
             template["Mappings"]["AWSRegion2AMI"]["us-east-1"]["linuxamd64"].as_str(),
-            Some("")
+            Some(missing_image("linuxamd64", "us-east-1").as_str())
         );
     }
 

@@ -252,7 +252,13 @@ async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
     assert_eq!(mapping["eu-west-1"]["linuxamd64"].as_str(), Some(copies[0].1.as_str()));
     assert_eq!(mapping["us-west-2"]["linuxamd64"].as_str(), Some(copies[1].1.as_str()));
     assert_eq!(mapping["ap-south-1"]["linuxarm64"].as_str(), Some("ami-0123456789abcdef0"));
-    assert_eq!(mapping["us-east-1"]["linuxarm64"].as_str(), Some(""));
+    // A variant without an image maps to a sentence naming it, never to an empty id.
+    assert_eq!(
+        mapping["us-east-1"]["linuxarm64"].as_str(),
+        Some(
+            "No arm64 Amazon Linux 2023 AMI for us-east-1 in this template: set ImageId or ImageIdParameter"
+        )
+    );
 }
 
 #[tokio::test]

@@ -397,3 +397,306 @@ fn log_groups_are_the_ones_the_instances_stream_to() {
         );
     }
 }
+
+/// The most parameters a console group may hold and still be scanned at a glance.
+const MAX_GROUP_SIZE: usize = 12;
+
+/// Terraform-only outputs: CloudFormation cannot give the group's ARN.
+const TERRAFORM_ONLY_OUTPUTS: [&str; 1] = ["auto_scaling_group_arn"];
+/// Template-only outputs: the module needs no helper functions.
+const TEMPLATE_ONLY_OUTPUTS: [&str; 1] = ["StackHelperLogGroup"];
+
+fn parameters(template: &Value) -> Vec<(String, Value)> {
+    template["Parameters"]
+        .as_mapping()
+        .expect("parameters")
+        .iter()
+        .map(|(name, parameter)| (name.as_str().expect("a name").to_owned(), parameter.clone()))
+        .collect()
+}
+
+#[test]
+fn every_parameter_has_a_label_and_groups_stay_small() {
+    let template = template();
+    let interface = &template["Metadata"]["AWS::CloudFormation::Interface"];
+    let labels = interface["ParameterLabels"].as_mapping().expect("ParameterLabels");
+    let mut problems = Vec::new();
+    for (name, _) in parameters(&template) {
+        let label = labels.get(name.as_str()).and_then(|label| label["default"].as_str());
+        if label.is_none_or(|label| label.trim().is_empty()) {
+            problems.push(format!("{name}: no label"));
+        }
+    }
+    for name in labels.keys().filter_map(Value::as_str) {
+        if template["Parameters"][name].is_null() {
+            problems.push(format!("label for {name}, which is not a parameter"));
+        }
+    }
+    for group in interface["ParameterGroups"].as_sequence().expect("groups") {
+        let size = group["Parameters"].as_sequence().map_or(0, Vec::len);
+        let label = group["Label"]["default"].as_str().unwrap_or_default();
+        if size > MAX_GROUP_SIZE || label.is_empty() {
+            problems.push(format!("group {label:?} holds {size} parameters"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_constrained_parameter_says_what_it_accepts_in_words() {
+    let template = template();
+    let mut problems = Vec::new();
+    for (name, parameter) in parameters(&template) {
+        let constrained = ["AllowedPattern", "AllowedValues", "MinValue", "MaxValue", "MinLength"]
+            .iter()
+            .any(|key| !parameter[*key].is_null());
+        let description = parameter["ConstraintDescription"].as_str().unwrap_or_default();
+        if constrained && description.is_empty() {
+            problems.push(format!("{name}: no ConstraintDescription"));
+        }
+        if let Some(pattern) = parameter["AllowedPattern"].as_str()
+            && (description.contains(pattern)
+                || description.contains('^')
+                || description.contains('\\'))
+        {
+            problems.push(format!("{name}: the ConstraintDescription quotes the pattern"));
+        }
+        if !constrained && !description.is_empty() {
+            problems.push(format!("{name}: a ConstraintDescription without a constraint"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// No free-text value can end the UserData heredoc early, or add a line to the
+/// scaler's environment: every string parameter is a list of choices or has a pattern
+/// that refuses a line break anywhere, and accepts its own default.
+#[test]
+fn every_free_text_parameter_refuses_line_breaks() {
+    let template = template();
+    let mut problems = Vec::new();
+    for (name, parameter) in parameters(&template) {
+        let kind = parameter["Type"].as_str().unwrap_or_default();
+        if kind == "Number" {
+            continue;
+        }
+        let default = parameter["Default"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| parameter["Default"].as_f64().map(|number| number.to_string()));
+        if let Some(values) = parameter["AllowedValues"].as_sequence() {
+            if values
+                .iter()
+                .any(|value| value.as_str().is_some_and(|text| text.contains(['\n', '\r'])))
+            {
+                problems.push(format!("{name}: an allowed value has a line break"));
+            }
+            continue;
+        }
+        let Some(pattern) = parameter["AllowedPattern"].as_str() else {
+            problems.push(format!("{name}: free text without an AllowedPattern"));
+            continue;
+        };
+        let regex = match regex_lite::Regex::new(pattern) {
+            Ok(regex) => regex,
+            Err(error) => {
+                problems.push(format!("{name}: invalid pattern: {error}"));
+                continue;
+            }
+        };
+        // Each element of a list is matched on its own.
+        let defaults: Vec<String> = match (kind, default) {
+            ("CommaDelimitedList", Some(default)) => {
+                default.split(',').map(str::to_owned).collect()
+            }
+            (_, Some(default)) => vec![default],
+            (_, None) => Vec::new(),
+        };
+        for default in &defaults {
+            if !regex.is_match(default) {
+                problems.push(format!("{name}: refuses its default {default:?}"));
+            }
+        }
+        let base = defaults.first().cloned().unwrap_or_default();
+        for hostile in [
+            format!("{base}\n"),
+            format!("{base}\r"),
+            format!("\n{base}"),
+            format!("{base}\nLD_PRELOAD=/tmp/x.so"),
+            format!("{base}\r\nX=1"),
+            "\n".to_owned(),
+        ] {
+            if regex.is_match(&hostile) {
+                problems.push(format!("{name}: accepts {hostile:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+}
+
+/// `output "name" { … }` blocks of outputs.tf, by name.
+fn terraform_outputs() -> BTreeMap<String, Body> {
+    terraform("outputs.tf")
+        .blocks()
+        .filter(|block| block.identifier() == "output")
+        .map(|block| (block.labels()[0].as_str().to_owned(), block.body().clone()))
+        .collect()
+}
+
+#[test]
+fn outputs_are_described_exported_and_the_same_in_the_module() {
+    let template = template();
+    let outputs = template["Outputs"].as_mapping().expect("outputs");
+    let mut problems = Vec::new();
+    let mut template_names = BTreeSet::new();
+    for (name, output) in outputs {
+        let name = name.as_str().expect("a name");
+        if output["Description"].as_str().is_none_or(str::is_empty) {
+            problems.push(format!("{name}: no Description"));
+        }
+        let export = match &output["Export"]["Name"] {
+            Value::Tagged(sub) => sub.value.as_str().map(str::to_owned),
+            _ => None,
+        };
+        if export != Some(format!("${{AWS::StackName}}-{name}")) {
+            problems
+                .push(format!("{name}: export is {export:?}, expected ${{AWS::StackName}}-{name}"));
+        }
+        if !TEMPLATE_ONLY_OUTPUTS.contains(&name) {
+            template_names.insert(snake_case(name));
+        }
+    }
+    let module = terraform_outputs();
+    for (name, output) in &module {
+        if !matches!(attribute(output, "description"), Some(Expression::String(text)) if !text.is_empty())
+        {
+            problems.push(format!("output {name}: no description"));
+        }
+    }
+    let module_names: BTreeSet<String> = module
+        .keys()
+        .filter(|name| !TERRAFORM_ONLY_OUTPUTS.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    if module_names != template_names {
+        problems.push(format!(
+            "the module's outputs differ: only in the template {:?}, only in the module {:?}",
+            template_names.difference(&module_names).collect::<Vec<_>>(),
+            module_names.difference(&template_names).collect::<Vec<_>>()
+        ));
+    }
+    for required in [
+        "ScalerFunctionName",
+        "ScalerLogGroup",
+        "InstanceLogGroups",
+        "AgentTokenParameter",
+        "LaunchTemplateId",
+        "SecurityGroupId",
+        "InstanceRoleArn",
+    ] {
+        if template["Outputs"][required].is_null() {
+            problems.push(format!("no {required} output"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Terraform's validation messages are the template's ConstraintDescription, in words,
+/// after the variable's name.
+#[test]
+fn terraform_validation_messages_are_in_words() {
+    let template = template();
+    let mut problems = Vec::new();
+    for (variable_name, body) in variables() {
+        let parameter = parameters(&template)
+            .into_iter()
+            .find(|(name, _)| snake_case(name) == variable_name)
+            .map(|(_, parameter)| parameter);
+        for block in body.blocks().filter(|block| block.identifier() == "validation") {
+            let message = match attribute(block.body(), "error_message") {
+                Some(Expression::String(text)) => text.clone(),
+                other => {
+                    problems.push(format!("{variable_name}: error_message is {other:?}"));
+                    continue;
+                }
+            };
+            let condition =
+                attribute(block.body(), "condition").map(ToString::to_string).unwrap_or_default();
+            if !message.starts_with(&format!("{variable_name} "))
+                && !message.starts_with("This stack's scaler")
+            {
+                problems.push(format!("{variable_name}: message does not name it: {message:?}"));
+            }
+            if message.contains('^') || message.contains("\\") || message.contains("must match") {
+                problems.push(format!("{variable_name}: message quotes a pattern: {message:?}"));
+            }
+            let Some(parameter) = &parameter else { continue };
+            let list = condition.contains("alltrue(") || condition.contains("join(");
+            let boolean = parameter["AllowedValues"]
+                .as_sequence()
+                .is_some_and(|values| values.len() == 2 && values[0].as_str() == Some("true"));
+            if list || boolean {
+                continue;
+            }
+            let description = parameter["ConstraintDescription"].as_str().unwrap_or_default();
+            if message != format!("{variable_name} {description}") {
+                problems.push(format!(
+                    "{variable_name}: message {message:?} is not the ConstraintDescription {description:?}"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Item by item, the module refuses what the template's Rules refuse, and runs one
+/// scaler at a time.
+#[test]
+fn the_module_checks_what_the_template_rules_check() {
+    let main = terraform("main.tf");
+    let validate = main
+        .blocks()
+        .find(|block| {
+            block.identifier() == "resource"
+                && block.labels().iter().any(|label| label.as_str() == "validate")
+        })
+        .expect("terraform_data.validate");
+    let preconditions: Vec<String> = validate
+        .body()
+        .blocks()
+        .filter(|block| block.identifier() == "lifecycle")
+        .flat_map(|lifecycle| lifecycle.body().blocks().cloned().collect::<Vec<_>>())
+        .filter(|block| block.identifier() == "precondition")
+        .filter_map(|block| attribute(block.body(), "condition").map(ToString::to_string))
+        .collect();
+    for expected in [
+        "var.disable_scale_in || var.instance_scale_in_protection",
+        "var.max_size >= var.min_size",
+        "var.vpc_id == \"\" || length(var.subnets) > 0",
+        "var.vpc_id != \"\" || length(var.subnets) == 0",
+        "var.ssh_ingress_cidr == \"\" || length(var.security_group_ids) == 0",
+        "local.image_id != \"\"",
+    ] {
+        assert!(
+            preconditions.iter().any(|condition| condition == expected),
+            "no precondition {expected}: {preconditions:?}"
+        );
+    }
+    let scaler = terraform("scaler.tf");
+    let function = scaler
+        .blocks()
+        .find(|block| {
+            block.identifier() == "resource" && block.labels()[0].as_str() == "aws_lambda_function"
+        })
+        .expect("the scaler function");
+    assert_eq!(
+        attribute(function.body(), "reserved_concurrent_executions").map(ToString::to_string),
+        Some("1".to_owned())
+    );
+    let template = template();
+    assert_eq!(
+        template["Resources"]["AutoscalingFunction"]["Properties"]["ReservedConcurrentExecutions"]
+            .as_u64(),
+        Some(1)
+    );
+}

@@ -356,6 +356,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     assert_eq!(xml_first(&lt, "httpPutResponseHopLimit").as_deref(), Some("2"));
     assert_eq!(xml_first(&lt, "instanceMetadataTags").as_deref(), Some("enabled"));
     assert_eq!(xml_first(&lt, "cpuCredits").as_deref(), Some("unlimited"));
+    assert_eq!(xml_first(&lt, "encrypted").as_deref(), Some("true"), "encrypted by default");
     assert!(xml_all(&lt, "value").contains(&"buildkite-agent".to_owned()), "Role tag: {lt}");
     assert_eq!(inputs.lines.len(), inputs.expected_lines, "the UserData's line-count check");
     assert_eq!(inputs.value("BUILDKITE_STACK_NAME"), name);
@@ -395,6 +396,18 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         [format!("arn:aws:ssm:{REGION}:123456789012:parameter/{name}/buildkite/agent-token")]
     );
     assert_eq!(granted(core, "cloudformation:SignalResource"), std::slice::from_ref(&stack.id));
+    // Logs and retention: the stack's own log groups only (and lifecycled's group).
+    assert_eq!(
+        granted(core, "logs:PutRetentionPolicy"),
+        [format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/*")]
+    );
+    assert_eq!(
+        granted(core, "logs:CreateLogGroup"),
+        [
+            format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/*"),
+            format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/lifecycled:*"),
+        ]
+    );
     let bucket = &stack.outputs["ManagedSecretsBucket"];
     assert_eq!(
         granted(&policies["SecretsBucket"], "s3:Get*"),
@@ -451,9 +464,11 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     }
     // moto passes numbers through as numbers; CloudFormation gives strings.
     assert_eq!(environment["AGENTS_PER_INSTANCE"].to_string().trim_matches('"'), "2");
+    assert_eq!(function["Concurrency"]["ReservedConcurrentExecutions"], 1, "{function}");
     let scaler_role = stack.physical("AutoscalingLambdaExecutionRole");
     assert!(configuration["Role"].as_str().is_some_and(|arn| arn.ends_with(scaler_role)));
     let scaler_policy = &role_policies(&api, scaler_role)["AutoScalingGroups"];
+    assert!(granted(scaler_policy, "autoscaling:SetInstanceHealth").is_empty());
     assert_eq!(
         granted(scaler_policy, "autoscaling:SetDesiredCapacity"),
         [format!(
@@ -497,10 +512,12 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         "PipelineSigningKMSKey",
         "ScheduledScaleUpAction",
         "EcrApiEndpoint",
+        "SecurityGroupSshIngress",
     ] {
         assert!(!stack.resources.contains_key(absent), "{absent} should be off by default");
     }
     assert_eq!(stack.outputs["PipelineSigningKMSKey"], "none");
+    assert_outputs_name_the_stacks_resources(&moto, &stack).await;
 
     let mut updated = values.to_vec();
     updated.retain(|(key, _)| *key != "MaxSize");
@@ -557,6 +574,7 @@ async fn deploys_with_the_optional_features_on() {
         ("BootstrapScriptUrl", "s3://my-config/boot/bootstrap.sh"),
         ("AgentEnvFileUrl", "ssm:/ci/agent-env"),
         ("AuthorizedUsersUrl", "s3://my-config/keys/authorized_keys"),
+        ("SSHIngressCidr", "10.20.0.0/16"),
         ("ArtifactsBucket", "my-artifacts"),
         ("ArtifactsBucketRegion", "eu-west-1"),
         ("BuildkiteAgentEnableGitMirrors", "true"),
@@ -714,6 +732,19 @@ async fn deploys_with_the_optional_features_on() {
     }
     assert_eq!(stack.outputs["ManagedSecretsBucket"], "Undefined");
     assert_eq!(stack.outputs["PipelineSigningKMSKey"], stack.physical("PipelineSigningKMSKey"));
+    // Port 22 is open to the network given, and to nothing else.
+    let groups = api.query(
+        "ec2",
+        "2016-11-15",
+        &[("Action", "DescribeSecurityGroups"), ("GroupId.1", &stack.outputs["SecurityGroupId"])],
+    );
+    let ingress = groups
+        .split_once("<ipPermissions>")
+        .and_then(|(_, rest)| rest.split_once("</ipPermissions>"))
+        .map(|(ingress, _)| ingress)
+        .unwrap_or_default();
+    assert_eq!(xml_all(ingress, "cidrIp"), ["10.20.0.0/16"], "{groups}");
+    assert_eq!(xml_all(ingress, "fromPort"), ["22"], "{groups}");
 
     let mut updated = values.to_vec();
     updated.retain(|(key, _)| *key != "ScaleUpMinSize");
@@ -781,6 +812,10 @@ async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed
     ] {
         assert!(!stack.resources.contains_key(absent), "{absent} should not exist");
     }
+    for absent in ["ScalerFunctionName", "ScalerLogGroup"] {
+        assert!(!stack.outputs.contains_key(absent), "{absent} without a scaler");
+    }
+    assert_eq!(stack.outputs["InstanceRoleArn"], role_arn);
     let group = scaling_group(&moto, &stack.outputs["AutoScalingGroupName"]).await;
     assert_eq!(group.instances().len(), 2, "MinSize instances are launched");
     delete_stack(&moto, &stack).await;
@@ -788,7 +823,9 @@ async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed
 
 /// UserData values stay literal: command substitutions, quotes and backticks in a
 /// parameter reach the bootstrapper's environment unchanged and run nothing, and a
-/// value with a line break stops the boot before anything is exported.
+/// value with a line break stops the boot before anything is exported. CloudFormation
+/// refuses such a value at the parameter already (`AllowedPattern`, checked by the
+/// parity tests); moto does not, which lets this test reach the UserData's own guard.
 #[tokio::test]
 async fn user_data_hands_hostile_values_over_literally() {
     let Some(moto) = moto() else { return };
@@ -1153,6 +1190,22 @@ async fn service_role_template_deploys_a_role_for_cloudformation() {
     let trust = percent_decode(&xml_first(&role_xml, "AssumeRolePolicyDocument").expect("trust"));
     assert!(trust.contains("cloudformation.amazonaws.com"), "{trust}");
     let policies = role_policies(&api, role);
+    // The boundary the role requires is the managed policy the stack created.
+    let boundary = &stack.outputs["PermissionsBoundaryArn"];
+    assert_eq!(boundary, &format!("arn:aws:iam::123456789012:policy/{name}-StackRolesBoundary"));
+    let policy =
+        api.query("iam", "2010-05-08", &[("Action", "GetPolicy"), ("PolicyArn", boundary)]);
+    assert_eq!(xml_first(&policy, "PolicyName"), Some(format!("{name}-StackRolesBoundary")));
+    let with_boundary = policies["Identity"]["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|statement| statement["Sid"] == "RolesWithTheBoundary")
+        .expect("the statement of role writes");
+    assert_eq!(
+        with_boundary["Condition"]["StringEquals"]["iam:PermissionsBoundary"],
+        boundary.as_str()
+    );
     assert_eq!(
         granted(&policies["Fleet"], "autoscaling:CreateAutoScalingGroup"),
         [format!(
@@ -1161,11 +1214,127 @@ async fn service_role_template_deploys_a_role_for_cloudformation() {
     );
     assert_eq!(
         granted(&policies["Identity"], "iam:PassRole"),
-        [
-            "arn:aws:iam::123456789012:role/buildkite-*-*",
-            "arn:aws:iam::123456789012:instance-profile/buildkite-*-*"
-        ]
+        ["arn:aws:iam::123456789012:role/buildkite-*-*"]
     );
     moto.cloudformation().delete_stack().stack_name(&name).send().await.expect("delete_stack");
     assert_status(&moto, &stack.id, &StackStatus::DeleteComplete).await;
+}
+
+/// What the outputs name is what the stack created, and each is exported under the
+/// stack's name.
+async fn assert_outputs_name_the_stacks_resources(moto: &Moto, stack: &Stack) {
+    let name = &stack.name;
+    assert_eq!(stack.outputs["LaunchTemplateId"], stack.physical("AgentLaunchTemplate"));
+    assert_eq!(stack.outputs["SecurityGroupId"], stack.physical("SecurityGroup"));
+    assert!(
+        stack.outputs["InstanceRoleArn"].ends_with(&format!(":role/{}", stack.physical("IAMRole"))),
+        "{}",
+        stack.outputs["InstanceRoleArn"]
+    );
+    assert_eq!(stack.outputs["AgentTokenParameter"], format!("/{name}/buildkite/agent-token"));
+    assert_eq!(stack.outputs["ScalerFunctionName"], stack.physical("AutoscalingFunction"));
+    assert_eq!(stack.outputs["ScalerLogGroup"], format!("/buildkite/{name}/scaler"));
+    assert_eq!(stack.outputs["StackHelperLogGroup"], format!("/buildkite/{name}/stack-helpers"));
+    let mut logged: Vec<&str> = stack.outputs["InstanceLogGroups"].split(',').collect();
+    logged.sort_unstable();
+    let mut expected: Vec<String> =
+        INSTANCE_LOG_GROUPS.iter().map(|group| format!("/buildkite/{name}/{group}")).collect();
+    expected.sort();
+    assert_eq!(logged, expected);
+    let exports = moto.cloudformation().list_exports().send().await.expect("list_exports");
+    let exported: BTreeMap<&str, &str> = exports
+        .exports()
+        .iter()
+        .filter_map(|export| Some((export.name()?, export.value()?)))
+        .collect();
+    for (output, value) in &stack.outputs {
+        assert_eq!(
+            exported.get(format!("{name}-{output}").as_str()),
+            Some(&value.as_str()),
+            "{output}"
+        );
+    }
+}
+
+/// A stack deployed with the service role's boundary puts it on every role it creates,
+/// which is what lets the service role create and change them at all.
+#[tokio::test]
+async fn every_role_of_a_stack_carries_the_service_roles_boundary() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let service_role = std::fs::read_to_string(project::root().join(template::SERVICE_ROLE_SOURCE))
+        .expect("template");
+    let service =
+        create_stack(&moto, &stack_name(), &service_role, &[("StackNamePattern", "ecs*")]).await;
+    let boundary = service.outputs["PermissionsBoundaryArn"].clone();
+    let (vpc_id, subnets) = existing_vpc(&api);
+    let subnets = subnets.join(",");
+    let stack = create_stack(
+        &moto,
+        &stack_name(),
+        &rendered_template(template::DEFAULT_LAMBDA_BUCKET_PREFIX),
+        &[
+            ("BuildkiteAgentToken", TOKEN),
+            ("VpcId", &vpc_id),
+            ("Subnets", &subnets),
+            ("MinSize", "0"),
+            ("MaxSize", "0"),
+            ("InstanceRolePermissionsBoundaryARN", &boundary),
+            ("BuildkiteAgentEnableGracefulShutdown", "true"),
+        ],
+    )
+    .await;
+    let roles = [
+        "IAMRole",
+        "AgentTokenParameterRole",
+        "AsgProcessSuspenderRole",
+        "StopBuildkiteAgentsRole",
+    ];
+    for role in roles {
+        let xml = api.query(
+            "iam",
+            "2010-05-08",
+            &[("Action", "GetRole"), ("RoleName", stack.physical(role))],
+        );
+        assert_eq!(
+            xml_first(&xml, "PermissionsBoundaryArn").as_deref(),
+            Some(boundary.as_str()),
+            "{role}: {xml}"
+        );
+    }
+    delete_stack(&moto, &stack).await;
+}
+
+/// Without an AMI for the instances' architecture, the launch template gets a sentence
+/// naming it, never an empty image id (Auto Scaling refuses the sentence when it
+/// validates the launch template; moto does not validate it).
+#[tokio::test]
+async fn a_missing_image_reaches_the_launch_template_as_a_sentence_not_an_empty_id() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let source = std::fs::read_to_string(project::root().join(template::SOURCE)).expect("template");
+    let (vpc_id, subnets) = existing_vpc(&api);
+    let subnets = subnets.join(",");
+    let stack = create_stack(
+        &moto,
+        &stack_name(),
+        &source,
+        &[
+            ("BuildkiteAgentToken", TOKEN),
+            ("VpcId", &vpc_id),
+            ("Subnets", &subnets),
+            ("MinSize", "0"),
+            ("MaxSize", "0"),
+            ("InstanceTypes", "m7g.large"),
+        ],
+    )
+    .await;
+    let (lt, _) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+    assert_eq!(
+        xml_first(&lt, "imageId").as_deref(),
+        Some(
+            "No arm64 Amazon Linux 2023 AMI for us-east-1 in this template: set ImageId or ImageIdParameter"
+        )
+    );
+    delete_stack(&moto, &stack).await;
 }
