@@ -25,6 +25,7 @@
 //! `DISABLE_SCALE_IN`, `DISABLE_SCALE_OUT`; `CLOUDWATCH_METRICS`,
 //! `IGNORE_CLOUDWATCH_METRICS_ERRORS`; `ROUTE_BY_DESIRED_CAPACITY`; `SCALER_MODE`; `ELASTIC_CI_MODE`,
 //! `DANGLING_CHECK_MINIMUM_INSTANCE_UPTIME`, `MAX_DANGLING_INSTANCES_TO_CHECK`; `DEBUG`.
+//!
 //! Logging: `AWS_LAMBDA_LOG_LEVEL` (in Lambda) or `ELASTIC_CI_LOG` (filter, default
 //! `info`). AWS: the standard variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
 
@@ -223,7 +224,7 @@ impl RunSummary {
     }
 }
 
-/// One poll (spec §3.2): metrics, CloudWatch, group, decision, action, one log line.
+/// One poll: metrics, CloudWatch, group, decision, action, one log line.
 pub async fn run_once(deps: &Deps, token: &Secret) -> PollReport {
     let mut report =
         PollReport { metrics: None, decision: None, applied: Applied::Nothing, error: None };
@@ -346,7 +347,7 @@ fn log_poll(deps: &Deps, report: &PollReport) {
     }
 }
 
-/// Polls until `deadline` (none: until shut down), at least once (spec §3.1 step 8).
+/// Polls until `deadline` (none: until shut down), at least once.
 ///
 /// The interval is `LAMBDA_INTERVAL`, raised to the poll-duration header of the latest
 /// answer (capped at [`elastic_ci_buildkite::MAX_SERVER_WAIT`]): it comes back down when
@@ -417,7 +418,7 @@ async fn refresh_token(deps: &Deps, token: &mut Secret) {
 }
 
 /// Rebuilds the cooldown state from the group's scaling activities, once per process
-/// (spec §3.1 step 5). A failure or timeout is logged and retried next time; scaling
+/// A failure or timeout is logged and retried next time; scaling
 /// goes on without cooldown memory meanwhile, as in the original.
 pub async fn restore_cooldowns(deps: &Deps) {
     if deps.lock().restored {
@@ -482,7 +483,7 @@ async fn scan_activities(
     Ok((scan.state(), n_pages))
 }
 
-/// One Lambda invocation (spec §3.1): jitter, cooldown restore, token, polling loop.
+/// One Lambda invocation: jitter, cooldown restore, token, polling loop.
 /// `lambda_deadline` is the invocation's deadline from the Lambda context.
 pub async fn handle(
     deps: &Deps,

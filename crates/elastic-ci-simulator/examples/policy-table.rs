@@ -1,5 +1,5 @@
 //! Prints the README's tables: `SCALER_MODE=original` (the stack's defaults) against
-//! `SCALER_MODE=responsive` on the reference traces T1–T5; the spec's variants A–I on
+//! `SCALER_MODE=responsive` on the reference traces T1–T5; the reference variants A–I on
 //! T1–T5; and the two modes on 30 other working days drawn from T5's process with other
 //! seeds, under a few model variations.
 //! `cargo run --release -p elastic-ci-simulator --example policy-table`.
@@ -29,7 +29,7 @@ fn change(after: f64, before: f64) -> f64 {
     if before > 0.0 { after / before - 1.0 } else { 0.0 }
 }
 
-/// The spec's variants A–I (spec/scaler.md §7.4) on T1–T5: p95 wait and
+/// The reference variants A–I on T1–T5: p95 wait and
 /// instance-minutes.
 fn variants_table() -> anyhow::Result<()> {
     let variants: [(&str, &str, &[(&str, &str)]); 10] = [

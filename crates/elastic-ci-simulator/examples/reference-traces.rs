@@ -1,4 +1,4 @@
-//! Writes the reference traces T1–T5 of spec/scaler.md §7.4 as CSV files:
+//! Writes the reference traces T1–T5 as CSV files:
 //! `cargo run -p elastic-ci-simulator --example reference-traces [DIR]`, by default into
 //! this crate's `traces/` directory. T5 is drawn from a port of Python's
 //! `random.Random(42)` (see `elastic_ci_simulator::reference`).

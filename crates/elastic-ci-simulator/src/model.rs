@@ -1,4 +1,4 @@
-//! The world the scaler acts on, in virtual time (spec/scaler.md §7.4).
+//! The world the scaler acts on, in virtual time.
 //!
 //! Event-driven: the simulation jumps from one event to the next (a job becomes visible
 //! or ready, an agent finishes a job, an instance boots, connects, idles out or stops
@@ -72,7 +72,7 @@ pub struct ModelParams {
 }
 
 impl ModelParams {
-    /// The defaults of spec/scaler.md §7.4 with the stack's MinSize 0 and MaxSize 100.
+    /// The reference model's defaults, with the stack's MinSize 0 and MaxSize 100.
     pub fn spec_defaults() -> ModelParams {
         ModelParams {
             schedule_period: Duration::from_secs(60),
@@ -717,7 +717,7 @@ impl<'a> World<'a> {
             decision,
             desired_after: self.desired,
         });
-        // The interval never falls below the poll-duration header (spec §1.4).
+        // The interval never falls below the poll-duration header.
         let interval = micros(self.config.poll_interval.max(self.model.poll_duration));
         let next = self.now_us.saturating_add(micros(self.model.run_cost)).saturating_add(interval);
         if next <= deadline_us {

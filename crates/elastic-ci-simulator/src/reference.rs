@@ -1,4 +1,4 @@
-//! The reference traces of spec/scaler.md §7.4, and larger traces of the same shape.
+//! The reference traces T1–T5, and larger traces of the same shape.
 //!
 //! - T1: 20 jobs at t=5 s, 300 s each (horizon 3600 s).
 //! - T2: 10 jobs at 5 s (600 s each), then 10 at 125 s (300 s each) (3600 s).
@@ -60,15 +60,13 @@ pub fn reference(name: &str) -> Option<Trace> {
 /// A description of a reference trace, for the comment at the top of its file.
 pub fn description(name: &str) -> &'static str {
     match name {
-        "t1" => "T1 (spec/scaler.md 7.4): 20 jobs at t=5 s, 300 s each.",
-        "t2" => "T2 (spec/scaler.md 7.4): 10 jobs at 5 s (600 s) + 10 jobs at 125 s (300 s).",
-        "t3" => "T3 (spec/scaler.md 7.4): one 120 s job every 90 s from t=5 s, 40 jobs.",
+        "t1" => "T1: 20 jobs at t=5 s, 300 s each.",
+        "t2" => "T2: 10 jobs at 5 s (600 s) + 10 jobs at 125 s (300 s).",
+        "t3" => "T3: one 120 s job every 90 s from t=5 s, 40 jobs.",
         "t4" => {
-            "T4 (spec/scaler.md 7.4): one 300 s build at 5 s, then 30 x 120 s tests visible from 5 s and ready at 305 s."
+            "T4: one 300 s build at 5 s, then 30 x 120 s tests visible from 5 s and ready at 305 s."
         }
-        "t5" => {
-            "T5 (spec/scaler.md 7.4): an 8 h working day, 1103 jobs, drawn from Python's random.Random(42)."
-        }
+        "t5" => "T5: an 8 h working day, 1103 jobs, drawn from Python's random.Random(42).",
         _ => "",
     }
 }

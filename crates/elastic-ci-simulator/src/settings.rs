@@ -11,8 +11,8 @@ use elastic_ci_core::scaling::goparse;
 
 use crate::model::ModelParams;
 
-/// The scaler environment a default Elastic CI Stack deploys (spec/scaler.md §2.1 and
-/// §2.2: the template's parameter defaults), which every run starts from. The queue,
+/// The scaler environment a default Elastic CI Stack deploys (the scaler's defaults and
+/// the template's parameter defaults), which every run starts from. The queue,
 /// group and token are placeholders the model does not use beyond the startup jitter
 /// (which hashes `ASG_NAME`) and counting SSM reads.
 pub const STACK_DEFAULTS: &[(&str, &str)] = &[

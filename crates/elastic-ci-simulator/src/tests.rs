@@ -86,7 +86,7 @@ fn one_job() {
     );
 }
 
-/// Spec §3.13 example 11 (T2): ten 600 s jobs at 5 s and ten 300 s jobs at 125 s. The
+/// A worked example (T2): ten 600 s jobs at 5 s and ten 300 s jobs at 125 s. The
 /// first ten wait 80.5 s. The second ten need a scale-out that the 300 s cooldown
 /// (from 10.5 s) holds until 310.5 s: they wait 385.5 − 125 = 260.5 s. Without the
 /// cooldown (and without the availability rule, which would otherwise add an instance
@@ -159,7 +159,7 @@ fn metrics_lag_delays_the_scale_out() {
 }
 
 /// The startup jitter of the group name `stack-a-AgentAutoScaleGroup` in a 30 s window
-/// is 1.737151707 s (spec §3.1), so the polls run at 1.737151 s, 12.237151 s, …
+/// is 1.737151707 s (the startup jitter), so the polls run at 1.737151 s, 12.237151 s, …
 #[test]
 fn startup_jitter_shifts_the_polls() {
     let settings =

@@ -88,7 +88,7 @@ pub struct SimulateArgs {
     pub objective: ObjectiveArg,
 }
 
-/// The world model's constants (spec/scaler.md §7.4 defaults). Durations are seconds
+/// The world model's constants (the reference model's defaults). Durations are seconds
 /// (`0.5`) or Go durations (`500ms`, `1m15s`).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "World model")]

@@ -240,7 +240,7 @@ pub struct Decision {
     pub reason: Reason,
 }
 
-/// Decides the group's desired capacity (spec §3.3 to §3.8).
+/// Decides the group's desired capacity.
 pub fn decide(
     policy: &ScalingPolicy,
     state: &ScalingState,

@@ -72,7 +72,7 @@ fn check(policy: &ScalingPolicy, counts: &QueueCounts, group: &GroupSizes, expec
     check_with(policy, &ScalingState::default(), counts, group, expect);
 }
 
-// Worked examples (spec §3.13).
+// Worked examples of the original scaler's arithmetic.
 
 #[test]
 fn scales_out_from_zero() {
@@ -463,7 +463,7 @@ fn disabled_directions_never_act() {
     );
 }
 
-// Quirks of §3.12, in parity mode and fixed.
+// The original's quirks, in parity mode and fixed.
 
 #[test]
 fn q7_an_increase_below_in_service_goes_through_scale_in_in_parity_mode() {
