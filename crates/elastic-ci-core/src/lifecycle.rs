@@ -46,6 +46,9 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
         let (hours, minutes) = offset[1..].split_once(':')?;
         let hours: i64 = hours.parse().ok()?;
         let minutes: i64 = minutes.parse().ok()?;
+        if !(0..=23).contains(&hours) || !(0..=59).contains(&minutes) {
+            return None;
+        }
         (clock, sign * (hours * 3600 + minutes * 60))
     };
     let mut clock_parts = clock.splitn(3, ':');
@@ -54,11 +57,12 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let seconds = clock_parts.next()?;
     let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
     let second: i64 = whole.parse().ok()?;
-    if !(1..=12).contains(&month)
+    if !(0..=9999).contains(&year)
+        || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
+        || !(0..=23).contains(&hour)
+        || !(0..=59).contains(&minute)
+        || !(0..=60).contains(&second)
         || !fraction.chars().all(|c| c.is_ascii_digit())
     {
         return None;
@@ -122,16 +126,31 @@ mod tests {
     }
 
     proptest! {
-        /// Lifecycle notices come from lifecycled's arguments: any text is a
+        /// Lifecycle notices come from outside the process: any text is a
         /// transition and a time or none, never a panic.
         #[test]
         fn parsers_never_panic(
             text in ".*",
-            time_like in "[0-9]{0,5}-[0-9]{0,3}-[0-9]{0,3}[T ][0-9]{0,3}:[0-9]{0,3}:[0-9]{0,3}(\\.[0-9]{0,12})?(Z|[+-][0-9]{0,3}:?[0-9]{0,3})?",
+            time_like in "[0-9]{0,20}-[0-9]{0,20}-[0-9]{0,20}[T ][0-9]{0,20}:[0-9]{0,20}:[0-9]{0,20}(\\.[0-9]{0,12})?(Z|[+-][0-9]{0,20}:?[0-9]{0,20})?",
         ) {
             let _ = Transition::parse(&text);
             let _ = parse_rfc3339(&text);
             let _ = parse_rfc3339(&time_like);
         }
+    }
+
+    /// See: the fuzz target `lifecycle` found that an offset or a year too large for
+    /// the arithmetic overflowed (a panic in debug builds, a wrong time otherwise).
+    #[test]
+    fn out_of_range_offsets_and_years_are_refused_not_overflowed() {
+        assert_eq!(parse_rfc3339("2026-01-05T18:02:00+3555555555555111113:33"), None);
+        assert_eq!(parse_rfc3339("2026-01-05T18:02:00+24:00"), None);
+        assert_eq!(parse_rfc3339("99999999999999-01-05T18:02:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-01-05T99999999999999999:02:00Z"), None);
+        assert_eq!(
+            parse_rfc3339("1970-01-01T01:00:00+01:00"),
+            Some(UNIX_EPOCH),
+            "a valid offset still counts"
+        );
     }
 }
