@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     init_logging(&env, cli.verbose);
     let mut stdout = std::io::stdout().lock();
-    match run(cli, &mut stdout) {
+    match run(cli, &env, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report_error(&error),
     }

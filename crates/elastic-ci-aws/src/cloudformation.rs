@@ -156,6 +156,9 @@ pub trait Stacks: Send + Sync {
     /// Every resource of a stack, across all pages.
     async fn stack_resources(&self, stack_name: &str) -> Result<Vec<StackResource>, AwsError>;
 
+    /// The template the stack was last deployed with (GetTemplate).
+    async fn template_body(&self, stack_name: &str) -> Result<String, AwsError>;
+
     /// The parameter keys a template declares (GetTemplateSummary).
     async fn template_parameters(&self, template: &TemplateSource)
     -> Result<Vec<String>, AwsError>;
@@ -258,6 +261,15 @@ impl Stacks for CloudFormationStacks {
             }
         }
         Ok(resources)
+    }
+
+    #[instrument(skip_all, fields(stack_name))]
+    async fn template_body(&self, stack_name: &str) -> Result<String, AwsError> {
+        let output =
+            self.client.get_template().stack_name(stack_name).send().await.map_err(|error| {
+                stack_not_found(AwsError::from_sdk("GetTemplate", stack_name, error))
+            })?;
+        Ok(output.template_body.unwrap_or_default())
     }
 
     #[instrument(skip_all)]

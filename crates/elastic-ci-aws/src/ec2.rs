@@ -320,6 +320,14 @@ pub trait Network: Send + Sync {
     /// Whether `subnet_id` exists and has a default route.
     async fn subnet_route(&self, region: &str, subnet_id: &str) -> Result<SubnetRoute, AwsError>;
 
+    /// The image id of a launch template's latest version; `None` for a missing
+    /// template.
+    async fn launch_template_image(
+        &self,
+        region: &str,
+        launch_template_id: &str,
+    ) -> Result<Option<String>, AwsError>;
+
     /// The launch time of each of `instance_ids` that EC2 knows.
     async fn launch_times(
         &self,
@@ -371,6 +379,28 @@ impl Network for Ec2MachineImages {
             .await?
         };
         Ok(default_route(&tables).map_or(SubnetRoute::NoRouteOut, SubnetRoute::Out))
+    }
+
+    #[instrument(skip_all, fields(region, launch_template_id))]
+    async fn launch_template_image(
+        &self,
+        region: &str,
+        launch_template_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let answer = match self
+            .call(
+                region,
+                "DescribeLaunchTemplateVersions",
+                launch_template_id,
+                &[("LaunchTemplateId", launch_template_id), ("LaunchTemplateVersion.1", "$Latest")],
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) if error.kind == AwsErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        Ok(xml_text(&answer, "imageId"))
     }
 
     #[instrument(skip_all, fields(region, instances = instance_ids.len()))]

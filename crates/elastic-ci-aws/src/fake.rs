@@ -812,6 +812,7 @@ struct FakeStack {
 #[derive(Debug)]
 pub struct FakeStacks {
     stacks: Mutex<BTreeMap<String, FakeStack>>,
+    templates: Mutex<BTreeMap<String, String>>,
     template_parameters: Mutex<Vec<String>>,
     planned_changes: Mutex<Vec<ResourceChange>>,
     change_sets: Mutex<BTreeMap<String, ChangeSetRequest>>,
@@ -824,6 +825,7 @@ impl Default for FakeStacks {
     fn default() -> FakeStacks {
         FakeStacks {
             stacks: Mutex::default(),
+            templates: Mutex::default(),
             template_parameters: Mutex::default(),
             planned_changes: Mutex::default(),
             change_sets: Mutex::default(),
@@ -865,6 +867,11 @@ impl FakeStacks {
             .collect();
         lock(&self.stacks)
             .insert(name.to_owned(), FakeStack { description, resources, events: Vec::new() });
+    }
+
+    /// The template a stack reports it was deployed with.
+    pub fn set_template(&self, stack_name: &str, body: &str) {
+        lock(&self.templates).insert(stack_name.to_owned(), body.to_owned());
     }
 
     /// The parameter keys the next templates declare.
@@ -940,6 +947,14 @@ impl Stacks for FakeStacks {
             .get(stack_name)
             .map(|stack| stack.resources.clone())
             .ok_or_else(|| FakeStacks::missing("ListStackResources", stack_name))
+    }
+
+    async fn template_body(&self, stack_name: &str) -> Result<String, AwsError> {
+        self.faults.check("GetTemplate", stack_name)?;
+        lock(&self.templates)
+            .get(stack_name)
+            .cloned()
+            .ok_or_else(|| FakeStacks::missing("GetTemplate", stack_name))
     }
 
     async fn template_parameters(
@@ -1176,6 +1191,7 @@ impl LogEvents for FakeLogEvents {
 #[derive(Debug, Default)]
 pub struct FakeNetwork {
     subnets: Mutex<BTreeMap<String, SubnetRoute>>,
+    launch_template_images: Mutex<BTreeMap<String, String>>,
     launch_times: Mutex<BTreeMap<String, SystemTime>>,
     pub faults: Faults,
 }
@@ -1183,6 +1199,11 @@ pub struct FakeNetwork {
 impl FakeNetwork {
     pub fn set_subnet(&self, subnet_id: &str, route: SubnetRoute) {
         lock(&self.subnets).insert(subnet_id.to_owned(), route);
+    }
+
+    pub fn set_launch_template_image(&self, launch_template_id: &str, image_id: &str) {
+        lock(&self.launch_template_images)
+            .insert(launch_template_id.to_owned(), image_id.to_owned());
     }
 
     pub fn set_launch_time(&self, instance_id: &str, time: SystemTime) {
@@ -1195,6 +1216,15 @@ impl Network for FakeNetwork {
     async fn subnet_route(&self, _region: &str, subnet_id: &str) -> Result<SubnetRoute, AwsError> {
         self.faults.check("DescribeSubnets", subnet_id)?;
         Ok(lock(&self.subnets).get(subnet_id).cloned().unwrap_or(SubnetRoute::Missing))
+    }
+
+    async fn launch_template_image(
+        &self,
+        _region: &str,
+        launch_template_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        self.faults.check("DescribeLaunchTemplateVersions", launch_template_id)?;
+        Ok(lock(&self.launch_template_images).get(launch_template_id).cloned())
     }
 
     async fn launch_times(
