@@ -12,12 +12,9 @@ use serde_json::{Value, json};
 
 const LAMBDAS: &str = "elastic-ci-cli-lambdas";
 
+/// The emulator; `None` (skip) locally without one, a panic in CI.
 fn moto() -> Option<Moto> {
-    let moto = elastic_ci_testkit::moto::moto();
-    if moto.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "ELASTIC_CI_MOTO_ENDPOINT is required in CI");
-    }
-    moto
+    elastic_ci_testkit::moto::moto()
 }
 
 fn unique(prefix: &str) -> String {
