@@ -29,7 +29,7 @@ use crate::cloudformation::{
 };
 #[cfg(feature = "cloudwatch")]
 use crate::cloudwatch::{MetricDatum, Metrics};
-use crate::ec2::{Network, SubnetRoute};
+use crate::ec2::{CopyImageRequest, MachineImage, MachineImages, Network, SubnetRoute};
 #[cfg(feature = "ecr")]
 use crate::ecr::{RegistryAuth, RegistryCredentials};
 use crate::error::{AwsError, AwsErrorKind};
@@ -1238,5 +1238,59 @@ impl Network for FakeNetwork {
             .iter()
             .filter_map(|id| times.get(id).map(|time| (id.clone(), *time)))
             .collect())
+    }
+}
+
+/// In-memory EC2 images of one account, keyed by region and id.
+#[derive(Debug, Default)]
+pub struct FakeMachineImages {
+    images: Mutex<BTreeMap<(String, String), MachineImage>>,
+    pub faults: Faults,
+}
+
+impl FakeMachineImages {
+    pub fn insert(&self, region: &str, image: MachineImage) {
+        lock(&self.images).insert((region.to_owned(), image.image_id.clone()), image);
+    }
+}
+
+#[async_trait]
+impl MachineImages for FakeMachineImages {
+    async fn describe_image(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> Result<Option<MachineImage>, AwsError> {
+        self.faults.check("DescribeImages", image_id)?;
+        Ok(lock(&self.images).get(&(region.to_owned(), image_id.to_owned())).cloned())
+    }
+
+    async fn copy_image(&self, request: &CopyImageRequest) -> Result<String, AwsError> {
+        self.faults.check("CopyImage", &request.source_image_id)?;
+        let source = lock(&self.images)
+            .get(&(request.source_region.clone(), request.source_image_id.clone()))
+            .cloned()
+            .ok_or_else(|| {
+                AwsError::new(
+                    AwsErrorKind::NotFound,
+                    "CopyImage",
+                    &request.source_image_id,
+                    "no such image",
+                )
+            })?;
+        let image_id = format!("{}-copy", source.image_id);
+        self.insert(
+            &request.region,
+            MachineImage { image_id: image_id.clone(), name: request.name.clone(), ..source },
+        );
+        Ok(image_id)
+    }
+
+    async fn make_public(&self, region: &str, image_id: &str) -> Result<(), AwsError> {
+        self.faults.check("ModifyImageAttribute", image_id)?;
+        if let Some(image) = lock(&self.images).get_mut(&(region.to_owned(), image_id.to_owned())) {
+            image.public = true;
+        }
+        Ok(())
     }
 }
