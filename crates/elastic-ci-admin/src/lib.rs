@@ -226,6 +226,11 @@ pub fn run(cli: Cli, env: &HashMap<String, String>, stdout: &mut dyn Write) -> a
 
 /// Builds the clients and finds the stack.
 pub async fn connect(stack: &StackArgs, env: &HashMap<String, String>) -> anyhow::Result<Context> {
+    // A Terraform output file is read first: a bad one is reported before any AWS set-up.
+    let terraform = match &stack.terraform_output {
+        Some(path) => Some(read_terraform_output(path)?),
+        None => None,
+    };
     let settings = AwsSettings::from_env_map(env).with_overrides(
         stack.region.clone(),
         stack.profile.clone(),
@@ -236,24 +241,28 @@ pub async fn connect(stack: &StackArgs, env: &HashMap<String, String>) -> anyhow
         return Err(InputError::new("no AWS region: set AWS_REGION or pass --region").into());
     }
     let clients = Clients::from_sdk(&sdk_config, &settings);
-    let target = find_target(&clients, stack).await?;
+    let target = match terraform {
+        Some(target) => target,
+        None => find_target(&clients, stack).await?,
+    };
     Ok(Context { clients, target, env: env.clone(), now: SystemTime::now() })
 }
 
 /// Finds the stack's resources from CloudFormation or the Terraform output file.
 pub async fn find_target(clients: &Clients, stack: &StackArgs) -> anyhow::Result<StackTarget> {
     match (&stack.stack, &stack.terraform_output) {
-        (_, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|error| {
-                InputError::new(format!("failed to read {}: {error}", path.display()))
-            })?;
-            Ok(target::from_terraform_output(path, &text)?)
-        }
+        (_, Some(path)) => read_terraform_output(path),
         (Some(name), None) => target::from_cloudformation(clients.stacks.as_ref(), name).await,
         (None, None) => {
             Err(InputError::new("name the stack with --stack or --terraform-output").into())
         }
     }
+}
+
+fn read_terraform_output(path: &std::path::Path) -> anyhow::Result<StackTarget> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| InputError::new(format!("failed to read {}: {error}", path.display())))?;
+    Ok(target::from_terraform_output(path, &text)?)
 }
 
 /// Asks before a change: on a terminal without `--yes`, the user must answer y.
@@ -270,8 +279,10 @@ pub fn confirm(mutate: &MutateArgs, question: &str) -> anyhow::Result<bool> {
 
 /// Logs to stderr, filtered by `ELASTIC_CI_LOG` or else by the `-v` count.
 pub fn init_logging(env: &HashMap<String, String>, verbose: u8) {
+    // The SDK warns while it looks for a region or credentials in places that are
+    // usually absent (instance metadata on a laptop); our own error says what is missing.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,aws_config=error",
         1 => "info",
         2 => "debug",
         _ => "trace",
