@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let mut stdout = std::io::stdout().lock();
-    match run(cli, &mut stdout) {
+    match run(cli, &environment.vars, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report_error(&error),
     }

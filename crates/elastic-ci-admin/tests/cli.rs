@@ -273,3 +273,66 @@ fn a_variable_that_is_not_utf8_is_named_and_ignored() {
         .stderr(predicate::str::contains("ignoring environment variable"))
         .stderr(predicate::str::contains("JUNK"));
 }
+
+#[test]
+fn completions_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        elastic_ci()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("rotate-token"))
+            .stdout(predicate::str::contains("iam-policy"));
+    }
+    elastic_ci().args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn iam_policy_has_the_grants_the_flags_ask_for() {
+    let output = elastic_ci()
+        .args([
+            "iam-policy",
+            "--stack-name",
+            "ci",
+            "--secrets-bucket",
+            "sec",
+            "--kms-key",
+            "k1",
+            "--ecr",
+            "readonly",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["AssumeRolePolicyDocument"]["Statement"][0]["Action"], "sts:AssumeRole");
+    let policies = json["Policies"].as_object().unwrap();
+    let names: Vec<&str> = policies.keys().map(String::as_str).collect();
+    assert_eq!(names, ["DecryptAgentToken", "InstancePolicy", "SecretsBucket"]);
+    assert_eq!(policies["DecryptAgentToken"]["Statement"][0]["Resource"], "arn:aws:kms:*:*:key/k1");
+    assert_eq!(
+        json["ManagedPolicyArns"][0],
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+    );
+    elastic_ci()
+        .args(["iam-policy", "--stack-name", "ci", "--secrets-bucket", "a b"])
+        .assert()
+        .code(2)
+        .stderr("error: invalid --secrets-bucket \"a b\": expected a name without spaces, quotes or wildcards\n");
+}
+
+#[test]
+fn stack_commands_need_a_stack() {
+    elastic_ci().env_remove("ELASTIC_CI_STACK").arg("status").assert().code(2);
+    elastic_ci()
+        .args(["status", "--terraform-output", "/nonexistent/out.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with("error: failed to read /nonexistent/out.json"));
+    elastic_ci()
+        .env("BUILDKITE_API_TOKEN", "")
+        .args(["export-trace", "--org", "o", "--since", "7d"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("BUILDKITE_API_TOKEN"));
+}

@@ -1,5 +1,6 @@
 //! Scaling group: EC2 Auto Scaling.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -288,4 +289,154 @@ fn activities_from_sdk(
             })
         })
         .collect()
+}
+
+/// One instance of a group, with what an operator looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceDetails {
+    pub id: String,
+    pub instance_type: String,
+    pub zone: String,
+    /// The API's word, such as `InService` or `Pending:Wait`.
+    pub lifecycle_state: String,
+    pub health: Health,
+    /// The launch template version the instance was launched with.
+    pub launch_template_version: Option<String>,
+    pub protected_from_scale_in: bool,
+}
+
+/// A group with its tags and instance details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDetails {
+    pub snapshot: GroupSnapshot,
+    pub instances: Vec<InstanceDetails>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// New sizes for a group; `None` leaves a size as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SizeUpdate {
+    pub min_size: Option<u32>,
+    pub max_size: Option<u32>,
+    pub desired_capacity: Option<u32>,
+}
+
+/// What the operator's tool needs from Auto Scaling beyond [`ScalingGroup`].
+#[async_trait]
+pub trait GroupAdmin: Send + Sync {
+    /// A group with its tags and instance details; a missing group is `NotFound`.
+    async fn group_details(&self, group_name: &str) -> Result<GroupDetails, AwsError>;
+
+    /// Changes the group's sizes in one call (UpdateAutoScalingGroup).
+    async fn update_sizes(&self, group_name: &str, update: SizeUpdate) -> Result<(), AwsError>;
+
+    /// Sets a tag on the group, not propagated to instances.
+    async fn put_tag(&self, group_name: &str, key: &str, value: &str) -> Result<(), AwsError>;
+
+    async fn delete_tag(&self, group_name: &str, key: &str) -> Result<(), AwsError>;
+}
+
+#[async_trait]
+impl GroupAdmin for AutoScalingGroups {
+    #[instrument(skip_all, fields(group_name))]
+    async fn group_details(&self, group_name: &str) -> Result<GroupDetails, AwsError> {
+        const OPERATION: &str = "DescribeAutoScalingGroups";
+        let snapshot = self.describe_group(group_name).await?;
+        let output = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group_name)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
+        let group = output
+            .auto_scaling_groups
+            .unwrap_or_default()
+            .into_iter()
+            .find(|group| group.auto_scaling_group_name.as_deref() == Some(group_name))
+            .ok_or_else(|| {
+                AwsError::new(
+                    AwsErrorKind::NotFound,
+                    OPERATION,
+                    group_name,
+                    "no such Auto Scaling group",
+                )
+            })?;
+        let instances = group
+            .instances
+            .unwrap_or_default()
+            .into_iter()
+            .map(|instance| InstanceDetails {
+                id: instance.instance_id.unwrap_or_default(),
+                instance_type: instance.instance_type.unwrap_or_default(),
+                zone: instance.availability_zone.unwrap_or_default(),
+                lifecycle_state: instance
+                    .lifecycle_state
+                    .map(|state| state.as_str().to_owned())
+                    .unwrap_or_default(),
+                health: Health::from_api(instance.health_status.as_deref().unwrap_or("Healthy")),
+                launch_template_version: instance
+                    .launch_template
+                    .and_then(|template| template.version),
+                protected_from_scale_in: instance.protected_from_scale_in.unwrap_or(false),
+            })
+            .collect();
+        let tags = group
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|tag| Some((tag.key?, tag.value.unwrap_or_default())))
+            .collect();
+        Ok(GroupDetails { snapshot, instances, tags })
+    }
+
+    #[instrument(skip_all, fields(group_name))]
+    async fn update_sizes(&self, group_name: &str, update: SizeUpdate) -> Result<(), AwsError> {
+        const OPERATION: &str = "UpdateAutoScalingGroup";
+        let convert = |value: Option<u32>| {
+            value.map(|value| to_i32(OPERATION, group_name, value)).transpose()
+        };
+        self.client
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group_name)
+            .set_min_size(convert(update.min_size)?)
+            .set_max_size(convert(update.max_size)?)
+            .set_desired_capacity(convert(update.desired_capacity)?)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(group_name, key))]
+    async fn put_tag(&self, group_name: &str, key: &str, value: &str) -> Result<(), AwsError> {
+        self.client
+            .create_or_update_tags()
+            .tags(group_tag(group_name, key, Some(value)))
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("CreateOrUpdateTags", group_name, error))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(group_name, key))]
+    async fn delete_tag(&self, group_name: &str, key: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_tags()
+            .tags(group_tag(group_name, key, None))
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("DeleteTags", group_name, error))?;
+        Ok(())
+    }
+}
+
+fn group_tag(group_name: &str, key: &str, value: Option<&str>) -> aws_sdk_autoscaling::types::Tag {
+    aws_sdk_autoscaling::types::Tag::builder()
+        .resource_id(group_name)
+        .resource_type("auto-scaling-group")
+        .key(key)
+        .set_value(value.map(str::to_owned))
+        .propagate_at_launch(false)
+        .build()
 }

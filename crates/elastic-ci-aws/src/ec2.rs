@@ -1,5 +1,6 @@
-//! Machine images: the three EC2 image operations the release tooling needs, across
-//! regions (describe, copy, make public).
+//! EC2: the three image operations the release tooling needs, across regions
+//! (describe, copy, make public), and what the operator's tool reads of the network
+//! and the instances ([`Network`]).
 //!
 //! Unlike the other adapters this one does not use an AWS SDK crate: `aws-sdk-ec2` is
 //! by far the largest service crate (several hundred operations, minutes of compile
@@ -9,6 +10,7 @@
 //! tree), with the credentials, endpoint overrides and region names of the shared
 //! `SdkConfig`, and reads the few fields it needs from the XML answer.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -300,6 +302,158 @@ impl MachineImages for Ec2MachineImages {
     }
 }
 
+/// Whether a subnet can reach the internet, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubnetRoute {
+    /// No such subnet.
+    Missing,
+    /// The subnet's route table (or its VPC's main one) has no default route.
+    NoRouteOut,
+    /// A default route (`0.0.0.0/0`) through this target: an internet, NAT or transit
+    /// gateway, an instance or a peering.
+    Out(String),
+}
+
+/// What the operator's tool reads of the network and the instances.
+#[async_trait]
+pub trait Network: Send + Sync {
+    /// Whether `subnet_id` exists and has a default route.
+    async fn subnet_route(&self, region: &str, subnet_id: &str) -> Result<SubnetRoute, AwsError>;
+
+    /// The image id of a launch template's latest version; `None` for a missing
+    /// template.
+    async fn launch_template_image(
+        &self,
+        region: &str,
+        launch_template_id: &str,
+    ) -> Result<Option<String>, AwsError>;
+
+    /// The launch time of each of `instance_ids` that EC2 knows.
+    async fn launch_times(
+        &self,
+        region: &str,
+        instance_ids: &[String],
+    ) -> Result<BTreeMap<String, SystemTime>, AwsError>;
+}
+
+#[async_trait]
+impl Network for Ec2MachineImages {
+    #[instrument(skip_all, fields(region, subnet_id))]
+    async fn subnet_route(&self, region: &str, subnet_id: &str) -> Result<SubnetRoute, AwsError> {
+        let subnets = match self
+            .call(region, "DescribeSubnets", subnet_id, &[("SubnetId.1", subnet_id)])
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) if error.kind == AwsErrorKind::NotFound => return Ok(SubnetRoute::Missing),
+            Err(error) if error.code.as_deref() == Some("InvalidSubnetID.NotFound") => {
+                return Ok(SubnetRoute::Missing);
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(vpc_id) = xml_text(&subnets, "vpcId") else {
+            return Ok(SubnetRoute::Missing);
+        };
+        let associated = self
+            .call(
+                region,
+                "DescribeRouteTables",
+                subnet_id,
+                &[("Filter.1.Name", "association.subnet-id"), ("Filter.1.Value.1", subnet_id)],
+            )
+            .await?;
+        let tables = if xml_text(&associated, "routeTableId").is_some() {
+            associated
+        } else {
+            self.call(
+                region,
+                "DescribeRouteTables",
+                subnet_id,
+                &[
+                    ("Filter.1.Name", "vpc-id"),
+                    ("Filter.1.Value.1", &vpc_id),
+                    ("Filter.2.Name", "association.main"),
+                    ("Filter.2.Value.1", "true"),
+                ],
+            )
+            .await?
+        };
+        Ok(default_route(&tables).map_or(SubnetRoute::NoRouteOut, SubnetRoute::Out))
+    }
+
+    #[instrument(skip_all, fields(region, launch_template_id))]
+    async fn launch_template_image(
+        &self,
+        region: &str,
+        launch_template_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        let answer = match self
+            .call(
+                region,
+                "DescribeLaunchTemplateVersions",
+                launch_template_id,
+                &[("LaunchTemplateId", launch_template_id), ("LaunchTemplateVersion.1", "$Latest")],
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(error) if error.kind == AwsErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        Ok(xml_text(&answer, "imageId"))
+    }
+
+    #[instrument(skip_all, fields(region, instances = instance_ids.len()))]
+    async fn launch_times(
+        &self,
+        region: &str,
+        instance_ids: &[String],
+    ) -> Result<BTreeMap<String, SystemTime>, AwsError> {
+        if instance_ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let names: Vec<String> =
+            (1..=instance_ids.len()).map(|index| format!("InstanceId.{index}")).collect();
+        let params: Vec<(&str, &str)> =
+            names.iter().map(String::as_str).zip(instance_ids.iter().map(String::as_str)).collect();
+        let answer =
+            self.call(region, "DescribeInstances", &instance_ids.join(","), &params).await?;
+        Ok(parse_launch_times(&answer))
+    }
+}
+
+/// The target of the first default route (`0.0.0.0/0`) in a DescribeRouteTables
+/// answer.
+fn default_route(answer: &str) -> Option<String> {
+    const DEFAULT: &str = "<destinationCidrBlock>0.0.0.0/0</destinationCidrBlock>";
+    let at = answer.find(DEFAULT)?;
+    let start = answer[..at].rfind("<item>")?;
+    let end = at + answer[at..].find("</item>")?;
+    let route = &answer[start..end];
+    ["gatewayId", "natGatewayId", "transitGatewayId", "instanceId", "vpcPeeringConnectionId"]
+        .iter()
+        .find_map(|tag| xml_text(route, tag))
+        .filter(|target| target != "local")
+}
+
+/// Instance id to launch time, from a DescribeInstances answer.
+fn parse_launch_times(answer: &str) -> BTreeMap<String, SystemTime> {
+    let mut times = BTreeMap::new();
+    let mut rest = answer;
+    while let Some(at) = rest.find("<instanceId>") {
+        rest = &rest[at..];
+        let id = xml_text(rest, "instanceId");
+        let next = rest[1..].find("<instanceId>").map_or(rest.len(), |next| next + 1);
+        let launch = xml_text(&rest[..next], "launchTime")
+            .and_then(|time| elastic_ci_core::lifecycle::parse_rfc3339(&time));
+        if let (Some(id), Some(launch)) = (id, launch) {
+            times.insert(id, launch);
+        }
+        rest = &rest[next..];
+    }
+    times
+}
+
 /// The first image of a DescribeImages answer.
 fn parse_image(answer: &str) -> Option<MachineImage> {
     let item = xml_text(answer, "imagesSet")?;
@@ -357,6 +511,18 @@ mod tests {
                 public: false,
             })
         );
+    }
+
+    #[test]
+    fn reads_the_default_route_and_launch_times() {
+        let tables = "<routeTableSet><item><routeTableId>rtb-1</routeTableId><routeSet><item><destinationCidrBlock>10.0.0.0/16</destinationCidrBlock><gatewayId>local</gatewayId></item><item><destinationCidrBlock>0.0.0.0/0</destinationCidrBlock><gatewayId>igw-9</gatewayId></item></routeSet></item></routeTableSet>";
+        assert_eq!(default_route(tables).as_deref(), Some("igw-9"));
+        let local_only = "<routeSet><item><destinationCidrBlock>10.0.0.0/16</destinationCidrBlock><gatewayId>local</gatewayId></item></routeSet>";
+        assert_eq!(default_route(local_only), None);
+        let instances = "<instancesSet><item><instanceId>i-1</instanceId><launchTime>2024-01-02T03:04:05.000Z</launchTime></item><item><instanceId>i-2</instanceId></item></instancesSet>";
+        let times = parse_launch_times(instances);
+        assert_eq!(times.len(), 1);
+        assert!(times.contains_key("i-1"));
     }
 
     #[test]

@@ -96,6 +96,19 @@ impl AwsError {
                 let kind = classify(code.as_deref(), status);
                 AwsError { kind, operation, resource, code, message }
             }
+            // The SDK resolves credentials while dispatching; its only sign that none
+            // were found is the error's text.
+            SdkError::DispatchFailure(_)
+                if DisplayErrorContext(&error).to_string().contains("no credentials found") =>
+            {
+                AwsError {
+                    kind: AwsErrorKind::AccessDenied,
+                    operation,
+                    resource,
+                    code: None,
+                    message: "no AWS credentials found (environment, profile, web identity, container or instance)".to_owned(),
+                }
+            }
             SdkError::TimeoutError(_)
             | SdkError::DispatchFailure(_)
             | SdkError::ResponseError(_) => AwsError {

@@ -18,17 +18,28 @@ use elastic_ci_core::secret::Secret;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 #[cfg(feature = "autoscaling")]
-use crate::autoscaling::{ActivityPage, LifecycleAction, ScalingGroup};
+use crate::autoscaling::{
+    ActivityPage, GroupAdmin, GroupDetails, InstanceDetails, LifecycleAction, ScalingGroup,
+    SizeUpdate,
+};
 #[cfg(feature = "cloudformation")]
-use crate::cloudformation::{ResourceSignal, StackSignal};
+use crate::cloudformation::{
+    ChangeSet, ChangeSetRequest, ResourceChange, ResourceSignal, StackDescription, StackEvent,
+    StackResource, StackSignal, Stacks, TemplateSource,
+};
 use crate::cloudwatch::{MetricDatum, Metrics};
+use crate::ec2::{CopyImageRequest, MachineImage, MachineImages, Network, SubnetRoute};
 #[cfg(feature = "ecr")]
 use crate::ecr::{RegistryAuth, RegistryCredentials};
 use crate::error::{AwsError, AwsErrorKind};
+#[cfg(feature = "eventbridge")]
+use crate::eventbridge::{Rule, Rules};
+#[cfg(feature = "logs")]
+use crate::logs::{LogEvent, LogEvents, LogFilter, LogPage};
 #[cfg(feature = "s3")]
 use crate::s3::{DownloadError, ObjectHead, ObjectStore, ObjectSummary};
 #[cfg(feature = "ssm")]
-use crate::ssm::{Parameter, ParameterStore};
+use crate::ssm::{Parameter, ParameterAdmin, ParameterInfo, ParameterStore, RemoteCommands};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked while holding the lock has already failed; keep going so
@@ -232,6 +243,10 @@ impl ObjectStore for FakeObjectStore {
 #[derive(Debug, Default)]
 pub struct FakeParameterStore {
     parameters: Mutex<BTreeMap<String, String>>,
+    /// Type and key by name; a parameter without an entry is a `SecureString` under
+    /// the default key.
+    kinds: Mutex<BTreeMap<String, ParameterInfo>>,
+    commands: Mutex<Vec<(Vec<String>, Vec<String>)>>,
     pub faults: Faults,
 }
 
@@ -239,6 +254,72 @@ pub struct FakeParameterStore {
 impl FakeParameterStore {
     pub fn put(&self, name: &str, value: &str) {
         lock(&self.parameters).insert(name.to_owned(), value.to_owned());
+    }
+
+    /// Sets a parameter's type and key.
+    pub fn set_kind(&self, name: &str, kind: &str, key_id: Option<&str>) {
+        lock(&self.kinds).insert(
+            name.to_owned(),
+            ParameterInfo {
+                name: name.to_owned(),
+                kind: kind.to_owned(),
+                key_id: key_id.map(str::to_owned),
+            },
+        );
+    }
+
+    /// A parameter's value, for assertions.
+    pub fn value(&self, name: &str) -> Option<String> {
+        lock(&self.parameters).get(name).cloned()
+    }
+
+    /// The shell commands sent, with their instance ids, oldest first.
+    pub fn commands(&self) -> Vec<(Vec<String>, Vec<String>)> {
+        lock(&self.commands).clone()
+    }
+}
+
+#[cfg(feature = "ssm")]
+#[async_trait]
+impl ParameterAdmin for FakeParameterStore {
+    async fn describe_parameter(&self, name: &str) -> Result<ParameterInfo, AwsError> {
+        self.faults.check("DescribeParameters", name)?;
+        if !lock(&self.parameters).contains_key(name) {
+            return Err(AwsError::new(
+                AwsErrorKind::NotFound,
+                "DescribeParameters",
+                name,
+                "parameter not found",
+            ));
+        }
+        Ok(lock(&self.kinds).get(name).cloned().unwrap_or_else(|| ParameterInfo {
+            name: name.to_owned(),
+            kind: "SecureString".to_owned(),
+            key_id: None,
+        }))
+    }
+
+    async fn overwrite(&self, info: &ParameterInfo, value: &Secret) -> Result<(), AwsError> {
+        self.faults.check("PutParameter", &info.name)?;
+        lock(&self.parameters).insert(info.name.clone(), value.expose().to_owned());
+        lock(&self.kinds).insert(info.name.clone(), info.clone());
+        Ok(())
+    }
+}
+
+#[cfg(feature = "ssm")]
+#[async_trait]
+impl RemoteCommands for FakeParameterStore {
+    async fn run_shell(
+        &self,
+        instance_ids: &[String],
+        commands: &[String],
+        _comment: &str,
+    ) -> Result<String, AwsError> {
+        self.faults.check("SendCommand", &instance_ids.join(","))?;
+        let mut sent = lock(&self.commands);
+        sent.push((instance_ids.to_vec(), commands.to_vec()));
+        Ok(format!("command-{}", sent.len()))
     }
 }
 
@@ -293,6 +374,9 @@ pub struct FakeScalingGroup {
     activities: Mutex<HashMap<String, Vec<ScalingActivity>>>,
     activity_page_requests: Mutex<u32>,
     calls: Mutex<Vec<ScalingCall>>,
+    tags: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    /// Instance type, zone and launch template version by instance id.
+    instance_details: Mutex<HashMap<String, (String, String, Option<String>)>>,
     pub faults: Faults,
 }
 
@@ -321,6 +405,36 @@ impl FakeScalingGroup {
                 protected_from_scale_in: false,
             });
         }
+    }
+
+    /// Sets what [`GroupAdmin::group_details`] reports of an instance besides its state.
+    pub fn set_instance_details(
+        &self,
+        instance_id: &str,
+        instance_type: &str,
+        zone: &str,
+        launch_template_version: Option<&str>,
+    ) {
+        lock(&self.instance_details).insert(
+            instance_id.to_owned(),
+            (instance_type.to_owned(), zone.to_owned(), launch_template_version.map(str::to_owned)),
+        );
+    }
+
+    /// Marks an instance Unhealthy or Healthy without recording a call.
+    pub fn set_health(&self, instance_id: &str, health: Health) {
+        for group in lock(&self.groups).values_mut() {
+            for instance in &mut group.instances {
+                if instance.id == instance_id {
+                    instance.health = health;
+                }
+            }
+        }
+    }
+
+    /// The group's tags.
+    pub fn tags(&self, group_name: &str) -> BTreeMap<String, String> {
+        lock(&self.tags).get(group_name).cloned().unwrap_or_default()
     }
 
     pub fn add_activity(&self, group_name: &str, activity: ScalingActivity) {
@@ -589,6 +703,590 @@ impl StackSignal for FakeStackSignal {
     async fn signal(&self, signal: &ResourceSignal) -> Result<(), AwsError> {
         self.faults.check("SignalResource", &signal.stack_name)?;
         lock(&self.signals).push(signal.clone());
+        Ok(())
+    }
+}
+
+#[cfg(feature = "autoscaling")]
+#[async_trait]
+impl GroupAdmin for FakeScalingGroup {
+    async fn group_details(&self, group_name: &str) -> Result<GroupDetails, AwsError> {
+        let snapshot = self.describe_group(group_name).await?;
+        let details = lock(&self.instance_details);
+        let instances = snapshot
+            .instances
+            .iter()
+            .map(|instance| {
+                let (instance_type, zone, version) =
+                    details.get(&instance.id).cloned().unwrap_or_default();
+                InstanceDetails {
+                    id: instance.id.clone(),
+                    instance_type,
+                    zone,
+                    lifecycle_state: match &instance.lifecycle_state {
+                        LifecycleState::Pending => "Pending".to_owned(),
+                        LifecycleState::InService => "InService".to_owned(),
+                        LifecycleState::Terminating => "Terminating".to_owned(),
+                        LifecycleState::Terminated => "Terminated".to_owned(),
+                        LifecycleState::Other(other) => other.clone(),
+                    },
+                    health: instance.health,
+                    launch_template_version: version,
+                    protected_from_scale_in: instance.protected_from_scale_in,
+                }
+            })
+            .collect();
+        drop(details);
+        Ok(GroupDetails { snapshot, instances, tags: self.tags(group_name) })
+    }
+
+    async fn update_sizes(&self, group_name: &str, update: SizeUpdate) -> Result<(), AwsError> {
+        const OPERATION: &str = "UpdateAutoScalingGroup";
+        self.faults.check(OPERATION, group_name)?;
+        let mut groups = lock(&self.groups);
+        let group = groups.get_mut(group_name).ok_or_else(|| {
+            AwsError::new(AwsErrorKind::NotFound, OPERATION, group_name, "no such group")
+        })?;
+        let min = update.min_size.unwrap_or(group.min_size);
+        let max = update.max_size.unwrap_or(group.max_size);
+        let desired = update.desired_capacity.unwrap_or(group.desired_capacity);
+        if min > max || desired < min || desired > max {
+            return Err(AwsError::new(
+                AwsErrorKind::Validation,
+                OPERATION,
+                group_name,
+                format!(
+                    "Desired capacity:{desired} must be between the specified min size:{min} and max size:{max}"
+                ),
+            ));
+        }
+        group.min_size = min;
+        group.max_size = max;
+        group.desired_capacity = desired;
+        Ok(())
+    }
+
+    async fn put_tag(&self, group_name: &str, key: &str, value: &str) -> Result<(), AwsError> {
+        self.faults.check("CreateOrUpdateTags", group_name)?;
+        lock(&self.tags)
+            .entry(group_name.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    async fn delete_tag(&self, group_name: &str, key: &str) -> Result<(), AwsError> {
+        self.faults.check("DeleteTags", group_name)?;
+        if let Some(tags) = lock(&self.tags).get_mut(group_name) {
+            tags.remove(key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "cloudformation")]
+/// How the fake finishes an executed change set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeSetOutcome {
+    /// The update completes: the parameters are applied.
+    Complete,
+    /// The update rolls back after this resource failed with this reason.
+    RollBack { resource: String, reason: String },
+}
+
+#[cfg(feature = "cloudformation")]
+#[derive(Debug)]
+struct FakeStack {
+    description: StackDescription,
+    resources: Vec<StackResource>,
+    /// Newest last.
+    events: Vec<StackEvent>,
+}
+
+#[cfg(feature = "cloudformation")]
+/// In-memory CloudFormation stacks: parameters, resources, change sets and events.
+#[derive(Debug)]
+pub struct FakeStacks {
+    stacks: Mutex<BTreeMap<String, FakeStack>>,
+    templates: Mutex<BTreeMap<String, String>>,
+    template_parameters: Mutex<Vec<String>>,
+    planned_changes: Mutex<Vec<ResourceChange>>,
+    change_sets: Mutex<BTreeMap<String, ChangeSetRequest>>,
+    outcome: Mutex<ChangeSetOutcome>,
+    pub faults: Faults,
+}
+
+#[cfg(feature = "cloudformation")]
+impl Default for FakeStacks {
+    fn default() -> FakeStacks {
+        FakeStacks {
+            stacks: Mutex::default(),
+            templates: Mutex::default(),
+            template_parameters: Mutex::default(),
+            planned_changes: Mutex::default(),
+            change_sets: Mutex::default(),
+            outcome: Mutex::new(ChangeSetOutcome::Complete),
+            faults: Faults::default(),
+        }
+    }
+}
+
+#[cfg(feature = "cloudformation")]
+impl FakeStacks {
+    /// Adds a stack in `UPDATE_COMPLETE` with these parameters and resources
+    /// (logical id, type, physical id).
+    pub fn insert_stack(
+        &self,
+        name: &str,
+        parameters: &[(&str, &str)],
+        resources: &[(&str, &str, &str)],
+    ) {
+        let description = StackDescription {
+            name: name.to_owned(),
+            id: format!("arn:aws:cloudformation:us-east-1:123456789012:stack/{name}/1"),
+            status: "UPDATE_COMPLETE".to_owned(),
+            status_reason: None,
+            parameters: parameters
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+            outputs: BTreeMap::new(),
+        };
+        let resources = resources
+            .iter()
+            .map(|(logical, kind, physical)| StackResource {
+                logical_id: (*logical).to_owned(),
+                physical_id: (*physical).to_owned(),
+                resource_type: (*kind).to_owned(),
+                status: "UPDATE_COMPLETE".to_owned(),
+            })
+            .collect();
+        lock(&self.stacks)
+            .insert(name.to_owned(), FakeStack { description, resources, events: Vec::new() });
+    }
+
+    /// The template a stack reports it was deployed with.
+    pub fn set_template(&self, stack_name: &str, body: &str) {
+        lock(&self.templates).insert(stack_name.to_owned(), body.to_owned());
+    }
+
+    /// The parameter keys the next templates declare.
+    pub fn set_template_parameters(&self, keys: &[&str]) {
+        *lock(&self.template_parameters) = keys.iter().map(|key| (*key).to_owned()).collect();
+    }
+
+    /// The resource changes the next change sets report.
+    pub fn set_planned_changes(&self, changes: Vec<ResourceChange>) {
+        *lock(&self.planned_changes) = changes;
+    }
+
+    pub fn set_outcome(&self, outcome: ChangeSetOutcome) {
+        *lock(&self.outcome) = outcome;
+    }
+
+    /// A stack's current parameters.
+    pub fn parameters(&self, name: &str) -> BTreeMap<String, String> {
+        lock(&self.stacks)
+            .get(name)
+            .map(|stack| stack.description.parameters.clone())
+            .unwrap_or_default()
+    }
+
+    /// The change sets created, by name.
+    pub fn change_sets(&self) -> BTreeMap<String, ChangeSetRequest> {
+        lock(&self.change_sets).clone()
+    }
+
+    fn missing(operation: &'static str, name: &str) -> AwsError {
+        AwsError::new(
+            AwsErrorKind::NotFound,
+            operation,
+            name,
+            format!("Stack with id {name} does not exist"),
+        )
+    }
+
+    fn event(
+        stack: &mut FakeStack,
+        logical_id: &str,
+        kind: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) {
+        let timestamp = SystemTime::now();
+        let event_id = format!("event-{}", stack.events.len() + 1);
+        stack.events.push(StackEvent {
+            event_id,
+            timestamp,
+            logical_id: logical_id.to_owned(),
+            resource_type: kind.to_owned(),
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+        });
+    }
+}
+
+#[cfg(feature = "cloudformation")]
+#[async_trait]
+impl Stacks for FakeStacks {
+    async fn describe_stack(&self, stack_name: &str) -> Result<StackDescription, AwsError> {
+        self.faults.check("DescribeStacks", stack_name)?;
+        lock(&self.stacks)
+            .get(stack_name)
+            .map(|stack| stack.description.clone())
+            .ok_or_else(|| FakeStacks::missing("DescribeStacks", stack_name))
+    }
+
+    async fn stack_resources(&self, stack_name: &str) -> Result<Vec<StackResource>, AwsError> {
+        self.faults.check("ListStackResources", stack_name)?;
+        lock(&self.stacks)
+            .get(stack_name)
+            .map(|stack| stack.resources.clone())
+            .ok_or_else(|| FakeStacks::missing("ListStackResources", stack_name))
+    }
+
+    async fn template_body(&self, stack_name: &str) -> Result<String, AwsError> {
+        self.faults.check("GetTemplate", stack_name)?;
+        lock(&self.templates)
+            .get(stack_name)
+            .cloned()
+            .ok_or_else(|| FakeStacks::missing("GetTemplate", stack_name))
+    }
+
+    async fn template_parameters(
+        &self,
+        _template: &TemplateSource,
+    ) -> Result<Vec<String>, AwsError> {
+        self.faults.check("GetTemplateSummary", "template")?;
+        Ok(lock(&self.template_parameters).clone())
+    }
+
+    async fn create_change_set(&self, request: &ChangeSetRequest) -> Result<String, AwsError> {
+        self.faults.check("CreateChangeSet", &request.stack_name)?;
+        let stacks = lock(&self.stacks);
+        let stack = stacks
+            .get(&request.stack_name)
+            .ok_or_else(|| FakeStacks::missing("CreateChangeSet", &request.stack_name))?;
+        for parameter in &request.parameters {
+            if parameter.value.is_none()
+                && !stack.description.parameters.contains_key(&parameter.key)
+            {
+                return Err(AwsError::new(
+                    AwsErrorKind::Validation,
+                    "CreateChangeSet",
+                    &request.stack_name,
+                    format!(
+                        "Invalid input for parameter key {}. Cannot specify usePreviousValue as true for a parameter key not in the previous template",
+                        parameter.key
+                    ),
+                ));
+            }
+        }
+        drop(stacks);
+        lock(&self.change_sets).insert(request.change_set_name.clone(), request.clone());
+        Ok(format!(
+            "arn:aws:cloudformation:us-east-1:123456789012:changeSet/{}/1",
+            request.change_set_name
+        ))
+    }
+
+    async fn describe_change_set(
+        &self,
+        _stack_name: &str,
+        change_set_name: &str,
+    ) -> Result<ChangeSet, AwsError> {
+        self.faults.check("DescribeChangeSet", change_set_name)?;
+        if !lock(&self.change_sets).contains_key(change_set_name) {
+            return Err(AwsError::new(
+                AwsErrorKind::NotFound,
+                "DescribeChangeSet",
+                change_set_name,
+                "ChangeSet does not exist",
+            ));
+        }
+        Ok(ChangeSet {
+            status: "CREATE_COMPLETE".to_owned(),
+            status_reason: None,
+            changes: lock(&self.planned_changes).clone(),
+        })
+    }
+
+    async fn execute_change_set(
+        &self,
+        stack_name: &str,
+        change_set_name: &str,
+    ) -> Result<(), AwsError> {
+        self.faults.check("ExecuteChangeSet", change_set_name)?;
+        let request = lock(&self.change_sets).get(change_set_name).cloned().ok_or_else(|| {
+            AwsError::new(
+                AwsErrorKind::NotFound,
+                "ExecuteChangeSet",
+                change_set_name,
+                "ChangeSet does not exist",
+            )
+        })?;
+        let outcome = lock(&self.outcome).clone();
+        let mut stacks = lock(&self.stacks);
+        let stack = stacks
+            .get_mut(stack_name)
+            .ok_or_else(|| FakeStacks::missing("ExecuteChangeSet", stack_name))?;
+        const STACK: &str = "AWS::CloudFormation::Stack";
+        FakeStacks::event(stack, stack_name, STACK, "UPDATE_IN_PROGRESS", None);
+        match outcome {
+            ChangeSetOutcome::Complete => {
+                let mut parameters = BTreeMap::new();
+                for parameter in &request.parameters {
+                    let value = match &parameter.value {
+                        Some(value) => value.clone(),
+                        None => stack
+                            .description
+                            .parameters
+                            .get(&parameter.key)
+                            .cloned()
+                            .unwrap_or_default(),
+                    };
+                    parameters.insert(parameter.key.clone(), value);
+                }
+                stack.description.parameters = parameters;
+                stack.description.status = "UPDATE_COMPLETE".to_owned();
+                FakeStacks::event(stack, stack_name, STACK, "UPDATE_COMPLETE", None);
+            }
+            ChangeSetOutcome::RollBack { resource, reason } => {
+                FakeStacks::event(
+                    stack,
+                    &resource,
+                    "AWS::AutoScaling::AutoScalingGroup",
+                    "UPDATE_FAILED",
+                    Some(&reason),
+                );
+                FakeStacks::event(stack, stack_name, STACK, "UPDATE_ROLLBACK_IN_PROGRESS", None);
+                FakeStacks::event(stack, stack_name, STACK, "UPDATE_ROLLBACK_COMPLETE", None);
+                stack.description.status = "UPDATE_ROLLBACK_COMPLETE".to_owned();
+            }
+        }
+        Ok(())
+    }
+
+    async fn stack_events(&self, stack_name: &str) -> Result<Vec<StackEvent>, AwsError> {
+        self.faults.check("DescribeStackEvents", stack_name)?;
+        let stacks = lock(&self.stacks);
+        let stack = stacks
+            .get(stack_name)
+            .ok_or_else(|| FakeStacks::missing("DescribeStackEvents", stack_name))?;
+        Ok(stack.events.iter().rev().cloned().collect())
+    }
+}
+
+#[cfg(feature = "eventbridge")]
+/// In-memory EventBridge rules.
+#[derive(Debug, Default)]
+pub struct FakeRules {
+    rules: Mutex<BTreeMap<String, Rule>>,
+    pub faults: Faults,
+}
+
+#[cfg(feature = "eventbridge")]
+impl FakeRules {
+    pub fn insert(&self, name: &str, enabled: bool) {
+        lock(&self.rules).insert(
+            name.to_owned(),
+            Rule { name: name.to_owned(), enabled, schedule: Some("rate(1 minute)".to_owned()) },
+        );
+    }
+
+    pub fn enabled(&self, name: &str) -> Option<bool> {
+        lock(&self.rules).get(name).map(|rule| rule.enabled)
+    }
+}
+
+#[cfg(feature = "eventbridge")]
+#[async_trait]
+impl Rules for FakeRules {
+    async fn describe_rule(&self, name: &str) -> Result<Rule, AwsError> {
+        self.faults.check("DescribeRule", name)?;
+        lock(&self.rules).get(name).cloned().ok_or_else(|| {
+            AwsError::new(AwsErrorKind::NotFound, "DescribeRule", name, "Rule does not exist")
+        })
+    }
+
+    async fn set_rule_enabled(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
+        let operation = if enabled { "EnableRule" } else { "DisableRule" };
+        self.faults.check(operation, name)?;
+        let mut rules = lock(&self.rules);
+        let rule = rules.get_mut(name).ok_or_else(|| {
+            AwsError::new(AwsErrorKind::NotFound, operation, name, "Rule does not exist")
+        })?;
+        rule.enabled = enabled;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "logs")]
+/// In-memory CloudWatch Logs: events per group.
+#[derive(Debug, Default)]
+pub struct FakeLogEvents {
+    groups: Mutex<BTreeMap<String, Vec<LogEvent>>>,
+    pub faults: Faults,
+}
+
+#[cfg(feature = "logs")]
+impl FakeLogEvents {
+    pub fn create_group(&self, group: &str) {
+        lock(&self.groups).entry(group.to_owned()).or_default();
+    }
+
+    pub fn put(&self, group: &str, stream: &str, timestamp: SystemTime, message: &str) {
+        let mut groups = lock(&self.groups);
+        let events = groups.entry(group.to_owned()).or_default();
+        let event_id = format!("{group}/{}", events.len());
+        events.push(LogEvent {
+            event_id,
+            stream: stream.to_owned(),
+            timestamp,
+            message: message.to_owned(),
+        });
+    }
+}
+
+#[cfg(feature = "logs")]
+#[async_trait]
+impl LogEvents for FakeLogEvents {
+    async fn filter_page(
+        &self,
+        filter: &LogFilter,
+        _next_token: Option<&str>,
+    ) -> Result<LogPage, AwsError> {
+        self.faults.check("FilterLogEvents", &filter.group)?;
+        let groups = lock(&self.groups);
+        let events = groups.get(&filter.group).ok_or_else(|| {
+            AwsError::new(
+                AwsErrorKind::NotFound,
+                "FilterLogEvents",
+                &filter.group,
+                "The specified log group does not exist.",
+            )
+        })?;
+        let mut events: Vec<LogEvent> = events
+            .iter()
+            .filter(|event| {
+                filter.stream_prefix.as_ref().is_none_or(|prefix| event.stream.starts_with(prefix))
+                    && filter.start.is_none_or(|start| event.timestamp >= start)
+                    && filter
+                        .pattern
+                        .as_ref()
+                        .is_none_or(|pattern| event.message.contains(pattern.trim_matches('"')))
+            })
+            .cloned()
+            .collect();
+        events.sort_by_key(|event| event.timestamp);
+        Ok(LogPage { events, next_token: None })
+    }
+}
+
+/// In-memory EC2 network and instance facts.
+#[derive(Debug, Default)]
+pub struct FakeNetwork {
+    subnets: Mutex<BTreeMap<String, SubnetRoute>>,
+    launch_template_images: Mutex<BTreeMap<String, String>>,
+    launch_times: Mutex<BTreeMap<String, SystemTime>>,
+    pub faults: Faults,
+}
+
+impl FakeNetwork {
+    pub fn set_subnet(&self, subnet_id: &str, route: SubnetRoute) {
+        lock(&self.subnets).insert(subnet_id.to_owned(), route);
+    }
+
+    pub fn set_launch_template_image(&self, launch_template_id: &str, image_id: &str) {
+        lock(&self.launch_template_images)
+            .insert(launch_template_id.to_owned(), image_id.to_owned());
+    }
+
+    pub fn set_launch_time(&self, instance_id: &str, time: SystemTime) {
+        lock(&self.launch_times).insert(instance_id.to_owned(), time);
+    }
+}
+
+#[async_trait]
+impl Network for FakeNetwork {
+    async fn subnet_route(&self, _region: &str, subnet_id: &str) -> Result<SubnetRoute, AwsError> {
+        self.faults.check("DescribeSubnets", subnet_id)?;
+        Ok(lock(&self.subnets).get(subnet_id).cloned().unwrap_or(SubnetRoute::Missing))
+    }
+
+    async fn launch_template_image(
+        &self,
+        _region: &str,
+        launch_template_id: &str,
+    ) -> Result<Option<String>, AwsError> {
+        self.faults.check("DescribeLaunchTemplateVersions", launch_template_id)?;
+        Ok(lock(&self.launch_template_images).get(launch_template_id).cloned())
+    }
+
+    async fn launch_times(
+        &self,
+        _region: &str,
+        instance_ids: &[String],
+    ) -> Result<BTreeMap<String, SystemTime>, AwsError> {
+        self.faults.check("DescribeInstances", &instance_ids.join(","))?;
+        let times = lock(&self.launch_times);
+        Ok(instance_ids
+            .iter()
+            .filter_map(|id| times.get(id).map(|time| (id.clone(), *time)))
+            .collect())
+    }
+}
+
+/// In-memory EC2 images of one account, keyed by region and id.
+#[derive(Debug, Default)]
+pub struct FakeMachineImages {
+    images: Mutex<BTreeMap<(String, String), MachineImage>>,
+    pub faults: Faults,
+}
+
+impl FakeMachineImages {
+    pub fn insert(&self, region: &str, image: MachineImage) {
+        lock(&self.images).insert((region.to_owned(), image.image_id.clone()), image);
+    }
+}
+
+#[async_trait]
+impl MachineImages for FakeMachineImages {
+    async fn describe_image(
+        &self,
+        region: &str,
+        image_id: &str,
+    ) -> Result<Option<MachineImage>, AwsError> {
+        self.faults.check("DescribeImages", image_id)?;
+        Ok(lock(&self.images).get(&(region.to_owned(), image_id.to_owned())).cloned())
+    }
+
+    async fn copy_image(&self, request: &CopyImageRequest) -> Result<String, AwsError> {
+        self.faults.check("CopyImage", &request.source_image_id)?;
+        let source = lock(&self.images)
+            .get(&(request.source_region.clone(), request.source_image_id.clone()))
+            .cloned()
+            .ok_or_else(|| {
+                AwsError::new(
+                    AwsErrorKind::NotFound,
+                    "CopyImage",
+                    &request.source_image_id,
+                    "no such image",
+                )
+            })?;
+        let image_id = format!("{}-copy", source.image_id);
+        self.insert(
+            &request.region,
+            MachineImage { image_id: image_id.clone(), name: request.name.clone(), ..source },
+        );
+        Ok(image_id)
+    }
+
+    async fn make_public(&self, region: &str, image_id: &str) -> Result<(), AwsError> {
+        self.faults.check("ModifyImageAttribute", image_id)?;
+        if let Some(image) = lock(&self.images).get_mut(&(region.to_owned(), image_id.to_owned())) {
+            image.public = true;
+        }
         Ok(())
     }
 }

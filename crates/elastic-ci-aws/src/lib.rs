@@ -10,8 +10,13 @@
 //! | [`cloudwatch::Metrics`] | CloudWatch | [`cloudwatch::CloudWatchMetrics`]; [`cloudwatch::EmbeddedMetrics`] (log lines, no SDK crate) |
 //! | [`ecr::RegistryAuth`] | ECR | [`ecr::EcrRegistryAuth`] |
 //! | [`cloudformation::StackSignal`] | CloudFormation | [`cloudformation::CloudFormationSignal`] |
+//! | [`cloudformation::Stacks`] | CloudFormation (stacks, resources, change sets, events) | [`cloudformation::CloudFormationStacks`] |
+//! | [`autoscaling::GroupAdmin`] | EC2 Auto Scaling (sizes, tags, instance details) | [`autoscaling::AutoScalingGroups`] |
+//! | [`ssm::ParameterAdmin`], [`ssm::RemoteCommands`] | SSM (token rotation, SendCommand) | [`ssm::SsmParameterStore`] |
+//! | [`eventbridge::Rules`] | EventBridge rules | [`eventbridge::EventBridgeRules`] |
+//! | [`logs::LogEvents`] | CloudWatch Logs | [`logs::CloudWatchLogEvents`] |
 //! | [`imds::InstanceMetadata`] | EC2 instance metadata (IMDSv2) | [`imds::Imds`] |
-//! | [`ec2::MachineImages`] | EC2 images | [`ec2::Ec2MachineImages`] (signed Query API calls, no SDK crate) |
+//! | [`ec2::MachineImages`], [`ec2::Network`] | EC2 images, subnets and routes, instance launch times | [`ec2::Ec2MachineImages`] (signed Query API calls, no SDK crate) |
 //!
 //! **Architecture Invariant:** every SDK client is built from the `SdkConfig` that
 //! [`config::aws_sdk_config`] returns, so the standard variables (`AWS_REGION`,
@@ -20,9 +25,9 @@
 //! tells not-found, access-denied, throttled, validation and transport failures apart.
 //!
 //! Each SDK-backed module is behind a cargo feature of its name (`s3`, `ssm`,
-//! `autoscaling`, `cloudwatch`, `ecr`, `cloudformation`), so that a crate compiles only
-//! the SDK crates it calls; `config`, `error`, `ec2`, `imds` and the metrics trait with
-//! its embedded-metric-format writer are always there.
+//! `autoscaling`, `cloudwatch`, `ecr`, `cloudformation`, `logs`, `eventbridge`), so that a
+//! crate compiles only the SDK crates it calls; `config`, `error`, `ec2`, `imds` and the
+//! metrics trait with its embedded-metric-format writer are always there.
 //!
 //! ## Configuration
 //!
@@ -40,9 +45,13 @@ pub mod ec2;
 #[cfg(feature = "ecr")]
 pub mod ecr;
 pub mod error;
+#[cfg(feature = "eventbridge")]
+pub mod eventbridge;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod imds;
+#[cfg(feature = "logs")]
+pub mod logs;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "ssm")]

@@ -13,6 +13,10 @@
 //!
 //! The token is a [`Secret`]: it appears in no log line and no error. Where it comes
 //! from (a variable, SSM) is the caller's business: this crate knows nothing of AWS.
+//!
+//! [`rest`] reads builds and jobs from the REST API, for exporting job traces.
+
+pub mod rest;
 
 use std::time::Duration;
 

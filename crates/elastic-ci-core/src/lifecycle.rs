@@ -74,6 +74,37 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
+/// Formats a time as RFC 3339 in UTC to the second, such as `2026-01-05T18:02:00Z`;
+/// times before the epoch format as the epoch.
+pub fn format_rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (the inverse of
+/// `days_from_civil`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -90,6 +121,14 @@ mod tests {
     use test_case::test_case;
 
     use super::*;
+
+    #[test_case("1970-01-01T00:00:00Z")]
+    #[test_case("2000-02-29T23:59:59Z")]
+    #[test_case("2026-01-05T18:02:00Z")]
+    #[test_case("2100-12-31T00:00:01Z")]
+    fn formats_what_it_parses(text: &str) {
+        assert_eq!(format_rfc3339(parse_rfc3339(text).unwrap()), text);
+    }
 
     fn secs(time: SystemTime) -> u64 {
         time.duration_since(UNIX_EPOCH).unwrap().as_secs()

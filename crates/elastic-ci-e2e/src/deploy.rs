@@ -158,3 +158,100 @@ mod tests {
         assert!(error.to_string().contains("heredoc"), "{error}");
     }
 }
+
+/// A stack deployed on the emulator.
+#[derive(Debug, Clone)]
+pub struct DeployedStack {
+    pub name: String,
+    pub outputs: std::collections::BTreeMap<String, String>,
+    /// Logical id to (resource type, physical id).
+    pub resources: std::collections::BTreeMap<String, (String, String)>,
+}
+
+impl DeployedStack {
+    /// The physical id of a resource, by the template's logical id.
+    pub fn physical(&self, logical: &str) -> anyhow::Result<&str> {
+        self.resources
+            .get(logical)
+            .map(|(_, physical)| physical.as_str())
+            .with_context(|| format!("stack {} has no {logical}", self.name))
+    }
+}
+
+/// Deploys `rendered_template` as stack `name` with `parameters` (the rest at their
+/// defaults), waits for CREATE_COMPLETE and reads back its outputs and resources. The
+/// scaler zips must already be in place ([`upload_scaler_zips`]).
+pub async fn create_stack(
+    moto: &Moto,
+    rendered_template: &str,
+    name: &str,
+    parameters: &[(String, String)],
+) -> anyhow::Result<DeployedStack> {
+    use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+    let cloudformation = moto.cloudformation();
+    let sdk_parameters: Vec<Parameter> = parameters
+        .iter()
+        .map(|(key, value)| Parameter::builder().parameter_key(key).parameter_value(value).build())
+        .collect();
+    cloudformation
+        .create_stack()
+        .stack_name(name)
+        .template_body(rendered_template)
+        .set_parameters(Some(sdk_parameters))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!("create_stack {name} failed: {}", error.into_service_error())
+        })?;
+    let described = cloudformation
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .with_context(|| format!("failed to describe stack {name}"))?;
+    let stack = described.stacks().first().context("the new stack is not described")?;
+    ensure!(
+        stack.stack_status() == Some(&StackStatus::CreateComplete),
+        "stack {name} is {:?}: {}",
+        stack.stack_status(),
+        stack.stack_status_reason().unwrap_or("no reason given")
+    );
+    let outputs = stack
+        .outputs()
+        .iter()
+        .filter_map(|output| {
+            Some((output.output_key()?.to_owned(), output.output_value()?.to_owned()))
+        })
+        .collect();
+    let listed = cloudformation
+        .list_stack_resources()
+        .stack_name(name)
+        .send()
+        .await
+        .with_context(|| format!("failed to list the resources of stack {name}"))?;
+    let mut resources = std::collections::BTreeMap::new();
+    for summary in listed.stack_resource_summaries() {
+        if let (Some(logical), Some(kind), Some(physical)) =
+            (summary.logical_resource_id(), summary.resource_type(), summary.physical_resource_id())
+        {
+            resources.insert(logical.to_owned(), (kind.to_owned(), physical.to_owned()));
+        }
+    }
+    Ok(DeployedStack { name: name.to_owned(), outputs, resources })
+}
+
+/// Renders the template, puts the scaler zips in place and deploys stack `name` with
+/// `parameters`: what a test needs to have a stack to operate on.
+pub async fn deploy_stack(
+    moto: &Moto,
+    lambda_bucket_prefix: &str,
+    name: &str,
+    parameters: &[(String, String)],
+) -> anyhow::Result<DeployedStack> {
+    let version = template::default_version(&project::root());
+    let rendered = render_template(&version, lambda_bucket_prefix)?;
+    upload_scaler_zips(moto, &rendered).await?;
+    create_stack(moto, &rendered, name, parameters).await
+}

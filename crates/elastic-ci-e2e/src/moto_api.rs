@@ -50,6 +50,10 @@ impl MotoApi {
         let text = self
             .send(service, "POST", "/", &headers, &body.to_string())
             .unwrap_or_else(|error| panic!("{error:#}"));
+        // Actions that return nothing (EnableRule, PutRetentionPolicy) answer an empty body.
+        if text.trim().is_empty() {
+            return serde_json::Value::Null;
+        }
         serde_json::from_str(&text).unwrap_or_else(|error| panic!("{target}: {error}: {text}"))
     }
 

@@ -15,8 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
-use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use anyhow::{Context, ensure};
 use axum::Router;
 use axum::body::Bytes;
 use elastic_ci_core::secret::Secret;
@@ -126,68 +125,13 @@ pub(crate) async fn deploy(
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value))
     .collect();
-    let mut sdk_parameters: Vec<Parameter> = parameters
-        .iter()
-        .map(|(key, value)| Parameter::builder().parameter_key(key).parameter_value(value).build())
-        .collect();
-    sdk_parameters.push(
-        Parameter::builder()
-            .parameter_key("BuildkiteAgentToken")
-            .parameter_value(settings.agent_token.expose())
-            .build(),
-    );
-    let cloudformation = moto.cloudformation();
-    cloudformation
-        .create_stack()
-        .stack_name(&name)
-        .template_body(&rendered)
-        .set_parameters(Some(sdk_parameters))
-        .capabilities(Capability::CapabilityIam)
-        .capabilities(Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .map_err(|error| {
-            anyhow::anyhow!("create_stack {name} failed: {}", error.into_service_error())
-        })?;
-    let described = cloudformation
-        .describe_stacks()
-        .stack_name(&name)
-        .send()
-        .await
-        .with_context(|| format!("failed to describe stack {name}"))?;
-    let stack = described.stacks().first().context("the new stack is not described")?;
-    if stack.stack_status() != Some(&StackStatus::CreateComplete) {
-        bail!(
-            "stack {name} is {:?}: {}",
-            stack.stack_status(),
-            stack.stack_status_reason().unwrap_or("no reason given")
-        );
-    }
-    let outputs: BTreeMap<&str, &str> = stack
-        .outputs()
-        .iter()
-        .filter_map(|output| Some((output.output_key()?, output.output_value()?)))
-        .collect();
-    let listed = cloudformation
-        .list_stack_resources()
-        .stack_name(&name)
-        .send()
-        .await
-        .with_context(|| format!("failed to list the resources of stack {name}"))?;
-    let mut resources: BTreeMap<String, (String, String)> = BTreeMap::new();
-    for summary in listed.stack_resource_summaries() {
-        if let (Some(logical), Some(kind), Some(physical)) =
-            (summary.logical_resource_id(), summary.resource_type(), summary.physical_resource_id())
-        {
-            resources.insert(logical.to_owned(), (kind.to_owned(), physical.to_owned()));
-        }
-    }
-    let physical = |logical: &str| {
-        resources
-            .get(logical)
-            .map(|(_, physical)| physical.clone())
-            .with_context(|| format!("stack {name} has no {logical}"))
-    };
+    let mut all_parameters = parameters.clone();
+    all_parameters
+        .push(("BuildkiteAgentToken".to_owned(), settings.agent_token.expose().to_owned()));
+    let deployed = deploy::create_stack(moto, &rendered, &name, &all_parameters).await?;
+    let outputs = &deployed.outputs;
+    let resources = &deployed.resources;
+    let physical = |logical: &str| deployed.physical(logical).map(str::to_owned);
     let group = outputs.get("AutoScalingGroupName").context("no AutoScalingGroupName output")?;
     let secrets_bucket =
         outputs.get("ManagedSecretsBucket").context("no ManagedSecretsBucket output")?;

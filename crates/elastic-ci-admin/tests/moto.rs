@@ -1,0 +1,376 @@
+//! `elastic-ci` against a stack deployed from the template on moto, run as a user runs
+//! it. Without `ELASTIC_CI_MOTO_ENDPOINT` the tests skip locally and fail in CI.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use assert_cmd::Command;
+use elastic_ci_e2e::deploy::{DeployedStack, deploy_stack};
+use elastic_ci_e2e::moto_api::MotoApi;
+use elastic_ci_testkit::buildkite::{FakeBuildkite, QueueMetrics};
+use elastic_ci_testkit::moto::Moto;
+use serde_json::{Value, json};
+
+const LAMBDAS: &str = "elastic-ci-cli-lambdas";
+
+/// The emulator; `None` (skip) locally without one, a panic in CI.
+fn moto() -> Option<Moto> {
+    elastic_ci_testkit::moto::moto()
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}{nanos:x}{}", std::process::id() % 1000)
+}
+
+fn elastic_ci(moto: &Moto) -> Command {
+    let mut command = Command::cargo_bin("elastic-ci").unwrap();
+    command.env_clear().envs(moto.env()).env("AWS_ENDPOINT_URL", &moto.endpoint).arg("-v");
+    command
+}
+
+async fn stack(moto: &Moto, parameters: &[(&str, &str)]) -> DeployedStack {
+    let name = unique("ecicli");
+    let parameters: Vec<(String, String)> =
+        parameters.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+    deploy_stack(moto, LAMBDAS, &name, &parameters).await.unwrap()
+}
+
+fn run_json(moto: &Moto, args: &[&str]) -> Value {
+    let output = elastic_ci(moto).args(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn run_text(moto: &Moto, args: &[&str]) -> String {
+    let output = elastic_ci(moto).args(args).output().unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn rule_state(api: &MotoApi, rule: &str) -> String {
+    api.json("events", "AWSEvents.DescribeRule", &json!({"Name": rule}))["State"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn group(moto: &Moto, name: &str) -> aws_sdk_autoscaling::types::AutoScalingGroup {
+    moto.autoscaling()
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .clone()
+}
+
+/// Puts `messages` into a log group's stream, creating the stream.
+fn put_logs(api: &MotoApi, group: &str, stream: &str, messages: &[String]) {
+    let _ = api.json(
+        "logs",
+        "Logs_20140328.CreateLogStream",
+        &json!({"logGroupName": group, "logStreamName": stream}),
+    );
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let events: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(index, message)| json!({"timestamp": now - 60_000 + index as u128, "message": message}))
+        .collect();
+    api.json(
+        "logs",
+        "Logs_20140328.PutLogEvents",
+        &json!({"logGroupName": group, "logStreamName": stream, "logEvents": events}),
+    );
+}
+
+fn poll_line(scheduled: u32, reason: &str) -> String {
+    json!({
+        "timestamp": elastic_ci_core::lifecycle::format_rfc3339(SystemTime::now()),
+        "level": "INFO", "message": "poll", "target": "elastic_ci_scaler::poll",
+        "queue": "default", "scheduled_jobs": scheduled, "running_jobs": 0, "waiting_jobs": 0,
+        "total_agents": 0, "desired_capacity": 1, "max_size": 3, "target_capacity": 2,
+        "reason": format!("numbers: {reason}"),
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_equals_the_group_and_its_instances() {
+    let Some(moto) = moto() else { return };
+    let stack =
+        stack(&moto, &[("MinSize", "1"), ("MaxSize", "3"), ("BuildkiteQueue", "cli-status")]).await;
+    let status = run_json(&moto, &["status", "--stack", &stack.name, "--json"]);
+    let group = group(&moto, stack.physical("AgentAutoScaleGroup").unwrap()).await;
+    assert_eq!(status["queue"], "cli-status");
+    assert_eq!(status["group"]["name"], group.auto_scaling_group_name().unwrap());
+    assert_eq!(status["group"]["desired_capacity"], group.desired_capacity().unwrap());
+    assert_eq!(status["group"]["min_size"], 1);
+    assert_eq!(status["group"]["max_size"], 3);
+    let mut expected: Vec<&str> =
+        group.instances().iter().filter_map(|instance| instance.instance_id()).collect();
+    let mut listed: Vec<&str> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|instance| instance["id"].as_str().unwrap())
+        .collect();
+    expected.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(listed, expected);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(status["instances"][0]["lifecycle_state"], "InService");
+    assert_eq!(status["scaler"]["paused"], false);
+    let text = run_text(&moto, &["status", "--stack", &stack.name]);
+    assert!(text.contains(listed[0]), "{text}");
+    assert!(text.contains("Scaler: running"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_and_resume_round_trip() {
+    let Some(moto) = moto() else { return };
+    let stack = stack(&moto, &[("MinSize", "1"), ("MaxSize", "3")]).await;
+    let api = MotoApi::new(&moto.endpoint);
+    let rule =
+        stack.physical("AutoscalingSchedule").unwrap().rsplit('/').next().unwrap().to_owned();
+    let group_name = stack.physical("AgentAutoScaleGroup").unwrap().to_owned();
+    assert_eq!(rule_state(&api, &rule), "ENABLED");
+
+    let dry = run_text(&moto, &["pause", "--stack", &stack.name, "--to", "0", "--dry-run"]);
+    assert!(dry.contains("would disable the scaler's schedule"), "{dry}");
+    assert_eq!(rule_state(&api, &rule), "ENABLED");
+
+    let paused = run_text(&moto, &["pause", "--stack", &stack.name, "--to", "0", "--yes"]);
+    assert!(paused.contains("lower MinSize from 1 to 0"), "{paused}");
+    assert_eq!(rule_state(&api, &rule), "DISABLED");
+    let group = group(&moto, &group_name).await;
+    assert_eq!((group.min_size(), group.desired_capacity()), (Some(0), Some(0)));
+    assert!(group.tags().iter().any(|tag| tag.key() == Some("elastic-ci:paused")));
+
+    let again = run_text(&moto, &["pause", "--stack", &stack.name, "--to", "0", "--yes"]);
+    assert!(again.contains("already paused"), "{again}");
+    let status = run_json(&moto, &["status", "--stack", &stack.name, "--json"]);
+    assert_eq!(status["scaler"]["paused"], true);
+    let why = run_text(&moto, &["why", "--stack", &stack.name]);
+    assert!(why.contains("the scaler is paused"), "{why}");
+
+    let resumed = run_text(&moto, &["resume", "--stack", &stack.name, "--yes"]);
+    assert!(resumed.contains("resumed"), "{resumed}");
+    assert_eq!(rule_state(&api, &rule), "ENABLED");
+    let restored = self::group(&moto, &group_name).await;
+    assert_eq!((restored.min_size(), restored.desired_capacity()), (Some(1), Some(1)));
+    assert!(!restored.tags().iter().any(|tag| tag.key() == Some("elastic-ci:paused")));
+    let again = run_text(&moto, &["resume", "--stack", &stack.name, "--yes"]);
+    assert!(again.contains("not paused"), "{again}");
+
+    // A schedule disabled by something else is not ours to enable without --force.
+    api.json("events", "AWSEvents.DisableRule", &json!({"Name": rule}));
+    elastic_ci(&moto)
+        .args(["resume", "--stack", &stack.name, "--yes"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("pass --force"));
+    run_text(&moto, &["resume", "--stack", &stack.name, "--yes", "--force"]);
+    assert_eq!(rule_state(&api, &rule), "ENABLED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_keeps_parameters_changes_the_set_one_and_reports_the_group_replacement() {
+    let Some(moto) = moto() else { return };
+    let stack = stack(&moto, &[("MaxSize", "3"), ("BuildkiteQueue", "kept-queue")]).await;
+    let version = xtask::template::default_version(&xtask::project::root());
+    let rendered = elastic_ci_e2e::deploy::render_template(&version, LAMBDAS).unwrap();
+    let bucket = moto.bucket("elastic-ci-cli-templates").await;
+    moto.put_object(&bucket, "aws-stack.yml", rendered).await;
+    let url = format!("https://s3.amazonaws.com/{bucket}/aws-stack.yml");
+    let output = run_text(
+        &moto,
+        &[
+            "upgrade",
+            "--stack",
+            &stack.name,
+            "--template-url",
+            &url,
+            "--set",
+            "MaxSize=5",
+            "--yes",
+            "--poll-interval",
+            "1s",
+        ],
+    );
+    assert!(output.contains("parameter MaxSize: \"3\" -> \"5\""), "{output}");
+    assert!(output.contains("Auto Scaling group will be replaced"), "{output}");
+    let described =
+        moto.cloudformation().describe_stacks().stack_name(&stack.name).send().await.unwrap();
+    let parameters: std::collections::BTreeMap<String, String> = described.stacks()[0]
+        .parameters()
+        .iter()
+        .map(|parameter| {
+            (
+                parameter.parameter_key().unwrap().to_owned(),
+                parameter.parameter_value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(parameters["MaxSize"], "5");
+    assert_eq!(parameters["BuildkiteQueue"], "kept-queue");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_and_decisions_read_the_stacks_log_groups() {
+    let Some(moto) = moto() else { return };
+    let stack = stack(&moto, &[("MaxSize", "3")]).await;
+    let api = MotoApi::new(&moto.endpoint);
+    put_logs(
+        &api,
+        stack.physical("ScalerLogGroup").unwrap(),
+        "2024/01/01/[$LATEST]abc",
+        &[poll_line(2, "scale out from 1 to 2"), "START RequestId: 1".to_owned()],
+    );
+    put_logs(
+        &api,
+        stack.physical("AgentLogGroup").unwrap(),
+        "i-0123456789abcdef0",
+        &["agent started".to_owned()],
+    );
+    put_logs(
+        &api,
+        stack.physical("AgentLogGroup").unwrap(),
+        "i-0fedcba987654321f",
+        &["other agent".to_owned()],
+    );
+
+    let decisions = run_text(&moto, &["decisions", "--stack", &stack.name, "--since", "1h"]);
+    let lines: Vec<&str> = decisions.lines().collect();
+    assert_eq!(lines.len(), 2, "{decisions}");
+    assert!(lines[0].starts_with("TIME"), "{decisions}");
+    assert!(
+        lines[1].contains("1 -> 2") && lines[1].contains("scale out from 1 to 2"),
+        "{decisions}"
+    );
+
+    let logs = run_text(
+        &moto,
+        &["logs", "--stack", &stack.name, "--instance", "i-0123456789abcdef0", "--source", "agent"],
+    );
+    assert_eq!(logs.lines().count(), 1, "{logs}");
+    assert!(
+        logs.starts_with("i-0123456789abcdef0 ") && logs.contains("buildkite-agent: agent started"),
+        "{logs}"
+    );
+    let all = run_text(&moto, &["logs", "--stack", &stack.name]);
+    assert!(all.contains("other agent") && all.contains("scaler "), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_a_good_stack_and_names_each_broken_thing() {
+    let Some(moto) = moto() else { return };
+    let buildkite = FakeBuildkite::start("good-token");
+    buildkite.set_queue("doctor", QueueMetrics::jobs(0, 0, 0));
+    let endpoint = buildkite.endpoint();
+    let good = stack(
+        &moto,
+        &[("MaxSize", "3"), ("BuildkiteQueue", "doctor"), ("AgentEndpoint", &endpoint)],
+    )
+    .await;
+    let api = MotoApi::new(&moto.endpoint);
+    moto.put_parameter(&format!("/{}/buildkite/agent-token", good.name), "good-token", true).await;
+    put_logs(&api, good.physical("ScalerLogGroup").unwrap(), "s", &[poll_line(0, "steady")]);
+    let output = run_text(&moto, &["doctor", "--stack", &good.name]);
+    for check in [
+        "PASS ami",
+        "PASS scaler zip",
+        "PASS agent token",
+        "PASS subnets",
+        "PASS scaler polls",
+        "PASS buildkite",
+    ] {
+        assert!(output.contains(check), "{check}: {output}");
+    }
+
+    let bad = stack(
+        &moto,
+        &[
+            ("MaxSize", "3"),
+            ("ImageId", "ami-0000000000dead000"),
+            ("ScalerLambdaS3Bucket", LAMBDAS),
+            ("ScalerLambdaS3Key", "missing/elastic-ci-scaler.zip"),
+        ],
+    )
+    .await;
+    moto.put_parameter(
+        &format!("/{}/buildkite/agent-token", bad.name),
+        "token-with-newline\n",
+        true,
+    )
+    .await;
+    let output = elastic_ci(&moto).args(["doctor", "--stack", &bad.name]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL ami: ami-0000000000dead000 does not exist"), "{stdout}");
+    assert!(stdout.contains("FAIL scaler zip: s3://elastic-ci-cli-lambdas/missing/elastic-ci-scaler.zip does not exist"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL agent token: parameter") && stdout.contains("whitespace"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("token-with-newline"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_token_keeps_the_type_and_never_prints_the_token() {
+    let Some(moto) = moto() else { return };
+    let stack = stack(&moto, &[("MaxSize", "3")]).await;
+    let name = format!("/{}/buildkite/agent-token", stack.name);
+    moto.put_parameter(&name, "old-token", true).await;
+    let output = elastic_ci(&moto)
+        .args(["rotate-token", "--stack", &stack.name, "--token-stdin", "--yes"])
+        .write_stdin("new-secret-token\n")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for stream in [&output.stdout, &output.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains("new-secret-token"));
+    }
+    let stored = moto.ssm().get_parameter().name(&name).with_decryption(true).send().await.unwrap();
+    let parameter = stored.parameter().unwrap();
+    assert_eq!(parameter.value(), Some("new-secret-token"));
+    assert_eq!(parameter.r#type().map(|kind| kind.as_str()), Some("SecureString"));
+}
+
+#[test]
+fn an_unknown_stack_is_one_line_and_exit_2() {
+    let Some(moto) = moto() else { return };
+    let output =
+        elastic_ci(&moto).args(["status", "--stack", "no-such-stack-anywhere"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|line| line.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [
+            "error: stack \"no-such-stack-anywhere\" not found: check --stack and the region (AWS_REGION, --region)"
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
+fn no_credentials_is_one_line_and_exit_2() {
+    let Some(moto) = moto() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::cargo_bin("elastic-ci")
+        .unwrap()
+        .env_clear()
+        .env("HOME", home.path())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["status", "--stack", "any"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: no usable AWS credentials"), "{stderr}");
+}
