@@ -74,8 +74,7 @@ fn parameter_names(document: &Value) -> BTreeSet<String> {
 
 /// The logical ids the README's table "What the update replaces" names.
 fn readme_replaced() -> BTreeSet<String> {
-    let readme =
-        std::fs::read_to_string(project::root().join("README.md")).expect("the README");
+    let readme = std::fs::read_to_string(project::root().join("README.md")).expect("the README");
     let section = readme
         .split_once("#### What the update replaces\n")
         .map(|(_, rest)| rest.split("\n#").next().unwrap_or(rest))
@@ -338,8 +337,7 @@ async fn the_original_stack_updates_in_place_keeping_its_token_and_secrets() {
         .filter(|id| !STAND_INS.contains(id))
         .filter(|id| !EMULATOR_REPLACES.iter().any(|(replaced, _)| replaced == id))
         .collect();
-    let unlisted: Vec<&&str> =
-        changed.iter().filter(|id| !listed.contains(**id)).collect();
+    let unlisted: Vec<&&str> = changed.iter().filter(|id| !listed.contains(**id)).collect();
     assert!(unlisted.is_empty(), "replaced or removed but not in the README: {unlisted:?}");
     assert!(changed.contains("Autoscaling"), "the scaler application gives way to ours");
     assert!(listed.contains("AgentAutoScaleGroup"), "{listed:?}");
@@ -392,5 +390,94 @@ fn the_readme_lists_every_resource_an_update_removes() {
         if ours["Resources"].get(id).is_none() && !STAND_INS.contains(&id) {
             assert!(listed.contains(id), "{id} is removed by the update but not in the README");
         }
+    }
+}
+
+/// Every `resource` block of the module, by address, with whether it has `count`.
+fn module_resources() -> (BTreeMap<String, bool>, BTreeMap<String, String>) {
+    let mut resources = BTreeMap::new();
+    let mut moved = BTreeMap::new();
+    let dir = project::root().join("terraform");
+    for entry in std::fs::read_dir(&dir).expect("the module") {
+        let path = entry.expect("an entry").path();
+        if path.extension().and_then(|ext| ext.to_str()) != Some("tf") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a module file");
+        let body: hcl::Body =
+            hcl::parse(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        for block in body.blocks() {
+            match block.identifier() {
+                "resource" => {
+                    let labels: Vec<&str> =
+                        block.labels().iter().map(|label| label.as_str()).collect();
+                    let counted =
+                        block.body().attributes().any(|attribute| attribute.key() == "count");
+                    resources.insert(labels.join("."), counted);
+                }
+                "moved" => {
+                    let side = |key: &str| {
+                        block
+                            .body()
+                            .attributes()
+                            .find(|attribute| attribute.key() == key)
+                            .map(|attribute| attribute.expr().to_string())
+                            .unwrap_or_else(|| panic!("a moved block without {key}"))
+                    };
+                    let from = side("from");
+                    assert!(moved.insert(from.clone(), side("to")).is_none(), "{from} moved twice");
+                }
+                _ => {}
+            }
+        }
+    }
+    (resources, moved)
+}
+
+/// Buildkite's module keeps its state through a switch of `source` to this one: every
+/// address of the original that holds state is this module's, or moves to one of the
+/// same type (`terraform plan` cannot run here without the providers, so this is the
+/// part of the plan that HCL alone decides).
+#[test]
+fn the_module_moves_every_original_address_to_one_of_its_own() {
+    let (resources, moved) = module_resources();
+    let path =
+        project::root().join("crates/elastic-ci-e2e/tests/fixtures/original-module-addresses.txt");
+    let original = std::fs::read_to_string(&path).expect("the original module's addresses");
+    let entries: Vec<(&str, bool)> = original
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| match line.split_once(' ') {
+            Some((address, "count")) => (address, true),
+            Some(_) => panic!("{line:?}: expected an address, optionally followed by count"),
+            None => (line, false),
+        })
+        .collect();
+    let addresses: Vec<&str> = entries.iter().map(|(address, _)| *address).collect();
+    assert!(addresses.len() > 10, "{addresses:?}");
+    for (address, original_counted) in &entries {
+        if resources.contains_key(*address) {
+            assert!(!moved.contains_key(*address), "{address} is kept and moved");
+            continue;
+        }
+        let target = moved.get(*address).unwrap_or_else(|| panic!("{address} has no moved block"));
+        let (base, index) = match target.split_once('[') {
+            Some((base, index)) => (base, Some(index)),
+            None => (target.as_str(), None),
+        };
+        let counted = *resources
+            .get(base)
+            .unwrap_or_else(|| panic!("{address} moves to {target}, which the module lacks"));
+        // A single resource moves to instance [0] of a counted one; a counted one whole.
+        let fits = match index {
+            Some(_) => counted && !original_counted,
+            None => counted == *original_counted,
+        };
+        assert!(fits, "{address} -> {target}: count and index disagree");
+        let kind = |address: &str| address.split('.').next().unwrap_or_default().to_owned();
+        assert_eq!(kind(address), kind(base), "{address} -> {target} changes the type");
+    }
+    for from in moved.keys() {
+        assert!(addresses.contains(&from.as_str()), "moved from {from}, not an original address");
     }
 }

@@ -83,7 +83,6 @@ fn granted(document: &Value, action: &str) -> Vec<String> {
         .collect()
 }
 
-
 const INSTANCE_LOG_GROUPS: [&str; 7] = [
     "auth",
     "buildkite-agent",
@@ -757,7 +756,6 @@ async fn builds_its_own_vpc_with_endpoints_when_none_is_given() {
     stack_subnets.sort_unstable();
     assert_eq!(group_subnets, stack_subnets);
 }
-
 
 /// The agent token parameter's name, type and value, read with decryption.
 async fn token_parameter(moto: &Moto, name: &str) -> Option<(String, String)> {

@@ -64,7 +64,12 @@ pub(crate) fn parameters(values: &[(&str, &str)]) -> Vec<Parameter> {
         .collect()
 }
 
-pub(crate) async fn create_stack(moto: &Moto, name: &str, template: &str, values: &[(&str, &str)]) -> Stack {
+pub(crate) async fn create_stack(
+    moto: &Moto,
+    name: &str,
+    template: &str,
+    values: &[(&str, &str)],
+) -> Stack {
     let cloudformation = moto.cloudformation();
     cloudformation
         .create_stack()
@@ -130,7 +135,12 @@ pub(crate) async fn read_stack(moto: &Moto, name: &str) -> Stack {
     }
 }
 
-pub(crate) async fn update_stack(moto: &Moto, stack: &Stack, template: &str, values: &[(&str, &str)]) {
+pub(crate) async fn update_stack(
+    moto: &Moto,
+    stack: &Stack,
+    template: &str,
+    values: &[(&str, &str)],
+) {
     moto.cloudformation()
         .update_stack()
         .stack_name(&stack.name)
@@ -198,7 +208,6 @@ pub(crate) fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
     (vpc_id, subnets)
 }
 
-
 pub(crate) fn lambda_function(api: &MotoApi, name: &str) -> Value {
     api.get("lambda", &format!("/2015-03-31/functions/{name}"))
 }
@@ -239,7 +248,12 @@ pub(crate) fn python_with_boto3() -> Option<PathBuf> {
 /// Runs the inline code of one of the template's helper functions against the
 /// emulator with `event`, and returns the response it sent to CloudFormation and what
 /// it printed.
-pub(crate) fn run_helper(moto: &Moto, python: &Path, function: &str, event: Value) -> (Value, String) {
+pub(crate) fn run_helper(
+    moto: &Moto,
+    python: &Path,
+    function: &str,
+    event: Value,
+) -> (Value, String) {
     let template: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(project::root().join(template::SOURCE)).expect("the template"),
     )
