@@ -984,18 +984,29 @@ async fn assert_outputs_name_the_stacks_resources(moto: &Moto, stack: &Stack) {
         INSTANCE_LOG_GROUPS.iter().map(|group| format!("/buildkite/{name}/{group}")).collect();
     expected.sort();
     assert_eq!(logged, expected);
-    let exports = moto.cloudformation().list_exports().send().await.expect("list_exports");
-    let exported: BTreeMap<&str, &str> = exports
-        .exports()
-        .iter()
-        .filter_map(|export| Some((export.name()?, export.value()?)))
-        .collect();
-    for (output, value) in &stack.outputs {
-        assert_eq!(
-            exported.get(format!("{name}-{output}").as_str()),
-            Some(&value.as_str()),
-            "{output}"
+    // Every page: the emulator holds the exports of every test's stacks.
+    let mut exported: BTreeMap<String, String> = BTreeMap::new();
+    let mut next_token = None;
+    loop {
+        let page = moto
+            .cloudformation()
+            .list_exports()
+            .set_next_token(next_token)
+            .send()
+            .await
+            .expect("list_exports");
+        exported.extend(
+            page.exports()
+                .iter()
+                .filter_map(|export| Some((export.name()?.to_owned(), export.value()?.to_owned()))),
         );
+        next_token = page.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            break;
+        }
+    }
+    for (output, value) in &stack.outputs {
+        assert_eq!(exported.get(&format!("{name}-{output}")), Some(value), "{output}");
     }
 }
 
