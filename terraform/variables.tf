@@ -1387,3 +1387,44 @@ variable "enable_docker_login_plugin" {
   nullable    = false
 }
 
+
+# Deprecated: variables of Buildkite's module that this one does not use. They stay so
+# that a configuration written for that module still plans.
+
+variable "buildkite_agent_scaler_serverless_arn" {
+  description = "Deprecated and ignored. The original stack no longer used it either; the scaler is a Lambda function from a zip in S3 (scaler_lambda_s3_bucket)."
+  type        = string
+  default     = "arn:aws:serverlessrepo:us-east-1:172840064832:applications/buildkite-agent-scaler"
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[^\\r\\n]*$", var.buildkite_agent_scaler_serverless_arn))
+    error_message = "buildkite_agent_scaler_serverless_arn must be a single line, without line breaks."
+  }
+}
+
+variable "instance_operating_system" {
+  description = "Deprecated. The instances' operating system; this version of the stack runs Linux instances only, so linux is the one value it accepts."
+  type        = string
+  default     = "linux"
+  nullable    = false
+
+  validation {
+    condition     = contains(["linux"], var.instance_operating_system)
+    error_message = "instance_operating_system must be linux. This version of the stack has no Windows instances, so a Windows stack cannot be updated to it."
+  }
+}
+
+variable "buildkite_windows_administrator" {
+  description = "Deprecated and ignored. On Windows instances it put the agent's user in the Administrators group; this version of the stack runs Linux instances only."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "secrets_bucket_encryption" {
+  description = "Deprecated and ignored. The managed secrets bucket and its log bucket are always encrypted and refuse requests without TLS."
+  type        = bool
+  default     = false
+  nullable    = false
+}

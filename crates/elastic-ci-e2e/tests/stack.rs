@@ -9,12 +9,12 @@
 
 #![allow(clippy::print_stderr, reason = "a test that needs moto's Python says why it skipped")]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aws_sdk_autoscaling::types::AutoScalingGroup;
-use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use aws_sdk_cloudformation::types::StackStatus;
 use elastic_ci_testkit::moto::{Moto, REGION, moto};
 use elastic_ci_testkit::names::unique_name;
 use serde_json::{Value, json};
@@ -23,185 +23,9 @@ use elastic_ci_e2e::deploy::{self, AMD64_AMI, ARM64_AMI, BootInputs, EMPTY_ZIP};
 use elastic_ci_e2e::moto_api::{MotoApi, percent_decode, xml_all, xml_first};
 use xtask::{project, template};
 
-/// moto's fake AMIs: one x86_64, one arm64.
-const VERSION: &str = "v9.8.7-test";
+use support::*;
+
 const TOKEN: &str = "bkua_0123456789secret";
-
-/// A deployed stack, as CloudFormation describes it.
-struct Stack {
-    name: String,
-    id: String,
-    /// Logical id → physical id, for the resources that exist.
-    resources: BTreeMap<String, String>,
-    outputs: BTreeMap<String, String>,
-}
-
-impl Stack {
-    fn physical(&self, logical_id: &str) -> &str {
-        self.resources
-            .get(logical_id)
-            .unwrap_or_else(|| panic!("{logical_id} is not in {:?}", self.resources.keys()))
-    }
-}
-
-/// The template as `cargo xtask template` renders it, with moto's AMIs and a release
-/// bucket prefix of this test's own.
-fn rendered_template(lambda_bucket_prefix: &str) -> String {
-    deploy::render_template(VERSION, lambda_bucket_prefix).expect("the template renders")
-}
-
-/// A stack name short enough that CloudFormation's generated role names stay within
-/// IAM's 64 characters (moto does not truncate them as CloudFormation does).
-fn stack_name() -> String {
-    let unique = unique_name("s");
-    let digest = unique.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("ecs{:010x}", digest & 0xff_ffff_ffff)
-}
-
-fn parameters(values: &[(&str, &str)]) -> Vec<Parameter> {
-    values
-        .iter()
-        .map(|(key, value)| {
-            Parameter::builder().parameter_key(*key).parameter_value(*value).build()
-        })
-        .collect()
-}
-
-async fn create_stack(moto: &Moto, name: &str, template: &str, values: &[(&str, &str)]) -> Stack {
-    let cloudformation = moto.cloudformation();
-    cloudformation
-        .create_stack()
-        .stack_name(name)
-        .template_body(template)
-        .set_parameters(Some(parameters(values)))
-        .capabilities(Capability::CapabilityIam)
-        .capabilities(Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("create_stack {name}: {error:?}"));
-    assert_status(moto, name, &StackStatus::CreateComplete).await;
-    read_stack(moto, name).await
-}
-
-/// The stack's status and reason only: its description holds parameter values.
-async fn assert_status(moto: &Moto, name: &str, expected: &StackStatus) {
-    let stack = describe(moto, name).await;
-    assert_eq!(stack.stack_status(), Some(expected), "{name}: {:?}", stack.stack_status_reason());
-}
-
-async fn describe(moto: &Moto, name: &str) -> aws_sdk_cloudformation::types::Stack {
-    let stacks =
-        moto.cloudformation().describe_stacks().stack_name(name).send().await.expect("describe");
-    stacks.stacks().first().cloned().expect("one stack")
-}
-
-async fn read_stack(moto: &Moto, name: &str) -> Stack {
-    let described = describe(moto, name).await;
-    let listed = moto
-        .cloudformation()
-        .list_stack_resources()
-        .stack_name(name)
-        .send()
-        .await
-        .expect("list_stack_resources");
-    let resources = listed
-        .stack_resource_summaries()
-        .iter()
-        .filter(|summary| !summary.logical_resource_id().unwrap_or_default().is_empty())
-        .map(|summary| {
-            (
-                summary.logical_resource_id().unwrap_or_default().to_owned(),
-                summary.physical_resource_id().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let outputs = described
-        .outputs()
-        .iter()
-        .map(|output| {
-            (
-                output.output_key().unwrap_or_default().to_owned(),
-                output.output_value().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    Stack {
-        name: name.to_owned(),
-        id: described.stack_id().unwrap_or_default().to_owned(),
-        resources,
-        outputs,
-    }
-}
-
-async fn update_stack(moto: &Moto, stack: &Stack, template: &str, values: &[(&str, &str)]) {
-    moto.cloudformation()
-        .update_stack()
-        .stack_name(&stack.name)
-        .template_body(template)
-        .set_parameters(Some(parameters(values)))
-        .capabilities(Capability::CapabilityIam)
-        .capabilities(Capability::CapabilityNamedIam)
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("update_stack {}: {error:?}", stack.name));
-    assert_status(moto, &stack.name, &StackStatus::UpdateComplete).await;
-}
-
-async fn delete_stack(moto: &Moto, stack: &Stack) {
-    let group = stack.outputs["AutoScalingGroupName"].clone();
-    moto.cloudformation()
-        .delete_stack()
-        .stack_name(&stack.name)
-        .send()
-        .await
-        .expect("delete_stack");
-    assert_status(moto, &stack.id, &StackStatus::DeleteComplete).await;
-    assert!(scaling_groups(moto, &group).await.is_empty(), "{group} survived the stack's deletion");
-}
-
-/// The Auto Scaling groups of that name (none, or one).
-async fn scaling_groups(moto: &Moto, name: &str) -> Vec<AutoScalingGroup> {
-    let described = moto
-        .autoscaling()
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(name)
-        .send()
-        .await
-        .expect("describe_auto_scaling_groups");
-    described.auto_scaling_groups().to_vec()
-}
-
-async fn scaling_group(moto: &Moto, name: &str) -> AutoScalingGroup {
-    scaling_groups(moto, name).await.into_iter().next().unwrap_or_else(|| panic!("no group {name}"))
-}
-
-/// A VPC with two subnets, made outside the stack. moto cannot delete the route
-/// tables, routes and gateway attachment of a stack-built VPC, so tests that delete
-/// their stack bring their own network.
-fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
-    let vpc =
-        api.query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]);
-    let vpc_id = xml_first(&vpc, "vpcId").expect("a VPC id");
-    let subnets = [("10.1.1.0/24", "us-east-1a"), ("10.1.2.0/24", "us-east-1b")]
-        .into_iter()
-        .map(|(cidr, zone)| {
-            let subnet = api.query(
-                "ec2",
-                "2016-11-15",
-                &[
-                    ("Action", "CreateSubnet"),
-                    ("VpcId", &vpc_id),
-                    ("CidrBlock", cidr),
-                    ("AvailabilityZone", zone),
-                ],
-            );
-            xml_first(&subnet, "subnetId").expect("a subnet id")
-        })
-        .collect();
-    (vpc_id, subnets)
-}
 
 /// The launch template's latest version: its data as XML, and the decoded UserData.
 fn launch_template(api: &MotoApi, id: &str) -> (String, BootInputs) {
@@ -256,29 +80,6 @@ fn granted(document: &Value, action: &str) -> Vec<String> {
         .into_iter()
         .filter(|(actions, _)| actions.iter().any(|granted| granted == action))
         .flat_map(|(_, resources)| resources)
-        .collect()
-}
-
-fn lambda_function(api: &MotoApi, name: &str) -> Value {
-    api.get("lambda", &format!("/2015-03-31/functions/{name}"))
-}
-
-fn log_groups(api: &MotoApi, prefix: &str) -> BTreeMap<String, Option<i64>> {
-    let answer = api.json(
-        "logs",
-        "Logs_20140328.DescribeLogGroups",
-        &json!({ "logGroupNamePrefix": prefix }),
-    );
-    answer["logGroups"]
-        .as_array()
-        .expect("logGroups")
-        .iter()
-        .map(|group| {
-            (
-                group["logGroupName"].as_str().expect("a name").to_owned(),
-                group["retentionInDays"].as_i64(),
-            )
-        })
         .collect()
 }
 
@@ -956,95 +757,30 @@ async fn builds_its_own_vpc_with_endpoints_when_none_is_given() {
     assert_eq!(group_subnets, stack_subnets);
 }
 
-/// Python with boto3: the emulator's own virtual environment, which `cargo xtask ci`
-/// and `cargo xtask moto start` create.
-fn python_with_boto3() -> Option<PathBuf> {
-    let python = project::target_dir().ok()?.join("moto/venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    #[allow(clippy::disallowed_methods, reason = "test harness configuration")]
-    let in_ci = std::env::var_os("CI").is_some();
-    assert!(!in_ci, "{} is missing: run the tests through `cargo xtask ci`", python.display());
-    eprintln!("skipping: no moto virtual environment at {}", python.display());
-    None
-}
-
-/// Runs the inline code of one of the template's helper functions against the
-/// emulator with `event`, and returns the response it sent to CloudFormation and what
-/// it printed.
-fn run_helper(moto: &Moto, python: &Path, function: &str, event: Value) -> (Value, String) {
-    let template: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(project::root().join(template::SOURCE)).expect("the template"),
-    )
-    .expect("YAML");
-    let code = template["Resources"][function]["Properties"]["Code"]["ZipFile"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{function} has no inline code"));
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(dir.path().join("index.py"), code).expect("write index.py");
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a response listener");
-    let response_url = format!("http://{}/response", listener.local_addr().expect("an address"));
-    let receiver = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut stream, _) = listener.accept().expect("the function's response");
-        let mut request = Vec::new();
-        let mut buffer = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buffer).expect("read the response");
-            request.extend_from_slice(&buffer[..n]);
-            let text = String::from_utf8_lossy(&request);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .find_map(|line| {
-                        line.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    stream
-                        .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
-                        .expect("answer");
-                    return body.to_owned();
-                }
-            }
-            assert!(n > 0, "the connection closed early");
-        }
-    });
-
-    let mut event = event;
-    event["ResponseURL"] = json!(response_url);
-    event["StackId"] = json!("arn:aws:cloudformation:us-east-1:123456789012:stack/test/1");
-    event["RequestId"] = json!(unique_name("request"));
-    event["LogicalResourceId"] = json!("Helper");
-    let driver = "import json, sys, types, index\n\
-                  index.handler(json.loads(sys.argv[1]), types.SimpleNamespace(log_stream_name='test'))\n";
-    let output = Command::new(python)
-        .arg("-c")
-        .arg(driver)
-        .arg(event.to_string())
-        .current_dir(dir.path())
-        .envs(moto.env())
-        .output()
-        .expect("run python");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{function}: {printed}");
-    let response = receiver.join().expect("the response");
-    (serde_json::from_str(&response).expect("a JSON response"), printed)
+/// The agent token parameter's name, type and value, read with decryption.
+async fn token_parameter(moto: &Moto, name: &str) -> Option<(String, String)> {
+    let answer = moto.ssm().get_parameter().name(name).with_decryption(true).send().await.ok()?;
+    let parameter = answer.parameter()?;
+    Some((
+        parameter.r#type().map(|kind| kind.as_str().to_owned()).unwrap_or_default(),
+        parameter.value().unwrap_or_default().to_owned(),
+    ))
 }
 
 #[tokio::test]
-async fn agent_token_function_stores_a_secure_string_and_never_prints_the_token() {
+async fn agent_token_function_turns_the_parameter_into_a_secure_string_and_back() {
     let Some(moto) = moto() else { return };
     let Some(python) = python_with_boto3() else { return };
     let name = format!("/{}/buildkite/agent-token", unique_name("stack"));
+    // What BuildkiteAgentTokenParameter (AWS::SSM::Parameter) leaves: a String.
+    moto.ssm()
+        .put_parameter()
+        .name(&name)
+        .value(TOKEN)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put the String parameter");
     let properties = json!({ "Name": name, "Value": TOKEN });
 
     let (response, printed) = run_helper(
@@ -1057,18 +793,25 @@ async fn agent_token_function_stores_a_secure_string_and_never_prints_the_token(
     assert_eq!(response["PhysicalResourceId"], name.as_str());
     assert_eq!(response["NoEcho"], true);
     assert!(!printed.contains(TOKEN) && !response.to_string().contains(TOKEN));
-    let parameter = moto
-        .ssm()
-        .get_parameter()
-        .name(&name)
-        .with_decryption(true)
-        .send()
-        .await
-        .expect("the parameter");
-    let parameter = parameter.parameter().expect("a parameter");
-    assert_eq!(parameter.r#type().map(|kind| kind.as_str()), Some("SecureString"));
-    assert_eq!(parameter.value(), Some(TOKEN));
+    assert_eq!(
+        token_parameter(&moto, &name).await,
+        Some(("SecureString".to_owned(), TOKEN.to_owned()))
+    );
 
+    // Removing the custom resource (a rollback to the original template, or the stack's
+    // deletion just before the parameter's) leaves the token where it was, as a String.
+    let (response, printed) = run_helper(
+        &moto,
+        &python,
+        "AgentTokenParameterFunction",
+        json!({ "RequestType": "Delete", "PhysicalResourceId": name, "ResourceProperties": properties }),
+    );
+    assert_eq!(response["Status"], "SUCCESS", "{response}");
+    assert!(!printed.contains(TOKEN) && !response.to_string().contains(TOKEN));
+    assert_eq!(token_parameter(&moto, &name).await, Some(("String".to_owned(), TOKEN.to_owned())));
+
+    // Deleting it again, when the parameter is gone, succeeds and creates nothing.
+    moto.ssm().delete_parameter().name(&name).send().await.expect("delete the parameter");
     let (response, _) = run_helper(
         &moto,
         &python,
@@ -1076,7 +819,7 @@ async fn agent_token_function_stores_a_secure_string_and_never_prints_the_token(
         json!({ "RequestType": "Delete", "PhysicalResourceId": name, "ResourceProperties": properties }),
     );
     assert_eq!(response["Status"], "SUCCESS", "{response}");
-    assert!(moto.ssm().get_parameter().name(&name).send().await.is_err(), "deleted");
+    assert_eq!(token_parameter(&moto, &name).await, None);
 
     // A name SSM refuses: the failure is reported without the token.
     let (response, printed) = run_helper(
@@ -1241,18 +984,29 @@ async fn assert_outputs_name_the_stacks_resources(moto: &Moto, stack: &Stack) {
         INSTANCE_LOG_GROUPS.iter().map(|group| format!("/buildkite/{name}/{group}")).collect();
     expected.sort();
     assert_eq!(logged, expected);
-    let exports = moto.cloudformation().list_exports().send().await.expect("list_exports");
-    let exported: BTreeMap<&str, &str> = exports
-        .exports()
-        .iter()
-        .filter_map(|export| Some((export.name()?, export.value()?)))
-        .collect();
-    for (output, value) in &stack.outputs {
-        assert_eq!(
-            exported.get(format!("{name}-{output}").as_str()),
-            Some(&value.as_str()),
-            "{output}"
+    // Every page: the emulator holds the exports of every test's stacks.
+    let mut exported: BTreeMap<String, String> = BTreeMap::new();
+    let mut next_token = None;
+    loop {
+        let page = moto
+            .cloudformation()
+            .list_exports()
+            .set_next_token(next_token)
+            .send()
+            .await
+            .expect("list_exports");
+        exported.extend(
+            page.exports()
+                .iter()
+                .filter_map(|export| Some((export.name()?.to_owned(), export.value()?.to_owned()))),
         );
+        next_token = page.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            break;
+        }
+    }
+    for (output, value) in &stack.outputs {
+        assert_eq!(exported.get(&format!("{name}-{output}")), Some(value), "{output}");
     }
 }
 

@@ -505,7 +505,7 @@ fn print_setup(stack: &stack::Stack, trace: &trace::DemoTrace, timings: &Timings
     eprintln!("stack {} (template version {}) is CREATE_COMPLETE:", stack.name, stack.version);
     eprintln!("  Auto Scaling group  {}", stack.group);
     eprintln!(
-        "  agent token         SSM {} (stored by the template's AgentTokenParameterFunction)",
+        "  agent token         SSM {} (a SecureString, made one by the template's AgentTokenParameterFunction)",
         stack.token_parameter
     );
     eprintln!(

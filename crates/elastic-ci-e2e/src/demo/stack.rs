@@ -3,9 +3,9 @@
 //! bootstrap script in S3, agent environment in SSM, secrets in the stack's bucket).
 //!
 //! moto deploys the template's resources but does not run custom resources or Lambda
-//! functions. So the agent token parameter is stored by the template's own
-//! `AgentTokenParameterFunction` code, run here with moto's Python as CloudFormation
-//! would invoke it; and the scaler runs as `elastic-ci-scaler run` with the
+//! functions. So the agent token parameter, which moto creates as a String, is turned
+//! into a SecureString by the template's own `AgentTokenParameterFunction` code, run
+//! here with moto's Python as CloudFormation would invoke it; and the scaler runs as `elastic-ci-scaler run` with the
 //! environment moto recorded for the scaler function.
 
 use std::collections::BTreeMap;
@@ -207,7 +207,7 @@ fn function_environment(api: &MotoApi, function: &str) -> anyhow::Result<BTreeMa
 }
 
 /// Runs the template's `AgentTokenParameterFunction` code against moto, as
-/// CloudFormation would for the `AgentTokenParameter` custom resource. The event,
+/// CloudFormation would for the `AgentTokenSecureString` custom resource. The event,
 /// which holds the token, goes to Python on stdin, never in an argument.
 fn store_agent_token(
     moto: &Moto,
@@ -236,7 +236,7 @@ fn store_agent_token(
         "ResponseURL": server.url("/response"),
         "StackId": format!("arn:aws:cloudformation:{REGION}:123456789012:stack/elastic-ci-demo/1"),
         "RequestId": super::random_hex(8),
-        "LogicalResourceId": "AgentTokenParameter",
+        "LogicalResourceId": "AgentTokenSecureString",
         "ResourceType": "AWS::CloudFormation::CustomResource",
         "ResourceProperties": { "Name": parameter, "Value": token.expose() },
     });
