@@ -105,7 +105,10 @@ impl LogEvents for CloudWatchLogEvents {
             // The service applies the prefix itself; moto ignores it, so it is applied
             // here too (a no-op against the service).
             .filter(|event: &LogEvent| {
-                filter.stream_prefix.as_deref().is_none_or(|prefix| event.stream.starts_with(prefix))
+                filter
+                    .stream_prefix
+                    .as_deref()
+                    .is_none_or(|prefix| event.stream.starts_with(prefix))
             })
             .collect();
         events.sort_by_key(|event| event.timestamp);

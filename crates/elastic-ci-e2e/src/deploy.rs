@@ -203,7 +203,10 @@ pub async fn create_stack(
         .send()
         .await
         .map_err(|error| {
-            anyhow::anyhow!("create_stack {name} failed: {}", error.into_service_error())
+            anyhow::anyhow!(
+                "create_stack {name} failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(error.into_service_error())
+            )
         })?;
     let described = cloudformation
         .describe_stacks()
