@@ -78,13 +78,6 @@ resource "aws_iam_role_policy" "scaler" {
           Resource = local.group_arn_pattern
         },
         {
-          Sid       = "WriteCloudwatchMetrics"
-          Effect    = "Allow"
-          Action    = "cloudwatch:PutMetricData"
-          Resource  = "*"
-          Condition = { StringEquals = { "cloudwatch:namespace" = "Buildkite" } }
-        },
-        {
           Sid      = "ReadAgentToken"
           Effect   = "Allow"
           Action   = "ssm:GetParameter"

@@ -481,7 +481,6 @@ fn the_scaler_role_has_only_what_the_scaler_uses() {
             "autoscaling:DescribeAutoScalingGroups",
             "autoscaling:DescribeScalingActivities",
             "autoscaling:SetDesiredCapacity",
-            "cloudwatch:PutMetricData",
             "ssm:GetParameter",
             "logs:CreateLogStream",
             "logs:PutLogEvents",
