@@ -84,12 +84,7 @@ impl fmt::Display for Arch {
 pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let root = project::root();
     let template_dir = args.template.clone().unwrap_or_else(|| root.join(TEMPLATE_DIR));
-    let region = args
-        .region
-        .clone()
-        .or_else(|| non_empty(env, "AWS_REGION"))
-        .or_else(|| non_empty(env, "AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|| "us-east-1".to_owned());
+    let region = args.region.clone().unwrap_or_else(|| default_region(env));
     validate_region(&region)?;
     for copy_region in &args.copy_to_regions {
         validate_region(copy_region)?;
@@ -218,6 +213,13 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
         if mappings.len() == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+/// AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.
+pub(crate) fn default_region(env: &HashMap<String, String>) -> String {
+    non_empty(env, "AWS_REGION")
+        .or_else(|| non_empty(env, "AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned())
 }
 
 /// The command that builds the instance binaries (`cargo xtask dist`, run as this very
@@ -521,7 +523,7 @@ fn display_args(command: &Command) -> String {
         .join(" ")
 }
 
-fn validate_region(region: &str) -> anyhow::Result<()> {
+pub(crate) fn validate_region(region: &str) -> anyhow::Result<()> {
     let parts: Vec<&str> = region.split('-').collect();
     let valid = parts.len() >= 3
         && parts.iter().all(|part| {
@@ -556,7 +558,7 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use elastic_ci_aws::ec2::MachineImage;
+    use elastic_ci_aws::ec2::{MachineImage, OwnedImage};
     use elastic_ci_aws::error::AwsError;
 
     use super::*;
@@ -704,6 +706,22 @@ mod tests {
 
         async fn make_public(&self, _region: &str, _image_id: &str) -> Result<(), AwsError> {
             unreachable!("the wait never changes permissions")
+        }
+
+        async fn owned_images(
+            &self,
+            _region: &str,
+            _name_pattern: &str,
+        ) -> Result<Vec<OwnedImage>, AwsError> {
+            unreachable!("the wait never lists images")
+        }
+
+        async fn deregister_image(&self, _region: &str, _image_id: &str) -> Result<(), AwsError> {
+            unreachable!("the wait never deregisters")
+        }
+
+        async fn delete_snapshot(&self, _region: &str, _snapshot_id: &str) -> Result<(), AwsError> {
+            unreachable!("the wait never deletes snapshots")
         }
     }
 

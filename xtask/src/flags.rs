@@ -73,8 +73,10 @@ pub(crate) struct TemplateArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(after_long_help = crate::ami::AFTER_HELP)]
+#[command(after_long_help = crate::ami::AFTER_HELP, args_conflicts_with_subcommands = true)]
 pub(crate) struct AmiArgs {
+    #[command(subcommand)]
+    pub(crate) action: Option<AmiAction>,
     /// Print every command and AWS call instead of running it; change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -106,6 +108,30 @@ pub(crate) struct AmiArgs {
     /// The Packer template directory [default: packer/linux].
     #[arg(long, value_name = "DIR")]
     pub(crate) template: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AmiAction {
+    /// Deregister the account's old agent images that no release uses, and delete their
+    /// snapshots, in every region named. Prints what it would do unless --yes.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PruneArgs {
+    /// Keep this many of the newest images of each region, OS and architecture,
+    /// whatever their age.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub(crate) keep: usize,
+    /// Delete only images older than this (s, m, h or d, such as 30d).
+    #[arg(long, value_name = "AGE", default_value = "30d")]
+    pub(crate) older_than: String,
+    /// The regions to prune [default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1].
+    #[arg(long, value_name = "REGION,...", value_delimiter = ',')]
+    pub(crate) regions: Vec<String>,
+    /// Deregister and delete; without it nothing changes.
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, clap::Args)]

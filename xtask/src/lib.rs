@@ -6,7 +6,8 @@
 //!   the binaries by hand.
 //! - `cargo xtask dist`: the scaler Lambda zips and the instance binaries.
 //! - `cargo xtask template`: the published CloudFormation template.
-//! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings.
+//! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings;
+//!   `cargo xtask ami prune` deregisters old images no release uses.
 //! - `cargo xtask publish`: the rendered template, uploaded to the release bucket.
 //! - `cargo xtask demo`: the whole stack on this machine (moto, a fake Buildkite queue,
 //!   the real scaler, simulated instances running the real bootstrapper and hooks): a
@@ -29,8 +30,10 @@ mod infra_checks;
 pub mod moto;
 
 pub mod project;
+mod prune;
 mod publish;
 pub mod template;
+mod version;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -47,7 +50,10 @@ pub fn main() -> ExitCode {
         flags::Command::Moto(args) => moto::run(&args),
         flags::Command::Dist(args) => dist::run(&args),
         flags::Command::Template(args) => template::run(&args),
-        flags::Command::Ami(args) => ami::run(&args, &env),
+        flags::Command::Ami(args) => match &args.action {
+            Some(flags::AmiAction::Prune(prune)) => prune::run(prune, &env),
+            None => ami::run(&args, &env),
+        },
         flags::Command::Publish(args) => publish::run(&args, &env),
         flags::Command::Demo(args) => demo::run(&args.args),
     };

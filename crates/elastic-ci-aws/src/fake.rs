@@ -71,6 +71,7 @@ struct FakeObject {
 pub struct FakeObjectStore {
     buckets: Mutex<BTreeMap<String, BTreeMap<String, FakeObject>>>,
     denied: Mutex<HashSet<(String, String)>>,
+    policies: Mutex<BTreeMap<String, String>>,
     pub faults: Faults,
 }
 
@@ -85,6 +86,11 @@ impl FakeObjectStore {
             key.to_owned(),
             FakeObject { body: body.into(), content_type: None, last_modified: SystemTime::now() },
         );
+    }
+
+    /// The policy [`ObjectStore::allow_public_read`] last set on `bucket`.
+    pub fn policy(&self, bucket: &str) -> Option<String> {
+        lock(&self.policies).get(bucket).cloned()
     }
 
     /// Makes reads of one key fail with access denied, as a bucket policy would.
@@ -225,6 +231,32 @@ impl ObjectStore for FakeObjectStore {
         } else {
             Err(AwsError::new(AwsErrorKind::NotFound, "HeadBucket", resource, "Not Found"))
         }
+    }
+
+    async fn ensure_bucket(&self, bucket: &str, _region: &str) -> Result<bool, AwsError> {
+        self.faults.check("CreateBucket", &format!("s3://{bucket}"))?;
+        let mut buckets = lock(&self.buckets);
+        if buckets.contains_key(bucket) {
+            return Ok(false);
+        }
+        buckets.insert(bucket.to_owned(), BTreeMap::new());
+        Ok(true)
+    }
+
+    async fn allow_public_read(&self, bucket: &str, prefix: &str) -> Result<(), AwsError> {
+        let resource = format!("s3://{bucket}");
+        self.faults.check("PutBucketPolicy", &resource)?;
+        if !lock(&self.buckets).contains_key(bucket) {
+            return Err(AwsError::new(
+                AwsErrorKind::NotFound,
+                "PutBucketPolicy",
+                resource,
+                "The specified bucket does not exist",
+            ));
+        }
+        lock(&self.policies)
+            .insert(bucket.to_owned(), crate::s3::public_read_policy(bucket, prefix));
+        Ok(())
     }
 }
 
