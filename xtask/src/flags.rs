@@ -29,6 +29,10 @@ pub(crate) enum Command {
     /// Upload the rendered template (<target dir>/dist/aws-stack.yml) to the release
     /// bucket under the keys of this build's branch, commit and tag, and print the URLs.
     Publish(PublishArgs),
+    /// Download every third-party file the agent image installs, for both architectures,
+    /// check each against upstream's checksum file where there is one, and write their
+    /// URLs and SHA-256 digests into packer/linux/versions.auto.pkrvars.hcl.
+    PinDownloads(PinDownloadsArgs),
     /// Run the whole stack on this machine: the template deployed into a local AWS
     /// (moto), a fake Buildkite queue fed from a job trace, the real scaler, and a
     /// simulated instance (real bootstrapper and hooks) for every instance the group
@@ -80,6 +84,9 @@ pub(crate) struct AmiArgs {
     /// Print every command and AWS call instead of running it; change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// The operating system of the image (its Packer template is packer/<os>).
+    #[arg(long, value_enum, default_value_t = crate::ami::Os::Linux)]
+    pub(crate) os: crate::ami::Os,
     /// The CPU architecture of the image.
     #[arg(long, value_enum, default_value_t = crate::ami::Arch::X86_64)]
     pub(crate) arch: crate::ami::Arch,
@@ -96,16 +103,23 @@ pub(crate) struct AmiArgs {
     /// The stack version the image belongs to [default: `git describe --tags --always --dirty`].
     #[arg(long)]
     pub(crate) version: Option<String>,
+    /// Encrypt the image's snapshots (with --kms-key-id, or the account's default EBS
+    /// key). Images with encrypted snapshots cannot be made public.
+    #[arg(long, conflicts_with = "public")]
+    pub(crate) encrypt_boot: bool,
+    /// The KMS key for --encrypt-boot.
+    #[arg(long, value_name = "KEY", requires = "encrypt_boot")]
+    pub(crate) kms_key_id: Option<String>,
     /// Take elastic-ci-bootstrap and elastic-ci-hooks from DIR instead of building them
-    /// with `cargo xtask dist` into <target dir>/dist/<arch> (dist builds x86_64 ones
-    /// only, so arm64 images need this).
+    /// with `cargo xtask dist` into <target dir>/dist/<arch> (the pipeline passes the
+    /// dist step's artefacts here).
     #[arg(long, value_name = "DIR")]
     pub(crate) dist_dir: Option<std::path::PathBuf>,
     /// The mappings file to record the AMI ids in (other regions and architectures
     /// already in it are kept) [default: <target dir>/dist/mappings.yml].
     #[arg(long, value_name = "FILE")]
     pub(crate) mappings: Option<std::path::PathBuf>,
-    /// The Packer template directory [default: packer/linux].
+    /// The Packer template directory [default: packer/<os>].
     #[arg(long, value_name = "DIR")]
     pub(crate) template: Option<std::path::PathBuf>,
 }
@@ -166,6 +180,21 @@ pub(crate) struct PublishArgs {
     /// Where the Lambda zips are [default: <target dir>/dist].
     #[arg(long, value_name = "DIR")]
     pub(crate) dist_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PinDownloadsArgs {
+    /// Print the URLs instead of downloading them; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Download from this mirror instead (https://HOST[:PORT][/PATH]; each upstream URL's
+    /// path is kept below it). The pinned URLs are then the mirror's.
+    #[arg(long, value_name = "URL")]
+    pub(crate) base_url: Option<String>,
+    /// The versions file to read and rewrite
+    /// [default: packer/linux/versions.auto.pkrvars.hcl].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,6 +5,8 @@
 //! - `cargo xtask moto start|stop|status`: a local AWS emulator for tests and for trying
 //!   the binaries by hand.
 //! - `cargo xtask dist`: the scaler Lambda zips and the instance binaries.
+//! - `cargo xtask pin-downloads`: the URLs and SHA-256 digests of the image's
+//!   third-party downloads.
 //! - `cargo xtask template`: the published CloudFormation template.
 //! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings;
 //!   `cargo xtask ami prune` deregisters old images no release uses.
@@ -29,6 +31,7 @@ mod image_checks;
 mod infra_checks;
 pub mod moto;
 
+mod pin_downloads;
 pub mod project;
 mod prune;
 mod publish;
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
             None => ami::run(&args, &env),
         },
         flags::Command::Publish(args) => publish::run(&args, &env),
+        flags::Command::PinDownloads(args) => pin_downloads::run(&args),
         flags::Command::Demo(args) => demo::run(&args.args),
     };
     match result {

@@ -65,8 +65,9 @@ fn a_dry_run_prints_the_packer_command_and_the_copies_and_changes_nothing() {
     let expected_start = "would run: packer build -machine-readable -color=false -var region=eu-central-1 -var arch=arm64 -var ami_name=elastic-ci-stack-linux-arm64-v1.2.3-";
     assert!(packer.starts_with(expected_start), "{packer}");
     let expected_end = format!(
-        " -var version=v1.2.3 -var dist_dir={} -var public=true {}",
+        " -var version=v1.2.3 -var dist_dir={} -var public=true -var manifest={} {}",
         dist.path().display(),
+        work.path().join("packer-manifest-linux-arm64.json").display(),
         template.display()
     );
     assert!(packer.ends_with(&expected_end), "{packer}\ndoes not end with\n{expected_end}");
@@ -112,11 +113,12 @@ fn a_dry_run_without_binaries_prints_their_build_and_an_endpoint_reaches_packer(
     assert_eq!(lines[0], "would run: cargo xtask dist --no-arm64");
     assert!(lines[1].contains(" -var arch=x86_64 "), "{}", lines[1]);
     assert!(lines[1].contains("/dist/x86_64 -var public"), "{}", lines[1]);
-    assert!(
-        lines[1].contains(" -var public=false -var ec2_endpoint=http://127.0.0.1:9 "),
-        "{}",
-        lines[1]
+    let manifest = work.path().join("packer-manifest-linux-x86_64.json");
+    let expected = format!(
+        " -var public=false -var manifest={} -var ec2_endpoint=http://127.0.0.1:9 ",
+        manifest.display()
     );
+    assert!(lines[1].contains(&expected), "{}", lines[1]);
 }
 
 #[test]
@@ -152,7 +154,7 @@ fn refuses_bad_inputs_before_running_anything() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("no SHA-256 digest for buildkite_agent_beta_sha256"), "{stderr}");
+    assert!(stderr.contains("no SHA-256 digest for buildkite_agent_beta_sha256, buildkite_agent_sha256, docker_buildx_sha256, docker_compose_sha256, lifecycled_sha256 in "), "{stderr}");
     assert!(!work.path().join("mappings.yml").exists());
 }
 
@@ -298,4 +300,76 @@ async fn a_failed_copy_keeps_the_built_image_in_the_mappings() {
     let built = images.describe_image("us-east-1", source).await.unwrap().expect("the built image");
     assert!(!built.public, "not asked to be public");
     assert!(recorded.get("xx-nowhere-1").is_none(), "{recorded:?}");
+}
+
+#[tokio::test]
+async fn prune_deregisters_old_development_images_and_keeps_releases_and_the_newest() {
+    let Some(moto) = moto() else { return };
+    if !packer_available() {
+        return;
+    }
+    // A region no other test builds in: pruning sees every image of the account there.
+    let region = "ca-central-1";
+    let work = tempfile::tempdir().unwrap();
+    let dist = dist_dir();
+    let mut built = Vec::new();
+    for version in ["v7.0.0", "v7.0.0-1-gaaaaaaa", "v7.0.0-2-gbbbbbbb"] {
+        let mappings = work.path().join(format!("{version}.yml"));
+        let output = xtask()
+            .args(["ami", "--region", region, "--version", version, "--template"])
+            .arg(project_root().join("packer/linux/test"))
+            .arg("--dist-dir")
+            .arg(dist.path())
+            .arg("--mappings")
+            .arg(&mappings)
+            .envs(moto.env())
+            .env_remove("AWS_ENDPOINT_URL_EC2")
+            .output()
+            .unwrap();
+        let stdout = stdout_of(&output);
+        built.push(stdout.split_whitespace().last().unwrap().to_owned());
+        let manifest =
+            std::fs::read_to_string(work.path().join("packer-manifest-linux-x86_64.json"))
+                .expect("packer's manifest beside the mappings");
+        assert!(manifest.contains(built.last().unwrap().as_str()), "{manifest}");
+        // Creation times are kept to the second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let [release, old_dev, new_dev] = [&built[0], &built[1], &built[2]];
+
+    let prune = |extra: &[&str]| {
+        let output = xtask()
+            .args(["ami", "prune", "--regions", region, "--keep", "1", "--older-than", "0s"])
+            .args(extra)
+            .envs(moto.env())
+            .output()
+            .unwrap();
+        (stdout_of(&output), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (stdout, stderr) = prune(&[]);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with(&format!("would deregister {region} {old_dev} (")), "{stdout}");
+    assert!(stderr.contains("would delete 1 image in 1 region, kept 2"), "{stderr}");
+    let images = Ec2MachineImages::new(&moto.sdk_config());
+    for ami in &built {
+        assert!(images.describe_image(region, ami).await.unwrap().is_some(), "{ami} is gone");
+    }
+
+    let (stdout, _) = prune(&["--yes"]);
+    assert!(stdout.starts_with(&format!("deregistered {region} {old_dev} (")), "{stdout}");
+    let left: Vec<String> = images
+        .owned_images(region, "elastic-ci-stack-*")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|image| image.image_id)
+        .collect();
+    assert!(left.contains(release) && left.contains(new_dev), "{left:?}");
+    assert!(!left.contains(old_dev), "{left:?}");
+
+    let output =
+        xtask().args(["ami", "prune", "--older-than", "3w"]).envs(moto.env()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("invalid age \"3w\""), "{stderr}");
 }

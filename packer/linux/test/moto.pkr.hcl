@@ -1,6 +1,8 @@
 # A stripped variant of ../amazon-linux-2023.pkr.hcl for tests against a local AWS
-# emulator (moto): the same inputs `cargo xtask ami` passes, no instance to connect to
-# (so no provisioners), a fixed source image, and no calls to real AWS endpoints.
+# emulator (moto): the same inputs `cargo xtask ami` passes and the same manifest, no
+# instance to connect to (so no provisioners), a fixed source image, and no calls to
+# real AWS endpoints. It leaves out what Debian's Packer 1.6.6, which runs it, does not
+# know: plugin requirements and imds_support.
 
 variable "region" {
   type = string
@@ -35,6 +37,12 @@ variable "ec2_endpoint" {
   type = string
 }
 
+variable "manifest" {
+  type        = string
+  description = "Where Packer writes its manifest of the images built."
+  default     = "packer-manifest.json"
+}
+
 variable "source_ami" {
   type        = string
   description = "One of the images the emulator ships."
@@ -64,4 +72,13 @@ source "amazon-ebs" "al2023" {
 
 build {
   sources = ["source.amazon-ebs.al2023"]
+
+  post-processor "manifest" {
+    output     = var.manifest
+    strip_path = true
+    custom_data = {
+      arch    = var.arch
+      version = var.version
+    }
+  }
 }
