@@ -16,9 +16,9 @@ pub(crate) enum Command {
     Ci(CiArgs),
     /// Manage the local AWS emulator (moto) used by tests and local runs.
     Moto(MotoArgs),
-    /// Build the scaler Lambda zips (x86_64 and, when the aarch64 standard library can
-    /// be had, arm64) and the instance binaries with the `dist` profile into
-    /// <target dir>/dist/, and print their sizes.
+    /// Build the scaler Lambda zips, the instance binaries and `elastic-ci` for x86_64
+    /// and (when the aarch64 standard library can be had) arm64 with the `ship` profile
+    /// into <target dir>/dist/, and print their sizes.
     Dist(DistArgs),
     /// Render the published CloudFormation template into <target dir>/dist/aws-stack.yml:
     /// release version, AMI mappings from the AMI build, scaler zip location.
@@ -58,19 +58,21 @@ pub(crate) struct CiArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TemplateArgs {
-    /// Release version written into the template and the scaler zip's S3 key
-    /// [default: `git describe --tags --always --dirty`].
+    /// Release version written into the template, the Terraform module and the scaler
+    /// zip's S3 key [default: BUILDKITE_TAG, else `git describe --tags --always --dirty`].
     #[arg(long)]
     pub(crate) version: Option<String>,
-    /// AMI ids by region, as written by `cargo xtask ami`
+    /// AMI ids by region, as written by `cargo xtask ami`: a file, or s3://BUCKET/KEY
+    /// (such as a published release's mappings.yml); repeat to merge several
     /// [default: <target dir>/dist/mappings.yml; without it the placeholder mapping stays].
-    #[arg(long, value_name = "FILE")]
-    pub(crate) mappings: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "FILE|S3 URI")]
+    pub(crate) mappings: Vec<String>,
     /// Prefix of the per-region buckets holding the scaler zips: the template reads
     /// s3://<PREFIX>-<region>/elastic-ci-scaler/<version>/elastic-ci-scaler-<arch>.zip.
     #[arg(long, value_name = "PREFIX", default_value = crate::template::DEFAULT_LAMBDA_BUCKET_PREFIX)]
     pub(crate) lambda_bucket_prefix: String,
-    /// Where to write the template; service-role.yml is copied beside it
+    /// Where to write the template; service-role.yml, the merged mappings.yml and the
+    /// stamped terraform-module.tar.gz are written beside it
     /// [default: <target dir>/dist/aws-stack.yml].
     #[arg(long, value_name = "FILE")]
     pub(crate) output: Option<std::path::PathBuf>,

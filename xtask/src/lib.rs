@@ -36,6 +36,7 @@ pub mod project;
 mod prune;
 mod publish;
 pub mod template;
+pub mod terraform_module;
 mod version;
 
 use std::collections::HashMap;
@@ -52,7 +53,7 @@ pub fn main() -> ExitCode {
         flags::Command::Ci(args) => ci::run(&args),
         flags::Command::Moto(args) => moto::run(&args),
         flags::Command::Dist(args) => dist::run(&args),
-        flags::Command::Template(args) => template::run(&args),
+        flags::Command::Template(args) => template::run(&args, &env),
         flags::Command::Ami(args) => match &args.action {
             Some(flags::AmiAction::Prune(prune)) => prune::run(prune, &env),
             None => ami::run(&args, &env),

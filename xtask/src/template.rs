@@ -35,26 +35,28 @@
 //! and `ScalerLambdaS3Key` parameters override it per stack. Rendering does not need the
 //! zips to exist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, anyhow, bail, ensure};
+use elastic_ci_aws::config::{AwsSettings, aws_sdk_config};
+use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore};
 use serde::Deserialize;
 
 use crate::flags::TemplateArgs;
-use crate::project;
+use crate::{project, terraform_module};
 
 /// The source template, relative to the project root.
 pub const SOURCE: &str = "cloudformation/aws-stack.yml";
 /// The service role template, published beside the stack template unchanged.
 pub const SERVICE_ROLE_SOURCE: &str = "cloudformation/service-role.yml";
 /// The version the source template carries until it is rendered.
-pub(crate) const SOURCE_VERSION: &str = "0.0.0-dev";
+pub const SOURCE_VERSION: &str = "0.0.0-dev";
 /// The default prefix of the per-region buckets that hold the scaler zips.
 pub const DEFAULT_LAMBDA_BUCKET_PREFIX: &str = "elastic-ci-stack-lambdas";
 /// The image variants of the `AWSRegion2AMI` mapping, in column order.
-pub(crate) const AMI_VARIANTS: [&str; 4] =
+pub const AMI_VARIANTS: [&str; 4] =
     ["linuxamd64", "linuxarm64", "ubuntu2404amd64", "ubuntu2404arm64"];
 /// CloudFormation's limit for a template passed inline (`--template-body`); larger
 /// templates must be deployed from S3 (`--template-url`).
@@ -76,31 +78,39 @@ pub struct RenderOptions {
     pub lambda_bucket_prefix: String,
 }
 
-pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &TemplateArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let root = project::root();
     let dist = project::target_dir()?.join("dist");
     let version = match &args.version {
         Some(version) => version.clone(),
-        None => default_version(&root),
+        None => release_version(&root, env),
     };
-    let mappings_path = args.mappings.clone().unwrap_or_else(|| dist.join("mappings.yml"));
-    let ami_mappings = match std::fs::read_to_string(&mappings_path) {
-        Ok(text) => Some(parse_mappings(&text, &mappings_path)?),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && args.mappings.is_none() => {
+    let default_mappings = dist.join("mappings.yml");
+    let sources: Vec<String> = if args.mappings.is_empty() {
+        if default_mappings.is_file() {
+            vec![default_mappings.display().to_string()]
+        } else {
             eprintln!(
                 "note: no AMI mappings at {} (written by `cargo xtask ami`): the template keeps its placeholder mapping, so stacks need the ImageId parameter",
-                mappings_path.display()
+                default_mappings.display()
             );
-            None
+            Vec::new()
         }
-        Err(error) => {
-            return Err(error)
-                .with_context(|| format!("failed to read {}", mappings_path.display()));
-        }
+    } else {
+        args.mappings.clone()
     };
+    let mut merged: Option<AmiMappings> = None;
+    for source in &sources {
+        let (text, name) = read_mappings_source(source, env)?;
+        let mappings = parse_mappings(&text, Path::new(&name))?;
+        let merged = merged.get_or_insert_with(AmiMappings::new);
+        for (region, row) in mappings {
+            merged.entry(region).or_default().extend(row);
+        }
+    }
     let options = RenderOptions {
         version,
-        ami_mappings,
+        ami_mappings: merged,
         lambda_bucket_prefix: args.lambda_bucket_prefix.clone(),
     };
 
@@ -115,6 +125,21 @@ pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("failed to read {SERVICE_ROLE_SOURCE}"))?;
     let service_role_output = output.with_file_name("service-role.yml");
     write(&service_role_output, &service_role)?;
+    if let Some(mappings) = &options.ami_mappings {
+        let text = serde_yaml::to_string(mappings).context("failed to serialize the mappings")?;
+        let mappings_output = output.with_file_name(MAPPINGS_NAME);
+        write(&mappings_output, &text)?;
+    }
+    let module_dir = output.with_file_name("terraform-module");
+    terraform_module::stamp(
+        &root.join(terraform_module::SOURCE_DIR),
+        &module_dir,
+        &options.version,
+        &options.lambda_bucket_prefix,
+        options.ami_mappings.as_ref(),
+    )?;
+    let module_archive = output.with_file_name(terraform_module::ARCHIVE_NAME);
+    terraform_module::archive(&module_dir, &module_archive)?;
 
     let size = rendered.len();
     let fits = if size <= INLINE_TEMPLATE_LIMIT_BYTES {
@@ -130,7 +155,54 @@ pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         if options.ami_mappings.as_ref().map_or(0, BTreeMap::len) == 1 { "" } else { "s" },
     );
     eprintln!("copied {}", service_role_output.display());
+    eprintln!("stamped the Terraform module into {}", module_archive.display());
     Ok(())
+}
+
+/// The name of the mappings file beside the rendered template.
+pub const MAPPINGS_NAME: &str = "mappings.yml";
+
+/// The text of a mappings file given as a path or an `s3://bucket/key` URI (a
+/// published release's `mappings.yml`), and its name for messages.
+fn read_mappings_source(
+    source: &str,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<(String, String)> {
+    let Some(location) = source.strip_prefix("s3://") else {
+        let text =
+            std::fs::read_to_string(source).with_context(|| format!("failed to read {source}"))?;
+        return Ok((text, source.to_owned()));
+    };
+    let (bucket, key) = location
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+        .ok_or_else(|| anyhow!("invalid mappings location {source:?}: expected s3://BUCKET/KEY"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let body = runtime.block_on(async {
+        let settings = AwsSettings::from_env_map(env);
+        let sdk_config = aws_sdk_config(&settings).await;
+        let store = S3ObjectStore::new(&sdk_config, &settings);
+        let mut body = Vec::new();
+        store
+            .download(bucket, key, &mut body)
+            .await
+            .with_context(|| format!("failed to download {source}"))?;
+        anyhow::Ok(body)
+    })?;
+    let text = String::from_utf8(body).with_context(|| format!("{source} is not text"))?;
+    Ok((text, source.to_owned()))
+}
+
+/// The version a build releases: `BUILDKITE_TAG` on a tag build, otherwise
+/// [`default_version`].
+pub fn release_version(root: &Path, env: &HashMap<String, String>) -> String {
+    match env.get("BUILDKITE_TAG").map(|tag| tag.trim()).filter(|tag| !tag.is_empty()) {
+        Some(tag) => tag.to_owned(),
+        None => default_version(root),
+    }
 }
 
 /// Renders the source template. Fails, naming the problem, on a version or bucket

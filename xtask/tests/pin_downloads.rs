@@ -76,7 +76,8 @@ fn mirror(versions: &Path, wrong_checksum: Option<&str>, failing: &[&str]) -> Mi
         let mut text = String::new();
         for (path, body) in &bodies {
             if let Some(name) = path.strip_prefix(&format!("{dir}/")) {
-                let digest = if Some(name) == wrong_checksum { "0".repeat(64) } else { sha256(body) };
+                let digest =
+                    if Some(name) == wrong_checksum { "0".repeat(64) } else { sha256(body) };
                 text.push_str(&format!("{digest}  {name}\n"));
             }
         }
@@ -141,7 +142,10 @@ fn a_checksum_mismatch_is_refused_and_leaves_the_file_unchanged() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("/buildx-v0.17.1.linux-arm64 has SHA-256 "), "{stderr}");
-    assert!(stderr.contains("/docker/buildx/releases/download/v0.17.1/checksums.txt says 0000"), "{stderr}");
+    assert!(
+        stderr.contains("/docker/buildx/releases/download/v0.17.1/checksums.txt says 0000"),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(&versions).unwrap(), before);
 }
 
@@ -154,7 +158,10 @@ fn a_failed_download_leaves_the_file_unchanged() {
     let output = pin(&mirror, &versions);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains(&format!("failed to download {}", mirror.server.url(failing))), "{stderr}");
+    assert!(
+        stderr.contains(&format!("failed to download {}", mirror.server.url(failing))),
+        "{stderr}"
+    );
     assert!(stderr.contains("HTTP 500"), "{stderr}");
     assert_eq!(std::fs::read(&versions).unwrap(), before);
 
@@ -181,17 +188,23 @@ fn bad_inputs_are_refused_naming_the_value() {
         .arg(&versions)
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid --base-url \"http://mirror.example\""));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("invalid --base-url \"http://mirror.example\"")
+    );
     let broken = dir.path().join("broken.hcl");
     let text = std::fs::read_to_string(&versions).unwrap();
-    let hostile = text.replace("lifecycled_version = \"3.6.0\"", "lifecycled_version = \"3.6.0; rm -rf /\"");
+    let hostile =
+        text.replace("lifecycled_version = \"3.6.0\"", "lifecycled_version = \"3.6.0; rm -rf /\"");
     std::fs::write(&broken, hostile).unwrap();
-    let output = xtask().args(["pin-downloads", "--dry-run", "--file"]).arg(&broken).output().unwrap();
+    let output =
+        xtask().args(["pin-downloads", "--dry-run", "--file"]).arg(&broken).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains("invalid lifecycled_version \"3.6.0; rm -rf /\""), "{stderr}");
     std::fs::write(&broken, "lifecycled_version = \"3.6.0\"\n").unwrap();
-    let output = xtask().args(["pin-downloads", "--dry-run", "--file"]).arg(&broken).output().unwrap();
+    let output =
+        xtask().args(["pin-downloads", "--dry-run", "--file"]).arg(&broken).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("has no buildkite_agent_version"), "{stderr}");
 }
