@@ -30,8 +30,8 @@ use elastic_ci_aws::error::AwsErrorKind;
 use elastic_ci_core::shell;
 
 use crate::flags::AmiArgs;
+use crate::project;
 use crate::template::{self, AmiMappings};
-use crate::{git, project};
 
 pub(crate) const AFTER_HELP: &str = "\
 The image is named elastic-ci-stack-<os>-<arch>-<version>-<unix time>. AWS
@@ -117,7 +117,7 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
     }
     let version = match &args.version {
         Some(version) => version.clone(),
-        None => git::describe(&root)?,
+        None => template::release_version(&root, env),
     };
     let ami_name =
         format!("elastic-ci-stack-{}-{}-{version}-{}", args.os.as_str(), args.arch, unix_time());

@@ -26,8 +26,9 @@ pub(crate) enum Command {
     /// Build the agent AMI with Packer and record its id (and its copies' ids) in the
     /// mappings file that `cargo xtask template` merges.
     Ami(AmiArgs),
-    /// Upload the rendered template (<target dir>/dist/aws-stack.yml) to the release
-    /// bucket under the keys of this build's branch, commit and tag, and print the URLs.
+    /// Publish the release: the rendered template and what `template` wrote beside it,
+    /// the scaler zips and both architectures' binaries, under <version>/ of the release
+    /// bucket, then the branch's and the moving aliases' copies; print the URLs.
     Publish(PublishArgs),
     /// Download every third-party file the agent image installs, for both architectures,
     /// check each against upstream's checksum file where there is one, and write their
@@ -59,7 +60,7 @@ pub(crate) struct CiArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct TemplateArgs {
     /// Release version written into the template, the Terraform module and the scaler
-    /// zip's S3 key [default: BUILDKITE_TAG, else `git describe --tags --always --dirty`].
+    /// zip's S3 key [default: BUILDKITE_TAG, else `git describe --tags --long --always --dirty`].
     #[arg(long)]
     pub(crate) version: Option<String>,
     /// AMI ids by region, as written by `cargo xtask ami`: a file, or s3://BUCKET/KEY
@@ -102,7 +103,8 @@ pub(crate) struct AmiArgs {
     /// Let every AWS account launch the image and its copies.
     #[arg(long)]
     pub(crate) public: bool,
-    /// The stack version the image belongs to [default: `git describe --tags --always --dirty`].
+    /// The stack version the image belongs to [default: BUILDKITE_TAG, else
+    /// `git describe --tags --long --always --dirty`].
     #[arg(long)]
     pub(crate) version: Option<String>,
     /// Encrypt the image's snapshots (with --kms-key-id, or the account's default EBS
@@ -174,14 +176,19 @@ pub(crate) struct PublishArgs {
     /// project root].
     #[arg(long, value_name = "DIR")]
     pub(crate) repository: Option<std::path::PathBuf>,
-    /// Also upload the scaler's Lambda zips (from `cargo xtask dist`) to the bucket
-    /// `<prefix>-<region>` of each of these regions, at the keys the template names,
-    /// before the template itself, so that no published template points at a missing zip.
+    /// The regions the release serves: the scaler zips go to the bucket
+    /// `<prefix>-<region>` of each (created if missing), at the keys the template names,
+    /// before anything else, and the template must map both architectures' AMIs there.
     #[arg(long, value_name = "REGION,…", value_delimiter = ',')]
     pub(crate) lambda_regions: Vec<String>,
-    /// Where the Lambda zips are [default: <target dir>/dist].
+    /// Where `cargo xtask dist` put the scaler zips and the <arch>/ binaries
+    /// [default: <target dir>/dist].
     #[arg(long, value_name = "DIR")]
     pub(crate) dist_dir: Option<std::path::PathBuf>,
+    /// Also write a Markdown summary (URLs, AMI ids) to FILE, for
+    /// `buildkite-agent annotate`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) summary: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -357,6 +357,25 @@ pub fn scaler_zips(template: &str) -> anyhow::Result<ScalerZips> {
     })
 }
 
+/// The release version a rendered template names: the version directory of its scaler
+/// zips' keys (`elastic-ci-scaler/<version>/…`), which rendering sets with the rest.
+pub fn rendered_version(template: &str) -> anyhow::Result<String> {
+    let zips = scaler_zips(template)?;
+    let version = |key: &str| {
+        key.strip_prefix("elastic-ci-scaler/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(version, _)| version.to_owned())
+    };
+    match (version(&zips.x86_64_key), version(&zips.arm64_key)) {
+        (Some(amd64), Some(arm64)) if amd64 == arm64 => Ok(amd64),
+        _ => bail!(
+            "its scaler keys {:?} and {:?} do not name one version",
+            zips.x86_64_key,
+            zips.arm64_key
+        ),
+    }
+}
+
 /// Reads the rendered template back as YAML and checks what rendering promised.
 fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()> {
     let template: serde_yaml::Value =
@@ -394,11 +413,11 @@ fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `git describe --tags --always --dirty` (for example `v1.2.0-3-gabc1234`), or the
+/// `git describe --tags --long --always --dirty` (for example `v1.2.0-3-gabc1234`), or the
 /// workspace version when git cannot tell.
 pub fn default_version(root: &Path) -> String {
     let described = Command::new("git")
-        .args(["describe", "--tags", "--always", "--dirty"])
+        .args(["describe", "--tags", "--long", "--always", "--dirty"])
         .current_dir(root)
         .output()
         .ok()
@@ -503,6 +522,17 @@ mod tests {
         assert_eq!(
             template["Mappings"]["AWSRegion2AMI"]["us-east-1"]["linuxarm64"].as_str(),
             Some("ami-12c6146b")
+        );
+    }
+
+    #[test]
+    fn a_rendered_template_tells_its_version() {
+        let rendered = render(&source(), &options(None)).expect("renders");
+        assert_eq!(rendered_version(&rendered).unwrap(), "v1.2.3");
+        assert_eq!(rendered_version(&source()).unwrap(), SOURCE_VERSION);
+        let mixed = rendered.replacen("elastic-ci-scaler/v1.2.3/", "elastic-ci-scaler/v1.2.2/", 1);
+        assert!(
+            rendered_version(&mixed).unwrap_err().to_string().contains("do not name one version")
         );
     }
 

@@ -2,7 +2,7 @@
 //!
 //! A release tag is `vMAJOR.MINOR.PATCH`, optionally with a pre-release suffix of
 //! letters, digits and dots (`v1.2.0-rc.1`). Every other build's version is what
-//! `git describe --tags --always --dirty` says (`v1.2.0-3-gabc1234`, `abc1234-dirty`),
+//! `git describe --tags --long --always --dirty` says (`v1.2.0-3-gabc1234`, `abc1234-dirty`),
 //! which never has that shape.
 
 use anyhow::anyhow;
