@@ -34,6 +34,11 @@ pub(crate) enum Command {
     /// check each against upstream's checksum file where there is one, and write their
     /// URLs and SHA-256 digests into packer/linux/versions.auto.pkrvars.hcl.
     PinDownloads(PinDownloadsArgs),
+    /// Rehearse the whole release against a local AWS (moto): pinned downloads from a
+    /// local HTTPS mirror, both architectures' images, the template, the publish, then a
+    /// stack created from the published template URL and the Terraform module checked.
+    #[command(disable_help_flag = true)]
+    Release(ReleaseArgs),
     /// Run the whole stack on this machine: the template deployed into a local AWS
     /// (moto), a fake Buildkite queue fed from a job trace, the real scaler, and a
     /// simulated instance (real bootstrapper and hooks) for every instance the group
@@ -46,6 +51,18 @@ pub(crate) enum Command {
 pub(crate) struct DemoArgs {
     /// The demo's arguments (`cargo xtask demo --help` lists them). `--no-build` runs
     /// the binaries already in the target directory instead of building them first.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub(crate) args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReleaseArgs {
+    /// Rehearse on this machine; the release itself runs in the project's pipeline, one
+    /// task per step (see the README's "Releasing").
+    #[arg(long)]
+    pub(crate) rehearse: bool,
+    /// The rehearsal's arguments (`cargo xtask release --rehearse --help` lists them).
+    /// `--no-build` runs the binaries already in the target directory.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
     pub(crate) args: Vec<std::ffi::OsString>,
 }

@@ -26,10 +26,10 @@ use crate::image_checks::TEMPLATE_DIR;
 use crate::project;
 
 /// The file of the image template that pins downloads.
-pub(crate) const VERSIONS_FILE: &str = "versions.auto.pkrvars.hcl";
+pub const VERSIONS_FILE: &str = "versions.auto.pkrvars.hcl";
 
 /// The architectures of the image, as Packer's `arch` variable names them.
-pub(crate) const ARCHES: [&str; 2] = ["x86_64", "arm64"];
+const ARCHES: [&str; 2] = ["x86_64", "arm64"];
 
 /// Largest file accepted: the largest download is tens of megabytes.
 const MAX_DOWNLOAD_BYTES: u64 = 512 * 1024 * 1024;
@@ -37,7 +37,7 @@ const MAX_DOWNLOAD_BYTES: u64 = 512 * 1024 * 1024;
 /// One third-party file of the image. In the patterns, `{version}` is the pinned
 /// version, `{goarch}` is `amd64` or `arm64` and `{machine}` is `x86_64` or `aarch64`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Download {
+struct Download {
     /// The variables' prefix: `<name>_version`, `<name>_url`, `<name>_sha256`.
     pub(crate) name: &'static str,
     pub(crate) url: &'static str,
@@ -46,7 +46,7 @@ pub(crate) struct Download {
 }
 
 /// Every download of the image.
-pub(crate) const DOWNLOADS: [Download; 5] = [
+const DOWNLOADS: [Download; 5] = [
     Download {
         name: "buildkite_agent",
         url: "https://github.com/buildkite/agent/releases/download/v{version}/buildkite-agent-linux-{goarch}-{version}.tar.gz",
@@ -80,7 +80,7 @@ pub(crate) const DOWNLOADS: [Download; 5] = [
 
 /// What gets written for one download.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pinned {
+struct Pinned {
     pub(crate) version: String,
     /// By architecture.
     pub(crate) urls: BTreeMap<String, String>,
@@ -90,33 +90,14 @@ pub(crate) struct Pinned {
 pub(crate) fn run(args: &PinDownloadsArgs) -> anyhow::Result<()> {
     let path =
         args.file.clone().unwrap_or_else(|| project::root().join(TEMPLATE_DIR).join(VERSIONS_FILE));
-    let versions = read_versions(&path)?;
-    let base_url = args.base_url.as_deref().map(validate_base_url).transpose()?;
-    let plan: Vec<(Download, String, Vec<(String, String)>, Option<String>)> = DOWNLOADS
-        .iter()
-        .map(|download| {
-            let version = &versions[download.name];
-            let urls = ARCHES
-                .iter()
-                .map(|arch| {
-                    let url = expand(download.url, version, arch);
-                    Ok(((*arch).to_owned(), rebase(&url, base_url.as_deref())?))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let checksums = download
-                .checksums
-                .map(|pattern| rebase(&expand(pattern, version, ARCHES[0]), base_url.as_deref()))
-                .transpose()?;
-            Ok((*download, version.clone(), urls, checksums))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let plan = plan(&path, args.base_url.as_deref())?;
 
     if args.dry_run {
-        for (_, _, urls, checksums) in &plan {
-            for (_, url) in urls {
+        for planned in &plan {
+            for (_, url) in &planned.urls {
                 println!("would download {url}");
             }
-            if let Some(checksums) = checksums {
+            if let Some(checksums) = &planned.checksums {
                 println!("would check against {checksums}");
             }
         }
@@ -135,7 +116,7 @@ pub(crate) fn run(args: &PinDownloadsArgs) -> anyhow::Result<()> {
             .build()
             .context("failed to build the HTTP client")?;
         let mut pinned = BTreeMap::new();
-        for (download, version, urls, checksums) in &plan {
+        for PlannedDownload { name, version, urls, checksums } in &plan {
             let published = match checksums {
                 Some(url) => Some(parse_checksums(&fetch_text(&client, url).await?, url)?),
                 None => None,
@@ -157,11 +138,11 @@ pub(crate) fn run(args: &PinDownloadsArgs) -> anyhow::Result<()> {
                         checksums.as_deref().unwrap_or_default()
                     );
                 }
-                eprintln!("{} {arch}: {digest}  {url}", download.name);
+                eprintln!("{name} {arch}: {digest}  {url}");
                 digests.insert(arch.clone(), digest);
             }
             pinned.insert(
-                download.name.to_owned(),
+                (*name).to_owned(),
                 Pinned { version: version.clone(), urls: urls.iter().cloned().collect(), digests },
             );
         }
@@ -179,8 +160,44 @@ pub(crate) fn run(args: &PinDownloadsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One download's URLs, as the task will fetch them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDownload {
+    pub name: &'static str,
+    pub version: String,
+    /// `(arch, URL)` for each architecture.
+    pub urls: Vec<(String, String)>,
+    /// Upstream's checksum file, where there is one.
+    pub checksums: Option<String>,
+}
+
+/// Every URL the task fetches for the versions in `path`, below `base_url` when given
+/// (a mirror, `https://HOST[:PORT][/PATH]`).
+pub fn plan(path: &Path, base_url: Option<&str>) -> anyhow::Result<Vec<PlannedDownload>> {
+    let versions = read_versions(path)?;
+    let base_url = base_url.map(validate_base_url).transpose()?;
+    DOWNLOADS
+        .iter()
+        .map(|download| {
+            let version = &versions[download.name];
+            let urls = ARCHES
+                .iter()
+                .map(|arch| {
+                    let url = expand(download.url, version, arch);
+                    Ok(((*arch).to_owned(), rebase(&url, base_url.as_deref())?))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let checksums = download
+                .checksums
+                .map(|pattern| rebase(&expand(pattern, version, ARCHES[0]), base_url.as_deref()))
+                .transpose()?;
+            Ok(PlannedDownload { name: download.name, version: version.clone(), urls, checksums })
+        })
+        .collect()
+}
+
 /// The `<name>_version` of every download, from the versions file.
-pub(crate) fn read_versions(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+fn read_versions(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read {}", path.display()))?;
     let inputs: BTreeMap<String, hcl::Value> =
@@ -285,7 +302,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Reads `sha256sum` output: `<64 hex digits>  <name>` (or ` *<name>`) per line.
-pub(crate) fn parse_checksums(text: &str, url: &str) -> anyhow::Result<BTreeMap<String, String>> {
+fn parse_checksums(text: &str, url: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let mut sums = BTreeMap::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -306,7 +323,7 @@ pub(crate) fn parse_checksums(text: &str, url: &str) -> anyhow::Result<BTreeMap<
 }
 
 /// The versions file, as Packer reads it.
-pub(crate) fn render(pinned: &BTreeMap<String, Pinned>) -> String {
+fn render(pinned: &BTreeMap<String, Pinned>) -> String {
     let mut text = String::from(
         "# Third-party software baked into the agent image: each file's version, its URL and\n\
          # its SHA-256 digest per architecture. Packer passes the URL and digest of the\n\

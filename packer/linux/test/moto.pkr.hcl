@@ -45,8 +45,13 @@ variable "manifest" {
 
 variable "source_ami" {
   type        = string
-  description = "One of the images the emulator ships."
-  default     = "ami-12c6146b"
+  description = "The image to start from (empty: one of the images the emulator ships for the arch)."
+  default     = ""
+}
+
+locals {
+  # moto's x86_64 and arm64 images.
+  source_ami = var.source_ami != "" ? var.source_ami : (var.arch == "arm64" ? "ami-0e9271c829888680e" : "ami-12c6146b")
 }
 
 source "amazon-ebs" "al2023" {
@@ -56,7 +61,7 @@ source "amazon-ebs" "al2023" {
   ami_description     = "Buildkite Elastic CI Stack ${var.version}, Amazon Linux 2023 ${var.arch}"
   ami_groups          = var.public ? ["all"] : []
   instance_type       = var.arch == "arm64" ? "m7g.large" : "m7a.large"
-  source_ami          = var.source_ami
+  source_ami          = local.source_ami
   communicator        = "none"
 
   skip_credential_validation = true
