@@ -72,6 +72,7 @@ fn a_dry_run_prints_the_packer_command_and_the_copies_and_changes_nothing() {
     );
     assert!(packer.ends_with(&expected_end), "{packer}\ndoes not end with\n{expected_end}");
     assert!(!packer.contains("ec2_endpoint"), "{packer}");
+    assert!(!packer.contains("encrypt_boot"), "{packer}");
     assert_eq!(
         &lines[1..4],
         [
@@ -119,6 +120,25 @@ fn a_dry_run_without_binaries_prints_their_build_and_an_endpoint_reaches_packer(
         manifest.display()
     );
     assert!(lines[1].contains(&expected), "{}", lines[1]);
+
+    let output = xtask()
+        .args([
+            "ami",
+            "--dry-run",
+            "--version",
+            "v1",
+            "--encrypt-boot",
+            "--kms-key-id",
+            "alias/images",
+        ])
+        .arg("--mappings")
+        .arg(work.path().join("mappings.yml"))
+        .env_remove("AWS_ENDPOINT_URL_EC2")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains(" -var encrypt_boot=true -var kms_key_id=alias/images "), "{stdout}");
 }
 
 #[test]
@@ -132,6 +152,9 @@ fn refuses_bad_inputs_before_running_anything() {
         ),
         (&["--version", "v1;rm -rf /"][..], "invalid image name"),
         (&["--arch", "sparc"][..], "invalid value 'sparc' for '--arch <ARCH>'"),
+        (&["--os", "windows"][..], "invalid value 'windows' for '--os <OS>'"),
+        (&["--public", "--encrypt-boot"][..], "cannot be used with"),
+        (&["--kms-key-id", "k"][..], "--encrypt-boot"),
     ] {
         let output = without_endpoints(xtask().arg("ami").args(args))
             .args(["--version", "v1"].iter().filter(|_| !args.contains(&"--version")))

@@ -5,11 +5,13 @@
 # know: plugin requirements and imds_support.
 
 variable "region" {
-  type = string
+  type        = string
+  description = "The region the image is built in."
 }
 
 variable "arch" {
-  type = string
+  type        = string
+  description = "The CPU architecture: x86_64 or arm64."
   validation {
     condition     = contains(["x86_64", "arm64"], var.arch)
     error_message = "The arch must be x86_64 or arm64."
@@ -17,24 +19,29 @@ variable "arch" {
 }
 
 variable "ami_name" {
-  type = string
+  type        = string
+  description = "The name of the image; unique per account and region."
 }
 
 variable "version" {
-  type = string
+  type        = string
+  description = "The stack version the image belongs to."
 }
 
 variable "dist_dir" {
-  type = string
+  type        = string
+  description = "The directory of the instance binaries (unused: nothing is provisioned)."
 }
 
 variable "public" {
-  type    = bool
-  default = false
+  type        = bool
+  description = "Whether anyone may launch the image."
+  default     = false
 }
 
 variable "ec2_endpoint" {
-  type = string
+  type        = string
+  description = "The emulator's EC2 endpoint."
 }
 
 variable "manifest" {
