@@ -427,14 +427,8 @@ fn copy_images(
     public: bool,
     env: &HashMap<String, String>,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    runtime.block_on(async {
-        let settings = AwsSettings::from_env_map(env);
-        let sdk_config = aws_sdk_config(&settings).await;
-        let images = Ec2MachineImages::new(&sdk_config);
+    project::block_on(async {
+        let images = machine_images(env).await;
         let mut copies = Vec::new();
         for request in requests {
             let image_id = images.copy_image(request).await.with_context(|| {
@@ -455,6 +449,12 @@ fn copy_images(
         }
         Ok(copies)
     })
+}
+
+/// The EC2 image calls, with the AWS settings of `env`.
+pub(crate) async fn machine_images(env: &HashMap<String, String>) -> Ec2MachineImages {
+    let settings = AwsSettings::from_env_map(env);
+    Ec2MachineImages::new(&aws_sdk_config(&settings).await)
 }
 
 /// Polls every copy until all are available, printing each change of state; fails on
@@ -650,14 +650,9 @@ fn unix_time() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use elastic_ci_aws::ec2::{MachineImage, OwnedImage};
-    use elastic_ci_aws::error::AwsError;
-
     use super::*;
     use crate::image_checks::TEMPLATE_DIR;
+    use crate::test_images::TestImages;
 
     #[test]
     fn reads_ui_lines_and_artifact_ids() {
@@ -800,72 +795,13 @@ mod tests {
         assert!(validate_ami_name("x-$(id)").is_err());
     }
 
-    /// Images whose states follow a script, one state per check.
-    struct ScriptedImages {
-        states: Mutex<HashMap<String, Vec<Result<ImageState, AwsErrorKind>>>>,
-    }
-
-    #[async_trait]
-    impl MachineImages for ScriptedImages {
-        async fn describe_image(
-            &self,
-            region: &str,
-            image_id: &str,
-        ) -> Result<Option<MachineImage>, AwsError> {
-            let mut states = self.states.lock().unwrap();
-            let script = states.get_mut(image_id).unwrap();
-            let next = if script.len() > 1 { script.remove(0) } else { script[0].clone() };
-            match next {
-                Ok(state) => Ok(Some(MachineImage {
-                    image_id: image_id.to_owned(),
-                    name: "n".to_owned(),
-                    state,
-                    public: false,
-                })),
-                Err(kind) => Err(AwsError::new(kind, "DescribeImages", region, "scripted")),
-            }
-        }
-
-        async fn copy_image(&self, _request: &CopyImageRequest) -> Result<String, AwsError> {
-            unreachable!("the wait never copies")
-        }
-
-        async fn make_public(&self, _region: &str, _image_id: &str) -> Result<(), AwsError> {
-            unreachable!("the wait never changes permissions")
-        }
-
-        async fn owned_images(
-            &self,
-            _region: &str,
-            _name_pattern: &str,
-        ) -> Result<Vec<OwnedImage>, AwsError> {
-            unreachable!("the wait never lists images")
-        }
-
-        async fn deregister_image(&self, _region: &str, _image_id: &str) -> Result<(), AwsError> {
-            unreachable!("the wait never deregisters")
-        }
-
-        async fn delete_snapshot(&self, _region: &str, _snapshot_id: &str) -> Result<(), AwsError> {
-            unreachable!("the wait never deletes snapshots")
-        }
-    }
-
-    fn scripted(scripts: &[(&str, Vec<Result<ImageState, AwsErrorKind>>)]) -> ScriptedImages {
-        ScriptedImages {
-            states: Mutex::new(
-                scripts.iter().map(|(id, script)| ((*id).to_owned(), script.clone())).collect(),
-            ),
-        }
-    }
-
     fn copies(ids: &[&str]) -> Vec<(String, String)> {
         ids.iter().map(|id| ("eu-west-1".to_owned(), (*id).to_owned())).collect()
     }
 
     #[tokio::test]
     async fn waits_through_pending_states_and_transient_errors() {
-        let images = scripted(&[
+        let images = TestImages::scripted(&[
             (
                 "ami-a",
                 vec![
@@ -888,7 +824,7 @@ mod tests {
 
     #[tokio::test]
     async fn fails_on_a_copy_that_fails() {
-        let images = scripted(&[(
+        let images = TestImages::scripted(&[(
             "ami-a",
             vec![Ok(ImageState::Pending), Ok(ImageState::Unusable("failed".into()))],
         )]);
@@ -905,7 +841,7 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_the_timeout_or_repeated_errors() {
-        let images = scripted(&[("ami-a", vec![Ok(ImageState::Pending)])]);
+        let images = TestImages::scripted(&[("ami-a", vec![Ok(ImageState::Pending)])]);
         let error = wait_until_available(
             &images,
             &copies(&["ami-a"]),
@@ -916,7 +852,7 @@ mod tests {
         .unwrap_err();
         assert!(error.to_string().starts_with("copies not available after"), "{error}");
 
-        let images = scripted(&[("ami-a", vec![Err(AwsErrorKind::Transport)])]);
+        let images = TestImages::scripted(&[("ami-a", vec![Err(AwsErrorKind::Transport)])]);
         let error = wait_until_available(
             &images,
             &copies(&["ami-a"]),

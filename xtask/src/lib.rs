@@ -40,6 +40,8 @@ mod publish;
 mod release;
 pub mod template;
 pub mod terraform_module;
+#[cfg(test)]
+mod test_images;
 mod version;
 
 use std::collections::HashMap;

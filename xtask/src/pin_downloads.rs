@@ -104,11 +104,7 @@ pub(crate) fn run(args: &PinDownloadsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    let pinned = runtime.block_on(async {
+    let pinned = project::block_on(async {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))

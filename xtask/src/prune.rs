@@ -17,12 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
-use elastic_ci_aws::config::{AwsSettings, aws_sdk_config};
-use elastic_ci_aws::ec2::{Ec2MachineImages, ImageState, MachineImages, OwnedImage};
+use elastic_ci_aws::ec2::{ImageState, MachineImages, OwnedImage};
 use elastic_ci_core::lifecycle::parse_rfc3339;
 
 use crate::ami::validate_region;
 use crate::flags::PruneArgs;
+use crate::project;
 use crate::version::ReleaseVersion;
 
 /// The names of every image `cargo xtask ami` builds.
@@ -54,14 +54,8 @@ pub(crate) fn run(args: &PruneArgs, env: &HashMap<String, String>) -> anyhow::Re
     for region in &regions {
         validate_region(region)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    runtime.block_on(async {
-        let settings = AwsSettings::from_env_map(env);
-        let sdk_config = aws_sdk_config(&settings).await;
-        let images = Ec2MachineImages::new(&sdk_config);
+    project::block_on(async {
+        let images = crate::ami::machine_images(env).await;
         prune(&images, &regions, args.keep, older_than, args.yes, SystemTime::now()).await
     })
 }
@@ -198,13 +192,8 @@ fn plural(n: usize) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use elastic_ci_aws::ec2::{CopyImageRequest, MachineImage};
-    use elastic_ci_aws::error::AwsError;
-
     use super::*;
+    use crate::test_images::TestImages;
 
     const DAY: Duration = Duration::from_secs(86_400);
 
@@ -284,59 +273,14 @@ mod tests {
         }
     }
 
-    /// Images in memory, recording what is deleted.
-    #[derive(Default)]
-    struct Recorded {
-        images: Vec<OwnedImage>,
-        calls: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl MachineImages for Recorded {
-        async fn describe_image(
-            &self,
-            _region: &str,
-            _image_id: &str,
-        ) -> Result<Option<MachineImage>, AwsError> {
-            unreachable!("pruning never describes one image")
-        }
-
-        async fn copy_image(&self, _request: &CopyImageRequest) -> Result<String, AwsError> {
-            unreachable!("pruning never copies")
-        }
-
-        async fn make_public(&self, _region: &str, _image_id: &str) -> Result<(), AwsError> {
-            unreachable!("pruning never changes permissions")
-        }
-
-        async fn owned_images(
-            &self,
-            region: &str,
-            name_pattern: &str,
-        ) -> Result<Vec<OwnedImage>, AwsError> {
-            self.calls.lock().unwrap().push(format!("list {region} {name_pattern}"));
-            Ok(self.images.clone())
-        }
-
-        async fn deregister_image(&self, region: &str, image_id: &str) -> Result<(), AwsError> {
-            self.calls.lock().unwrap().push(format!("deregister {region} {image_id}"));
-            Ok(())
-        }
-
-        async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> Result<(), AwsError> {
-            self.calls.lock().unwrap().push(format!("delete {region} {snapshot_id}"));
-            Ok(())
-        }
-    }
-
     #[tokio::test]
     async fn a_dry_run_deletes_nothing_and_yes_deregisters_before_deleting_snapshots() {
-        let images = Recorded {
-            images: vec![
+        let images = TestImages {
+            owned: vec![
                 image("a1", "x86_64", "2025-01-01T00:00:00.000Z", "dev"),
                 image("a2", "x86_64", "2025-01-02T00:00:00.000Z", "dev"),
             ],
-            ..Recorded::default()
+            ..TestImages::default()
         };
         let regions = ["us-east-1".to_owned(), "eu-west-1".to_owned()];
         prune(&images, &regions, 1, DAY, false, now()).await.unwrap();

@@ -198,11 +198,7 @@ pub(crate) fn run(args: &PublishArgs, env: &HashMap<String, String>) -> anyhow::
         return Ok(());
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    let urls = runtime.block_on(async {
+    let urls = project::block_on(async {
         let stores = sdk_stores(&plan, env).await;
         execute(&plan, &stores).await
     })?;
@@ -697,14 +693,8 @@ fn public_url(bucket: &str, region: Option<&str>, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use elastic_ci_aws::error::{AwsError, AwsErrorKind};
-    use elastic_ci_aws::s3::{DownloadError, ObjectHead, ObjectSummary};
+    use elastic_ci_aws::fake::FakeObjectStore;
     use test_case::test_case;
-    use tokio::io::{AsyncWrite, AsyncWriteExt};
 
     use super::*;
 
@@ -789,70 +779,6 @@ mod tests {
         );
     }
 
-    /// S3 in memory that fails every upload of one key, as a network or permission
-    /// failure halfway through a publish would.
-    #[derive(Default)]
-    struct Store {
-        objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
-        fail_on: Mutex<Option<String>>,
-    }
-
-    #[async_trait]
-    impl ObjectStore for Store {
-        async fn download(
-            &self,
-            bucket: &str,
-            key: &str,
-            writer: &mut (dyn AsyncWrite + Send + Unpin),
-        ) -> Result<u64, DownloadError> {
-            let body =
-                self.objects.lock().unwrap().get(&(bucket.to_owned(), key.to_owned())).cloned();
-            let body = body.ok_or_else(|| {
-                AwsError::new(AwsErrorKind::NotFound, "GetObject", key, "no such key")
-            })?;
-            writer.write_all(&body).await.map_err(|source| DownloadError::Write {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                source,
-            })?;
-            Ok(body.len() as u64)
-        }
-
-        async fn upload(
-            &self,
-            bucket: &str,
-            key: &str,
-            body: Vec<u8>,
-            _content_type: Option<&str>,
-        ) -> Result<(), AwsError> {
-            if self.fail_on.lock().unwrap().as_deref() == Some(key) {
-                return Err(AwsError::new(AwsErrorKind::Transport, "PutObject", key, "injected"));
-            }
-            self.objects.lock().unwrap().insert((bucket.to_owned(), key.to_owned()), body);
-            Ok(())
-        }
-
-        async fn list(&self, _bucket: &str, _prefix: &str) -> Result<Vec<ObjectSummary>, AwsError> {
-            unreachable!("publishing never lists")
-        }
-
-        async fn head(&self, _bucket: &str, _key: &str) -> Result<ObjectHead, AwsError> {
-            unreachable!("publishing never reads heads")
-        }
-
-        async fn bucket_region(&self, _bucket: &str) -> Result<Option<String>, AwsError> {
-            Ok(Some("us-east-1".to_owned()))
-        }
-
-        async fn ensure_bucket(&self, _bucket: &str, _region: &str) -> Result<bool, AwsError> {
-            Ok(false)
-        }
-
-        async fn allow_public_read(&self, _bucket: &str, _prefix: &str) -> Result<(), AwsError> {
-            Ok(())
-        }
-    }
-
     fn files(version: &str) -> Vec<(String, Arc<Vec<u8>>, &'static str)> {
         let mut names = vec![
             TEMPLATE_NAME.to_owned(),
@@ -929,22 +855,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_publish_that_fails_before_the_aliases_leaves_them_on_the_previous_release() {
-        let store = Arc::new(Store::default());
+        let store = Arc::new(FakeObjectStore::default());
         let stores: HashMap<Option<String>, Arc<dyn ObjectStore>> = HashMap::from([
             (None, store.clone() as Arc<dyn ObjectStore>),
             (Some("eu-west-1".to_owned()), store.clone() as Arc<dyn ObjectStore>),
         ]);
         execute(&release_plan("v2.0.0"), &stores).await.unwrap();
 
-        *store.fail_on.lock().unwrap() = Some("v2.1.0/SHA256SUMS".to_owned());
+        store.fail_uploads_of("releases", "v2.1.0/SHA256SUMS");
         let error = execute(&release_plan("v2.1.0"), &stores).await.unwrap_err();
         assert_eq!(format!("{error}"), "failed to upload s3://releases/v2.1.0/SHA256SUMS");
 
-        let objects = store.objects.lock().unwrap();
         let object = |key: &str| {
-            objects
-                .get(&("releases".to_owned(), key.to_owned()))
-                .map(|body| String::from_utf8_lossy(body).into_owned())
+            store
+                .object("releases", key)
+                .map(|(body, _)| String::from_utf8_lossy(&body).into_owned())
         };
         for alias in [
             "latest/aws-stack.yml",
@@ -959,5 +884,13 @@ mod tests {
         assert_eq!(object("v2.1.0/aws-stack.yml"), Some("aws-stack.yml of v2.1.0".to_owned()));
         assert_eq!(object("v2.1.0/SHA256SUMS"), None);
         assert_eq!(object("v2.1.0/c0ffee.aws-stack.yml"), None);
+        // Publishing made the buckets it writes to readable by anyone.
+        assert!(store.policy("releases").unwrap().contains("arn:aws:s3:::releases/*"));
+        assert!(
+            store
+                .policy("lambdas-eu-west-1")
+                .unwrap()
+                .contains("lambdas-eu-west-1/elastic-ci-scaler/*")
+        );
     }
 }

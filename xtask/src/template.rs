@@ -177,11 +177,7 @@ fn read_mappings_source(
         .split_once('/')
         .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
         .ok_or_else(|| anyhow!("invalid mappings location {source:?}: expected s3://BUCKET/KEY"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    let body = runtime.block_on(async {
+    let body = project::block_on(async {
         let settings = AwsSettings::from_env_map(env);
         let sdk_config = aws_sdk_config(&settings).await;
         let store = S3ObjectStore::new(&sdk_config, &settings);

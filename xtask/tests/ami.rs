@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use elastic_ci_aws::ec2::{Ec2MachineImages, ImageState, MachineImages};
-use elastic_ci_testkit::moto::moto;
+use elastic_ci_testkit::moto::{Moto, moto};
 use support::xtask;
 
 fn project_root() -> PathBuf {
@@ -202,6 +202,24 @@ fn packer_available() -> bool {
     found
 }
 
+/// `cargo xtask ami ARGS` with the emulator variant of the template, stand-in
+/// binaries and a mappings file, against the emulator.
+fn ami_on_moto(moto: &Moto, args: &[&str], dist: &Path, mappings: &Path) -> Output {
+    xtask()
+        .arg("ami")
+        .args(args)
+        .arg("--template")
+        .arg(project_root().join("packer/linux/test"))
+        .arg("--dist-dir")
+        .arg(dist)
+        .arg("--mappings")
+        .arg(mappings)
+        .envs(moto.env())
+        .env_remove("AWS_ENDPOINT_URL_EC2")
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
     let Some(moto) = moto() else { return };
@@ -214,19 +232,9 @@ async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
     // An entry of another build, which must survive.
     std::fs::write(&mappings, "ap-south-1:\n  linuxarm64: ami-0123456789abcdef0\n").unwrap();
 
-    let output = xtask()
-        .args(["ami", "--region", "us-east-1", "--copy-to-regions", "eu-west-1,us-west-2"])
-        .args(["--public", "--version", "v9.9.9-test", "--template"])
-        .arg(project_root().join("packer/linux/test"))
-        .arg("--dist-dir")
-        .arg(dist.path())
-        .arg("--mappings")
-        .arg(&mappings)
-        .envs(moto.env())
-        .env_remove("AWS_ENDPOINT_URL_EC2")
-        .output()
-        .unwrap();
-    let stdout = stdout_of(&output);
+    let args = ["--region", "us-east-1", "--copy-to-regions", "eu-west-1,us-west-2", "--public"];
+    let args = [&args[..], &["--version", "v9.9.9-test"]].concat();
+    let stdout = stdout_of(&ami_on_moto(&moto, &args, dist.path(), &mappings));
 
     let recorded: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&mappings).unwrap()).unwrap();
@@ -291,26 +299,9 @@ async fn a_failed_copy_keeps_the_built_image_in_the_mappings() {
     let mappings = work.path().join("mappings.yml");
 
     // The emulator knows no such region, so the copy fails after the build.
-    let output = xtask()
-        .args([
-            "ami",
-            "--arch",
-            "arm64",
-            "--region",
-            "us-east-1",
-            "--copy-to-regions",
-            "xx-nowhere-1",
-        ])
-        .args(["--version", "v9.9.9-test", "--template"])
-        .arg(project_root().join("packer/linux/test"))
-        .arg("--dist-dir")
-        .arg(dist.path())
-        .arg("--mappings")
-        .arg(&mappings)
-        .envs(moto.env())
-        .env_remove("AWS_ENDPOINT_URL_EC2")
-        .output()
-        .unwrap();
+    let args = ["--arch", "arm64", "--region", "us-east-1", "--copy-to-regions", "xx-nowhere-1"];
+    let args = [&args[..], &["--version", "v9.9.9-test"]].concat();
+    let output = ami_on_moto(&moto, &args, dist.path(), &mappings);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("failed to copy ami-"), "{stderr}");
@@ -346,17 +337,8 @@ async fn prune_deregisters_old_development_images_and_keeps_releases_and_the_new
     let mut built = Vec::new();
     for version in ["v7.0.0", "v7.0.0-1-gaaaaaaa", "v7.0.0-2-gbbbbbbb"] {
         let mappings = work.path().join(format!("{version}.yml"));
-        let output = xtask()
-            .args(["ami", "--region", region, "--version", version, "--template"])
-            .arg(project_root().join("packer/linux/test"))
-            .arg("--dist-dir")
-            .arg(dist.path())
-            .arg("--mappings")
-            .arg(&mappings)
-            .envs(moto.env())
-            .env_remove("AWS_ENDPOINT_URL_EC2")
-            .output()
-            .unwrap();
+        let output =
+            ami_on_moto(&moto, &["--region", region, "--version", version], dist.path(), &mappings);
         let stdout = stdout_of(&output);
         built.push(stdout.split_whitespace().last().unwrap().to_owned());
         let manifest =

@@ -71,6 +71,7 @@ struct FakeObject {
 pub struct FakeObjectStore {
     buckets: Mutex<BTreeMap<String, BTreeMap<String, FakeObject>>>,
     denied: Mutex<HashSet<(String, String)>>,
+    failing_uploads: Mutex<HashSet<(String, String)>>,
     policies: Mutex<BTreeMap<String, String>>,
     pub faults: Faults,
 }
@@ -86,6 +87,12 @@ impl FakeObjectStore {
             key.to_owned(),
             FakeObject { body: body.into(), content_type: None, last_modified: SystemTime::now() },
         );
+    }
+
+    /// Makes every upload of one key fail as a lost connection would, whatever came
+    /// before it (a publish that fails halfway).
+    pub fn fail_uploads_of(&self, bucket: &str, key: &str) {
+        lock(&self.failing_uploads).insert((bucket.to_owned(), key.to_owned()));
     }
 
     /// The policy [`ObjectStore::allow_public_read`] last set on `bucket`.
@@ -171,6 +178,14 @@ impl ObjectStore for FakeObjectStore {
     ) -> Result<(), AwsError> {
         let resource = format!("s3://{bucket}/{key}");
         self.faults.check("PutObject", &resource)?;
+        if lock(&self.failing_uploads).contains(&(bucket.to_owned(), key.to_owned())) {
+            return Err(AwsError::new(
+                AwsErrorKind::Transport,
+                "PutObject",
+                resource,
+                "injected fault",
+            ));
+        }
         let mut buckets = lock(&self.buckets);
         let objects = buckets.get_mut(bucket).ok_or_else(|| {
             AwsError::new(
