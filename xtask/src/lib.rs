@@ -10,7 +10,8 @@
 //! - `cargo xtask template`: the published CloudFormation template.
 //! - `cargo xtask ami`: the agent AMI (Packer), recorded in the template's AMI mappings;
 //!   `cargo xtask ami prune` deregisters old images no release uses.
-//! - `cargo xtask publish`: the rendered template, uploaded to the release bucket.
+//! - `cargo xtask publish`: the release (template, Terraform module, mappings, scaler
+//!   zips, both architectures' binaries, checksums) uploaded to the release buckets.
 //! - `cargo xtask release --rehearse`: the whole release against the local emulator, a
 //!   launcher for the `elastic-ci-rehearse` binary of the `elastic-ci-e2e` crate.
 //! - `cargo xtask demo`: the whole stack on this machine (moto, a fake Buildkite queue,

@@ -10,10 +10,16 @@
 //!   with the AMI ids of the AMI build, read from the mappings file;
 //! - sets the prefix of the per-region buckets the scaler zips are published to.
 //!
+//! Beside the template it writes `service-role.yml`, the merged `mappings.yml` and the
+//! Terraform module stamped with the same release (`terraform-module.tar.gz`, see
+//! [`crate::terraform_module`]): what `cargo xtask publish` uploads.
+//!
 //! # The mappings file
 //!
 //! `cargo xtask ami` writes it, by default to `<target dir>/dist/mappings.yml`: a YAML
 //! map from region to the AMI id of each image variant, every variant optional.
+//! `--mappings` may be given several times (one file per architecture's build, merged)
+//! and may name a published release's `s3://BUCKET/KEY`.
 //!
 //! ```yaml
 //! us-east-1:

@@ -206,7 +206,7 @@ fn rehearse(
     let (mirror, fixtures) = download_mirror(&versions)?;
 
     let repository = work.join("repository");
-    git_release(&repository, &version_of(report))?;
+    git_release(&repository, &report.version)?;
     let dist_dir = match &args.dist_dir {
         Some(dir) => dir.clone(),
         None => stand_in_dist(&work.join("dist"))?,
@@ -226,7 +226,7 @@ fn rehearse(
         repository,
         bucket: report.release_bucket.clone(),
         lambda_prefix: lambda_prefix.clone(),
-        version: version_of(report),
+        version: report.version.clone(),
         steps_file: work.join("steps.json"),
     };
     let log = work.join("release-tasks.log");
@@ -272,10 +272,6 @@ fn rehearse(
         .build()
         .context("failed to start the async runtime")?;
     runtime.block_on(check_release(moto, &stage, &dist_dir, work, report))
-}
-
-fn version_of(report: &Report) -> String {
-    report.version.clone()
 }
 
 /// `prefix` and the last `n_digits` digits of a unique name: short names for the
