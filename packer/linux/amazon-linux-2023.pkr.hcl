@@ -9,6 +9,10 @@ source "amazon-ebs" "al2023" {
   ami_groups          = var.public ? ["all"] : []
   instance_type       = local.instance_type
   ena_support         = true
+  # Instances launched from the image answer metadata requests with IMDSv2 tokens only.
+  imds_support = "v2.0"
+  encrypt_boot = var.encrypt_boot
+  kms_key_id   = var.kms_key_id
 
   source_ami_filter {
     filters = {
@@ -70,15 +74,15 @@ build {
     execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
     environment_vars = [
       "ARCH=${var.arch}",
-      "BUILDKITE_AGENT_VERSION=${var.buildkite_agent_version}",
+      "BUILDKITE_AGENT_URL=${var.buildkite_agent_url[var.arch]}",
       "BUILDKITE_AGENT_SHA256=${var.buildkite_agent_sha256[var.arch]}",
-      "BUILDKITE_AGENT_BETA_VERSION=${var.buildkite_agent_beta_version}",
+      "BUILDKITE_AGENT_BETA_URL=${var.buildkite_agent_beta_url[var.arch]}",
       "BUILDKITE_AGENT_BETA_SHA256=${var.buildkite_agent_beta_sha256[var.arch]}",
-      "LIFECYCLED_VERSION=${var.lifecycled_version}",
+      "LIFECYCLED_URL=${var.lifecycled_url[var.arch]}",
       "LIFECYCLED_SHA256=${var.lifecycled_sha256[var.arch]}",
-      "DOCKER_COMPOSE_VERSION=${var.docker_compose_version}",
+      "DOCKER_COMPOSE_URL=${var.docker_compose_url[var.arch]}",
       "DOCKER_COMPOSE_SHA256=${var.docker_compose_sha256[var.arch]}",
-      "DOCKER_BUILDX_VERSION=${var.docker_buildx_version}",
+      "DOCKER_BUILDX_URL=${var.docker_buildx_url[var.arch]}",
       "DOCKER_BUILDX_SHA256=${var.docker_buildx_sha256[var.arch]}",
     ]
     scripts = [
@@ -89,5 +93,16 @@ build {
       "${path.root}/scripts/configure-docker.sh",
       "${path.root}/scripts/cleanup.sh",
     ]
+  }
+
+  # The AMI ids by region, for `cargo xtask ami` (which records them in the mappings
+  # that `cargo xtask template` renders into the template).
+  post-processor "manifest" {
+    output     = var.manifest
+    strip_path = true
+    custom_data = {
+      arch    = var.arch
+      version = var.version
+    }
   }
 }

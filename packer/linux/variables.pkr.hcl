@@ -1,6 +1,6 @@
 # Inputs of the agent image. `cargo xtask ami` sets region, arch, ami_name, version,
-# dist_dir, public and ec2_endpoint; versions.auto.pkrvars.hcl pins the third-party
-# downloads.
+# dist_dir, public, manifest and ec2_endpoint (and encrypt_boot and kms_key_id when
+# asked); versions.auto.pkrvars.hcl pins the third-party downloads.
 
 variable "region" {
   type        = string
@@ -54,36 +54,88 @@ variable "buildkite_agent_beta_version" {
 }
 
 variable "lifecycled_version" {
-  type = string
+  type        = string
+  description = "The lifecycled release (spot and lifecycle-hook handling)."
 }
 
 variable "docker_compose_version" {
-  type = string
+  type        = string
+  description = "The Docker Compose CLI plugin release."
 }
 
 variable "docker_buildx_version" {
-  type = string
+  type        = string
+  description = "The Docker Buildx CLI plugin release."
 }
 
-# SHA-256 digests of the downloads, by arch. A download without a digest fails the build.
+# Where each download comes from and its SHA-256 digest, by arch: written by
+# `cargo xtask pin-downloads`. A download without a digest fails the build.
+variable "buildkite_agent_url" {
+  type        = map(string)
+  description = "The stable agent's release archive, by arch."
+}
+
 variable "buildkite_agent_sha256" {
-  type = map(string)
+  type        = map(string)
+  description = "The SHA-256 digest of the stable agent's archive, by arch."
+}
+
+variable "buildkite_agent_beta_url" {
+  type        = map(string)
+  description = "The beta agent's release archive, by arch."
 }
 
 variable "buildkite_agent_beta_sha256" {
-  type = map(string)
+  type        = map(string)
+  description = "The SHA-256 digest of the beta agent's archive, by arch."
+}
+
+variable "lifecycled_url" {
+  type        = map(string)
+  description = "The lifecycled binary, by arch."
 }
 
 variable "lifecycled_sha256" {
-  type = map(string)
+  type        = map(string)
+  description = "The SHA-256 digest of the lifecycled binary, by arch."
+}
+
+variable "docker_compose_url" {
+  type        = map(string)
+  description = "The Docker Compose plugin binary, by arch."
 }
 
 variable "docker_compose_sha256" {
-  type = map(string)
+  type        = map(string)
+  description = "The SHA-256 digest of the Docker Compose plugin, by arch."
+}
+
+variable "docker_buildx_url" {
+  type        = map(string)
+  description = "The Docker Buildx plugin binary, by arch."
 }
 
 variable "docker_buildx_sha256" {
-  type = map(string)
+  type        = map(string)
+  description = "The SHA-256 digest of the Docker Buildx plugin, by arch."
+}
+
+variable "encrypt_boot" {
+  type        = bool
+  description = "Whether the image's snapshots are encrypted (images with encrypted snapshots cannot be made public)."
+  default     = false
+}
+
+variable "kms_key_id" {
+  type        = string
+  description = "The KMS key that encrypts the snapshots with encrypt_boot (empty: the account's default EBS key)."
+  default     = ""
+}
+
+variable "manifest" {
+  type        = string
+  description = "Where Packer writes its manifest of the images built; `cargo xtask ami` reads the AMI ids from it."
+  default     = "packer-manifest.json"
 }
 
 locals {

@@ -1,15 +1,20 @@
 //! `cargo xtask ami`: builds the agent AMI with Packer and records its id.
 //!
 //! 1. Builds the instance binaries (`cargo xtask dist`), unless `--dist-dir` names them.
-//! 2. Runs `packer build -machine-readable` on `packer/linux` with the region, arch,
-//!    image name, version, binaries directory, visibility and (when `AWS_ENDPOINT_URL_EC2`
-//!    or `AWS_ENDPOINT_URL` is set) the EC2 endpoint, echoing Packer's progress, and reads
-//!    the AMI id from its `artifact` lines.
+//! 2. Runs `packer build -machine-readable` on `packer/<os>` with the region, arch,
+//!    image name, version, binaries directory, visibility, manifest path and (when
+//!    `AWS_ENDPOINT_URL_EC2` or `AWS_ENDPOINT_URL` is set) the EC2 endpoint, echoing
+//!    Packer's progress, and reads the AMI id from the manifest Packer's `manifest`
+//!    post-processor writes (checked against its `artifact` lines).
 //! 3. With `--copy-to-regions`, copies the AMI to each region (EC2 CopyImage), waits
 //!    until every copy is available, printing progress, and with `--public` lets every
 //!    account launch the copies too (Packer already did that for the source).
 //! 4. Records every id in the mappings file that `cargo xtask template` merges, under the
-//!    arch's column (`linuxamd64` or `linuxarm64`), keeping the other entries.
+//!    OS and arch's column (`linuxamd64` or `linuxarm64`), keeping the other entries.
+//!
+//! The OS is a flag so that another image (Windows) becomes another template directory
+//! and another pair of mapping columns (`windowsamd64`), not another task; Linux is
+//! the only one built today.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -25,21 +30,20 @@ use elastic_ci_aws::error::AwsErrorKind;
 use elastic_ci_core::shell;
 
 use crate::flags::AmiArgs;
-use crate::image_checks::TEMPLATE_DIR;
+use crate::project;
 use crate::template::{self, AmiMappings};
-use crate::{git, project};
 
 pub(crate) const AFTER_HELP: &str = "\
-The image is named elastic-ci-stack-linux-<arch>-<version>-<unix time>. AWS
+The image is named elastic-ci-stack-<os>-<arch>-<version>-<unix time>. AWS
 access follows the standard variables (AWS_PROFILE, AWS_REGION, ...); when
 AWS_ENDPOINT_URL_EC2 or AWS_ENDPOINT_URL is set, Packer and the copies use that
 endpoint (a local emulator).
 
 Third-party downloads baked into the image are pinned with SHA-256 digests in
-packer/linux/versions.auto.pkrvars.hcl: the build refuses to start without them.";
+packer/linux/versions.auto.pkrvars.hcl (`cargo xtask pin-downloads` writes them):
+the build refuses to start without them.";
 
-/// The file of the template directory that pins downloads.
-const VERSIONS_FILE: &str = "versions.auto.pkrvars.hcl";
+use crate::pin_downloads::VERSIONS_FILE;
 /// The instance binaries the image needs from the dist build.
 const BINARIES: [&str; 2] = ["elastic-ci-bootstrap", "elastic-ci-hooks"];
 /// How often a copy's state is checked; EC2 takes minutes to copy an image.
@@ -48,6 +52,22 @@ const POLL_INTERVAL: Duration = Duration::from_secs(15);
 const COPY_TIMEOUT: Duration = Duration::from_secs(90 * 60);
 /// Consecutive failed state checks tolerated per copy before giving up.
 const MAX_POLL_FAILURES: u32 = 5;
+
+/// The operating system of an image: its Packer template is `packer/<os>`, its mapping
+/// columns `<os>amd64` and `<os>arm64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Os {
+    #[value(name = "linux")]
+    Linux,
+}
+
+impl Os {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Os::Linux => "linux",
+        }
+    }
+}
 
 /// The CPU architecture of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -66,12 +86,13 @@ impl Arch {
         }
     }
 
-    /// The column of the template's `AWSRegion2AMI` mapping.
-    pub(crate) fn mapping_variant(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "linuxamd64",
-            Arch::Arm64 => "linuxarm64",
-        }
+    /// The column of the template's `AWSRegion2AMI` mapping for an image of `os`.
+    pub(crate) fn mapping_variant(self, os: Os) -> String {
+        let arch = match self {
+            Arch::X86_64 => "amd64",
+            Arch::Arm64 => "arm64",
+        };
+        format!("{}{arch}", os.as_str())
     }
 }
 
@@ -83,13 +104,9 @@ impl fmt::Display for Arch {
 
 pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let root = project::root();
-    let template_dir = args.template.clone().unwrap_or_else(|| root.join(TEMPLATE_DIR));
-    let region = args
-        .region
-        .clone()
-        .or_else(|| non_empty(env, "AWS_REGION"))
-        .or_else(|| non_empty(env, "AWS_DEFAULT_REGION"))
-        .unwrap_or_else(|| "us-east-1".to_owned());
+    let template_dir =
+        args.template.clone().unwrap_or_else(|| root.join("packer").join(args.os.as_str()));
+    let region = args.region.clone().unwrap_or_else(|| default_region(env));
     validate_region(&region)?;
     for copy_region in &args.copy_to_regions {
         validate_region(copy_region)?;
@@ -100,24 +117,31 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
     }
     let version = match &args.version {
         Some(version) => version.clone(),
-        None => git::describe(&root)?,
+        None => template::release_version(&root, env),
     };
-    let ami_name = format!("elastic-ci-stack-linux-{}-{version}-{}", args.arch, unix_time());
+    let ami_name =
+        format!("elastic-ci-stack-{}-{}-{version}-{}", args.os.as_str(), args.arch, unix_time());
     validate_ami_name(&ami_name)?;
     let mappings_path = match &args.mappings {
         Some(path) => path.clone(),
         None => project::target_dir()?.join("dist").join("mappings.yml"),
     };
+    let variant = args.arch.mapping_variant(args.os);
     let say = |line: String| {
         if args.dry_run {
             println!("{line}");
         }
     };
 
+    let manifest_path = mappings_path.with_file_name(format!(
+        "packer-manifest-{}-{}.json",
+        args.os.as_str(),
+        args.arch
+    ));
     let missing_digests = missing_digests(&template_dir, args.arch)?;
     if !missing_digests.is_empty() {
         let message = format!(
-            "no SHA-256 digest for {} in {} for {}: record each release file's digest first",
+            "no SHA-256 digest for {} in {} for {}: pin the downloads with `cargo xtask pin-downloads` first",
             missing_digests.join(", "),
             template_dir.join(VERSIONS_FILE).display(),
             args.arch
@@ -142,22 +166,42 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
             let path = dist_dir.join(binary);
             ensure!(
                 path.is_file(),
-                "{} is missing: `cargo xtask dist` builds the instance binaries for x86_64; for {} pass --dist-dir",
+                "{} is missing: build the {} instance binaries with `cargo xtask dist`, or pass --dist-dir",
                 path.display(),
                 args.arch
             );
         }
     }
 
-    let mut packer =
-        packer_command(&template_dir, &region, args, &ami_name, &version, &dist_dir, env);
+    let image = ImageBuild {
+        template_dir: &template_dir,
+        region: &region,
+        ami_name: &ami_name,
+        version: &version,
+        dist_dir: &dist_dir,
+        manifest: &manifest_path,
+    };
+    let mut packer = packer_command(&image, args, env);
     say(format!("would run: {}", display_command(&packer)));
     let source_ami = if args.dry_run {
         "<AMI id from Packer>".to_owned()
     } else {
-        let ami = run_packer(&mut packer, &region)?;
+        // A manifest left by an earlier build must not be mistaken for this one's.
+        match std::fs::remove_file(&manifest_path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("failed to remove {}", manifest_path.display()));
+            }
+        }
+        if let Some(parent) = manifest_path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("failed to create {}", parent.display()))?;
+        }
+        let ami = run_packer(&mut packer, &region, &manifest_path)?;
         // Recorded at once, so a failed copy does not lose the image that was built.
-        record_mappings(&mappings_path, args.arch, &[(region.clone(), ami.clone())])?;
+        record_mappings(&mappings_path, &variant, &[(region.clone(), ami.clone())])?;
         ami
     };
     let mut built = vec![(region.clone(), source_ami.clone())];
@@ -202,15 +246,15 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
         println!(
             "would write {} with {} for {}",
             mappings_path.display(),
-            args.arch.mapping_variant(),
+            variant,
             built.iter().map(|(region, _)| region.as_str()).collect::<Vec<_>>().join(", ")
         );
         return Ok(());
     }
-    let mappings = record_mappings(&mappings_path, args.arch, &built)?;
+    let mappings = record_mappings(&mappings_path, &variant, &built)?;
     eprintln!("recorded in {}:", mappings_path.display());
     for (region, ami) in &built {
-        println!("{region} {} {ami}", args.arch.mapping_variant());
+        println!("{region} {variant} {ami}");
     }
     eprintln!(
         "{} region{} in the mappings; render the template with `cargo xtask template`",
@@ -218,6 +262,13 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
         if mappings.len() == 1 { "" } else { "s" }
     );
     Ok(())
+}
+
+/// AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.
+pub(crate) fn default_region(env: &HashMap<String, String>) -> String {
+    non_empty(env, "AWS_REGION")
+        .or_else(|| non_empty(env, "AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|| "us-east-1".to_owned())
 }
 
 /// The command that builds the instance binaries (`cargo xtask dist`, run as this very
@@ -234,23 +285,36 @@ fn dist_command(arch: Arch) -> anyhow::Result<(Command, PathBuf)> {
     Ok((command, project::target_dir()?.join("dist").join(arch.as_str())))
 }
 
+/// What one Packer build makes, and from what.
+struct ImageBuild<'a> {
+    template_dir: &'a Path,
+    region: &'a str,
+    ami_name: &'a str,
+    version: &'a str,
+    dist_dir: &'a Path,
+    manifest: &'a Path,
+}
+
 fn packer_command(
-    template_dir: &Path,
-    region: &str,
+    image: &ImageBuild<'_>,
     args: &AmiArgs,
-    ami_name: &str,
-    version: &str,
-    dist_dir: &Path,
     env: &HashMap<String, String>,
 ) -> Command {
     let mut vars = vec![
-        ("region", region.to_owned()),
+        ("region", image.region.to_owned()),
         ("arch", args.arch.as_str().to_owned()),
-        ("ami_name", ami_name.to_owned()),
-        ("version", version.to_owned()),
-        ("dist_dir", dist_dir.display().to_string()),
+        ("ami_name", image.ami_name.to_owned()),
+        ("version", image.version.to_owned()),
+        ("dist_dir", image.dist_dir.display().to_string()),
         ("public", args.public.to_string()),
+        ("manifest", image.manifest.display().to_string()),
     ];
+    if args.encrypt_boot {
+        vars.push(("encrypt_boot", "true".to_owned()));
+    }
+    if let Some(key) = &args.kms_key_id {
+        vars.push(("kms_key_id", key.clone()));
+    }
     if let Some(endpoint) = ec2_endpoint(env) {
         vars.push(("ec2_endpoint", endpoint));
     }
@@ -259,7 +323,7 @@ fn packer_command(
     for (name, value) in vars {
         command.arg("-var").arg(format!("{name}={value}"));
     }
-    command.arg(template_dir);
+    command.arg(image.template_dir);
     command
 }
 
@@ -269,8 +333,8 @@ fn ec2_endpoint(env: &HashMap<String, String>) -> Option<String> {
 }
 
 /// Runs Packer, echoing its progress to stderr, and returns the AMI id it built in
-/// `region`.
-fn run_packer(command: &mut Command, region: &str) -> anyhow::Result<String> {
+/// `region`, read from the manifest and checked against Packer's artifact lines.
+fn run_packer(command: &mut Command, region: &str, manifest: &Path) -> anyhow::Result<String> {
     eprintln!("==> {}", display_command(command));
     let mut child = command
         .stdout(Stdio::piped())
@@ -288,10 +352,39 @@ fn run_packer(command: &mut Command, region: &str) -> anyhow::Result<String> {
     }
     let status = child.wait().context("failed to wait for packer")?;
     ensure!(status.success(), "packer build failed ({status}): see its output above");
-    artifacts
+    let text = std::fs::read_to_string(manifest).with_context(|| {
+        format!("packer finished without writing its manifest {}", manifest.display())
+    })?;
+    let ami = manifest_ami(&text, region)
+        .with_context(|| format!("invalid packer manifest {}", manifest.display()))?;
+    let reported = artifacts
         .into_iter()
-        .find_map(|(artifact_region, ami)| (artifact_region == region).then_some(ami))
-        .ok_or_else(|| anyhow!("packer finished without reporting an AMI in {region}"))
+        .find_map(|(artifact_region, ami)| (artifact_region == region).then_some(ami));
+    ensure!(
+        reported.as_deref().is_none_or(|reported| reported == ami),
+        "packer reported {} in {region} but its manifest says {ami}",
+        reported.unwrap_or_default()
+    );
+    Ok(ami)
+}
+
+/// The AMI id in `region` of the latest run recorded in a Packer manifest
+/// (`{"builds": [{"artifact_id": "region:ami-…,…", "packer_run_uuid": …}], "last_run_uuid": …}`).
+fn manifest_ami(text: &str, region: &str) -> anyhow::Result<String> {
+    let manifest: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+    let last_run = manifest["last_run_uuid"].as_str().context("no last_run_uuid")?;
+    let builds = manifest["builds"].as_array().context("no builds")?;
+    let artifact = builds
+        .iter()
+        .rev()
+        .find(|build| build["packer_run_uuid"].as_str() == Some(last_run))
+        .and_then(|build| build["artifact_id"].as_str())
+        .context("no build of the last run")?;
+    artifact
+        .split(',')
+        .filter_map(|pair| pair.split_once(':'))
+        .find_map(|(artifact_region, ami)| (artifact_region == region).then(|| ami.to_owned()))
+        .ok_or_else(|| anyhow!("no AMI in {region} among {artifact}"))
 }
 
 /// A line of Packer's `-machine-readable` output that matters here.
@@ -334,14 +427,8 @@ fn copy_images(
     public: bool,
     env: &HashMap<String, String>,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
-    runtime.block_on(async {
-        let settings = AwsSettings::from_env_map(env);
-        let sdk_config = aws_sdk_config(&settings).await;
-        let images = Ec2MachineImages::new(&sdk_config);
+    project::block_on(async {
+        let images = machine_images(env).await;
         let mut copies = Vec::new();
         for request in requests {
             let image_id = images.copy_image(request).await.with_context(|| {
@@ -362,6 +449,12 @@ fn copy_images(
         }
         Ok(copies)
     })
+}
+
+/// The EC2 image calls, with the AWS settings of `env`.
+pub(crate) async fn machine_images(env: &HashMap<String, String>) -> Ec2MachineImages {
+    let settings = AwsSettings::from_env_map(env);
+    Ec2MachineImages::new(&aws_sdk_config(&settings).await)
 }
 
 /// Polls every copy until all are available, printing each change of state; fails on
@@ -434,11 +527,11 @@ async fn wait_until_available(
     }
 }
 
-/// Merges `built` into the mappings file under `arch`'s column and writes it back
+/// Merges `built` into the mappings file under the column `variant` and writes it back
 /// atomically; returns the whole mapping.
 fn record_mappings(
     path: &Path,
-    arch: Arch,
+    variant: &str,
     built: &[(String, String)],
 ) -> anyhow::Result<AmiMappings> {
     let mut mappings = match std::fs::read_to_string(path) {
@@ -449,10 +542,7 @@ fn record_mappings(
         }
     };
     for (region, ami) in built {
-        mappings
-            .entry(region.clone())
-            .or_default()
-            .insert(arch.mapping_variant().to_owned(), ami.clone());
+        mappings.entry(region.clone()).or_default().insert(variant.to_owned(), ami.clone());
     }
     let text = serde_yaml::to_string(&mappings).context("failed to serialize the mappings")?;
     // The template task reads the file back; never let it see a malformed one.
@@ -469,7 +559,8 @@ fn record_mappings(
     Ok(mappings)
 }
 
-/// The `*_sha256` inputs of the versions file that have no digest for `arch`.
+/// The `*_sha256` inputs of the versions file that have no digest for `arch`, and the
+/// `*_url` inputs without an HTTPS URL for it.
 fn missing_digests(template_dir: &Path, arch: Arch) -> anyhow::Result<Vec<String>> {
     let path = template_dir.join(VERSIONS_FILE);
     let text = match std::fs::read_to_string(&path) {
@@ -488,14 +579,20 @@ fn missing_digests(template_dir: &Path, arch: Arch) -> anyhow::Result<Vec<String
                 && digest.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         })
     };
+    let is_url = |value: &hcl::Value| value.as_str().is_some_and(|url| url.starts_with("https://"));
+    let for_arch = |value: &hcl::Value| {
+        value.as_object().and_then(|by_arch| by_arch.get(arch.as_str())).cloned()
+    };
     Ok(inputs
         .iter()
-        .filter(|(name, _)| name.ends_with("_sha256"))
-        .filter(|(_, digests)| {
-            !digests
-                .as_object()
-                .and_then(|by_arch| by_arch.get(arch.as_str()))
-                .is_some_and(is_digest)
+        .filter(|(name, value)| {
+            if name.ends_with("_sha256") {
+                !for_arch(value).as_ref().is_some_and(is_digest)
+            } else if name.ends_with("_url") {
+                !for_arch(value).as_ref().is_some_and(is_url)
+            } else {
+                false
+            }
         })
         .map(|(name, _)| name.clone())
         .collect())
@@ -521,7 +618,7 @@ fn display_args(command: &Command) -> String {
         .join(" ")
 }
 
-fn validate_region(region: &str) -> anyhow::Result<()> {
+pub(crate) fn validate_region(region: &str) -> anyhow::Result<()> {
     let parts: Vec<&str> = region.split('-').collect();
     let valid = parts.len() >= 3
         && parts.iter().all(|part| {
@@ -553,13 +650,9 @@ fn unix_time() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use elastic_ci_aws::ec2::MachineImage;
-    use elastic_ci_aws::error::AwsError;
-
     use super::*;
+    use crate::image_checks::TEMPLATE_DIR;
+    use crate::test_images::TestImages;
 
     #[test]
     fn reads_ui_lines_and_artifact_ids() {
@@ -588,18 +681,48 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_ami_of_the_last_run_from_the_manifest() {
+        let manifest = r#"{"builds": [
+            {"name": "al2023", "artifact_id": "us-east-1:ami-0old", "packer_run_uuid": "run-1"},
+            {"name": "al2023", "artifact_id": "eu-west-1:ami-0eu,us-east-1:ami-0new", "packer_run_uuid": "run-2"}
+        ], "last_run_uuid": "run-2"}"#;
+        assert_eq!(manifest_ami(manifest, "us-east-1").unwrap(), "ami-0new");
+        assert_eq!(manifest_ami(manifest, "eu-west-1").unwrap(), "ami-0eu");
+        let error = manifest_ami(manifest, "ap-south-1").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no AMI in ap-south-1 among eu-west-1:ami-0eu,us-east-1:ami-0new"
+        );
+        let stale = manifest.replace(r#""last_run_uuid": "run-2""#, r#""last_run_uuid": "run-3""#);
+        assert_eq!(
+            manifest_ami(&stale, "us-east-1").unwrap_err().to_string(),
+            "no build of the last run"
+        );
+        assert!(manifest_ami("not json", "us-east-1").is_err());
+    }
+
+    #[test]
+    fn mapping_columns_are_named_after_the_os_and_arch() {
+        assert_eq!(Arch::X86_64.mapping_variant(Os::Linux), "linuxamd64");
+        assert_eq!(Arch::Arm64.mapping_variant(Os::Linux), "linuxarm64");
+        for column in [Arch::X86_64, Arch::Arm64].map(|arch| arch.mapping_variant(Os::Linux)) {
+            assert!(template::AMI_VARIANTS.contains(&column.as_str()), "{column}");
+        }
+    }
+
+    #[test]
     fn merges_new_ids_into_the_mappings_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dist/mappings.yml");
         record_mappings(
             &path,
-            Arch::X86_64,
+            "linuxamd64",
             &[("us-east-1".into(), "ami-0123456789abcdef0".into())],
         )
         .unwrap();
         let mappings = record_mappings(
             &path,
-            Arch::Arm64,
+            &Arch::Arm64.mapping_variant(Os::Linux),
             &[
                 ("us-east-1".into(), "ami-0123456789abcdef1".into()),
                 ("eu-west-1".into(), "ami-0123456789abcdef2".into()),
@@ -620,7 +743,7 @@ mod tests {
         std::fs::write(&path, "us-east-1: [not, a, map]\n").unwrap();
         let error = record_mappings(
             &path,
-            Arch::X86_64,
+            "linuxamd64",
             &[("us-east-1".into(), "ami-0123456789abcdef0".into())],
         )
         .unwrap_err();
@@ -635,14 +758,14 @@ mod tests {
         std::fs::write(
             dir.path().join(VERSIONS_FILE),
             format!(
-                "agent_version = \"1\"\nagent_sha256 = {{\n  x86_64 = \"{digest}\"\n  arm64 = \"\"\n}}\nother_sha256 = {{\n  x86_64 = \"not-hex\"\n}}\n"
+                "agent_version = \"1\"\nagent_sha256 = {{\n  x86_64 = \"{digest}\"\n  arm64 = \"\"\n}}\nagent_url = {{\n  x86_64 = \"https://x/a\"\n  arm64 = \"http://x/a\"\n}}\nother_sha256 = {{\n  x86_64 = \"not-hex\"\n}}\n"
             ),
         )
         .unwrap();
         assert_eq!(missing_digests(dir.path(), Arch::X86_64).unwrap(), ["other_sha256"]);
         assert_eq!(
             missing_digests(dir.path(), Arch::Arm64).unwrap(),
-            ["agent_sha256", "other_sha256"]
+            ["agent_sha256", "agent_url", "other_sha256"]
         );
         let none = tempfile::tempdir().unwrap();
         assert!(missing_digests(none.path(), Arch::X86_64).unwrap().is_empty());
@@ -672,56 +795,13 @@ mod tests {
         assert!(validate_ami_name("x-$(id)").is_err());
     }
 
-    /// Images whose states follow a script, one state per check.
-    struct ScriptedImages {
-        states: Mutex<HashMap<String, Vec<Result<ImageState, AwsErrorKind>>>>,
-    }
-
-    #[async_trait]
-    impl MachineImages for ScriptedImages {
-        async fn describe_image(
-            &self,
-            region: &str,
-            image_id: &str,
-        ) -> Result<Option<MachineImage>, AwsError> {
-            let mut states = self.states.lock().unwrap();
-            let script = states.get_mut(image_id).unwrap();
-            let next = if script.len() > 1 { script.remove(0) } else { script[0].clone() };
-            match next {
-                Ok(state) => Ok(Some(MachineImage {
-                    image_id: image_id.to_owned(),
-                    name: "n".to_owned(),
-                    state,
-                    public: false,
-                })),
-                Err(kind) => Err(AwsError::new(kind, "DescribeImages", region, "scripted")),
-            }
-        }
-
-        async fn copy_image(&self, _request: &CopyImageRequest) -> Result<String, AwsError> {
-            unreachable!("the wait never copies")
-        }
-
-        async fn make_public(&self, _region: &str, _image_id: &str) -> Result<(), AwsError> {
-            unreachable!("the wait never changes permissions")
-        }
-    }
-
-    fn scripted(scripts: &[(&str, Vec<Result<ImageState, AwsErrorKind>>)]) -> ScriptedImages {
-        ScriptedImages {
-            states: Mutex::new(
-                scripts.iter().map(|(id, script)| ((*id).to_owned(), script.clone())).collect(),
-            ),
-        }
-    }
-
     fn copies(ids: &[&str]) -> Vec<(String, String)> {
         ids.iter().map(|id| ("eu-west-1".to_owned(), (*id).to_owned())).collect()
     }
 
     #[tokio::test]
     async fn waits_through_pending_states_and_transient_errors() {
-        let images = scripted(&[
+        let images = TestImages::scripted(&[
             (
                 "ami-a",
                 vec![
@@ -744,7 +824,7 @@ mod tests {
 
     #[tokio::test]
     async fn fails_on_a_copy_that_fails() {
-        let images = scripted(&[(
+        let images = TestImages::scripted(&[(
             "ami-a",
             vec![Ok(ImageState::Pending), Ok(ImageState::Unusable("failed".into()))],
         )]);
@@ -761,7 +841,7 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_the_timeout_or_repeated_errors() {
-        let images = scripted(&[("ami-a", vec![Ok(ImageState::Pending)])]);
+        let images = TestImages::scripted(&[("ami-a", vec![Ok(ImageState::Pending)])]);
         let error = wait_until_available(
             &images,
             &copies(&["ami-a"]),
@@ -772,7 +852,7 @@ mod tests {
         .unwrap_err();
         assert!(error.to_string().starts_with("copies not available after"), "{error}");
 
-        let images = scripted(&[("ami-a", vec![Err(AwsErrorKind::Transport)])]);
+        let images = TestImages::scripted(&[("ami-a", vec![Err(AwsErrorKind::Transport)])]);
         let error = wait_until_available(
             &images,
             &copies(&["ami-a"]),

@@ -65,6 +65,18 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
+    // The release, rehearsed on the same emulator with the same build.
+    timed("cargo xtask release --rehearse", || {
+        let status = Command::new(demo::rehearsal_binary()?)
+            .args(["--moto-endpoint", &server.endpoint])
+            .current_dir(&root)
+            .status()
+            .context("failed to run the release rehearsal")?;
+        if !status.success() {
+            bail!("the release rehearsal failed ({status})");
+        }
+        Ok(())
+    })?;
     drop(server);
 
     eprintln!("ci passed in {:.0?}", started.elapsed());

@@ -4,14 +4,16 @@
 //! - `elastic-ci-scaler-x86_64.zip` and `elastic-ci-scaler-arm64.zip`: the scaler
 //!   Lambda function, one `bootstrap` executable per zip, for the `provided.al2023`
 //!   runtime (the names the template's `ScalerLambda` mapping expects);
-//! - `x86_64/<binary>`: the instance binaries the AMI installs.
+//! - `x86_64/<binary>` and `arm64/<binary>`: the instance binaries the AMI installs
+//!   (`elastic-ci-bootstrap`, `elastic-ci-hooks`) and the operator CLI `elastic-ci`.
 //!
 //! Everything is built by cargo-lambda, installed from PyPI (with zig as its linker)
 //! into a virtual environment under the target directory, never globally: zig links
 //! against an old glibc, so the binaries run on Amazon Linux 2023 whatever the build
-//! machine's glibc. arm64 needs Rust's `aarch64-unknown-linux-gnu` standard library,
-//! which `rustup target add` fetches when it can; when it cannot, the arm64 zip is
-//! skipped with a message, and x86_64 (required) is still built.
+//! machine's glibc, and it cross-links for arm64. arm64 needs Rust's
+//! `aarch64-unknown-linux-gnu` standard library, which `rustup target add` fetches when
+//! it can; when it cannot, arm64 is skipped with a message and x86_64 is still built,
+//! and `cargo xtask publish` refuses to release without both.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,9 +29,14 @@ const CARGO_LAMBDA_REQUIREMENT: &str = "cargo-lambda==1.9.2";
 /// The Lambda function's package (and binary).
 const SCALER: &str = "elastic-ci-scaler";
 
-/// The binaries the AMI installs, by package (each package's binary has its name).
-/// A package that does not exist yet is skipped with a note.
-const INSTANCE_BINARIES: &[&str] = &["elastic-ci-bootstrap", "elastic-ci-hooks"];
+/// The released binaries beside the scaler, as (package, binary): the two the AMI
+/// installs, then the operator CLI. A package that does not exist yet is skipped with
+/// a note.
+pub(crate) const BINARIES: &[(&str, &str)] = &[
+    ("elastic-ci-bootstrap", "elastic-ci-bootstrap"),
+    ("elastic-ci-hooks", "elastic-ci-hooks"),
+    ("elastic-ci-admin", "elastic-ci"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arch {
@@ -61,10 +68,10 @@ pub(crate) fn run(args: &DistArgs) -> anyhow::Result<()> {
     let venv = target_dir.join("cargo-lambda").join("venv");
     moto::install_in_venv(&venv, CARGO_LAMBDA_REQUIREMENT, "cargo-lambda")?;
 
-    let instance_packages: Vec<&str> = INSTANCE_BINARIES
+    let binaries: Vec<(&str, &str)> = BINARIES
         .iter()
         .copied()
-        .filter(|package| {
+        .filter(|(package, _)| {
             let exists = project::root().join("crates").join(package).join("Cargo.toml").is_file();
             if !exists {
                 eprintln!("note: {package} does not exist yet; not built");
@@ -83,16 +90,12 @@ pub(crate) fn run(args: &DistArgs) -> anyhow::Result<()> {
                 return Err(error);
             }
             eprintln!(
-                "warning: skipping the arm64 zip: {error:#}. The x86_64 artefacts are complete; build arm64 on a machine where `rustup target add aarch64-unknown-linux-gnu` works."
+                "warning: skipping arm64: {error:#}. The x86_64 artefacts are complete; build arm64 on a machine where `rustup target add aarch64-unknown-linux-gnu` works (a release needs both)."
             );
             continue;
         }
-        let packages: Vec<&str> = match arch {
-            Arch::X86_64 => {
-                std::iter::once(SCALER).chain(instance_packages.iter().copied()).collect()
-            }
-            Arch::Arm64 => vec![SCALER],
-        };
+        let packages: Vec<&str> =
+            std::iter::once(SCALER).chain(binaries.iter().map(|(package, _)| *package)).collect();
         let lambda_dir = target_dir.join("lambda").join(arch.name());
         let mut command = Command::new(venv.join("bin/cargo-lambda"));
         command
@@ -110,15 +113,13 @@ pub(crate) fn run(args: &DistArgs) -> anyhow::Result<()> {
         let zip = dist.join(format!("{SCALER}-{}.zip", arch.name()));
         copy(&lambda_dir.join(SCALER).join("bootstrap.zip"), &zip)?;
         built.push(zip);
-        if arch == Arch::X86_64 {
-            let binaries_dir = dist.join(arch.name());
-            std::fs::create_dir_all(&binaries_dir)?;
-            for package in &instance_packages {
-                let binary = target_dir.join(arch.rust_target()).join("ship").join(package);
-                let destination = binaries_dir.join(package);
-                copy(&binary, &destination)?;
-                built.push(destination);
-            }
+        let binaries_dir = dist.join(arch.name());
+        std::fs::create_dir_all(&binaries_dir)?;
+        for (_, binary) in &binaries {
+            let source = target_dir.join(arch.rust_target()).join("ship").join(binary);
+            let destination = binaries_dir.join(binary);
+            copy(&source, &destination)?;
+            built.push(destination);
         }
     }
 

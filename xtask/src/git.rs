@@ -40,8 +40,3 @@ pub(crate) fn commit_of(repository: &Path, revision: &str) -> anyhow::Result<Str
     output(repository, &["rev-parse", "--verify", "--quiet", &format!("{revision}^{{commit}}")])
         .with_context(|| format!("{revision:?} does not name a commit of {}", repository.display()))
 }
-
-/// The release version of the work tree: `git describe --tags --always --dirty`.
-pub(crate) fn describe(repository: &Path) -> anyhow::Result<String> {
-    output(repository, &["describe", "--tags", "--always", "--dirty"])
-}

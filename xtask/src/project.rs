@@ -29,6 +29,18 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(target))
 }
 
+/// Runs `future` to completion on a single-threaded runtime (the tasks make their AWS
+/// and HTTP calls one after another).
+pub(crate) fn block_on<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?
+        .block_on(future)
+}
+
 /// The cargo that runs this xtask.
 pub fn cargo() -> String {
     #[allow(clippy::disallowed_methods, reason = "cargo tells its subprocesses which cargo to use")]

@@ -10,10 +10,16 @@
 //!   with the AMI ids of the AMI build, read from the mappings file;
 //! - sets the prefix of the per-region buckets the scaler zips are published to.
 //!
+//! Beside the template it writes `service-role.yml`, the merged `mappings.yml` and the
+//! Terraform module stamped with the same release (`terraform-module.tar.gz`, see
+//! [`crate::terraform_module`]): what `cargo xtask publish` uploads.
+//!
 //! # The mappings file
 //!
 //! `cargo xtask ami` writes it, by default to `<target dir>/dist/mappings.yml`: a YAML
 //! map from region to the AMI id of each image variant, every variant optional.
+//! `--mappings` may be given several times (one file per architecture's build, merged)
+//! and may name a published release's `s3://BUCKET/KEY`.
 //!
 //! ```yaml
 //! us-east-1:
@@ -37,26 +43,28 @@
 //! and `ScalerLambdaS3Key` parameters override it per stack. Rendering does not need the
 //! zips to exist.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, anyhow, bail, ensure};
+use elastic_ci_aws::config::{AwsSettings, aws_sdk_config};
+use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore};
 use serde::Deserialize;
 
 use crate::flags::TemplateArgs;
-use crate::project;
+use crate::{project, terraform_module};
 
 /// The source template, relative to the project root.
 pub const SOURCE: &str = "cloudformation/aws-stack.yml";
 /// The service role template, published beside the stack template unchanged.
 pub const SERVICE_ROLE_SOURCE: &str = "cloudformation/service-role.yml";
 /// The version the source template carries until it is rendered.
-pub(crate) const SOURCE_VERSION: &str = "0.0.0-dev";
+pub const SOURCE_VERSION: &str = "0.0.0-dev";
 /// The default prefix of the per-region buckets that hold the scaler zips.
 pub const DEFAULT_LAMBDA_BUCKET_PREFIX: &str = "elastic-ci-stack-lambdas";
 /// The image variants of the `AWSRegion2AMI` mapping, in column order.
-pub(crate) const AMI_VARIANTS: [&str; 4] =
+pub const AMI_VARIANTS: [&str; 4] =
     ["linuxamd64", "linuxarm64", "ubuntu2404amd64", "ubuntu2404arm64"];
 /// CloudFormation's limit for a template passed inline (`--template-body`); larger
 /// templates must be deployed from S3 (`--template-url`).
@@ -78,31 +86,39 @@ pub struct RenderOptions {
     pub lambda_bucket_prefix: String,
 }
 
-pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &TemplateArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let root = project::root();
     let dist = project::target_dir()?.join("dist");
     let version = match &args.version {
         Some(version) => version.clone(),
-        None => default_version(&root),
+        None => release_version(&root, env),
     };
-    let mappings_path = args.mappings.clone().unwrap_or_else(|| dist.join("mappings.yml"));
-    let ami_mappings = match std::fs::read_to_string(&mappings_path) {
-        Ok(text) => Some(parse_mappings(&text, &mappings_path)?),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && args.mappings.is_none() => {
+    let default_mappings = dist.join("mappings.yml");
+    let sources: Vec<String> = if args.mappings.is_empty() {
+        if default_mappings.is_file() {
+            vec![default_mappings.display().to_string()]
+        } else {
             eprintln!(
                 "note: no AMI mappings at {} (written by `cargo xtask ami`): the template keeps its placeholder mapping, so stacks need the ImageId parameter",
-                mappings_path.display()
+                default_mappings.display()
             );
-            None
+            Vec::new()
         }
-        Err(error) => {
-            return Err(error)
-                .with_context(|| format!("failed to read {}", mappings_path.display()));
-        }
+    } else {
+        args.mappings.clone()
     };
+    let mut merged: Option<AmiMappings> = None;
+    for source in &sources {
+        let (text, name) = read_mappings_source(source, env)?;
+        let mappings = parse_mappings(&text, Path::new(&name))?;
+        let merged = merged.get_or_insert_with(AmiMappings::new);
+        for (region, row) in mappings {
+            merged.entry(region).or_default().extend(row);
+        }
+    }
     let options = RenderOptions {
         version,
-        ami_mappings,
+        ami_mappings: merged,
         lambda_bucket_prefix: args.lambda_bucket_prefix.clone(),
     };
 
@@ -117,6 +133,21 @@ pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("failed to read {SERVICE_ROLE_SOURCE}"))?;
     let service_role_output = output.with_file_name("service-role.yml");
     write(&service_role_output, &service_role)?;
+    if let Some(mappings) = &options.ami_mappings {
+        let text = serde_yaml::to_string(mappings).context("failed to serialize the mappings")?;
+        let mappings_output = output.with_file_name(MAPPINGS_NAME);
+        write(&mappings_output, &text)?;
+    }
+    let module_dir = output.with_file_name("terraform-module");
+    terraform_module::stamp(
+        &root.join(terraform_module::SOURCE_DIR),
+        &module_dir,
+        &options.version,
+        &options.lambda_bucket_prefix,
+        options.ami_mappings.as_ref(),
+    )?;
+    let module_archive = output.with_file_name(terraform_module::ARCHIVE_NAME);
+    terraform_module::archive(&module_dir, &module_archive)?;
 
     let size = rendered.len();
     let fits = if size <= INLINE_TEMPLATE_LIMIT_BYTES {
@@ -132,7 +163,50 @@ pub(crate) fn run(args: &TemplateArgs) -> anyhow::Result<()> {
         if options.ami_mappings.as_ref().map_or(0, BTreeMap::len) == 1 { "" } else { "s" },
     );
     eprintln!("copied {}", service_role_output.display());
+    eprintln!("stamped the Terraform module into {}", module_archive.display());
     Ok(())
+}
+
+/// The name of the mappings file beside the rendered template.
+pub const MAPPINGS_NAME: &str = "mappings.yml";
+
+/// The text of a mappings file given as a path or an `s3://bucket/key` URI (a
+/// published release's `mappings.yml`), and its name for messages.
+fn read_mappings_source(
+    source: &str,
+    env: &HashMap<String, String>,
+) -> anyhow::Result<(String, String)> {
+    let Some(location) = source.strip_prefix("s3://") else {
+        let text =
+            std::fs::read_to_string(source).with_context(|| format!("failed to read {source}"))?;
+        return Ok((text, source.to_owned()));
+    };
+    let (bucket, key) = location
+        .split_once('/')
+        .filter(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+        .ok_or_else(|| anyhow!("invalid mappings location {source:?}: expected s3://BUCKET/KEY"))?;
+    let body = project::block_on(async {
+        let settings = AwsSettings::from_env_map(env);
+        let sdk_config = aws_sdk_config(&settings).await;
+        let store = S3ObjectStore::new(&sdk_config, &settings);
+        let mut body = Vec::new();
+        store
+            .download(bucket, key, &mut body)
+            .await
+            .with_context(|| format!("failed to download {source}"))?;
+        anyhow::Ok(body)
+    })?;
+    let text = String::from_utf8(body).with_context(|| format!("{source} is not text"))?;
+    Ok((text, source.to_owned()))
+}
+
+/// The version a build releases: `BUILDKITE_TAG` on a tag build, otherwise
+/// [`default_version`].
+pub fn release_version(root: &Path, env: &HashMap<String, String>) -> String {
+    match env.get("BUILDKITE_TAG").map(|tag| tag.trim()).filter(|tag| !tag.is_empty()) {
+        Some(tag) => tag.to_owned(),
+        None => default_version(root),
+    }
 }
 
 /// Renders the source template. Fails, naming the problem, on a version or bucket
@@ -307,6 +381,25 @@ pub fn scaler_zips(template: &str) -> anyhow::Result<ScalerZips> {
     })
 }
 
+/// The release version a rendered template names: the version directory of its scaler
+/// zips' keys (`elastic-ci-scaler/<version>/…`), which rendering sets with the rest.
+pub fn rendered_version(template: &str) -> anyhow::Result<String> {
+    let zips = scaler_zips(template)?;
+    let version = |key: &str| {
+        key.strip_prefix("elastic-ci-scaler/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(version, _)| version.to_owned())
+    };
+    match (version(&zips.x86_64_key), version(&zips.arm64_key)) {
+        (Some(amd64), Some(arm64)) if amd64 == arm64 => Ok(amd64),
+        _ => bail!(
+            "its scaler keys {:?} and {:?} do not name one version",
+            zips.x86_64_key,
+            zips.arm64_key
+        ),
+    }
+}
+
 /// Reads the rendered template back as YAML and checks what rendering promised.
 fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()> {
     let template: serde_yaml::Value =
@@ -344,11 +437,11 @@ fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `git describe --tags --always --dirty` (for example `v1.2.0-3-gabc1234`), or the
+/// `git describe --tags --long --always --dirty` (for example `v1.2.0-3-gabc1234`), or the
 /// workspace version when git cannot tell.
 pub fn default_version(root: &Path) -> String {
     let described = Command::new("git")
-        .args(["describe", "--tags", "--always", "--dirty"])
+        .args(["describe", "--tags", "--long", "--always", "--dirty"])
         .current_dir(root)
         .output()
         .ok()
@@ -486,6 +579,17 @@ mod tests {
                 .expect("a string");
             assert!(!value.is_empty() && !value.starts_with("ami-"), "{variant}: {value}");
         }
+    }
+
+    #[test]
+    fn a_rendered_template_tells_its_version() {
+        let rendered = render(&source(), &options(None)).expect("renders");
+        assert_eq!(rendered_version(&rendered).unwrap(), "v1.2.3");
+        assert_eq!(rendered_version(&source()).unwrap(), SOURCE_VERSION);
+        let mixed = rendered.replacen("elastic-ci-scaler/v1.2.3/", "elastic-ci-scaler/v1.2.2/", 1);
+        assert!(
+            rendered_version(&mixed).unwrap_err().to_string().contains("do not name one version")
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use elastic_ci_aws::ec2::{Ec2MachineImages, ImageState, MachineImages};
-use elastic_ci_testkit::moto::moto;
+use elastic_ci_testkit::moto::{Moto, moto};
 use support::xtask;
 
 fn project_root() -> PathBuf {
@@ -65,12 +65,14 @@ fn a_dry_run_prints_the_packer_command_and_the_copies_and_changes_nothing() {
     let expected_start = "would run: packer build -machine-readable -color=false -var region=eu-central-1 -var arch=arm64 -var ami_name=elastic-ci-stack-linux-arm64-v1.2.3-";
     assert!(packer.starts_with(expected_start), "{packer}");
     let expected_end = format!(
-        " -var version=v1.2.3 -var dist_dir={} -var public=true {}",
+        " -var version=v1.2.3 -var dist_dir={} -var public=true -var manifest={} {}",
         dist.path().display(),
+        work.path().join("packer-manifest-linux-arm64.json").display(),
         template.display()
     );
     assert!(packer.ends_with(&expected_end), "{packer}\ndoes not end with\n{expected_end}");
     assert!(!packer.contains("ec2_endpoint"), "{packer}");
+    assert!(!packer.contains("encrypt_boot"), "{packer}");
     assert_eq!(
         &lines[1..4],
         [
@@ -112,11 +114,31 @@ fn a_dry_run_without_binaries_prints_their_build_and_an_endpoint_reaches_packer(
     assert_eq!(lines[0], "would run: cargo xtask dist --no-arm64");
     assert!(lines[1].contains(" -var arch=x86_64 "), "{}", lines[1]);
     assert!(lines[1].contains("/dist/x86_64 -var public"), "{}", lines[1]);
-    assert!(
-        lines[1].contains(" -var public=false -var ec2_endpoint=http://127.0.0.1:9 "),
-        "{}",
-        lines[1]
+    let manifest = work.path().join("packer-manifest-linux-x86_64.json");
+    let expected = format!(
+        " -var public=false -var manifest={} -var ec2_endpoint=http://127.0.0.1:9 ",
+        manifest.display()
     );
+    assert!(lines[1].contains(&expected), "{}", lines[1]);
+
+    let output = xtask()
+        .args([
+            "ami",
+            "--dry-run",
+            "--version",
+            "v1",
+            "--encrypt-boot",
+            "--kms-key-id",
+            "alias/images",
+        ])
+        .arg("--mappings")
+        .arg(work.path().join("mappings.yml"))
+        .env_remove("AWS_ENDPOINT_URL_EC2")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(stdout.contains(" -var encrypt_boot=true -var kms_key_id=alias/images "), "{stdout}");
 }
 
 #[test]
@@ -130,6 +152,9 @@ fn refuses_bad_inputs_before_running_anything() {
         ),
         (&["--version", "v1;rm -rf /"][..], "invalid image name"),
         (&["--arch", "sparc"][..], "invalid value 'sparc' for '--arch <ARCH>'"),
+        (&["--os", "windows"][..], "invalid value 'windows' for '--os <OS>'"),
+        (&["--public", "--encrypt-boot"][..], "cannot be used with"),
+        (&["--kms-key-id", "k"][..], "--encrypt-boot"),
     ] {
         let output = without_endpoints(xtask().arg("ami").args(args))
             .args(["--version", "v1"].iter().filter(|_| !args.contains(&"--version")))
@@ -152,7 +177,7 @@ fn refuses_bad_inputs_before_running_anything() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("no SHA-256 digest for buildkite_agent_beta_sha256"), "{stderr}");
+    assert!(stderr.contains("no SHA-256 digest for buildkite_agent_beta_sha256, buildkite_agent_sha256, docker_buildx_sha256, docker_compose_sha256, lifecycled_sha256 in "), "{stderr}");
     assert!(!work.path().join("mappings.yml").exists());
 }
 
@@ -177,6 +202,24 @@ fn packer_available() -> bool {
     found
 }
 
+/// `cargo xtask ami ARGS` with the emulator variant of the template, stand-in
+/// binaries and a mappings file, against the emulator.
+fn ami_on_moto(moto: &Moto, args: &[&str], dist: &Path, mappings: &Path) -> Output {
+    xtask()
+        .arg("ami")
+        .args(args)
+        .arg("--template")
+        .arg(project_root().join("packer/linux/test"))
+        .arg("--dist-dir")
+        .arg(dist)
+        .arg("--mappings")
+        .arg(mappings)
+        .envs(moto.env())
+        .env_remove("AWS_ENDPOINT_URL_EC2")
+        .output()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
     let Some(moto) = moto() else { return };
@@ -189,19 +232,9 @@ async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
     // An entry of another build, which must survive.
     std::fs::write(&mappings, "ap-south-1:\n  linuxarm64: ami-0123456789abcdef0\n").unwrap();
 
-    let output = xtask()
-        .args(["ami", "--region", "us-east-1", "--copy-to-regions", "eu-west-1,us-west-2"])
-        .args(["--public", "--version", "v9.9.9-test", "--template"])
-        .arg(project_root().join("packer/linux/test"))
-        .arg("--dist-dir")
-        .arg(dist.path())
-        .arg("--mappings")
-        .arg(&mappings)
-        .envs(moto.env())
-        .env_remove("AWS_ENDPOINT_URL_EC2")
-        .output()
-        .unwrap();
-    let stdout = stdout_of(&output);
+    let args = ["--region", "us-east-1", "--copy-to-regions", "eu-west-1,us-west-2", "--public"];
+    let args = [&args[..], &["--version", "v9.9.9-test"]].concat();
+    let stdout = stdout_of(&ami_on_moto(&moto, &args, dist.path(), &mappings));
 
     let recorded: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(&mappings).unwrap()).unwrap();
@@ -272,26 +305,9 @@ async fn a_failed_copy_keeps_the_built_image_in_the_mappings() {
     let mappings = work.path().join("mappings.yml");
 
     // The emulator knows no such region, so the copy fails after the build.
-    let output = xtask()
-        .args([
-            "ami",
-            "--arch",
-            "arm64",
-            "--region",
-            "us-east-1",
-            "--copy-to-regions",
-            "xx-nowhere-1",
-        ])
-        .args(["--version", "v9.9.9-test", "--template"])
-        .arg(project_root().join("packer/linux/test"))
-        .arg("--dist-dir")
-        .arg(dist.path())
-        .arg("--mappings")
-        .arg(&mappings)
-        .envs(moto.env())
-        .env_remove("AWS_ENDPOINT_URL_EC2")
-        .output()
-        .unwrap();
+    let args = ["--arch", "arm64", "--region", "us-east-1", "--copy-to-regions", "xx-nowhere-1"];
+    let args = [&args[..], &["--version", "v9.9.9-test"]].concat();
+    let output = ami_on_moto(&moto, &args, dist.path(), &mappings);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("failed to copy ami-"), "{stderr}");
@@ -304,4 +320,75 @@ async fn a_failed_copy_keeps_the_built_image_in_the_mappings() {
     let built = images.describe_image("us-east-1", source).await.unwrap().expect("the built image");
     assert!(!built.public, "not asked to be public");
     assert!(recorded.get("xx-nowhere-1").is_none(), "{recorded:?}");
+}
+
+#[tokio::test]
+async fn prune_deregisters_old_development_images_and_keeps_releases_and_the_newest() {
+    let Some(moto) = moto() else { return };
+    if !packer_available() {
+        return;
+    }
+    // A region no other test builds in: pruning sees every image of the account there.
+    let region = "ca-central-1";
+    let work = tempfile::tempdir().unwrap();
+    let dist = dist_dir();
+    // An emulator that outlived earlier runs of this test still has their development
+    // images there: clear them first (their releases stay, as they should).
+    let output = xtask()
+        .args(["ami", "prune", "--regions", region, "--keep", "0", "--older-than", "0s", "--yes"])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    stdout_of(&output);
+    let mut built = Vec::new();
+    for version in ["v7.0.0", "v7.0.0-1-gaaaaaaa", "v7.0.0-2-gbbbbbbb"] {
+        let mappings = work.path().join(format!("{version}.yml"));
+        let output =
+            ami_on_moto(&moto, &["--region", region, "--version", version], dist.path(), &mappings);
+        let stdout = stdout_of(&output);
+        built.push(stdout.split_whitespace().last().unwrap().to_owned());
+        let manifest =
+            std::fs::read_to_string(work.path().join("packer-manifest-linux-x86_64.json"))
+                .expect("packer's manifest beside the mappings");
+        assert!(manifest.contains(built.last().unwrap().as_str()), "{manifest}");
+        // Creation times are kept to the second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let [release, old_dev, new_dev] = [&built[0], &built[1], &built[2]];
+
+    let prune = |extra: &[&str]| {
+        let output = xtask()
+            .args(["ami", "prune", "--regions", region, "--keep", "1", "--older-than", "0s"])
+            .args(extra)
+            .envs(moto.env())
+            .output()
+            .unwrap();
+        (stdout_of(&output), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (stdout, stderr) = prune(&[]);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.starts_with(&format!("would deregister {region} {old_dev} (")), "{stdout}");
+    assert!(stderr.contains("would delete 1 image in 1 region, kept "), "{stderr}");
+    let images = Ec2MachineImages::new(&moto.sdk_config());
+    for ami in &built {
+        assert!(images.describe_image(region, ami).await.unwrap().is_some(), "{ami} is gone");
+    }
+
+    let (stdout, _) = prune(&["--yes"]);
+    assert!(stdout.starts_with(&format!("deregistered {region} {old_dev} (")), "{stdout}");
+    let left: Vec<String> = images
+        .owned_images(region, "elastic-ci-stack-*")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|image| image.image_id)
+        .collect();
+    assert!(left.contains(release) && left.contains(new_dev), "{left:?}");
+    assert!(!left.contains(old_dev), "{left:?}");
+
+    let output =
+        xtask().args(["ami", "prune", "--older-than", "3w"]).envs(moto.env()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("invalid age \"3w\""), "{stderr}");
 }

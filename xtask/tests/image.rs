@@ -249,3 +249,112 @@ fn a_stack_name_that_is_not_one_starts_nothing() {
         assert_eq!(instance.ctl_calls(), "", "{hostile:?} started the agent");
     }
 }
+
+/// The blocks of every `.pkr.hcl` file of a template directory.
+fn packer_blocks(dir: &Path) -> Vec<hcl::Block> {
+    let mut blocks = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".pkr.hcl") {
+            let body: hcl::Body = hcl::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            blocks.extend(body.into_blocks());
+        }
+    }
+    blocks
+}
+
+fn attribute<'a>(block: &'a hcl::Block, key: &str) -> Option<&'a hcl::Expression> {
+    block.body().attributes().find(|attribute| attribute.key() == key).map(hcl::Attribute::expr)
+}
+
+#[test]
+fn every_image_variable_is_described_in_both_templates() {
+    for dir in [image(), image().join("test")] {
+        let variables: Vec<hcl::Block> = packer_blocks(&dir)
+            .into_iter()
+            .filter(|block| block.identifier() == "variable")
+            .collect();
+        assert!(variables.len() > 10, "{}", dir.display());
+        for variable in &variables {
+            let name = variable.labels()[0].as_str();
+            let described = matches!(
+                attribute(variable, "description"),
+                Some(hcl::Expression::String(text)) if !text.trim().is_empty()
+            );
+            assert!(described, "variable {name} of {} has no description", dir.display());
+        }
+    }
+    // The emulator variant takes every input the real template takes.
+    let names = |dir: PathBuf| -> BTreeSet<String> {
+        packer_blocks(&dir)
+            .into_iter()
+            .filter(|block| block.identifier() == "variable")
+            .map(|block| block.labels()[0].as_str().to_owned())
+            .collect()
+    };
+    let missing: Vec<String> =
+        names(image()).difference(&names(image().join("test"))).cloned().collect();
+    assert_eq!(missing, ["encrypt_boot", "kms_key_id"], "the test variant lacks inputs");
+}
+
+#[test]
+fn the_image_declares_its_plugin_requires_imdsv2_and_writes_a_manifest() {
+    let blocks = packer_blocks(&image());
+    let packer =
+        blocks.iter().find(|block| block.identifier() == "packer").expect("a packer block");
+    let plugins = packer
+        .body()
+        .blocks()
+        .find(|block| block.identifier() == "required_plugins")
+        .expect("required_plugins");
+    let amazon = attribute(plugins, "amazon").expect("the amazon plugin").to_string();
+    assert!(amazon.contains("github.com/hashicorp/amazon"), "{amazon}");
+
+    let source = blocks.iter().find(|block| block.identifier() == "source").expect("a source");
+    assert_eq!(
+        attribute(source, "imds_support"),
+        Some(&hcl::Expression::String("v2.0".to_owned()))
+    );
+    for setting in ["encrypt_boot", "kms_key_id"] {
+        assert!(attribute(source, setting).is_some(), "{setting} is not an option");
+    }
+    for dir in [image(), image().join("test")] {
+        let build = packer_blocks(&dir)
+            .into_iter()
+            .find(|block| block.identifier() == "build")
+            .expect("a build");
+        let manifest = build
+            .body()
+            .blocks()
+            .find(|block| {
+                block.identifier() == "post-processor"
+                    && block.labels().first().map(hcl::BlockLabel::as_str) == Some("manifest")
+            })
+            .unwrap_or_else(|| panic!("{} has no manifest post-processor", dir.display()));
+        assert_eq!(
+            attribute(manifest, "output").map(ToString::to_string).as_deref(),
+            Some("var.manifest")
+        );
+    }
+}
+
+#[test]
+fn the_install_script_downloads_only_what_the_versions_file_pins() {
+    let script = read("scripts/install-downloads.sh");
+    assert!(!script.contains("https://"), "the script builds a URL of its own");
+    let template = read("amazon-linux-2023.pkr.hcl");
+    let versions: std::collections::BTreeMap<String, hcl::Value> =
+        hcl::from_str(&read("versions.auto.pkrvars.hcl")).unwrap();
+    for name in versions.keys().filter_map(|name| name.strip_suffix("_url")) {
+        let variable = name.to_ascii_uppercase();
+        for (suffix, input) in [("URL", "url"), ("SHA256", "sha256")] {
+            let passed = format!("\"{variable}_{suffix}=${{var.{name}_{input}[var.arch]}}\"");
+            assert!(template.contains(&passed), "{passed} is not passed to the scripts");
+            assert!(
+                script.contains(&format!("{variable}_{suffix}")),
+                "{variable}_{suffix} is not read"
+            );
+        }
+    }
+}

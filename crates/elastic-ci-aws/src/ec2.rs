@@ -1,10 +1,11 @@
-//! EC2: the three image operations the release tooling needs, across regions
-//! (describe, copy, make public), and what the operator's tool reads of the network
-//! and the instances ([`Network`]).
+//! EC2: the image operations the release tooling needs, across regions (describe,
+//! copy, make public; list an account's images, deregister them and delete their
+//! snapshots), and what the operator's tool reads of the network and the instances
+//! ([`Network`]).
 //!
 //! Unlike the other adapters this one does not use an AWS SDK crate: `aws-sdk-ec2` is
 //! by far the largest service crate (several hundred operations, minutes of compile
-//! time on a two-core machine, for every build of the workspace), and we need three
+//! time on a two-core machine, for every build of the workspace), and we need six
 //! operations of EC2's plain Query protocol. [`Ec2MachineImages`] sends them as
 //! form-encoded POSTs signed with SigV4 (`aws-sigv4`, already in the SDK's dependency
 //! tree), with the credentials, endpoint overrides and region names of the shared
@@ -71,6 +72,22 @@ impl fmt::Display for ImageState {
     }
 }
 
+/// An image of this account, with what deciding whether to keep it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedImage {
+    pub image_id: String,
+    pub name: String,
+    pub state: ImageState,
+    /// `x86_64` or `arm64`.
+    pub architecture: String,
+    /// When EC2 made it, as EC2 writes it (ISO 8601, UTC, so it sorts as text).
+    pub creation_date: String,
+    /// The EBS snapshots behind its block devices.
+    pub snapshot_ids: Vec<String>,
+    /// Its tags, by key.
+    pub tags: BTreeMap<String, String>,
+}
+
 /// A copy of an image into another region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyImageRequest {
@@ -97,6 +114,20 @@ pub trait MachineImages: Send + Sync {
 
     /// Lets every account launch the image (launch permission group `all`).
     async fn make_public(&self, region: &str, image_id: &str) -> Result<(), AwsError>;
+
+    /// Every image this account owns in `region` whose name matches `name_pattern`
+    /// (EC2's wildcards: `*` and `?`).
+    async fn owned_images(
+        &self,
+        region: &str,
+        name_pattern: &str,
+    ) -> Result<Vec<OwnedImage>, AwsError>;
+
+    /// Deregisters an image; its snapshots stay until deleted.
+    async fn deregister_image(&self, region: &str, image_id: &str) -> Result<(), AwsError>;
+
+    /// Deletes an EBS snapshot (one no registered image uses any more).
+    async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> Result<(), AwsError>;
 }
 
 /// [`MachineImages`] over EC2's Query API.
@@ -300,6 +331,108 @@ impl MachineImages for Ec2MachineImages {
         .await?;
         Ok(())
     }
+
+    #[instrument(skip_all, fields(region, name_pattern))]
+    async fn owned_images(
+        &self,
+        region: &str,
+        name_pattern: &str,
+    ) -> Result<Vec<OwnedImage>, AwsError> {
+        let resource = format!("{region}/{name_pattern}");
+        let answer = self
+            .call(
+                region,
+                "DescribeImages",
+                &resource,
+                &[
+                    ("Owner.1", "self"),
+                    ("Filter.1.Name", "name"),
+                    ("Filter.1.Value.1", name_pattern),
+                ],
+            )
+            .await?;
+        Ok(parse_owned_images(&answer))
+    }
+
+    #[instrument(skip_all, fields(region, image_id))]
+    async fn deregister_image(&self, region: &str, image_id: &str) -> Result<(), AwsError> {
+        let resource = format!("{region}/{image_id}");
+        self.call(region, "DeregisterImage", &resource, &[("ImageId", image_id)]).await?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(region, snapshot_id))]
+    async fn delete_snapshot(&self, region: &str, snapshot_id: &str) -> Result<(), AwsError> {
+        let resource = format!("{region}/{snapshot_id}");
+        self.call(region, "DeleteSnapshot", &resource, &[("SnapshotId", snapshot_id)]).await?;
+        Ok(())
+    }
+}
+
+/// Every image of a DescribeImages answer.
+fn parse_owned_images(answer: &str) -> Vec<OwnedImage> {
+    let Some(images) = xml_raw(answer, "imagesSet") else { return Vec::new() };
+    xml_items(images)
+        .into_iter()
+        .filter_map(|item| {
+            let snapshot_ids = xml_raw(item, "blockDeviceMapping")
+                .map(|mappings| {
+                    xml_items(mappings)
+                        .into_iter()
+                        .filter_map(|mapping| xml_text(mapping, "snapshotId"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let tags = xml_raw(item, "tagSet")
+                .map(|tags| {
+                    xml_items(tags)
+                        .into_iter()
+                        .filter_map(|tag| Some((xml_text(tag, "key")?, xml_text(tag, "value")?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(OwnedImage {
+                image_id: xml_text(item, "imageId")?,
+                name: xml_text(item, "name").unwrap_or_default(),
+                state: ImageState::parse(&xml_text(item, "imageState")?),
+                architecture: xml_text(item, "architecture").unwrap_or_default(),
+                creation_date: xml_text(item, "creationDate").unwrap_or_default(),
+                snapshot_ids,
+                tags,
+            })
+        })
+        .collect()
+}
+
+/// The contents of each top-level `<item>` element of `xml`, nested items kept inside
+/// their parent's (EC2 writes every list as `<item>`s without attributes).
+fn xml_items(xml: &str) -> Vec<&str> {
+    const OPEN: &str = "<item>";
+    const CLOSE: &str = "</item>";
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    let mut at = 0;
+    while let Some(offset) = xml[at..].find('<') {
+        let position = at + offset;
+        let rest = &xml[position..];
+        if rest.starts_with(OPEN) {
+            if depth == 0 {
+                start = position + OPEN.len();
+            }
+            depth += 1;
+            at = position + OPEN.len();
+        } else if rest.starts_with(CLOSE) {
+            if depth == 1 {
+                items.push(&xml[start..position]);
+            }
+            depth = depth.saturating_sub(1);
+            at = position + CLOSE.len();
+        } else {
+            at = position + 1;
+        }
+    }
+    items
 }
 
 /// Whether a subnet can reach the internet, and how.
@@ -456,30 +589,36 @@ fn parse_launch_times(answer: &str) -> BTreeMap<String, SystemTime> {
 
 /// The first image of a DescribeImages answer.
 fn parse_image(answer: &str) -> Option<MachineImage> {
-    let item = xml_text(answer, "imagesSet")?;
+    let item = xml_raw(answer, "imagesSet")?;
     Some(MachineImage {
-        image_id: xml_text(&item, "imageId")?,
-        name: xml_text(&item, "name").unwrap_or_default(),
-        state: ImageState::parse(&xml_text(&item, "imageState")?),
-        public: xml_text(&item, "isPublic").as_deref() == Some("true"),
+        image_id: xml_text(item, "imageId")?,
+        name: xml_text(item, "name").unwrap_or_default(),
+        state: ImageState::parse(&xml_text(item, "imageState")?),
+        public: xml_text(item, "isPublic").as_deref() == Some("true"),
     })
 }
 
 /// The text of the first `<tag>…</tag>` element, entities decoded. EC2's answers are
 /// flat enough for this: the fields read here occur once per image.
 fn xml_text(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
     Some(
-        xml[start..end]
+        xml_raw(xml, tag)?
             .replace("&lt;", "<")
             .replace("&gt;", ">")
             .replace("&quot;", "\"")
             .replace("&apos;", "'")
             .replace("&amp;", "&"),
     )
+}
+
+/// The contents of the first `<tag>…</tag>` element as sent, entities and all, for
+/// containers whose children are read next.
+fn xml_raw<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&close)?;
+    Some(&xml[start..end])
 }
 
 #[cfg(test)]
@@ -523,6 +662,40 @@ mod tests {
         let times = parse_launch_times(instances);
         assert_eq!(times.len(), 1);
         assert!(times.contains_key("i-1"));
+    }
+
+    #[test]
+    fn reads_every_owned_image_with_its_snapshots_and_tags() {
+        let answer = r#"<DescribeImagesResponse><imagesSet>
+  <item>
+    <imageId>ami-1</imageId><imageState>available</imageState><architecture>arm64</architecture>
+    <creationDate>2025-01-02T03:04:05.000Z</creationDate><name>elastic-ci-stack-linux-arm64-v1</name>
+    <blockDeviceMapping>
+      <item><deviceName>/dev/xvda</deviceName><ebs><snapshotId>snap-a</snapshotId></ebs></item>
+      <item><deviceName>/dev/xvdb</deviceName><virtualName>ephemeral0</virtualName></item>
+      <item><deviceName>/dev/xvdc</deviceName><ebs><snapshotId>snap-b</snapshotId></ebs></item>
+    </blockDeviceMapping>
+    <tagSet><item><key>Version</key><value>v1.2.3</value></item><item><key>Name</key><value>&lt;item&gt;</value></item></tagSet>
+  </item>
+  <item><imageId>ami-2</imageId><imageState>pending</imageState><name>n</name></item>
+  <item><name>no id</name></item>
+</imagesSet></DescribeImagesResponse>"#;
+        let images = parse_owned_images(answer);
+        assert_eq!(images.len(), 2, "{images:?}");
+        assert_eq!(images[0].image_id, "ami-1");
+        assert_eq!(images[0].architecture, "arm64");
+        assert_eq!(images[0].creation_date, "2025-01-02T03:04:05.000Z");
+        assert_eq!(images[0].snapshot_ids, ["snap-a", "snap-b"]);
+        assert_eq!(images[0].tags["Version"], "v1.2.3");
+        assert_eq!(images[0].tags["Name"], "<item>");
+        assert_eq!(
+            (images[1].state.clone(), images[1].snapshot_ids.len()),
+            (ImageState::Pending, 0)
+        );
+        assert!(
+            parse_owned_images("<DescribeImagesResponse><imagesSet/></DescribeImagesResponse>")
+                .is_empty()
+        );
     }
 
     #[test]

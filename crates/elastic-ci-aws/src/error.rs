@@ -147,7 +147,8 @@ pub(crate) fn classify(code: Option<&str>, status: u16) -> AwsErrorKind {
             | "RepositoryNotFoundException"
             | "RegistryNotFoundException"
             | "InvalidAMIID.NotFound"
-            | "InvalidAMIID.Unavailable",
+            | "InvalidAMIID.Unavailable"
+            | "InvalidSnapshot.NotFound",
         ) => AwsErrorKind::NotFound,
         Some(
             "AccessDenied"

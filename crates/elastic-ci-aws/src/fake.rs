@@ -28,7 +28,7 @@ use crate::cloudformation::{
     StackResource, StackSignal, Stacks, TemplateSource,
 };
 use crate::cloudwatch::{MetricDatum, Metrics};
-use crate::ec2::{CopyImageRequest, MachineImage, MachineImages, Network, SubnetRoute};
+use crate::ec2::{CopyImageRequest, MachineImage, MachineImages, Network, OwnedImage, SubnetRoute};
 #[cfg(feature = "ecr")]
 use crate::ecr::{RegistryAuth, RegistryCredentials};
 use crate::error::{AwsError, AwsErrorKind};
@@ -81,6 +81,8 @@ struct FakeObject {
 pub struct FakeObjectStore {
     buckets: Mutex<BTreeMap<String, BTreeMap<String, FakeObject>>>,
     denied: Mutex<HashSet<(String, String)>>,
+    failing_uploads: Mutex<HashSet<(String, String)>>,
+    policies: Mutex<BTreeMap<String, String>>,
     pub faults: Faults,
 }
 
@@ -95,6 +97,17 @@ impl FakeObjectStore {
             key.to_owned(),
             FakeObject { body: body.into(), content_type: None, last_modified: SystemTime::now() },
         );
+    }
+
+    /// Makes every upload of one key fail as a lost connection would, whatever came
+    /// before it (a publish that fails halfway).
+    pub fn fail_uploads_of(&self, bucket: &str, key: &str) {
+        lock(&self.failing_uploads).insert((bucket.to_owned(), key.to_owned()));
+    }
+
+    /// The policy [`ObjectStore::allow_public_read`] last set on `bucket`.
+    pub fn policy(&self, bucket: &str) -> Option<String> {
+        lock(&self.policies).get(bucket).cloned()
     }
 
     /// Makes reads of one key fail with access denied, as a bucket policy would.
@@ -175,6 +188,14 @@ impl ObjectStore for FakeObjectStore {
     ) -> Result<(), AwsError> {
         let resource = format!("s3://{bucket}/{key}");
         self.faults.check("PutObject", &resource)?;
+        if lock(&self.failing_uploads).contains(&(bucket.to_owned(), key.to_owned())) {
+            return Err(AwsError::new(
+                AwsErrorKind::Transport,
+                "PutObject",
+                resource,
+                "injected fault",
+            ));
+        }
         let mut buckets = lock(&self.buckets);
         let objects = buckets.get_mut(bucket).ok_or_else(|| {
             AwsError::new(
@@ -235,6 +256,32 @@ impl ObjectStore for FakeObjectStore {
         } else {
             Err(AwsError::new(AwsErrorKind::NotFound, "HeadBucket", resource, "Not Found"))
         }
+    }
+
+    async fn ensure_bucket(&self, bucket: &str, _region: &str) -> Result<bool, AwsError> {
+        self.faults.check("CreateBucket", &format!("s3://{bucket}"))?;
+        let mut buckets = lock(&self.buckets);
+        if buckets.contains_key(bucket) {
+            return Ok(false);
+        }
+        buckets.insert(bucket.to_owned(), BTreeMap::new());
+        Ok(true)
+    }
+
+    async fn allow_public_read(&self, bucket: &str, prefix: &str) -> Result<(), AwsError> {
+        let resource = format!("s3://{bucket}");
+        self.faults.check("PutBucketPolicy", &resource)?;
+        if !lock(&self.buckets).contains_key(bucket) {
+            return Err(AwsError::new(
+                AwsErrorKind::NotFound,
+                "PutBucketPolicy",
+                resource,
+                "The specified bucket does not exist",
+            ));
+        }
+        lock(&self.policies)
+            .insert(bucket.to_owned(), crate::s3::public_read_policy(bucket, prefix));
+        Ok(())
     }
 }
 
@@ -1289,4 +1336,72 @@ impl MachineImages for FakeMachineImages {
         }
         Ok(())
     }
+
+    /// The images of `region` whose names match; the fake keeps no architecture,
+    /// creation date, snapshots or tags, so those are empty.
+    async fn owned_images(
+        &self,
+        region: &str,
+        name_pattern: &str,
+    ) -> Result<Vec<OwnedImage>, AwsError> {
+        self.faults.check("DescribeImages", region)?;
+        Ok(lock(&self.images)
+            .iter()
+            .filter(|((image_region, _), image)| {
+                image_region == region && wildcard_match(name_pattern, &image.name)
+            })
+            .map(|(_, image)| OwnedImage {
+                image_id: image.image_id.clone(),
+                name: image.name.clone(),
+                state: image.state.clone(),
+                architecture: String::new(),
+                creation_date: String::new(),
+                snapshot_ids: Vec::new(),
+                tags: BTreeMap::new(),
+            })
+            .collect())
+    }
+
+    async fn deregister_image(&self, region: &str, image_id: &str) -> Result<(), AwsError> {
+        self.faults.check("DeregisterImage", image_id)?;
+        lock(&self.images).remove(&(region.to_owned(), image_id.to_owned()));
+        Ok(())
+    }
+
+    async fn delete_snapshot(&self, _region: &str, snapshot_id: &str) -> Result<(), AwsError> {
+        self.faults.check("DeleteSnapshot", snapshot_id)
+    }
+}
+
+/// EC2's name filter: `*` matches any run of characters, `?` any one.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (pattern, text): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), text.chars().collect());
+    // Positions of the pattern reachable after each prefix of the text.
+    let mut reachable = vec![false; pattern.len() + 1];
+    reachable[0] = true;
+    for index in 0..pattern.len() {
+        if pattern[index] == '*' && reachable[index] {
+            reachable[index + 1] = true;
+        }
+    }
+    for character in text {
+        let mut next = vec![false; pattern.len() + 1];
+        for index in 0..pattern.len() {
+            if reachable[index] && (pattern[index] == '?' || pattern[index] == character) {
+                next[index + 1] = true;
+            }
+            if reachable[index] && pattern[index] == '*' {
+                next[index] = true;
+                next[index + 1] = true;
+            }
+        }
+        for index in 0..pattern.len() {
+            if pattern[index] == '*' && next[index] {
+                next[index + 1] = true;
+            }
+        }
+        reachable = next;
+    }
+    reachable[pattern.len()]
 }

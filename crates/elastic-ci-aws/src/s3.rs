@@ -5,6 +5,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::instrument;
 
@@ -83,6 +86,32 @@ pub trait ObjectStore: Send + Sync {
     /// error of kind `NotFound`; a bucket in another region than the client's is not
     /// an error: its region is returned.
     async fn bucket_region(&self, bucket: &str) -> Result<Option<String>, AwsError>;
+
+    /// Creates `bucket` in `region` unless it exists already (HeadBucket first, so a
+    /// bucket of another account is an error of kind `AccessDenied`, never taken over).
+    /// Returns whether it was created.
+    async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<bool, AwsError>;
+
+    /// Lets anyone, any AWS account's CloudFormation and Lambda included, read the
+    /// objects under `prefix`: the bucket's block of public policies is lifted (public
+    /// ACLs stay blocked) and its policy becomes one statement granting `s3:GetObject`
+    /// on `prefix*`, replacing any earlier policy.
+    async fn allow_public_read(&self, bucket: &str, prefix: &str) -> Result<(), AwsError>;
+}
+
+/// The bucket policy [`ObjectStore::allow_public_read`] sets.
+pub fn public_read_policy(bucket: &str, prefix: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PublicReadOfReleases",
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{bucket}/{prefix}*"),
+        }],
+    })
+    .to_string()
 }
 
 /// Downloads an object into a file at `path`, creating or truncating it.
@@ -237,5 +266,55 @@ impl ObjectStore for S3ObjectStore {
                 }
             }
         }
+    }
+
+    #[instrument(skip_all, fields(bucket, region))]
+    async fn ensure_bucket(&self, bucket: &str, region: &str) -> Result<bool, AwsError> {
+        match self.bucket_region(bucket).await {
+            Ok(_) => return Ok(false),
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(error),
+        }
+        let mut request = self.client.create_bucket().bucket(bucket);
+        // us-east-1 is the one region that takes no location constraint.
+        if region != "us-east-1" {
+            request = request.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        request
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("CreateBucket", format!("s3://{bucket}"), error))?;
+        Ok(true)
+    }
+
+    #[instrument(skip_all, fields(bucket, prefix))]
+    async fn allow_public_read(&self, bucket: &str, prefix: &str) -> Result<(), AwsError> {
+        let resource = format!("s3://{bucket}");
+        self.client
+            .put_public_access_block()
+            .bucket(bucket)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(false)
+                    .restrict_public_buckets(false)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("PutPublicAccessBlock", &resource, error))?;
+        self.client
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(public_read_policy(bucket, prefix))
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("PutBucketPolicy", &resource, error))?;
+        Ok(())
     }
 }

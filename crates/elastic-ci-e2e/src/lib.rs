@@ -9,6 +9,9 @@
 //!   the scaler zips, the UserData read back).
 //! - [`moto_api`]: describe calls to the emulator for services whose SDK crates the
 //!   workspace does not build.
+//! - [`rehearsal`]: `elastic-ci-rehearse` (run by `cargo xtask release --rehearse` and
+//!   `cargo xtask ci`): the release tasks against moto, then a stack from the published
+//!   template URL and the published Terraform module checked.
 //!
 //! `tests/stack.rs` deploys the rendered template on moto's CloudFormation and inspects
 //! what it made.
@@ -16,10 +19,11 @@
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
-    reason = "the demo talks to its user on the terminal"
+    reason = "the demo and the rehearsal talk to their user on the terminal"
 )]
 
 pub mod cfn_eval;
 pub mod demo;
 pub mod deploy;
 pub mod moto_api;
+pub mod rehearsal;

@@ -4,6 +4,7 @@
 //! tests and blocking ones (a test that spawns one of our binaries and waits for it).
 //! Dropping the server stops it at once, in-flight requests included.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hyper_util::rt::TokioIo;
@@ -192,6 +193,27 @@ pub fn download_routes(body: Vec<u8>) -> Router {
                 (StatusCode::OK, slow_body.as_ref().clone())
             }),
         )
+}
+
+/// Serves fixed files by path, as a download mirror would: `files` maps a path (such as
+/// `/releases/v1/tool`) to its body, and `failing` lists paths that answer 500 (a
+/// mirror in trouble). Every other path is a 404.
+pub fn file_routes(files: BTreeMap<String, Vec<u8>>, failing: BTreeSet<String>) -> Router {
+    let files = Arc::new(files);
+    let failing = Arc::new(failing);
+    Router::new().fallback(move |uri: Uri| {
+        let (files, failing) = (files.clone(), failing.clone());
+        async move {
+            let path = uri.path();
+            if failing.contains(path) {
+                return (StatusCode::INTERNAL_SERVER_ERROR, b"mirror failure".to_vec());
+            }
+            match files.get(path) {
+                Some(body) => (StatusCode::OK, body.clone()),
+                None => (StatusCode::NOT_FOUND, b"no such file".to_vec()),
+            }
+        }
+    })
 }
 
 fn redirect(location: &'static str) -> impl IntoResponse {

@@ -1,5 +1,7 @@
-# The smallest useful stack: a queue, a token and an AMI, in a VPC the module builds.
-# Scales between 0 and 10 instances of t3.large.
+# The smallest useful stack: a queue and a token, in a VPC the module builds. Scales
+# between 0 and 10 instances of t3.large. The released module (terraform-module.tar.gz)
+# carries its release's AMIs; a module used from a source checkout has none, so set
+# image_id there.
 
 terraform {
   required_version = ">= 1.5.0"
@@ -21,8 +23,6 @@ module "buildkite_stack" {
   stack_name            = "buildkite"
   buildkite_queue       = "default"
   buildkite_agent_token = var.buildkite_agent_token
-  # An AMI built by `cargo xtask ami` in this region.
-  image_id = "ami-0123456789abcdef0"
 }
 
 output "auto_scaling_group_name" {

@@ -5,6 +5,7 @@
 
 mod ec2;
 
+use aws_config::Region;
 use elastic_ci_aws::autoscaling::{AutoScalingGroups, ScalingGroup};
 use elastic_ci_aws::cloudwatch::{CloudWatchMetrics, MetricDatum, MetricUnit, Metrics};
 use elastic_ci_aws::ecr::{EcrRegistryAuth, RegistryAuth};
@@ -97,6 +98,32 @@ async fn s3_bucket_region_reports_the_region_or_a_missing_bucket() {
     let missing = store.bucket_region(&unique_name("no-such-bucket")).await.unwrap_err();
     assert_eq!(missing.kind, AwsErrorKind::NotFound, "{missing}");
     assert!(missing.to_string().starts_with("HeadBucket s3://no-such-bucket-"), "{missing}");
+}
+
+#[tokio::test]
+async fn s3_ensure_bucket_creates_once_in_the_region_and_public_read_sets_the_policy() {
+    let Some(moto) = moto() else { return };
+    let config = moto.sdk_config().into_builder().region(Region::new("eu-west-1")).build();
+    let store = S3ObjectStore::new(&config, &moto.settings());
+    let bucket = unique_name("aws-s3-ensure");
+    assert!(store.ensure_bucket(&bucket, "eu-west-1").await.unwrap(), "created");
+    assert!(!store.ensure_bucket(&bucket, "eu-west-1").await.unwrap(), "already there");
+    assert_eq!(store.bucket_region(&bucket).await.unwrap().as_deref(), Some("eu-west-1"));
+
+    store.allow_public_read(&bucket, "releases/").await.unwrap();
+    let policy = moto.s3().get_bucket_policy().bucket(&bucket).send().await.unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Principal"], "*");
+    assert_eq!(statement["Action"], "s3:GetObject");
+    assert_eq!(statement["Resource"], format!("arn:aws:s3:::{bucket}/releases/*"));
+    let block = moto.s3().get_public_access_block().bucket(&bucket).send().await.unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(block.block_public_policy(), Some(false));
+    assert_eq!(block.block_public_acls(), Some(true));
+
+    let missing = store.allow_public_read(&unique_name("no-such-bucket"), "").await.unwrap_err();
+    assert_eq!(missing.kind, AwsErrorKind::NotFound, "{missing}");
 }
 
 #[tokio::test]
