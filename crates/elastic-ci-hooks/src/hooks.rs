@@ -143,7 +143,7 @@ fn fix_permissions(job: &Job<'_>) -> anyhow::Result<()> {
 
 /// The `pre-command` hook: log in to Docker Hub or another registry with
 /// `DOCKER_LOGIN_USER`, `DOCKER_LOGIN_PASSWORD` and `DOCKER_LOGIN_SERVER`.
-pub fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
+pub async fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
     let user = job.var("DOCKER_LOGIN_USER").to_owned();
     if user.is_empty() || job.var(BuiltinPlugin::DockerLogin.flag()) != "1" {
         return Ok(());
@@ -173,6 +173,7 @@ pub fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
         &password,
         retries,
     )
+    .await
 }
 
 /// The `pre-exit` hook: the optional disk clean-up, then, whatever the disk said, the

@@ -170,7 +170,7 @@ pub async fn run(
         }
         Command::PreCommand => {
             let mut job = Job::new(env, log, clients);
-            (hooks::pre_command(&mut job).map(|()| job.script.render()), 1, "pre-command")
+            (hooks::pre_command(&mut job).await.map(|()| job.script.render()), 1, "pre-command")
         }
         Command::PreExit => {
             let mut job = Job::new(env, log, clients);
