@@ -15,6 +15,7 @@ use std::process::Command;
 
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+use elastic_ci_testkit::http::TestServer;
 use elastic_ci_testkit::moto::{Moto, REGION, moto};
 use elastic_ci_testkit::names::unique_name;
 use serde_json::{Value, json};
@@ -1005,36 +1006,19 @@ fn run_helper(moto: &Moto, python: &Path, function: &str, event: Value) -> (Valu
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::write(dir.path().join("index.py"), code).expect("write index.py");
 
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a response listener");
-    let response_url = format!("http://{}/response", listener.local_addr().expect("an address"));
-    let receiver = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut stream, _) = listener.accept().expect("the function's response");
-        let mut request = Vec::new();
-        let mut buffer = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buffer).expect("read the response");
-            request.extend_from_slice(&buffer[..n]);
-            let text = String::from_utf8_lossy(&request);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .find_map(|line| {
-                        line.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    stream
-                        .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
-                        .expect("answer");
-                    return body.to_owned();
-                }
+    // The function sends its answer for CloudFormation to the event's ResponseURL.
+    let (sender, receiver) = std::sync::mpsc::channel::<String>();
+    let router = axum::Router::new().route(
+        "/response",
+        axum::routing::any(move |body: String| {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send(body);
             }
-            assert!(n > 0, "the connection closed early");
-        }
-    });
+        }),
+    );
+    let server = TestServer::http(router);
+    let response_url = server.url("/response");
 
     let mut event = event;
     event["ResponseURL"] = json!(response_url);
@@ -1057,7 +1041,8 @@ fn run_helper(moto: &Moto, python: &Path, function: &str, event: Value) -> (Valu
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{function}: {printed}");
-    let response = receiver.join().expect("the response");
+    let response =
+        receiver.recv_timeout(std::time::Duration::from_secs(30)).expect("the function's response");
     (serde_json::from_str(&response).expect("a JSON response"), printed)
 }
 
