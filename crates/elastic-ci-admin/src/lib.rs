@@ -15,7 +15,7 @@
 //! Exit status: 0 on success (a closed stdout pipe included), 1 when the command
 //! failed, 2 when the arguments, settings or input files are invalid.
 
-pub mod commands;
+pub(crate) mod commands;
 mod output;
 
 use std::collections::HashMap;
@@ -40,11 +40,11 @@ pub struct Cli {
     pub verbose: u8,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Replay a job trace against the scaler in virtual time: job waits, cost, API use.
     ///
     /// The model: the scaler Lambda runs every --schedule-period

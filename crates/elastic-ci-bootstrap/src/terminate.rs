@@ -26,18 +26,18 @@ use crate::boot::is_instance_id;
 
 /// How the instance was retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retired {
+pub(crate) enum Retired {
     TerminatedWithDecrement,
     TerminatedWithoutDecrement,
     MarkedUnhealthy,
 }
 
 /// Each metadata request: 3 attempts, waiting 1 s then 2 s.
-pub const METADATA_BACKOFF: Backoff =
+pub(crate) const METADATA_BACKOFF: Backoff =
     Backoff::doubling(3, Duration::from_secs(1), Duration::from_secs(2));
 
 /// The instance id and region, each with its own retries.
-pub async fn identify(
+pub(crate) async fn identify(
     metadata: &dyn InstanceMetadata,
     backoff: Backoff,
 ) -> anyhow::Result<(String, String)> {
@@ -61,7 +61,10 @@ where
 }
 
 /// Terminates `instance_id`, falling back as described in the module documentation.
-pub async fn retire(scaling: &dyn ScalingGroup, instance_id: &str) -> anyhow::Result<Retired> {
+pub(crate) async fn retire(
+    scaling: &dyn ScalingGroup,
+    instance_id: &str,
+) -> anyhow::Result<Retired> {
     info!(instance_id, "requesting instance termination...");
     let first = match scaling.terminate_instance(instance_id, true).await {
         Ok(()) => {

@@ -15,7 +15,7 @@ use crate::process;
 
 /// What the disk check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiskState {
+pub(crate) enum DiskState {
     Enough,
     /// Still low after pruning; `report` is what the second check printed.
     Full {
@@ -29,7 +29,7 @@ fn bootstrap(job: &Job<'_>) -> Option<PathBuf> {
 }
 
 /// Checks free space and inodes, prunes Docker when they are low, and checks again.
-pub fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
+pub(crate) fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
     let Some(bootstrap) = bootstrap(job) else {
         job.log.warning(&format!(
             "{} is not installed: skipping the disk space check",
@@ -65,7 +65,7 @@ pub fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
 /// Reports a full disk and fails the job; when `BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL`
 /// is `true`, first asks this agent to stop once the job is over, so that the instance
 /// terminates when its last agent has stopped.
-pub fn fail(job: &Job<'_>, report: &str) -> JobFailure {
+pub(crate) fn fail(job: &Job<'_>, report: &str) -> JobFailure {
     job.log.open_section(":warning: Insufficient disk space after cleanup.");
     job.log.line(report.trim_end());
     if !job.config.terminate_on_disk_full {

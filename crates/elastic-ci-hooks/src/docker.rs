@@ -15,10 +15,10 @@ use crate::process;
 
 /// Names of per-job Docker config directories start with this, so `pre-exit` only
 /// ever removes a directory this hook made.
-pub const CONFIG_DIR_PREFIX: &str = "elastic-ci-docker-config-";
+pub(crate) const CONFIG_DIR_PREFIX: &str = "elastic-ci-docker-config-";
 
 /// Creates an empty, private (0700) Docker client configuration directory.
-pub fn create_config_dir(tmp_dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn create_config_dir(tmp_dir: &Path) -> anyhow::Result<PathBuf> {
     // Created with mode 0700 (not the umask's default), so registry credentials written
     // into it are never readable by other users, not even for a moment.
     let dir = tempfile::Builder::new()
@@ -35,7 +35,7 @@ pub fn create_config_dir(tmp_dir: &Path) -> anyhow::Result<PathBuf> {
 /// `tmp_dir`, named with [`CONFIG_DIR_PREFIX`], a real directory (not a symlink) owned
 /// by us. The job can change the variable that names it, so `pre-exit` checks before
 /// it removes anything.
-pub fn check_config_dir(path: &Path, tmp_dir: &Path) -> Result<(), &'static str> {
+pub(crate) fn check_config_dir(path: &Path, tmp_dir: &Path) -> Result<(), &'static str> {
     let name = path.file_name().and_then(|name| name.to_str()).ok_or("it has no file name")?;
     if !name.starts_with(CONFIG_DIR_PREFIX) {
         return Err("its name does not start with the per-job prefix");
@@ -89,14 +89,14 @@ fn write_config(
 }
 
 /// Turns on the Docker CLI's experimental features in a config directory.
-pub fn enable_experimental(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn enable_experimental(dir: &Path) -> anyhow::Result<()> {
     let mut config = read_config(dir)?;
     config.insert("experimental".to_owned(), "enabled".into());
     write_config(dir, &config)
 }
 
 /// Maps each registry host to the ECR credential helper in a config directory.
-pub fn add_credential_helpers(dir: &Path, hosts: &[String]) -> anyhow::Result<()> {
+pub(crate) fn add_credential_helpers(dir: &Path, hosts: &[String]) -> anyhow::Result<()> {
     let mut config = read_config(dir)?;
     let helpers = config
         .entry("credHelpers")
@@ -111,13 +111,13 @@ pub fn add_credential_helpers(dir: &Path, hosts: &[String]) -> anyhow::Result<()
 }
 
 /// `docker`, from the job's `PATH`.
-pub fn find(job: &Job<'_>) -> Option<PathBuf> {
+pub(crate) fn find(job: &Job<'_>) -> Option<PathBuf> {
     process::find_program("docker", &job.env)
 }
 
 /// Prunes images (and, when enabled, the build cache) older than `DOCKER_PRUNE_UNTIL`.
 /// Failures are logged and otherwise ignored: the disk check that follows decides.
-pub fn prune(job: &Job<'_>) {
+pub(crate) fn prune(job: &Job<'_>) {
     let Some(docker) = find(job) else {
         job.log.line("Docker is not installed: nothing to prune");
         return;
@@ -145,7 +145,7 @@ pub fn prune(job: &Job<'_>) {
 /// `docker login --username USER --password-stdin [SERVER]`, with the password on
 /// stdin, retried `retries` more times after a refusal with waits of 1, 2, 3… s
 /// ([`login_backoff`]). A docker that cannot be run is not retried.
-pub async fn login(
+pub(crate) async fn login(
     job: &Job<'_>,
     docker: &Path,
     server: Option<&str>,
@@ -185,13 +185,13 @@ pub async fn login(
 
 /// The registry logins' schedule, the plugins': `retries + 1` attempts, waiting one
 /// second longer after each failure.
-pub fn login_backoff(retries: u32) -> Backoff {
+pub(crate) fn login_backoff(retries: u32) -> Backoff {
     // Retries are at most 10 (`config::retries`), so the cap is never reached.
     Backoff::linear(retries.saturating_add(1), Duration::from_secs(1), Duration::from_secs(10))
 }
 
 /// The job-log line before a login's next attempt, in the plugins' words.
-pub fn log_login_retry<'a, E>(job: &'a Job<'_>) -> impl Fn(&Retrying<'_, E>) + 'a {
+pub(crate) fn log_login_retry<'a, E>(job: &'a Job<'_>) -> impl Fn(&Retrying<'_, E>) + 'a {
     move |retrying| {
         let Attempt { number, attempts } = retrying.attempt;
         job.log.line(&format!(

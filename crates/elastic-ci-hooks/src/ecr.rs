@@ -19,7 +19,7 @@ use crate::job::Job;
 use crate::process;
 
 /// Sets the `BUILDKITE_PLUGIN_ECR_*` variables from the stack's and logs in.
-pub async fn login(job: &mut Job<'_>) -> anyhow::Result<()> {
+pub(crate) async fn login(job: &mut Job<'_>) -> anyhow::Result<()> {
     let login = match job.var("AWS_ECR_LOGIN") {
         "" => "1".to_owned(),
         value => value.to_owned(),

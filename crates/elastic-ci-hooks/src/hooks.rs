@@ -16,7 +16,7 @@ const SUDO: &str = "sudo";
 
 /// The `environment` hook: per-job Docker config, Docker and disk checks, the
 /// built-in plugins (S3 secrets, ECR login) and the checkout permission fix.
-pub async fn environment(job: &mut Job<'_>) -> anyhow::Result<()> {
+pub(crate) async fn environment(job: &mut Job<'_>) -> anyhow::Result<()> {
     job.log.section(&format!(
         ":llama: Setting up elastic stack environment ({})",
         job.config.stack_version
@@ -138,7 +138,7 @@ fn fix_permissions(job: &Job<'_>) -> anyhow::Result<()> {
 
 /// The `pre-command` hook: log in to Docker Hub or another registry with
 /// `DOCKER_LOGIN_USER`, `DOCKER_LOGIN_PASSWORD` and `DOCKER_LOGIN_SERVER`.
-pub async fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
+pub(crate) async fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
     let user = job.var("DOCKER_LOGIN_USER").to_owned();
     if user.is_empty() || job.var(BuiltinPlugin::DockerLogin.flag()) != "1" {
         return Ok(());
@@ -174,7 +174,7 @@ pub async fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
 /// The `pre-exit` hook: the optional disk clean-up, then, whatever the disk said, the
 /// removal of the per-job Docker config and the stop of the job's ssh-agent; a full
 /// disk fails the job (and stops this agent after it) only after that.
-pub fn pre_exit(job: &mut Job<'_>) -> anyhow::Result<()> {
+pub(crate) fn pre_exit(job: &mut Job<'_>) -> anyhow::Result<()> {
     let disk = if job.config.pre_exit_disk_cleanup {
         disk::check(job).unwrap_or_else(|error| {
             job.log.warning(&format!("the disk check failed: {error:#}"));
@@ -231,7 +231,7 @@ pub fn pre_exit(job: &mut Job<'_>) -> anyhow::Result<()> {
 
 /// Removes what a failed `environment` hook created: the agent drops a failed hook's
 /// environment, so `pre-exit` would never learn about them.
-pub fn clean_up_after_failure(job: &mut Job<'_>) {
+pub(crate) fn clean_up_after_failure(job: &mut Job<'_>) {
     if let Some(dir) = job.created.docker_config_dir.take() {
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -1,6 +1,6 @@
 //! The commands: argument types, file and terminal I/O around the pure modules.
 
-pub mod simulate;
+pub(crate) mod simulate;
 
 use elastic_ci_simulator::SimulateError;
 use elastic_ci_simulator::settings::SettingsError;
