@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use elastic_ci_core::boot::plan::AGENT_BINARY_PATH;
 use elastic_ci_core::hooks::{RegistryIdError, ecr_account_ids, parse_switch};
 
 /// Where the image installs this binary: the fallback when the running executable's
@@ -17,6 +18,9 @@ pub(crate) const INSTALLED_HOOKS_BINARY: &str = "/usr/local/bin/elastic-ci-hooks
 
 /// The bootstrapper's file name; the image installs it beside this binary.
 pub(crate) const BOOTSTRAP_NAME: &str = "elastic-ci-bootstrap";
+
+/// Where the image installs this binary, relative to the image's root.
+const HOOKS_BINARY_IN_IMAGE: &str = "usr/local/bin/elastic-ci-hooks";
 
 /// Attempts after the first for docker logins and ECR calls, unless the job sets its
 /// own with `BUILDKITE_PLUGIN_ECR_RETRIES` or `BUILDKITE_PLUGIN_DOCKER_LOGIN_RETRIES`.
@@ -61,6 +65,10 @@ pub(crate) struct HooksConfig {
     /// `elastic-ci-bootstrap` beside this binary ([`bootstrap_beside`]), never a path
     /// from the job's environment.
     pub(crate) bootstrap: PathBuf,
+    /// The agent that `buildkite-agent stop` stops on a full disk: the image's
+    /// `/usr/bin/buildkite-agent` under the root this binary is installed in
+    /// ([`agent_in_image`]), never a program found on the job's `PATH`.
+    pub(crate) agent: PathBuf,
     /// `TMPDIR`, or `/tmp`: where the per-job Docker config directory is made.
     pub(crate) tmp_dir: PathBuf,
     /// `BUILDKITE_STACK_VERSION`, for the section title.
@@ -113,6 +121,18 @@ pub(crate) fn bootstrap_beside(hooks_binary: &Path) -> PathBuf {
     hooks_binary.with_file_name(BOOTSTRAP_NAME)
 }
 
+/// The image's `buildkite-agent` for a hooks binary installed at `hooks_binary`: under
+/// the directory that stands for `/` when the binary is at `<root>/usr/local/bin`,
+/// else the real `/usr/bin/buildkite-agent`.
+pub(crate) fn agent_in_image(hooks_binary: &Path) -> PathBuf {
+    let agent = AGENT_BINARY_PATH.trim_start_matches('/');
+    let root = hooks_binary
+        .to_str()
+        .and_then(|path| path.strip_suffix(HOOKS_BINARY_IN_IMAGE))
+        .map_or(Path::new("/"), Path::new);
+    root.join(agent)
+}
+
 impl HooksConfig {
     /// The settings of a hook run by `hooks_binary` (the running executable's path) in
     /// the job environment `env`.
@@ -125,6 +145,7 @@ impl HooksConfig {
         });
         HooksConfig {
             bootstrap: bootstrap_beside(hooks_binary),
+            agent: agent_in_image(hooks_binary),
             tmp_dir: non_empty(env, "TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
             stack_version: value(env, "BUILDKITE_STACK_VERSION").to_owned(),
             docker_experimental: is_true(env, "BUILDKITE_DOCKER_EXPERIMENTAL"),
@@ -279,6 +300,7 @@ mod tests {
     fn defaults_follow_the_ami() {
         let config = HooksConfig::from_env_map(&env(&[]), Path::new(INSTALLED_HOOKS_BINARY));
         assert_eq!(config.bootstrap, Path::new("/usr/local/bin/elastic-ci-bootstrap"));
+        assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
         assert_eq!(config.tmp_dir, PathBuf::from("/tmp"));
         assert_eq!(config.prune_until, "4h");
         assert!(config.fix_permissions);
@@ -303,6 +325,9 @@ mod tests {
             Path::new("/opt/elastic-ci/elastic-ci-hooks"),
         );
         assert_eq!(config.bootstrap, Path::new("/opt/elastic-ci/elastic-ci-bootstrap"));
+        assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
+        let under_root = Path::new("/tmp/image/usr/local/bin/elastic-ci-hooks");
+        assert_eq!(agent_in_image(under_root), Path::new("/tmp/image/usr/bin/buildkite-agent"));
         assert_eq!(config.tmp_dir, PathBuf::from("/var/tmp"));
         assert!(
             config.docker_experimental && config.builder_prune && config.terminate_on_disk_full

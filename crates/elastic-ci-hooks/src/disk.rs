@@ -77,12 +77,15 @@ pub(crate) fn fail(job: &Job<'_>, report: &str) -> JobFailure {
     job.log.line(
         "Stopping this agent after the job due to disk space issues: the instance terminates once all of its agents have stopped.",
     );
-    let Some(agent) = process::find_program("buildkite-agent", &job.env) else {
-        job.log.error("buildkite-agent not found: the agent keeps running");
+    // The image's agent, not one the job's PATH names: a job must not be able to keep
+    // a full instance serving jobs.
+    let agent = &job.config.agent;
+    if !process::is_executable(agent) {
+        job.log.error(&format!("{} not found: the agent keeps running", agent.display()));
         return JobFailure { code: 1 };
-    };
+    }
     // Graceful: the agent finishes this (failing) job, then disconnects and exits.
-    match process::run(&mut process::command(&agent, ["stop"], &job.env), job.config.limits.quick) {
+    match process::run(&mut process::command(agent, ["stop"], &job.env), job.config.limits.quick) {
         Ok(status) if status.success() => {}
         Ok(status) => {
             job.log.error(&format!("buildkite-agent stop failed ({})", process::describe(status)))

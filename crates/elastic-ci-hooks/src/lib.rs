@@ -43,9 +43,10 @@
 //!   fix-permissions);
 //! - `ELASTIC_CI_LOG`: the `tracing` filter for diagnostics on stderr (default `warn`).
 //!
-//! No variable chooses the programs of the disk check and fix-permissions: they are
-//! the `elastic-ci-bootstrap` beside this executable, as the image installs them, run
-//! through the `sudo` on `PATH` for fix-permissions.
+//! No variable chooses the programs of the disk check, fix-permissions and the agent
+//! stop on a full disk: they are the `elastic-ci-bootstrap` beside this executable,
+//! as the image installs them (through the `sudo` on `PATH` for fix-permissions), and
+//! the image's `/usr/bin/buildkite-agent`.
 
 pub mod clients;
 pub(crate) mod config;

@@ -331,6 +331,24 @@ fn a_job_cannot_choose_the_bootstrapper_or_how_it_gets_root() {
     std::fs::remove_dir_all(&run.env["DOCKER_CONFIG"]).unwrap();
 }
 
+/// A full disk stops the image's agent: a job that puts its own `buildkite-agent`
+/// first on `PATH` cannot keep a full instance taking jobs.
+/// See: the hooks stopped the `buildkite-agent` found on the job's PATH.
+#[test]
+fn a_job_cannot_replace_the_agent_that_a_full_disk_stops() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .stub("buildkite-agent", "#!/bin/bash\necho \"hijacked $*\" >> \"$STUB_DIR/calls.log\"\n");
+    let mut env = sandbox.job_env();
+    env.insert("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL".into(), "true".into());
+    sandbox.disk_answers(&[1, 1]);
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    let calls = sandbox.calls();
+    assert!(!calls.contains("hijacked"), "{calls}");
+    assert!(calls.contains("buildkite-agent stop \n"), "{calls}");
+}
+
 #[test]
 fn fix_permissions_runs_through_sudo_with_the_checkout_dirs() {
     let sandbox = Sandbox::new();

@@ -1,7 +1,8 @@
 //! A simulated agent instance for the hook tests: a temporary directory standing for
 //! `/`, with the image's hook shims and `elastic-ci-hooks` where the image puts them
 //! (`elastic_ci_testkit::image`), a recording `elastic-ci-bootstrap` beside
-//! `elastic-ci-hooks` (where the hooks look for it), a home, a `TMPDIR`, and recording
+//! `elastic-ci-hooks` (where the hooks look for it), a recording
+//! `/usr/bin/buildkite-agent` (the agent the hooks stop on a full disk), a home, a `TMPDIR`, and recording
 //! stubs first on `PATH` for `docker`, `sudo`, `buildkite-agent` and
 //! `docker-credential-ecr-login`. The real `bash`, `ssh-agent`, `ssh-add` and `git`
 //! come from the system directories after them.
@@ -87,6 +88,8 @@ impl Sandbox {
         std::fs::create_dir_all(&local_bin).unwrap();
         install_hooks_binary(&local_bin.join("elastic-ci-hooks"));
         write_executable(&local_bin.join("elastic-ci-bootstrap"), BOOTSTRAP_STUB);
+        std::fs::create_dir_all(sandbox.path("usr/bin")).unwrap();
+        write_executable(&sandbox.path("usr/bin/buildkite-agent"), AGENT_STUB);
         sandbox.stub("docker", DOCKER_STUB);
         sandbox.stub("sudo", SUDO_STUB);
         sandbox.stub("buildkite-agent", AGENT_STUB);
