@@ -210,6 +210,12 @@ async fn launch_template(api: &MotoApi, id: &str) -> (String, BootInputs) {
     deploy::launch_template(api, id).await.unwrap_or_else(|error| panic!("{error:#}"))
 }
 
+/// The role an instance profile holds.
+async fn instance_profile_role(api: &MotoApi, profile: &str) -> Option<String> {
+    let params = [("Action", "GetInstanceProfile"), ("InstanceProfileName", profile)];
+    xml_first(&api.query("iam", "2010-05-08", &params).await, "RoleName")
+}
+
 async fn role_policies(api: &MotoApi, role: &str) -> BTreeMap<String, Value> {
     let listed =
         api.query("iam", "2010-05-08", &[("Action", "ListRolePolicies"), ("RoleName", role)]).await;
@@ -414,17 +420,8 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         granted(&policies["SecretsBucket"], "s3:Get*"),
         [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
     );
-    let profile = api
-        .query(
-            "iam",
-            "2010-05-08",
-            &[
-                ("Action", "GetInstanceProfile"),
-                ("InstanceProfileName", stack.physical("IAMInstanceProfile")),
-            ],
-        )
-        .await;
-    assert_eq!(xml_first(&profile, "RoleName").as_deref(), Some(role.as_str()));
+    let profile_role = instance_profile_role(&api, stack.physical("IAMInstanceProfile")).await;
+    assert_eq!(profile_role.as_deref(), Some(role.as_str()));
 
     // The secrets buckets: encrypted (moto applies only encryption and tags of a
     // bucket's properties; the rest is checked in the template below).
@@ -807,17 +804,8 @@ async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed
     .await;
 
     assert_eq!(stack.outputs["InstanceRoleName"], role_name);
-    let profile = api
-        .query(
-            "iam",
-            "2010-05-08",
-            &[
-                ("Action", "GetInstanceProfile"),
-                ("InstanceProfileName", stack.physical("IAMInstanceProfile")),
-            ],
-        )
-        .await;
-    assert_eq!(xml_first(&profile, "RoleName"), Some(role_name.clone()));
+    let profile_role = instance_profile_role(&api, stack.physical("IAMInstanceProfile")).await;
+    assert_eq!(profile_role, Some(role_name.clone()));
     assert!(
         role_policies(&api, &role_name).await.is_empty(),
         "the stack must not change a given role"
