@@ -1,8 +1,7 @@
 //! The local AWS emulator: moto in server mode, in a virtual environment under the
 //! target directory, listening on 127.0.0.1.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -253,14 +252,16 @@ fn stop_pid(pid: u32) {
     let _ = Command::new("kill").arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
-/// One HTTP/1.0 request to 127.0.0.1:`port`, returning the status code. Enough to
-/// probe and reset the emulator without an HTTP client dependency.
+/// One request to the emulator's own API at 127.0.0.1:`port`, returning the status
+/// code. reqwest is already in xtask's graph (through `elastic-ci-aws`), so this costs
+/// no build time; it runs on a runtime of its own, as every caller is blocking code.
 fn http_status(port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    let status = std::str::from_utf8(&head[9..12])?.parse()?;
-    Ok(status)
+    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        let response =
+            client.request(method, format!("http://127.0.0.1:{port}{path}")).send().await?;
+        Ok(response.status().as_u16())
+    })
 }

@@ -47,8 +47,8 @@ fn run_text(moto: &Moto, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn rule_state(api: &MotoApi, rule: &str) -> String {
-    api.json("events", "AWSEvents.DescribeRule", &json!({"Name": rule}))["State"]
+async fn rule_state(api: &MotoApi, rule: &str) -> String {
+    api.json("events", "AWSEvents.DescribeRule", &json!({"Name": rule})).await["State"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -66,12 +66,14 @@ async fn group(moto: &Moto, name: &str) -> aws_sdk_autoscaling::types::AutoScali
 }
 
 /// Puts `messages` into a log group's stream, creating the stream.
-fn put_logs(api: &MotoApi, group: &str, stream: &str, messages: &[String]) {
-    let _ = api.json(
-        "logs",
-        "Logs_20140328.CreateLogStream",
-        &json!({"logGroupName": group, "logStreamName": stream}),
-    );
+async fn put_logs(api: &MotoApi, group: &str, stream: &str, messages: &[String]) {
+    let _ = api
+        .json(
+            "logs",
+            "Logs_20140328.CreateLogStream",
+            &json!({"logGroupName": group, "logStreamName": stream}),
+        )
+        .await;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
     let events: Vec<Value> = messages
         .iter()
@@ -82,7 +84,8 @@ fn put_logs(api: &MotoApi, group: &str, stream: &str, messages: &[String]) {
         "logs",
         "Logs_20140328.PutLogEvents",
         &json!({"logGroupName": group, "logStreamName": stream, "logEvents": events}),
-    );
+    )
+    .await;
 }
 
 fn poll_line(scheduled: u32, reason: &str) -> String {
@@ -135,15 +138,15 @@ async fn pause_and_resume_round_trip() {
     let rule =
         stack.physical("AutoscalingSchedule").unwrap().rsplit('/').next().unwrap().to_owned();
     let group_name = stack.physical("AgentAutoScaleGroup").unwrap().to_owned();
-    assert_eq!(rule_state(&api, &rule), "ENABLED");
+    assert_eq!(rule_state(&api, &rule).await, "ENABLED");
 
     let dry = run_text(&moto, &["pause", "--stack", &stack.name, "--to", "0", "--dry-run"]);
     assert!(dry.contains("would disable the scaler's schedule"), "{dry}");
-    assert_eq!(rule_state(&api, &rule), "ENABLED");
+    assert_eq!(rule_state(&api, &rule).await, "ENABLED");
 
     let paused = run_text(&moto, &["pause", "--stack", &stack.name, "--to", "0", "--yes"]);
     assert!(paused.contains("lower MinSize from 1 to 0"), "{paused}");
-    assert_eq!(rule_state(&api, &rule), "DISABLED");
+    assert_eq!(rule_state(&api, &rule).await, "DISABLED");
     let group = group(&moto, &group_name).await;
     assert_eq!((group.min_size(), group.desired_capacity()), (Some(0), Some(0)));
     assert!(group.tags().iter().any(|tag| tag.key() == Some("elastic-ci:paused")));
@@ -157,7 +160,7 @@ async fn pause_and_resume_round_trip() {
 
     let resumed = run_text(&moto, &["resume", "--stack", &stack.name, "--yes"]);
     assert!(resumed.contains("resumed"), "{resumed}");
-    assert_eq!(rule_state(&api, &rule), "ENABLED");
+    assert_eq!(rule_state(&api, &rule).await, "ENABLED");
     let restored = self::group(&moto, &group_name).await;
     assert_eq!((restored.min_size(), restored.desired_capacity()), (Some(1), Some(1)));
     assert!(!restored.tags().iter().any(|tag| tag.key() == Some("elastic-ci:paused")));
@@ -165,14 +168,14 @@ async fn pause_and_resume_round_trip() {
     assert!(again.contains("not paused"), "{again}");
 
     // A schedule disabled by something else is not ours to enable without --force.
-    api.json("events", "AWSEvents.DisableRule", &json!({"Name": rule}));
+    api.json("events", "AWSEvents.DisableRule", &json!({"Name": rule})).await;
     elastic_ci(&moto)
         .args(["resume", "--stack", &stack.name, "--yes"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("pass --force"));
     run_text(&moto, &["resume", "--stack", &stack.name, "--yes", "--force"]);
-    assert_eq!(rule_state(&api, &rule), "ENABLED");
+    assert_eq!(rule_state(&api, &rule).await, "ENABLED");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,19 +230,22 @@ async fn logs_and_decisions_read_the_stacks_log_groups() {
         stack.physical("ScalerLogGroup").unwrap(),
         "2024/01/01/[$LATEST]abc",
         &[poll_line(2, "scale out from 1 to 2"), "START RequestId: 1".to_owned()],
-    );
+    )
+    .await;
     put_logs(
         &api,
         stack.physical("AgentLogGroup").unwrap(),
         "i-0123456789abcdef0",
         &["agent started".to_owned()],
-    );
+    )
+    .await;
     put_logs(
         &api,
         stack.physical("AgentLogGroup").unwrap(),
         "i-0fedcba987654321f",
         &["other agent".to_owned()],
-    );
+    )
+    .await;
 
     let decisions = run_text(&moto, &["decisions", "--stack", &stack.name, "--since", "1h"]);
     let lines: Vec<&str> = decisions.lines().collect();
@@ -276,7 +282,7 @@ async fn doctor_passes_on_a_good_stack_and_names_each_broken_thing() {
     .await;
     let api = MotoApi::new(&moto.endpoint);
     moto.put_parameter(&format!("/{}/buildkite/agent-token", good.name), "good-token", true).await;
-    put_logs(&api, good.physical("ScalerLogGroup").unwrap(), "s", &[poll_line(0, "steady")]);
+    put_logs(&api, good.physical("ScalerLogGroup").unwrap(), "s", &[poll_line(0, "steady")]).await;
     let output = run_text(&moto, &["doctor", "--stack", &good.name]);
     for check in [
         "PASS ami",

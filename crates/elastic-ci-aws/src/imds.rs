@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::imds::client::error::ImdsError;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tracing::instrument;
 
 use crate::error::{AwsError, AwsErrorKind};
@@ -99,18 +100,14 @@ fn imds_error(path: &str, error: &ImdsError) -> AwsError {
     AwsError::new(kind, OPERATION, path, message)
 }
 
-/// Percent-encodes a tag key for a metadata path: keys may hold spaces and other
-/// characters that are not allowed in a URL path.
+/// What a tag key keeps unescaped in a metadata path: letters, digits and `-_.~:`.
+/// Keys may hold spaces and other characters that are not allowed in a URL path.
+const TAG_KEY_KEPT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b':');
+
+/// Percent-encodes a tag key for a metadata path.
 fn encode_path_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(segment, TAG_KEY_KEPT).to_string()
 }
 
 #[async_trait]

@@ -24,6 +24,9 @@
 //! a local emulator. Every adapter maps SDK errors into [`error::AwsError`], whose kind
 //! tells not-found, access-denied, throttled, validation and transport failures apart.
 //!
+//! [`retry::retry`] is the workspace's one retry loop, sleeping a
+//! `elastic_ci_core::backoff::Backoff` schedule between attempts.
+//!
 //! Each SDK-backed module is behind a cargo feature of its name (`s3`, `ssm`,
 //! `autoscaling`, `cloudwatch`, `ecr`, `cloudformation`, `logs`, `eventbridge`), so that a
 //! crate compiles only the SDK crates it calls; `config`, `error`, `ec2`, `imds` and the
@@ -52,6 +55,7 @@ pub mod fake;
 pub mod imds;
 #[cfg(feature = "logs")]
 pub mod logs;
+pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "ssm")]

@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::Context;
 use elastic_ci_aws::autoscaling::ScalingGroup;
 use elastic_ci_aws::imds::InstanceMetadata;
+use elastic_ci_aws::retry::{self, Attempt, retry};
 use elastic_ci_aws::s3::ObjectStore;
 use elastic_ci_aws::ssm::ParameterStore;
 use elastic_ci_core::archive::SeedLimits;
@@ -50,26 +51,26 @@ use crate::files::{self, Root};
 use crate::system::System;
 
 /// Everything the boot reads from and acts on.
-pub struct BootDeps {
-    pub root: Root,
+pub(crate) struct BootDeps {
+    pub(crate) root: Root,
     /// The process environment: the UserData inputs, and the bootstrap script's
     /// environment.
-    pub env: HashMap<String, String>,
-    pub metadata: Arc<dyn InstanceMetadata>,
-    pub parameters: Arc<dyn ParameterStore>,
-    pub objects: Arc<dyn ObjectStore>,
-    pub scaling: Arc<dyn ScalingGroup>,
-    pub system: Arc<dyn System>,
-    pub http: reqwest::Client,
-    pub metadata_backoff: Backoff,
-    pub seed_limits: SeedLimits,
+    pub(crate) env: HashMap<String, String>,
+    pub(crate) metadata: Arc<dyn InstanceMetadata>,
+    pub(crate) parameters: Arc<dyn ParameterStore>,
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) scaling: Arc<dyn ScalingGroup>,
+    pub(crate) system: Arc<dyn System>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) metadata_backoff: Backoff,
+    pub(crate) seed_limits: SeedLimits,
     /// How long the whole boot may take before it gives up and takes the failure path.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
 }
 
 /// The default [`BootDeps::deadline`]: the stack's creation policy waits up to 15
 /// minutes with a git-mirror seed bucket, and a boot that takes longer has failed.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(15 * 60);
 
 /// Where a boot is, for the failure path of a boot that ran out of time.
 #[derive(Debug, Default)]
@@ -97,7 +98,7 @@ impl Progress {
 
 /// How a boot that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BootOutcome {
+pub(crate) enum BootOutcome {
     Completed,
     /// The status file said `Completed`: only the every-boot steps ran.
     AlreadyCompleted,
@@ -107,28 +108,28 @@ pub enum BootOutcome {
 /// unhealthy and the failure signalled, where that was possible.
 #[derive(Debug, thiserror::Error)]
 #[error("boot failed at step {step}: {message}")]
-pub struct BootFailure {
-    pub step: String,
-    pub message: String,
+pub(crate) struct BootFailure {
+    pub(crate) step: String,
+    pub(crate) message: String,
     /// The exit status for the boot: the bootstrap script's own when it failed, else 1.
-    pub exit_code: u8,
+    pub(crate) exit_code: u8,
 }
 
 /// The user's bootstrap script exited with a failure status.
 #[derive(Debug, thiserror::Error)]
 #[error("the bootstrap script {script} exited with {status}")]
-pub struct ScriptFailed {
-    pub script: String,
-    pub status: std::process::ExitStatus,
+pub(crate) struct ScriptFailed {
+    pub(crate) script: String,
+    pub(crate) status: std::process::ExitStatus,
 }
 
 /// The metadata retry schedule of the original: 5 attempts, 1 s doubling to 30 s.
-pub fn metadata_backoff(first_delay: Duration) -> Backoff {
-    Backoff { attempts: 5, first_delay, max_delay: Duration::from_secs(30) }
+pub(crate) fn metadata_backoff(first_delay: Duration) -> Backoff {
+    Backoff::doubling(5, first_delay, Duration::from_secs(30))
 }
 
 /// Runs the boot, within its deadline.
-pub async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
+pub(crate) async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
     let progress = Progress::default();
     progress.step("instance-metadata");
     match tokio::time::timeout(deps.deadline, boot_steps(deps, &progress)).await {
@@ -227,7 +228,7 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
 /// The plan `boot` would execute, as text, changing nothing. The metadata service is
 /// asked once (no retries) and the token is not read; what cannot be inspected is
 /// said in a note and planned as absent.
-pub async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
+pub(crate) async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
     let config = BootConfig::from_env_map(&deps.env)?;
     let mut out = String::new();
     let status_path = deps.root.path(STATUS_FILE_PATH);
@@ -268,50 +269,31 @@ pub async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
 }
 
 /// The instance id from the metadata service, retried per `backoff`.
-pub async fn instance_id(
+pub(crate) async fn instance_id(
     metadata: &dyn InstanceMetadata,
     backoff: Backoff,
 ) -> anyhow::Result<String> {
-    let mut delays = backoff.delays();
-    let mut attempt = 1;
-    loop {
-        info!(
-            attempt,
-            attempts = backoff.attempts,
-            "Attempt {attempt} of {} to fetch metadata...",
-            backoff.attempts
+    let fetch = |attempt: Attempt| async move {
+        let Attempt { number, attempts } = attempt;
+        info!(attempt = number, attempts, "Attempt {number} of {attempts} to fetch metadata...");
+        let id = metadata.instance_id().await?;
+        anyhow::ensure!(
+            is_instance_id(&id),
+            "the metadata service returned {id:?}, which is not an instance id"
         );
-        let result = metadata.instance_id().await.map_err(anyhow::Error::from).and_then(|id| {
-            anyhow::ensure!(
-                is_instance_id(&id),
-                "the metadata service returned {id:?}, which is not an instance id"
-            );
-            Ok(id)
-        });
-        match result {
-            Ok(id) => {
-                info!(instance_id = %id, "Detected INSTANCE_ID={id}");
-                return Ok(id);
-            }
-            Err(error) => match delays.next() {
-                Some(delay) => {
-                    warn!(attempt, error = %error, "metadata request failed; retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => {
-                    return Err(error.context(format!(
-                        "Failed to fetch EC2 metadata after {} attempts",
-                        backoff.attempts
-                    )));
-                }
-            },
-        }
-    }
+        Ok(id)
+    };
+    let id = retry(backoff, retry::always, retry::warn_retrying("Metadata request"), fetch)
+        .await
+        .with_context(|| {
+        format!("Failed to fetch EC2 metadata after {} attempts", backoff.attempts)
+    })?;
+    info!(instance_id = %id, "Detected INSTANCE_ID={id}");
+    Ok(id)
 }
 
 /// `i-` followed by 8 to 17 hexadecimal digits.
-pub fn is_instance_id(id: &str) -> bool {
+pub(crate) fn is_instance_id(id: &str) -> bool {
     id.strip_prefix("i-").is_some_and(|hex| {
         (8..=17).contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit())
     })
@@ -319,7 +301,7 @@ pub fn is_instance_id(id: &str) -> bool {
 
 /// The instance id recorded by cloud-init (or, on Nitro instances, the DMI asset tag),
 /// for the failure path when the metadata service is unreachable.
-pub fn fallback_instance_id(root: &Root) -> Option<String> {
+pub(crate) fn fallback_instance_id(root: &Root) -> Option<String> {
     [CLOUD_INIT_INSTANCE_ID_PATH, "/sys/devices/virtual/dmi/id/board_asset_tag"]
         .into_iter()
         .filter_map(|path| std::fs::read_to_string(root.path(path)).ok())
@@ -711,7 +693,7 @@ impl AsFdOwned for std::io::Stderr {
 }
 
 /// Sets `retention_in_days` on every entry of `logs.logs_collected.files.collect_list`.
-pub fn with_log_retention(config: &str, days: u32) -> anyhow::Result<String> {
+pub(crate) fn with_log_retention(config: &str, days: u32) -> anyhow::Result<String> {
     let mut json: serde_json::Value = serde_json::from_str(config).context("not valid JSON")?;
     let list = json
         .pointer_mut("/logs/logs_collected/files/collect_list")

@@ -22,15 +22,15 @@ use nix::unistd::Pid;
 pub struct CommandTimeouts {
     /// Any command not listed as slow (docker, systemctl, mount, visudo, su, nvme,
     /// blkid, …).
-    pub default: Duration,
+    pub(crate) default: Duration,
     /// `mkfs.*` and `mdadm`, whose time grows with the size of the disks.
-    pub slow: Duration,
+    pub(crate) slow: Duration,
 }
 
 impl CommandTimeouts {
     /// Five minutes covers a `systemctl restart docker` on a loaded instance; formatting
     /// or assembling large instance storage gets half an hour.
-    pub const DEFAULT: CommandTimeouts =
+    pub(crate) const DEFAULT: CommandTimeouts =
         CommandTimeouts { default: Duration::from_secs(300), slow: Duration::from_secs(1800) };
 
     /// The same limit for every command.
@@ -39,7 +39,7 @@ impl CommandTimeouts {
     }
 
     /// The limit for `program`.
-    pub fn limit_for(&self, program: &str) -> Duration {
+    pub(crate) fn limit_for(&self, program: &str) -> Duration {
         let name = program.rsplit('/').next().unwrap_or(program);
         if name.starts_with("mkfs") || name == "mdadm" { self.slow } else { self.default }
     }
@@ -84,7 +84,7 @@ fn timed_out(program: &str, limit: Duration) -> anyhow::Error {
 }
 
 /// Runs `command` to completion with its output captured, for at most `limit`.
-pub async fn output(
+pub(crate) async fn output(
     command: &mut tokio::process::Command,
     limit: Duration,
 ) -> anyhow::Result<Output> {
@@ -103,7 +103,7 @@ pub async fn output(
 /// Runs `command` to completion, its output going where the command says, for at most
 /// `limit` when given (without one it still ends with the boot: dropping the wait
 /// kills the group).
-pub async fn status(
+pub(crate) async fn status(
     command: &mut tokio::process::Command,
     limit: Option<Duration>,
 ) -> anyhow::Result<ExitStatus> {

@@ -12,7 +12,7 @@ use elastic_ci_core::disk::{
 use crate::output::say;
 
 /// Where to measure when no directory is given: docker's data root.
-pub fn directory_to_check(docker_config: &Path) -> PathBuf {
+pub(crate) fn directory_to_check(docker_config: &Path) -> PathBuf {
     let data_root = std::fs::read_to_string(docker_config)
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
@@ -23,7 +23,7 @@ pub fn directory_to_check(docker_config: &Path) -> PathBuf {
 /// Free space and inodes of the file system holding `dir`. A missing directory is
 /// measured at its nearest existing ancestor (the original failed with a confusing
 /// "low disk" instead, elastic-ci-stack-for-aws#1176).
-pub fn measure(dir: &Path) -> anyhow::Result<DiskUsage> {
+pub(crate) fn measure(dir: &Path) -> anyhow::Result<DiskUsage> {
     let mut measured = dir;
     while !measured.exists() {
         measured = measured
@@ -44,7 +44,7 @@ pub fn measure(dir: &Path) -> anyhow::Result<DiskUsage> {
 }
 
 /// Runs the check; `Ok(true)` means enough space and inodes.
-pub fn check_disk(config: &DiskCheckConfig, dir: &Path) -> anyhow::Result<bool> {
+pub(crate) fn check_disk(config: &DiskCheckConfig, dir: &Path) -> anyhow::Result<bool> {
     let mut usage = measure(dir)?;
     say(&format!("Disk space free: {}", human_bytes(usage.available_kib.saturating_mul(1024))));
     if verdict(config, usage) == DiskVerdict::LowSpace {

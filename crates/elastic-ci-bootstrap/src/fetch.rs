@@ -15,14 +15,14 @@ use tracing::{info, warn};
 /// What a fetch can reach. S3 and SSM clients are optional so that HTTP and file
 /// sources never touch AWS (no region lookup, no credentials).
 #[derive(Clone)]
-pub struct Backends {
-    pub objects: Option<Arc<dyn ObjectStore>>,
-    pub parameters: Option<Arc<dyn ParameterStore>>,
-    pub http: reqwest::Client,
+pub(crate) struct Backends {
+    pub(crate) objects: Option<Arc<dyn ObjectStore>>,
+    pub(crate) parameters: Option<Arc<dyn ParameterStore>>,
+    pub(crate) http: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     #[error("{0}")]
     Aws(#[from] elastic_ci_aws::error::AwsError),
     #[error("{0}")]
@@ -46,16 +46,16 @@ pub enum FetchError {
 
 /// What was fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    pub n_bytes: u64,
+pub(crate) struct Fetched {
+    pub(crate) n_bytes: u64,
     /// For `ssm:` sources, the number of variables written.
-    pub n_variables: Option<usize>,
+    pub(crate) n_variables: Option<usize>,
 }
 
 /// Builds the HTTP client used for `https://` and `http://` sources: follows up to ten
 /// redirects, gives up on connecting after ten seconds and on the whole download after
 /// `timeout`.
-pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(concat!("elastic-ci-bootstrap/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(10))
@@ -69,7 +69,7 @@ pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
 /// The content goes to a temporary file beside `dest`, created with mode 0600, and is
 /// renamed over `dest` only once complete and synced: on any error `dest` is untouched
 /// and the temporary file is removed.
-pub async fn fetch(
+pub(crate) async fn fetch(
     source: &SourceUri,
     dest: &Path,
     mode: u32,

@@ -17,17 +17,13 @@ impl Root {
         Root(dir.into())
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.0
-    }
-
     /// Whether this is the real root, `/`.
-    pub fn is_system_root(&self) -> bool {
+    pub(crate) fn is_system_root(&self) -> bool {
         self.0 == Path::new("/")
     }
 
     /// `/etc/x` → `<root>/etc/x`.
-    pub fn path(&self, instance_path: &str) -> PathBuf {
+    pub(crate) fn path(&self, instance_path: &str) -> PathBuf {
         self.0.join(instance_path.trim_start_matches('/'))
     }
 }
@@ -36,7 +32,7 @@ impl Root {
 /// file beside it, created 0600 (so a secret is never readable by others, even for a
 /// moment), gets the content, the final mode and an fsync, then replaces `path`. The
 /// parent directories are created (0755) when missing.
-pub fn write_atomic(path: &Path, mode: u32, content: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, mode: u32, content: &[u8]) -> anyhow::Result<()> {
     let dir = parent_of(path)?;
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     let mut temp = tempfile::Builder::new()
@@ -56,7 +52,7 @@ pub fn write_atomic(path: &Path, mode: u32, content: &[u8]) -> anyhow::Result<()
 }
 
 /// `mkdir -p`, then sets the last directory's mode.
-pub fn create_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn create_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::create_dir_all(path)
         .with_context(|| format!("could not create {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -64,7 +60,7 @@ pub fn create_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
 }
 
 /// Points `link` at `target`, replacing whatever `link` was, atomically.
-pub fn replace_symlink(link: &Path, target: &str) -> anyhow::Result<()> {
+pub(crate) fn replace_symlink(link: &Path, target: &str) -> anyhow::Result<()> {
     let dir = parent_of(link)?;
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     let temp = dir.join(format!(".elastic-ci-link.{}", std::process::id()));
@@ -75,7 +71,7 @@ pub fn replace_symlink(link: &Path, target: &str) -> anyhow::Result<()> {
 }
 
 /// The file's text, or `None` when it does not exist.
-pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
+pub(crate) fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -85,7 +81,7 @@ pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
 
 /// Replaces a system file's content atomically ([`write_atomic`]), keeping the mode it
 /// has, or giving it `new_mode` when it does not exist yet.
-pub fn rewrite(path: &Path, new_mode: u32, content: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn rewrite(path: &Path, new_mode: u32, content: &[u8]) -> anyhow::Result<()> {
     let mode =
         std::fs::metadata(path).map_or(new_mode, |metadata| metadata.permissions().mode() & 0o7777);
     write_atomic(path, mode, content)

@@ -44,14 +44,14 @@ pub struct FixPermsFailure {
 /// What the walk did.
 #[derive(Debug, Default)]
 pub struct FixStats {
-    pub n_files: AtomicU64,
-    pub n_dirs: AtomicU64,
+    pub(crate) n_files: AtomicU64,
+    pub(crate) n_dirs: AtomicU64,
     pub n_hard_links_skipped: AtomicU64,
 }
 
 /// The command: validates, then fixes `BUILDS_DIR/AGENT/ORG/PIPELINE` for the agent
 /// user.
-pub fn run(program: &str, args: &[String]) -> Result<(), FixPermsFailure> {
+pub(crate) fn run(program: &str, args: &[String]) -> Result<(), FixPermsFailure> {
     let [agent, org, pipeline] = validate_args(program, args)
         .map_err(|error| FixPermsFailure { code: error.exit_code(), message: error.to_string() })?;
     raise_open_file_limit();

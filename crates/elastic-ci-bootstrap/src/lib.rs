@@ -57,18 +57,18 @@
 //!   `AWS_ENDPOINT_URL_<SERVICE>`, credentials), read by the SDK.
 //! - `SSL_CERT_FILE` / `SSL_CERT_DIR`: extra trusted certificates for HTTPS sources.
 
-pub mod boot;
+pub(crate) mod boot;
 pub mod child;
 mod commands;
-pub mod disk;
-pub mod fetch;
+pub(crate) mod disk;
+pub(crate) mod fetch;
 pub mod files;
 pub mod fixperms;
 mod output;
 pub mod seed;
 pub mod stop;
 pub mod system;
-pub mod terminate;
+pub(crate) mod terminate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -88,11 +88,11 @@ use elastic_ci_core::uri::SourceUri;
 #[command(name = "elastic-ci-bootstrap", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Download SOURCE to DEST, atomically.
     ///
     /// SOURCE is one of:
@@ -183,119 +183,119 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct BootArgs {
+pub(crate) struct BootArgs {
     /// The directory that stands for / : every file is written under it. Anything
     /// other than / requires --record-actions or --dry-run.
     #[arg(long, value_name = "DIR", default_value = "/")]
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// Print the plan and change nothing (asks the metadata service once; does not
     /// read the token).
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Append each system action (chown, systemctl, mount, mkfs, mdadm, commands run
     /// as another user, the CloudFormation signal) to FILE as one JSON object per line
     /// instead of performing it, and answer questions about the system (mounts, NVMe
     /// devices, ids) from --system-state. Files are still written under --root, AWS
     /// is still called and the bootstrap script still runs.
     #[arg(long, value_name = "FILE")]
-    pub record_actions: Option<PathBuf>,
+    pub(crate) record_actions: Option<PathBuf>,
     /// With --record-actions: answer the boot's questions about the system from FILE
     /// (JSON with optional fields docker_version, mounts [{source, target, fs_type}],
     /// nvme_list (the text of `nvme list`), block_devices {DEVICE: "ext4" or null},
     /// users {NAME: UID}, groups {NAME: GID}). Without it: docker version unknown,
     /// nothing mounted, no NVMe devices, buildkite-agent uid 2000, docker gid 992.
     #[arg(long, value_name = "FILE", requires = "record_actions")]
-    pub system_state: Option<PathBuf>,
+    pub(crate) system_state: Option<PathBuf>,
     /// Pause after the first failed metadata request, in milliseconds; it doubles
     /// after each further failure (5 attempts, pauses at most 30 s).
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
-    pub metadata_retry_delay_ms: u64,
+    pub(crate) metadata_retry_delay_ms: u64,
     /// Give up a boot that has not finished after SECS seconds: the instance is then
     /// marked Unhealthy and CloudFormation gets a FAILURE signal, as for any failed
     /// step. Each command the boot runs has its own limit too (5 minutes; 30 for
     /// mkfs and mdadm).
     #[arg(long, value_name = "SECS", default_value_t = boot::DEFAULT_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub deadline_secs: u64,
+    pub(crate) deadline_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct TerminateArgs {
+pub(crate) struct TerminateArgs {
     /// Seconds to wait first, so the agent's last log lines reach CloudWatch.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
-    pub drain_secs: u64,
+    pub(crate) drain_secs: u64,
     /// Pause after a failed metadata request, in milliseconds (doubled once; 3
     /// attempts per request).
     #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=30_000))]
-    pub metadata_retry_delay_ms: u64,
+    pub(crate) metadata_retry_delay_ms: u64,
     /// The user whose buildkite-agent processes count as the instance's agents.
     #[arg(long, value_name = "USER", default_value = elastic_ci_core::boot::plan::AGENT_USER, hide = true)]
-    pub agent_user: String,
+    pub(crate) agent_user: String,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct StopArgs {
+pub(crate) struct StopArgs {
     /// The lifecycle transition: ec2:SPOT_INSTANCE_TERMINATION,
     /// autoscaling:EC2_INSTANCE_TERMINATING, or anything else (or nothing) for a
     /// plain graceful stop.
-    pub transition: Option<String>,
+    pub(crate) transition: Option<String>,
     /// This instance's id (lifecycled passes it); read from the metadata service
     /// when needed and absent.
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
     /// For a spot interruption: when it happens, in RFC 3339 (lifecycled passes it).
-    pub termination_time: Option<String>,
+    pub(crate) termination_time: Option<String>,
     /// The Auto Scaling lifecycle hook to complete after an
     /// autoscaling:EC2_INSTANCE_TERMINATING stop.
     #[arg(long, value_name = "NAME")]
-    pub lifecycle_hook: Option<String>,
+    pub(crate) lifecycle_hook: Option<String>,
     /// The instance's Auto Scaling group (default: its aws:autoscaling:groupName tag
     /// from the metadata service).
     #[arg(long, value_name = "NAME")]
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Record the systemctl actions to FILE (JSON lines) instead of performing them;
     /// agent processes then count as stopped.
     #[arg(long, value_name = "FILE")]
-    pub record_actions: Option<PathBuf>,
+    pub(crate) record_actions: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CheckDiskArgs {
+pub(crate) struct CheckDiskArgs {
     /// Measure the file system holding DIR instead of docker's data root.
     #[arg(long, value_name = "DIR")]
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// Docker's daemon configuration, read for data-root.
     #[arg(long, value_name = "FILE", default_value = "/etc/docker/daemon.json")]
-    pub docker_config: PathBuf,
+    pub(crate) docker_config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct FixPermsArgs {
+pub(crate) struct FixPermsArgs {
     /// AGENT_DIR ORG_DIR PIPELINE_DIR: one directory name each.
     #[arg(value_name = "AGENT ORG PIPELINE", num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
-    pub args: Vec<String>,
+    pub(crate) args: Vec<String>,
 }
 
 /// A command's own exit status, with a message printed as it is (no `error:`
 /// prefix; nothing when empty).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct ExitWith {
-    pub code: u8,
-    pub message: String,
+pub(crate) struct ExitWith {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct FetchArgs {
+pub(crate) struct FetchArgs {
     /// Where to read from: s3://BUCKET/KEY, ssm:/PATH, https://URL, http://URL or file:///PATH.
     #[arg(value_parser = parse_source)]
-    pub source: SourceUri,
+    pub(crate) source: SourceUri,
     /// The file to write.
-    pub dest: PathBuf,
+    pub(crate) dest: PathBuf,
     /// Permission bits of DEST, in octal.
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Give up an HTTP(S) download after this many seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub timeout_secs: u64,
+    pub(crate) timeout_secs: u64,
 }
 
 fn parse_source(input: &str) -> Result<SourceUri, String> {

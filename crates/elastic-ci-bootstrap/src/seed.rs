@@ -137,7 +137,7 @@ async fn seed_one(
 
 /// Why an extraction stopped.
 #[derive(Debug)]
-pub enum ExtractError {
+pub(crate) enum ExtractError {
     /// The archive breaks a rule.
     Invalid(SeedError),
     /// Reading the archive or writing the files failed.
@@ -157,7 +157,7 @@ fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Extract
 /// Extracts `archive` into `dest` (created), entry by entry, under the seed rules, and
 /// returns the configuration to write into the mirror (which the archive's files do
 /// not include).
-pub fn extract(
+pub(crate) fn extract(
     archive: &Path,
     format: ArchiveFormat,
     dest: &Path,

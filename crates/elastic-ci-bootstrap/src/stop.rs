@@ -38,7 +38,7 @@ pub struct PollIntervals {
 }
 
 impl PollIntervals {
-    pub const DEFAULT: PollIntervals =
+    pub(crate) const DEFAULT: PollIntervals =
         PollIntervals { spot: Duration::from_secs(1), stop: Duration::from_secs(5) };
 }
 

@@ -278,13 +278,13 @@ impl System for RealSystem {
 /// image's is whatever the docker package got). Agent processes never run.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SystemState {
-    pub docker_version: String,
-    pub mounts: Vec<Mount>,
-    pub nvme_list: String,
-    pub block_devices: BTreeMap<String, Option<String>>,
-    pub users: BTreeMap<String, u32>,
-    pub groups: BTreeMap<String, u32>,
+pub(crate) struct SystemState {
+    pub(crate) docker_version: String,
+    pub(crate) mounts: Vec<Mount>,
+    pub(crate) nvme_list: String,
+    pub(crate) block_devices: BTreeMap<String, Option<String>>,
+    pub(crate) users: BTreeMap<String, u32>,
+    pub(crate) groups: BTreeMap<String, u32>,
 }
 
 impl Default for SystemState {
@@ -302,7 +302,7 @@ impl Default for SystemState {
 
 impl SystemState {
     /// Reads a state file; users and groups it does not name keep their defaults.
-    pub fn load(path: &Path) -> anyhow::Result<SystemState> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<SystemState> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("could not read the system state {}", path.display()))?;
         let mut state: SystemState = serde_json::from_str(&text)
@@ -320,7 +320,7 @@ impl SystemState {
 
 /// Writes every action to a file, one JSON object per line, and changes nothing.
 /// Questions are answered from a [`SystemState`].
-pub struct RecordingSystem {
+pub(crate) struct RecordingSystem {
     file: Mutex<std::fs::File>,
     path: PathBuf,
     state: SystemState,
@@ -328,7 +328,7 @@ pub struct RecordingSystem {
 
 impl RecordingSystem {
     /// Appends to `path`, creating it if needed.
-    pub fn open(path: &Path) -> anyhow::Result<RecordingSystem> {
+    pub(crate) fn open(path: &Path) -> anyhow::Result<RecordingSystem> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -342,7 +342,7 @@ impl RecordingSystem {
     }
 
     /// Answers questions from `state` instead of the defaults.
-    pub fn with_state(self, state: SystemState) -> RecordingSystem {
+    pub(crate) fn with_state(self, state: SystemState) -> RecordingSystem {
         RecordingSystem { state, ..self }
     }
 }
@@ -401,7 +401,7 @@ impl System for RecordingSystem {
 }
 
 /// `Docker version 27.1.1, build 6312585` → `27.1.1`.
-pub fn parse_docker_version(text: &str) -> Option<String> {
+pub(crate) fn parse_docker_version(text: &str) -> Option<String> {
     let version = text.trim().strip_prefix("Docker version ")?.split_whitespace().next()?;
     let version = version.trim_end_matches(',');
     (!version.is_empty()
@@ -410,7 +410,7 @@ pub fn parse_docker_version(text: &str) -> Option<String> {
 }
 
 /// The uid of `user` and gid of `group`, for the actions that change owners.
-pub fn ids_of(user: &str, group: &str) -> anyhow::Result<(u32, u32)> {
+pub(crate) fn ids_of(user: &str, group: &str) -> anyhow::Result<(u32, u32)> {
     Ok((uid_of(user)?, gid_of(group)?))
 }
 
@@ -456,7 +456,7 @@ fn processes_named(name: &str, uid: u32) -> anyhow::Result<bool> {
 }
 
 /// How many `buildkite-agent` processes `user` runs (0 when there is no such user).
-pub fn agent_processes_of(user: &str) -> anyhow::Result<usize> {
+pub(crate) fn agent_processes_of(user: &str) -> anyhow::Result<usize> {
     match nix::unistd::User::from_name(user) {
         Ok(Some(user)) => count_processes_named("buildkite-agent", user.uid.as_raw()),
         Ok(None) => Ok(0),

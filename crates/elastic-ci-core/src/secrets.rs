@@ -229,27 +229,10 @@ fn parse_credential_line(line: &str) -> Result<GitCredential, &'static str> {
 }
 
 /// Decodes `%XX` escapes; anything else, including a `%` not followed by two hex
-/// digits, is kept as it is.
+/// digits, is kept as it is. `None` when the result is not UTF-8.
 fn percent_decode(input: &str) -> Option<String> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[index] == b'%'
-            && let (Some(high), Some(low)) = (
-                bytes.get(index + 1).copied().and_then(hex),
-                bytes.get(index + 2).copied().and_then(hex),
-            )
-        {
-            out.push(u8::try_from(high * 16 + low).ok()?);
-            index += 3;
-        } else {
-            out.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    let decoded = percent_encoding::percent_decode_str(input).decode_utf8().ok()?;
+    Some(decoded.into_owned())
 }
 
 /// What git asks a credential helper for (`key=value` lines on its stdin).

@@ -121,12 +121,14 @@ pub fn parse_user_data(user_data: &str) -> anyhow::Result<BootInputs> {
 }
 
 /// A launch template's latest version: its data as XML, and its decoded UserData.
-pub fn launch_template(api: &MotoApi, id: &str) -> anyhow::Result<(String, BootInputs)> {
-    let xml = api.try_query(
-        "ec2",
-        "2016-11-15",
-        &[("Action", "DescribeLaunchTemplateVersions"), ("LaunchTemplateId", id)],
-    )?;
+pub async fn launch_template(api: &MotoApi, id: &str) -> anyhow::Result<(String, BootInputs)> {
+    let xml = api
+        .try_query(
+            "ec2",
+            "2016-11-15",
+            &[("Action", "DescribeLaunchTemplateVersions"), ("LaunchTemplateId", id)],
+        )
+        .await?;
     let encoded = xml_first(&xml, "userData").context("the launch template has no UserData")?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())

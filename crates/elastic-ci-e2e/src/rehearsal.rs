@@ -612,14 +612,16 @@ async fn check_release(
             .with_context(|| format!("the stack has no {logical}"))
     };
     let api = MotoApi::new(&moto.endpoint);
-    let launch_template = api.try_query(
-        "ec2",
-        "2016-11-15",
-        &[
-            ("Action", "DescribeLaunchTemplateVersions"),
-            ("LaunchTemplateId", &physical("AgentLaunchTemplate")?),
-        ],
-    )?;
+    let launch_template = api
+        .try_query(
+            "ec2",
+            "2016-11-15",
+            &[
+                ("Action", "DescribeLaunchTemplateVersions"),
+                ("LaunchTemplateId", &physical("AgentLaunchTemplate")?),
+            ],
+        )
+        .await?;
     let image_id = xml_first(&launch_template, "imageId").unwrap_or_default();
     report.stack = Some(StackReport {
         name: stack_name.clone(),
@@ -636,10 +638,9 @@ async fn check_release(
         "the launch template's image is {image_id:?}, not the release's {:?}",
         row.get("linuxamd64")
     );
-    let function = api.try_get(
-        "lambda",
-        &format!("/2015-03-31/functions/{}", physical("AutoscalingFunction")?),
-    )?;
+    let function = api
+        .try_get("lambda", &format!("/2015-03-31/functions/{}", physical("AutoscalingFunction")?))
+        .await?;
     let code_sha256 =
         function["Configuration"]["CodeSha256"].as_str().unwrap_or_default().to_owned();
     let expected = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&published_zip));

@@ -149,7 +149,7 @@ async fn objects(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
 /// Every parameter is passed, defaults included: CloudFormation records a value for each
 /// parameter and `UsePreviousValue` reuses it, while moto records only those passed.
 async fn original_stack(moto: &Moto, api: &MotoApi) -> (Stack, BTreeMap<String, String>) {
-    let (vpc_id, subnets) = existing_vpc(api);
+    let (vpc_id, subnets) = existing_vpc(api).await;
     let subnets = subnets.join(",");
     let fixture = yaml(&fixture_text());
     let mut chosen: BTreeMap<&str, &str> = ORIGINAL_VALUES.into_iter().collect();
@@ -375,7 +375,7 @@ async fn an_update_that_fails_midway_leaves_the_token_and_secrets_intact() {
     // The update got midway: moto had deleted the original's scaler before it failed
     // (and can no longer list the stack's resources, so the function is asked for).
     let scaler = format!("/2015-03-31/functions/{}", original.physical("Autoscaling"));
-    assert!(api.try_get("lambda", &scaler).is_err(), "the original's scaler is still there");
+    assert!(api.try_get("lambda", &scaler).await.is_err(), "the original's scaler is still there");
 }
 
 /// The README's list is the one the note and `elastic-ci upgrade` rely on: every

@@ -28,31 +28,37 @@ use support::*;
 const TOKEN: &str = "bkua_0123456789secret";
 
 /// The launch template's latest version: its data as XML, and the decoded UserData.
-fn launch_template(api: &MotoApi, id: &str) -> (String, BootInputs) {
-    deploy::launch_template(api, id).unwrap_or_else(|error| panic!("{error:#}"))
+async fn launch_template(api: &MotoApi, id: &str) -> (String, BootInputs) {
+    deploy::launch_template(api, id).await.unwrap_or_else(|error| panic!("{error:#}"))
 }
 
-fn role_policies(api: &MotoApi, role: &str) -> BTreeMap<String, Value> {
+/// The role an instance profile holds.
+async fn instance_profile_role(api: &MotoApi, profile: &str) -> Option<String> {
+    let params = [("Action", "GetInstanceProfile"), ("InstanceProfileName", profile)];
+    xml_first(&api.query("iam", "2010-05-08", &params).await, "RoleName")
+}
+
+async fn role_policies(api: &MotoApi, role: &str) -> BTreeMap<String, Value> {
     let listed =
-        api.query("iam", "2010-05-08", &[("Action", "ListRolePolicies"), ("RoleName", role)]);
-    xml_all(&listed, "member")
-        .into_iter()
-        .map(|policy| {
-            let xml = api.query(
+        api.query("iam", "2010-05-08", &[("Action", "ListRolePolicies"), ("RoleName", role)]).await;
+    let mut policies = BTreeMap::new();
+    for policy in xml_all(&listed, "member") {
+        let xml = api
+            .query(
                 "iam",
                 "2010-05-08",
                 &[("Action", "GetRolePolicy"), ("RoleName", role), ("PolicyName", &policy)],
-            );
-            let mut document =
-                percent_decode(&xml_first(&xml, "PolicyDocument").expect("a document"));
-            // moto answers with Python's repr of the policies a role resource declares
-            // inline; none of ours contains a quote, so swapping quotes makes it JSON.
-            if document.starts_with("{'") {
-                document = document.replace('\'', "\"");
-            }
-            (policy, serde_json::from_str(&document).expect("a JSON policy"))
-        })
-        .collect()
+            )
+            .await;
+        let mut document = percent_decode(&xml_first(&xml, "PolicyDocument").expect("a document"));
+        // moto answers with Python's repr of the policies a role resource declares
+        // inline; none of ours contains a quote, so swapping quotes makes it JSON.
+        if document.starts_with("{'") {
+            document = document.replace('\'', "\"");
+        }
+        policies.insert(policy, serde_json::from_str(&document).expect("a JSON policy"));
+    }
+    policies
 }
 
 /// Every statement of a policy document, with Action and Resource as lists.
@@ -103,7 +109,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     // template names for this version and architecture.
     deploy::upload_scaler_zips(&moto, &template).await.expect("the scaler zips uploaded");
     let name = stack_name();
-    let (vpc_id, subnets) = existing_vpc(&api);
+    let (vpc_id, subnets) = existing_vpc(&api).await;
     let subnets = subnets.join(",");
     let values = [
         ("BuildkiteAgentToken", TOKEN),
@@ -150,7 +156,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     assert_eq!(tags.get("AgentsPerInstance"), Some(&"2"));
 
     // The launch template: the mapped AMI, IMDSv2, the instance profile, the inputs.
-    let (lt, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+    let (lt, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate")).await;
     assert_eq!(xml_first(&lt, "imageId").as_deref(), Some(AMD64_AMI));
     assert_eq!(xml_first(&lt, "instanceType").as_deref(), Some("t3.large"));
     assert_eq!(xml_first(&lt, "httpTokens").as_deref(), Some("required"));
@@ -180,10 +186,11 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     // The instance role: trust, the core policy scoped to the stack, the secrets bucket.
     let role = &stack.outputs["InstanceRoleName"];
     assert_eq!(role, stack.physical("IAMRole"));
-    let role_xml = api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]);
+    let role_xml =
+        api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]).await;
     let trust = percent_decode(&xml_first(&role_xml, "AssumeRolePolicyDocument").expect("trust"));
     assert!(trust.contains("ec2.amazonaws.com") && trust.contains("autoscaling.amazonaws.com"));
-    let policies = role_policies(&api, role);
+    let policies = role_policies(&api, role).await;
     assert_eq!(policies.keys().collect::<Vec<_>>(), ["InstancePolicy", "SecretsBucket"]);
     let core = &policies["InstancePolicy"];
     assert_eq!(
@@ -214,15 +221,8 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         granted(&policies["SecretsBucket"], "s3:Get*"),
         [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
     );
-    let profile = api.query(
-        "iam",
-        "2010-05-08",
-        &[
-            ("Action", "GetInstanceProfile"),
-            ("InstanceProfileName", stack.physical("IAMInstanceProfile")),
-        ],
-    );
-    assert_eq!(xml_first(&profile, "RoleName").as_deref(), Some(role.as_str()));
+    let profile_role = instance_profile_role(&api, stack.physical("IAMInstanceProfile")).await;
+    assert_eq!(profile_role.as_deref(), Some(role.as_str()));
 
     // The secrets buckets: encrypted (moto applies only encryption and tags of a
     // bucket's properties; the rest is checked in the template below).
@@ -241,7 +241,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     assert_secrets_buckets_are_private_versioned_and_tls_only();
 
     // The scaler: our zip, the scaler's environment, its role, schedule and logs.
-    let function = lambda_function(&api, stack.physical("AutoscalingFunction"));
+    let function = lambda_function(&api, stack.physical("AutoscalingFunction")).await;
     let configuration = &function["Configuration"];
     assert_eq!(configuration["Runtime"], "provided.al2023");
     assert_eq!(configuration["Handler"], "bootstrap");
@@ -268,7 +268,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     assert_eq!(function["Concurrency"]["ReservedConcurrentExecutions"], 1, "{function}");
     let scaler_role = stack.physical("AutoscalingLambdaExecutionRole");
     assert!(configuration["Role"].as_str().is_some_and(|arn| arn.ends_with(scaler_role)));
-    let scaler_policy = &role_policies(&api, scaler_role)["AutoScalingGroups"];
+    let scaler_policy = &role_policies(&api, scaler_role).await["AutoScalingGroups"];
     assert!(granted(scaler_policy, "autoscaling:SetInstanceHealth").is_empty());
     assert_eq!(
         granted(scaler_policy, "autoscaling:SetDesiredCapacity"),
@@ -280,21 +280,25 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         granted(scaler_policy, "ssm:GetParameter"),
         [format!("arn:aws:ssm:{REGION}:123456789012:parameter/{name}/buildkite/agent-token")]
     );
-    let rule = api.json(
-        "events",
-        "AWSEvents.DescribeRule",
-        &json!({ "Name": stack.physical("AutoscalingSchedule") }),
-    );
+    let rule = api
+        .json(
+            "events",
+            "AWSEvents.DescribeRule",
+            &json!({ "Name": stack.physical("AutoscalingSchedule") }),
+        )
+        .await;
     assert_eq!(rule["ScheduleExpression"], "rate(1 minute)");
     assert_eq!(rule["State"], "ENABLED");
-    let targets = api.json(
-        "events",
-        "AWSEvents.ListTargetsByRule",
-        &json!({ "Rule": stack.physical("AutoscalingSchedule") }),
-    );
+    let targets = api
+        .json(
+            "events",
+            "AWSEvents.ListTargetsByRule",
+            &json!({ "Rule": stack.physical("AutoscalingSchedule") }),
+        )
+        .await;
     assert_eq!(targets["Targets"][0]["Arn"], configuration["FunctionArn"]);
 
-    let groups = log_groups(&api, &format!("/buildkite/{name}/"));
+    let groups = log_groups(&api, &format!("/buildkite/{name}/")).await;
     let mut expected: BTreeMap<String, Option<i64>> = INSTANCE_LOG_GROUPS
         .iter()
         .map(|group| (format!("/buildkite/{name}/{group}"), None))
@@ -305,7 +309,7 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
 
     // The helpers: the token's SecureString function and the AZ-rebalancing suspender.
     for helper in ["AgentTokenParameterFunction", "AzRebalancingSuspenderFunction"] {
-        let function = lambda_function(&api, stack.physical(helper));
+        let function = lambda_function(&api, stack.physical(helper)).await;
         assert_eq!(function["Configuration"]["Runtime"], "python3.13", "{helper}");
     }
     for absent in [
@@ -347,7 +351,7 @@ async fn deploys_with_the_optional_features_on() {
     let token_path = format!("/{name}-ci/agent-token");
     moto.put_parameter(&token_path, TOKEN, true).await;
     let token_key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-    let (vpc_id, subnets) = existing_vpc(&api);
+    let (vpc_id, subnets) = existing_vpc(&api).await;
     let subnets = subnets.join(",");
     let values = [
         ("VpcId", vpc_id.as_str()),
@@ -398,7 +402,7 @@ async fn deploys_with_the_optional_features_on() {
     let stack = create_stack(&moto, &name, &template, &values).await;
 
     // Graviton types anywhere in the list select the arm64 AMI; no credits for them.
-    let (lt, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+    let (lt, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate")).await;
     assert_eq!(xml_first(&lt, "imageId").as_deref(), Some(ARM64_AMI));
     assert_eq!(xml_first(&lt, "cpuCredits"), None);
     assert_eq!(xml_first(&lt, "httpTokens").as_deref(), Some("optional"));
@@ -448,10 +452,11 @@ async fn deploys_with_the_optional_features_on() {
     // The instance role: tags, and a grant for every source it reads. (moto ignores a
     // role's ManagedPolicyArns, so the ECR and user policies cannot be checked here.)
     let role = &stack.outputs["InstanceRoleName"];
-    let role_xml = api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]);
+    let role_xml =
+        api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]).await;
     let tag_keys = xml_all(&role_xml, "Key");
     assert_eq!(tag_keys, ["CreatedBy", "team", "cost centre"], "{role_xml}");
-    let policies = role_policies(&api, role);
+    let policies = role_policies(&api, role).await;
     assert_eq!(
         policies.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         BTreeSet::from([
@@ -499,19 +504,19 @@ async fn deploys_with_the_optional_features_on() {
 
     // The scaler: the arm64 zip of the release bucket given, the custom token, and the
     // KMS grant on its role.
-    let function = lambda_function(&api, stack.physical("AutoscalingFunction"));
+    let function = lambda_function(&api, stack.physical("AutoscalingFunction")).await;
     let environment = &function["Configuration"]["Environment"]["Variables"];
     assert_eq!(environment["BUILDKITE_AGENT_TOKEN_SSM_KEY"], token_path.as_str());
     assert_eq!(environment["ELASTIC_CI_MODE"], "false");
     let scaler_role = stack.physical("AutoscalingLambdaExecutionRole");
-    let scaler_policies = role_policies(&api, scaler_role);
+    let scaler_policies = role_policies(&api, scaler_role).await;
     assert_eq!(granted(&scaler_policies["DecryptAgentToken"], "kms:Decrypt"), [token_key]);
     assert_eq!(
         scaler_policies.keys().map(String::as_str).collect::<Vec<_>>(),
         ["AutoScalingGroups", "DecryptAgentToken"]
     );
 
-    let groups = log_groups(&api, &format!("/buildkite/{name}/"));
+    let groups = log_groups(&api, &format!("/buildkite/{name}/")).await;
     assert_eq!(groups[&format!("/buildkite/{name}/buildkite-agent")], Some(30));
     assert_eq!(groups[&format!("/buildkite/{name}/scaler")], Some(14));
 
@@ -534,11 +539,16 @@ async fn deploys_with_the_optional_features_on() {
     assert_eq!(stack.outputs["ManagedSecretsBucket"], "Undefined");
     assert_eq!(stack.outputs["PipelineSigningKMSKey"], stack.physical("PipelineSigningKMSKey"));
     // Port 22 is open to the network given, and to nothing else.
-    let groups = api.query(
-        "ec2",
-        "2016-11-15",
-        &[("Action", "DescribeSecurityGroups"), ("GroupId.1", &stack.outputs["SecurityGroupId"])],
-    );
+    let groups = api
+        .query(
+            "ec2",
+            "2016-11-15",
+            &[
+                ("Action", "DescribeSecurityGroups"),
+                ("GroupId.1", &stack.outputs["SecurityGroupId"]),
+            ],
+        )
+        .await;
     let ingress = groups
         .split_once("<ipPermissions>")
         .and_then(|(_, rest)| rest.split_once("</ipPermissions>"))
@@ -560,20 +570,22 @@ async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed
     let api = MotoApi::new(&moto.endpoint);
     let role_name = unique_name("agent-role");
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let created = api.query(
-        "iam",
-        "2010-05-08",
-        &[
-            ("Action", "CreateRole"),
-            ("RoleName", &role_name),
-            ("Path", "/a/b/c/d/e/f/g/h/i/j/"),
-            ("AssumeRolePolicyDocument", trust),
-        ],
-    );
+    let created = api
+        .query(
+            "iam",
+            "2010-05-08",
+            &[
+                ("Action", "CreateRole"),
+                ("RoleName", &role_name),
+                ("Path", "/a/b/c/d/e/f/g/h/i/j/"),
+                ("AssumeRolePolicyDocument", trust),
+            ],
+        )
+        .await;
     let role_arn = xml_first(&created, "Arn").expect("the role's ARN");
     assert!(role_arn.ends_with(&format!(":role/a/b/c/d/e/f/g/h/i/j/{role_name}")), "{role_arn}");
     let name = stack_name();
-    let (vpc_id, subnets) = existing_vpc(&api);
+    let (vpc_id, subnets) = existing_vpc(&api).await;
     let subnets = subnets.join(",");
     let stack = create_stack(
         &moto,
@@ -593,16 +605,12 @@ async fn uses_an_existing_role_on_a_ten_level_path_and_skips_the_scaler_at_fixed
     .await;
 
     assert_eq!(stack.outputs["InstanceRoleName"], role_name);
-    let profile = api.query(
-        "iam",
-        "2010-05-08",
-        &[
-            ("Action", "GetInstanceProfile"),
-            ("InstanceProfileName", stack.physical("IAMInstanceProfile")),
-        ],
+    let profile_role = instance_profile_role(&api, stack.physical("IAMInstanceProfile")).await;
+    assert_eq!(profile_role, Some(role_name.clone()));
+    assert!(
+        role_policies(&api, &role_name).await.is_empty(),
+        "the stack must not change a given role"
     );
-    assert_eq!(xml_first(&profile, "RoleName"), Some(role_name.clone()));
-    assert!(role_policies(&api, &role_name).is_empty(), "the stack must not change a given role");
     for absent in [
         "IAMRole",
         "IAMPolicies",
@@ -633,7 +641,7 @@ async fn user_data_hands_hostile_values_over_literally() {
     let api = MotoApi::new(&moto.endpoint);
     let template = rendered_template(template::DEFAULT_LAMBDA_BUCKET_PREFIX);
     let hostile = r#"a=$(touch pwned),b=`touch pwned`,c="quoted" 'single';d=\x"#;
-    let (vpc_id, subnets) = existing_vpc(&api);
+    let (vpc_id, subnets) = existing_vpc(&api).await;
     let subnets = subnets.join(",");
     for (tags, boots) in [(hostile, true), ("a=1\nLD_PRELOAD=/tmp/evil.so", false)] {
         let stack = create_stack(
@@ -651,7 +659,7 @@ async fn user_data_hands_hostile_values_over_literally() {
             ],
         )
         .await;
-        let (_, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+        let (_, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate")).await;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let script = inputs
             .shell_part
@@ -712,31 +720,33 @@ async fn builds_its_own_vpc_with_endpoints_when_none_is_given() {
     let vpc_id = &stack.outputs["VpcId"];
     assert_eq!(vpc_id, stack.physical("Vpc"));
     let filter = [("Filter.1.Name", "vpc-id"), ("Filter.1.Value.1", vpc_id.as_str())];
-    let subnets = api.query(
-        "ec2",
-        "2016-11-15",
-        &[[("Action", "DescribeSubnets")].as_slice(), &filter].concat(),
-    );
+    let subnets = api
+        .query("ec2", "2016-11-15", &[[("Action", "DescribeSubnets")].as_slice(), &filter].concat())
+        .await;
     let mut cidrs = xml_all(&subnets, "cidrBlock");
     cidrs.sort();
     assert_eq!(cidrs, ["10.0.1.0/24", "10.0.2.0/24"]);
     let zones: BTreeSet<String> = xml_all(&subnets, "availabilityZone").into_iter().collect();
     assert_eq!(zones.len(), 2, "two zones: {zones:?}");
-    let routes = api.query(
-        "ec2",
-        "2016-11-15",
-        &[("Action", "DescribeRouteTables"), ("RouteTableId.1", stack.physical("Routes"))],
-    );
+    let routes = api
+        .query(
+            "ec2",
+            "2016-11-15",
+            &[("Action", "DescribeRouteTables"), ("RouteTableId.1", stack.physical("Routes"))],
+        )
+        .await;
     assert!(xml_all(&routes, "destinationCidrBlock").contains(&"0.0.0.0/0".to_owned()), "{routes}");
     assert!(
         xml_all(&routes, "gatewayId").contains(&stack.physical("Gateway").to_owned()),
         "{routes}"
     );
-    let endpoints = api.query(
-        "ec2",
-        "2016-11-15",
-        &[[("Action", "DescribeVpcEndpoints")].as_slice(), &filter].concat(),
-    );
+    let endpoints = api
+        .query(
+            "ec2",
+            "2016-11-15",
+            &[[("Action", "DescribeVpcEndpoints")].as_slice(), &filter].concat(),
+        )
+        .await;
     let services: BTreeSet<String> = xml_all(&endpoints, "serviceName")
         .into_iter()
         .map(|service| service.trim_start_matches(&format!("com.amazonaws.{REGION}.")).to_owned())
@@ -929,15 +939,16 @@ async fn service_role_template_deploys_a_role_for_cloudformation() {
     let stack = create_stack(&moto, &name, &template, &[("StackNamePattern", "buildkite-*")]).await;
     let role = &stack.outputs["RoleName"];
     assert!(stack.outputs["RoleArn"].ends_with(&format!(":role/{role}")));
-    let role_xml = api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]);
+    let role_xml =
+        api.query("iam", "2010-05-08", &[("Action", "GetRole"), ("RoleName", role)]).await;
     let trust = percent_decode(&xml_first(&role_xml, "AssumeRolePolicyDocument").expect("trust"));
     assert!(trust.contains("cloudformation.amazonaws.com"), "{trust}");
-    let policies = role_policies(&api, role);
+    let policies = role_policies(&api, role).await;
     // The boundary the role requires is the managed policy the stack created.
     let boundary = &stack.outputs["PermissionsBoundaryArn"];
     assert_eq!(boundary, &format!("arn:aws:iam::123456789012:policy/{name}-StackRolesBoundary"));
     let policy =
-        api.query("iam", "2010-05-08", &[("Action", "GetPolicy"), ("PolicyArn", boundary)]);
+        api.query("iam", "2010-05-08", &[("Action", "GetPolicy"), ("PolicyArn", boundary)]).await;
     assert_eq!(xml_first(&policy, "PolicyName"), Some(format!("{name}-StackRolesBoundary")));
     let with_boundary = policies["Identity"]["Statement"]
         .as_array()
@@ -1021,7 +1032,7 @@ async fn every_role_of_a_stack_carries_the_service_roles_boundary() {
     let service =
         create_stack(&moto, &stack_name(), &service_role, &[("StackNamePattern", "ecs*")]).await;
     let boundary = service.outputs["PermissionsBoundaryArn"].clone();
-    let (vpc_id, subnets) = existing_vpc(&api);
+    let (vpc_id, subnets) = existing_vpc(&api).await;
     let subnets = subnets.join(",");
     let stack = create_stack(
         &moto,
@@ -1045,11 +1056,13 @@ async fn every_role_of_a_stack_carries_the_service_roles_boundary() {
         "StopBuildkiteAgentsRole",
     ];
     for role in roles {
-        let xml = api.query(
-            "iam",
-            "2010-05-08",
-            &[("Action", "GetRole"), ("RoleName", stack.physical(role))],
-        );
+        let xml = api
+            .query(
+                "iam",
+                "2010-05-08",
+                &[("Action", "GetRole"), ("RoleName", stack.physical(role))],
+            )
+            .await;
         assert_eq!(
             xml_first(&xml, "PermissionsBoundaryArn").as_deref(),
             Some(boundary.as_str()),
@@ -1067,7 +1080,7 @@ async fn a_missing_image_reaches_the_launch_template_as_a_sentence_not_an_empty_
     let Some(moto) = moto() else { return };
     let api = MotoApi::new(&moto.endpoint);
     let source = std::fs::read_to_string(project::root().join(template::SOURCE)).expect("template");
-    let (vpc_id, subnets) = existing_vpc(&api);
+    let (vpc_id, subnets) = existing_vpc(&api).await;
     let subnets = subnets.join(",");
     let stack = create_stack(
         &moto,
@@ -1083,7 +1096,7 @@ async fn a_missing_image_reaches_the_launch_template_as_a_sentence_not_an_empty_
         ],
     )
     .await;
-    let (lt, _) = launch_template(&api, stack.physical("AgentLaunchTemplate"));
+    let (lt, _) = launch_template(&api, stack.physical("AgentLaunchTemplate")).await;
     assert_eq!(
         xml_first(&lt, "imageId").as_deref(),
         Some(

@@ -6,31 +6,39 @@
 //! that way, as the original hooks did.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use elastic_ci_core::boot::plan::AGENT_BINARY_PATH;
 use elastic_ci_core::hooks::{RegistryIdError, ecr_account_ids, parse_switch};
 
-/// Where the bootstrapper binary lives on the AMI.
-pub const DEFAULT_BOOTSTRAP: &str = "/usr/local/bin/elastic-ci-bootstrap";
+/// Where the image installs this binary: the fallback when the running executable's
+/// path cannot be read.
+pub(crate) const INSTALLED_HOOKS_BINARY: &str = "/usr/local/bin/elastic-ci-hooks";
+
+/// The bootstrapper's file name; the image installs it beside this binary.
+pub(crate) const BOOTSTRAP_NAME: &str = "elastic-ci-bootstrap";
+
+/// Where the image installs this binary, relative to the image's root.
+const HOOKS_BINARY_IN_IMAGE: &str = "usr/local/bin/elastic-ci-hooks";
 
 /// Attempts after the first for docker logins and ECR calls, unless the job sets its
 /// own with `BUILDKITE_PLUGIN_ECR_RETRIES` or `BUILDKITE_PLUGIN_DOCKER_LOGIN_RETRIES`.
-pub const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_RETRIES: u32 = 3;
 
 /// How long the hooks' commands may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommandLimits {
+pub(crate) struct CommandLimits {
     /// docker ps and login, ssh-agent, ssh-add, check-disk, buildkite-agent: two
     /// minutes.
-    pub quick: Duration,
+    pub(crate) quick: Duration,
     /// docker image and builder prune, the secrets bucket's env files and
     /// fix-permissions, whose time grows with the data: fifteen minutes.
-    pub slow: Duration,
+    pub(crate) slow: Duration,
 }
 
 impl CommandLimits {
-    pub const DEFAULT: CommandLimits =
+    pub(crate) const DEFAULT: CommandLimits =
         CommandLimits { quick: Duration::from_secs(120), slow: Duration::from_secs(900) };
 
     /// `ELASTIC_CI_COMMAND_TIMEOUT_SECS`, when set, is the limit of every command.
@@ -52,42 +60,44 @@ impl CommandLimits {
 
 /// What the `environment`, `pre-command` and `pre-exit` hooks read when they start.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HooksConfig {
-    /// `ELASTIC_CI_BOOTSTRAP`: the bootstrapper that provides `check-disk` and
-    /// `fix-permissions`.
-    pub bootstrap: String,
-    /// `ELASTIC_CI_SUDO`: the command that runs fix-permissions as root (`sudo` by
-    /// default; empty runs it directly, for machines without sudo).
-    pub sudo: Option<String>,
+pub(crate) struct HooksConfig {
+    /// The bootstrapper that provides `check-disk` and `fix-permissions`: the
+    /// `elastic-ci-bootstrap` beside this binary ([`bootstrap_beside`]), never a path
+    /// from the job's environment.
+    pub(crate) bootstrap: PathBuf,
+    /// The agent that `buildkite-agent stop` stops on a full disk: the image's
+    /// `/usr/bin/buildkite-agent` under the root this binary is installed in
+    /// ([`agent_in_image`]), never a program found on the job's `PATH`.
+    pub(crate) agent: PathBuf,
     /// `TMPDIR`, or `/tmp`: where the per-job Docker config directory is made.
-    pub tmp_dir: PathBuf,
+    pub(crate) tmp_dir: PathBuf,
     /// `BUILDKITE_STACK_VERSION`, for the section title.
-    pub stack_version: String,
+    pub(crate) stack_version: String,
     /// `BUILDKITE_DOCKER_EXPERIMENTAL=true`.
-    pub docker_experimental: bool,
+    pub(crate) docker_experimental: bool,
     /// `DOCKER_PRUNE_UNTIL` (default `4h`).
-    pub prune_until: String,
+    pub(crate) prune_until: String,
     /// `DOCKER_BUILDER_PRUNE_ENABLED=true`.
-    pub builder_prune: bool,
+    pub(crate) builder_prune: bool,
     /// `BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL=true`.
-    pub terminate_on_disk_full: bool,
+    pub(crate) terminate_on_disk_full: bool,
     /// `ENABLE_PRE_EXIT_DISK_CLEANUP=true`.
-    pub pre_exit_disk_cleanup: bool,
+    pub(crate) pre_exit_disk_cleanup: bool,
     /// `BUILDKITE_ECR_POLICY` other than `none` (or empty).
-    pub ecr_enabled_by_stack: bool,
+    pub(crate) ecr_enabled_by_stack: bool,
     /// `DOCKER_USERNS_REMAP` is `false` or unset: containers can leave root-owned
     /// files in the checkout, so fix-permissions runs.
-    pub fix_permissions: bool,
+    pub(crate) fix_permissions: bool,
     /// `BUILDKITE_BUILD_PATH` and `BUILDKITE_BUILD_CHECKOUT_PATH`.
-    pub build_path: String,
-    pub checkout_path: String,
+    pub(crate) build_path: String,
+    pub(crate) checkout_path: String,
     /// `BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV` is `true` or `1`: list the variables the
     /// secrets set (names only).
-    pub dump_env: bool,
+    pub(crate) dump_env: bool,
     /// The commands' time limits (`ELASTIC_CI_COMMAND_TIMEOUT_SECS` sets them all).
-    pub limits: CommandLimits,
+    pub(crate) limits: CommandLimits,
     /// Settings that were invalid and replaced by their defaults, in words.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 fn value<'a>(env: &'a HashMap<String, String>, name: &str) -> &'a str {
@@ -102,8 +112,31 @@ fn non_empty(env: &HashMap<String, String>, name: &str) -> Option<String> {
     Some(value(env, name).trim()).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
+/// The bootstrapper installed beside `hooks_binary` (the running `elastic-ci-hooks`).
+///
+/// The job's environment cannot move it: a job that could name the program would
+/// replace the disk check that protects the next jobs, and the program the hooks run
+/// through sudo.
+pub(crate) fn bootstrap_beside(hooks_binary: &Path) -> PathBuf {
+    hooks_binary.with_file_name(BOOTSTRAP_NAME)
+}
+
+/// The image's `buildkite-agent` for a hooks binary installed at `hooks_binary`: under
+/// the directory that stands for `/` when the binary is at `<root>/usr/local/bin`,
+/// else the real `/usr/bin/buildkite-agent`.
+pub(crate) fn agent_in_image(hooks_binary: &Path) -> PathBuf {
+    let agent = AGENT_BINARY_PATH.trim_start_matches('/');
+    let root = hooks_binary
+        .to_str()
+        .and_then(|path| path.strip_suffix(HOOKS_BINARY_IN_IMAGE))
+        .map_or(Path::new("/"), Path::new);
+    root.join(agent)
+}
+
 impl HooksConfig {
-    pub fn from_env_map(env: &HashMap<String, String>) -> HooksConfig {
+    /// The settings of a hook run by `hooks_binary` (the running executable's path) in
+    /// the job environment `env`.
+    pub(crate) fn from_env_map(env: &HashMap<String, String>, hooks_binary: &Path) -> HooksConfig {
         let policy = value(env, "BUILDKITE_ECR_POLICY").trim();
         let mut warnings = Vec::new();
         let limits = CommandLimits::from_env_map(env).unwrap_or_else(|warning| {
@@ -111,13 +144,8 @@ impl HooksConfig {
             CommandLimits::DEFAULT
         });
         HooksConfig {
-            bootstrap: non_empty(env, "ELASTIC_CI_BOOTSTRAP")
-                .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned()),
-            sudo: match env.get("ELASTIC_CI_SUDO") {
-                Some(sudo) if sudo.trim().is_empty() => None,
-                Some(sudo) => Some(sudo.trim().to_owned()),
-                None => Some("sudo".to_owned()),
-            },
+            bootstrap: bootstrap_beside(hooks_binary),
+            agent: agent_in_image(hooks_binary),
             tmp_dir: non_empty(env, "TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
             stack_version: value(env, "BUILDKITE_STACK_VERSION").to_owned(),
             docker_experimental: is_true(env, "BUILDKITE_DOCKER_EXPERIMENTAL"),
@@ -139,24 +167,24 @@ impl HooksConfig {
 /// The S3 secrets settings, read after the environment hook exported the
 /// `BUILDKITE_PLUGIN_S3_SECRETS_*` variables from the stack's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretsSettings {
+pub(crate) struct SecretsSettings {
     /// `BUILDKITE_PLUGIN_S3_SECRETS_BUCKET`.
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// `BUILDKITE_PLUGIN_S3_SECRETS_REGION`: used as it is when set; otherwise the
     /// bucket's region is asked from S3.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// `BUILDKITE_PLUGIN_S3_SECRETS_BUCKET_PREFIX`, else `BUILDKITE_PIPELINE_SLUG`.
-    pub bucket_prefix: Option<String>,
-    pub pipeline_slug: Option<String>,
+    pub(crate) bucket_prefix: Option<String>,
+    pub(crate) pipeline_slug: Option<String>,
     /// `BUILDKITE_REPO`, for the missing-SSH-key warning.
-    pub repo: String,
+    pub(crate) repo: String,
     /// `BUILDKITE_PLUGIN_S3_SECRETS_SKIP_SSH_KEY_NOT_FOUND_WARNING` is `true` (any
     /// case) or `1`.
-    pub skip_ssh_key_warning: bool,
+    pub(crate) skip_ssh_key_warning: bool,
 }
 
 impl SecretsSettings {
-    pub fn from_env_map(env: &HashMap<String, String>) -> SecretsSettings {
+    pub(crate) fn from_env_map(env: &HashMap<String, String>) -> SecretsSettings {
         let skip = value(env, "BUILDKITE_PLUGIN_S3_SECRETS_SKIP_SSH_KEY_NOT_FOUND_WARNING");
         SecretsSettings {
             bucket: value(env, "BUILDKITE_PLUGIN_S3_SECRETS_BUCKET").trim().to_owned(),
@@ -173,33 +201,33 @@ impl SecretsSettings {
 /// `BUILDKITE_PLUGIN_ECR_*` variables from the stack's (the names of the ECR plugin,
 /// so pipelines that configured the plugin keep working).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EcrSettings {
+pub(crate) struct EcrSettings {
     /// `BUILDKITE_PLUGIN_ECR_LOGIN` is `true` or `1`.
-    pub login: bool,
+    pub(crate) login: bool,
     /// `BUILDKITE_PLUGIN_ECR_RETRIES`.
-    pub retries: u32,
+    pub(crate) retries: u32,
     /// `BUILDKITE_PLUGIN_ECR_CREDENTIAL_HELPER` is `true` or `1`.
-    pub credential_helper: bool,
+    pub(crate) credential_helper: bool,
     /// Unless `BUILDKITE_PLUGIN_ECR_CREDENTIAL_HELPER_IGNORE_CREDS_STORAGE` is `false`
     /// or `0`.
-    pub ignore_creds_storage: bool,
+    pub(crate) ignore_creds_storage: bool,
     /// `BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS_0`, `_1`, … (or `BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS`),
     /// comma-separated; empty means this instance's own account.
-    pub account_ids: Vec<String>,
+    pub(crate) account_ids: Vec<String>,
     /// `BUILDKITE_PLUGIN_ECR_REGISTRY_REGION`, `BUILDKITE_PLUGIN_ECR_REGION`,
     /// `AWS_DEFAULT_REGION`, `AWS_REGION`; `None` means none is set.
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// `BUILDKITE_PLUGIN_ECR_PROFILE`.
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// `BUILDKITE_PLUGIN_ECR_ASSUME_ROLE_ROLE_ARN` (not supported by the built-in login).
-    pub assume_role: Option<String>,
+    pub(crate) assume_role: Option<String>,
     /// The job asked for the login itself (`AWS_ECR_LOGIN=true` or registry ids), as
     /// opposed to getting the stack's default.
-    pub requested_by_job: bool,
+    pub(crate) requested_by_job: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EcrSettingsError {
+pub(crate) enum EcrSettingsError {
     #[error(transparent)]
     RegistryId(#[from] RegistryIdError),
     #[error("invalid {name} {value:?}: expected a number of retries from 0 to 10")]
@@ -207,7 +235,10 @@ pub enum EcrSettingsError {
 }
 
 /// Reads a retry count; unset or empty is the default.
-pub fn retries(env: &HashMap<String, String>, name: &'static str) -> Result<u32, EcrSettingsError> {
+pub(crate) fn retries(
+    env: &HashMap<String, String>,
+    name: &'static str,
+) -> Result<u32, EcrSettingsError> {
     match non_empty(env, name) {
         None => Ok(DEFAULT_RETRIES),
         Some(value) => match value.parse::<u32>() {
@@ -218,7 +249,9 @@ pub fn retries(env: &HashMap<String, String>, name: &'static str) -> Result<u32,
 }
 
 impl EcrSettings {
-    pub fn from_env_map(env: &HashMap<String, String>) -> Result<EcrSettings, EcrSettingsError> {
+    pub(crate) fn from_env_map(
+        env: &HashMap<String, String>,
+    ) -> Result<EcrSettings, EcrSettingsError> {
         let numbered: Vec<&str> = (0..)
             .map(|i| value(env, &format!("BUILDKITE_PLUGIN_ECR_ACCOUNT_IDS_{i}")))
             .take_while(|v| !v.is_empty())
@@ -265,9 +298,9 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_ami() {
-        let config = HooksConfig::from_env_map(&env(&[]));
-        assert_eq!(config.bootstrap, DEFAULT_BOOTSTRAP);
-        assert_eq!(config.sudo.as_deref(), Some("sudo"));
+        let config = HooksConfig::from_env_map(&env(&[]), Path::new(INSTALLED_HOOKS_BINARY));
+        assert_eq!(config.bootstrap, Path::new("/usr/local/bin/elastic-ci-bootstrap"));
+        assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
         assert_eq!(config.tmp_dir, PathBuf::from("/tmp"));
         assert_eq!(config.prune_until, "4h");
         assert!(config.fix_permissions);
@@ -277,21 +310,24 @@ mod tests {
 
     #[test]
     fn reads_the_stack_switches() {
-        let config = HooksConfig::from_env_map(&env(&[
-            ("ELASTIC_CI_BOOTSTRAP", "/opt/bin/bootstrap"),
-            ("ELASTIC_CI_SUDO", ""),
-            ("TMPDIR", "/var/tmp"),
-            ("BUILDKITE_DOCKER_EXPERIMENTAL", "true"),
-            ("DOCKER_PRUNE_UNTIL", "1h"),
-            ("DOCKER_BUILDER_PRUNE_ENABLED", "true"),
-            ("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", "true"),
-            ("ENABLE_PRE_EXIT_DISK_CLEANUP", "TRUE"),
-            ("BUILDKITE_ECR_POLICY", "readonly"),
-            ("DOCKER_USERNS_REMAP", "true"),
-            ("BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV", "1"),
-        ]));
-        assert_eq!(config.bootstrap, "/opt/bin/bootstrap");
-        assert_eq!(config.sudo, None);
+        let config = HooksConfig::from_env_map(
+            &env(&[
+                ("TMPDIR", "/var/tmp"),
+                ("BUILDKITE_DOCKER_EXPERIMENTAL", "true"),
+                ("DOCKER_PRUNE_UNTIL", "1h"),
+                ("DOCKER_BUILDER_PRUNE_ENABLED", "true"),
+                ("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", "true"),
+                ("ENABLE_PRE_EXIT_DISK_CLEANUP", "TRUE"),
+                ("BUILDKITE_ECR_POLICY", "readonly"),
+                ("DOCKER_USERNS_REMAP", "true"),
+                ("BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV", "1"),
+            ]),
+            Path::new("/opt/elastic-ci/elastic-ci-hooks"),
+        );
+        assert_eq!(config.bootstrap, Path::new("/opt/elastic-ci/elastic-ci-bootstrap"));
+        assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
+        let under_root = Path::new("/tmp/image/usr/local/bin/elastic-ci-hooks");
+        assert_eq!(agent_in_image(under_root), Path::new("/tmp/image/usr/bin/buildkite-agent"));
         assert_eq!(config.tmp_dir, PathBuf::from("/var/tmp"));
         assert!(
             config.docker_experimental && config.builder_prune && config.terminate_on_disk_full

@@ -15,7 +15,7 @@ use crate::process;
 
 /// What the disk check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiskState {
+pub(crate) enum DiskState {
     Enough,
     /// Still low after pruning; `report` is what the second check printed.
     Full {
@@ -24,15 +24,16 @@ pub enum DiskState {
 }
 
 fn bootstrap(job: &Job<'_>) -> Option<PathBuf> {
-    process::find_program(&job.config.bootstrap, &job.env)
+    let path = &job.config.bootstrap;
+    process::is_executable(path).then(|| path.clone())
 }
 
 /// Checks free space and inodes, prunes Docker when they are low, and checks again.
-pub fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
+pub(crate) fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
     let Some(bootstrap) = bootstrap(job) else {
         job.log.warning(&format!(
-            "{} is not installed: skipping the disk space check (set ELASTIC_CI_BOOTSTRAP to its path)",
-            job.config.bootstrap
+            "{} is not installed: skipping the disk space check",
+            job.config.bootstrap.display()
         ));
         return Ok(DiskState::Enough);
     };
@@ -64,7 +65,7 @@ pub fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
 /// Reports a full disk and fails the job; when `BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL`
 /// is `true`, first asks this agent to stop once the job is over, so that the instance
 /// terminates when its last agent has stopped.
-pub fn fail(job: &Job<'_>, report: &str) -> JobFailure {
+pub(crate) fn fail(job: &Job<'_>, report: &str) -> JobFailure {
     job.log.open_section(":warning: Insufficient disk space after cleanup.");
     job.log.line(report.trim_end());
     if !job.config.terminate_on_disk_full {
@@ -76,12 +77,15 @@ pub fn fail(job: &Job<'_>, report: &str) -> JobFailure {
     job.log.line(
         "Stopping this agent after the job due to disk space issues: the instance terminates once all of its agents have stopped.",
     );
-    let Some(agent) = process::find_program("buildkite-agent", &job.env) else {
-        job.log.error("buildkite-agent not found: the agent keeps running");
+    // The image's agent, not one the job's PATH names: a job must not be able to keep
+    // a full instance serving jobs.
+    let agent = &job.config.agent;
+    if !process::is_executable(agent) {
+        job.log.error(&format!("{} not found: the agent keeps running", agent.display()));
         return JobFailure { code: 1 };
-    };
+    }
     // Graceful: the agent finishes this (failing) job, then disconnects and exits.
-    match process::run(&mut process::command(&agent, ["stop"], &job.env), job.config.limits.quick) {
+    match process::run(&mut process::command(agent, ["stop"], &job.env), job.config.limits.quick) {
         Ok(status) if status.success() => {}
         Ok(status) => {
             job.log.error(&format!("buildkite-agent stop failed ({})", process::describe(status)))

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use elastic_ci_aws::retry::{Attempt, Retrying, retry};
+use elastic_ci_core::backoff::Backoff;
 use elastic_ci_core::secret::Secret;
 
 use crate::job::Job;
@@ -13,10 +15,10 @@ use crate::process;
 
 /// Names of per-job Docker config directories start with this, so `pre-exit` only
 /// ever removes a directory this hook made.
-pub const CONFIG_DIR_PREFIX: &str = "elastic-ci-docker-config-";
+pub(crate) const CONFIG_DIR_PREFIX: &str = "elastic-ci-docker-config-";
 
 /// Creates an empty, private (0700) Docker client configuration directory.
-pub fn create_config_dir(tmp_dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn create_config_dir(tmp_dir: &Path) -> anyhow::Result<PathBuf> {
     // Created with mode 0700 (not the umask's default), so registry credentials written
     // into it are never readable by other users, not even for a moment.
     let dir = tempfile::Builder::new()
@@ -33,7 +35,7 @@ pub fn create_config_dir(tmp_dir: &Path) -> anyhow::Result<PathBuf> {
 /// `tmp_dir`, named with [`CONFIG_DIR_PREFIX`], a real directory (not a symlink) owned
 /// by us. The job can change the variable that names it, so `pre-exit` checks before
 /// it removes anything.
-pub fn check_config_dir(path: &Path, tmp_dir: &Path) -> Result<(), &'static str> {
+pub(crate) fn check_config_dir(path: &Path, tmp_dir: &Path) -> Result<(), &'static str> {
     let name = path.file_name().and_then(|name| name.to_str()).ok_or("it has no file name")?;
     if !name.starts_with(CONFIG_DIR_PREFIX) {
         return Err("its name does not start with the per-job prefix");
@@ -87,14 +89,14 @@ fn write_config(
 }
 
 /// Turns on the Docker CLI's experimental features in a config directory.
-pub fn enable_experimental(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn enable_experimental(dir: &Path) -> anyhow::Result<()> {
     let mut config = read_config(dir)?;
     config.insert("experimental".to_owned(), "enabled".into());
     write_config(dir, &config)
 }
 
 /// Maps each registry host to the ECR credential helper in a config directory.
-pub fn add_credential_helpers(dir: &Path, hosts: &[String]) -> anyhow::Result<()> {
+pub(crate) fn add_credential_helpers(dir: &Path, hosts: &[String]) -> anyhow::Result<()> {
     let mut config = read_config(dir)?;
     let helpers = config
         .entry("credHelpers")
@@ -109,13 +111,13 @@ pub fn add_credential_helpers(dir: &Path, hosts: &[String]) -> anyhow::Result<()
 }
 
 /// `docker`, from the job's `PATH`.
-pub fn find(job: &Job<'_>) -> Option<PathBuf> {
+pub(crate) fn find(job: &Job<'_>) -> Option<PathBuf> {
     process::find_program("docker", &job.env)
 }
 
 /// Prunes images (and, when enabled, the build cache) older than `DOCKER_PRUNE_UNTIL`.
 /// Failures are logged and otherwise ignored: the disk check that follows decides.
-pub fn prune(job: &Job<'_>) {
+pub(crate) fn prune(job: &Job<'_>) {
     let Some(docker) = find(job) else {
         job.log.line("Docker is not installed: nothing to prune");
         return;
@@ -141,8 +143,9 @@ pub fn prune(job: &Job<'_>) {
 }
 
 /// `docker login --username USER --password-stdin [SERVER]`, with the password on
-/// stdin, retried `retries` more times after a failure with sleeps of 1, 2, 3… s.
-pub fn login(
+/// stdin, retried `retries` more times after a refusal with waits of 1, 2, 3… s
+/// ([`login_backoff`]). A docker that cannot be run is not retried.
+pub(crate) async fn login(
     job: &Job<'_>,
     docker: &Path,
     server: Option<&str>,
@@ -155,25 +158,54 @@ pub fn login(
         args.push(server);
     }
     let input = password.expose().trim_end_matches(['\n', '\r']);
-    let attempts = retries + 1;
-    for attempt in 1..=attempts {
-        let status = process::run_with_input(
-            &mut process::command(docker, &args, &job.env),
-            input.as_bytes(),
-            job.config.limits.quick,
-        )?;
-        if status.success() {
-            return Ok(());
-        }
-        if attempt < attempts {
-            job.log.line(&format!(
-                "Login failed on attempt {attempt} of {attempts}. Trying again in {attempt} seconds..."
-            ));
-            std::thread::sleep(Duration::from_secs(u64::from(attempt)));
+    let schedule = login_backoff(retries);
+    let refused = |failure: &LoginFailure| matches!(failure, LoginFailure::Refused);
+    let attempt = |_| {
+        let command = &mut process::command(docker, &args, &job.env);
+        let result =
+            match process::run_with_input(command, input.as_bytes(), job.config.limits.quick) {
+                Ok(status) if status.success() => Ok(()),
+                Ok(_) => Err(LoginFailure::Refused),
+                Err(error) => Err(LoginFailure::NotRun(error)),
+            };
+        std::future::ready(result)
+    };
+    match retry(schedule, refused, log_login_retry(job), attempt).await {
+        Ok(()) => Ok(()),
+        Err(LoginFailure::NotRun(error)) => Err(error),
+        Err(LoginFailure::Refused) => {
+            let registry = server.unwrap_or("Docker Hub");
+            bail!(
+                "docker login to {registry} as {username} failed after {} attempts",
+                schedule.attempts
+            )
         }
     }
-    let registry = server.unwrap_or("Docker Hub");
-    bail!("docker login to {registry} as {username} failed after {attempts} attempts")
+}
+
+/// The registry logins' schedule, the plugins': `retries + 1` attempts, waiting one
+/// second longer after each failure.
+pub(crate) fn login_backoff(retries: u32) -> Backoff {
+    // Retries are at most 10 (`config::retries`), so the cap is never reached.
+    Backoff::linear(retries.saturating_add(1), Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// The job-log line before a login's next attempt, in the plugins' words.
+pub(crate) fn log_login_retry<'a, E>(job: &'a Job<'_>) -> impl Fn(&Retrying<'_, E>) + 'a {
+    move |retrying| {
+        let Attempt { number, attempts } = retrying.attempt;
+        job.log.line(&format!(
+            "Login failed on attempt {number} of {attempts}. Trying again in {} seconds...",
+            retrying.delay.as_secs()
+        ));
+    }
+}
+
+enum LoginFailure {
+    /// docker ran and refused the credentials or could not reach the registry.
+    Refused,
+    /// docker could not be run at all.
+    NotRun(anyhow::Error),
 }
 
 #[cfg(test)]

@@ -48,9 +48,9 @@ builtin printf 'end\0' >&3
 "#;
 
 /// One env file: where it came from (for messages) and its contents.
-pub struct EnvFile {
-    pub name: String,
-    pub body: Vec<u8>,
+pub(crate) struct EnvFile {
+    pub(crate) name: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// What the bash process reported.
@@ -105,7 +105,7 @@ fn parse_report(output: &[u8]) -> Report {
 }
 
 /// Evaluates the files and returns the changes they made to the exported environment.
-pub fn evaluate(job: &Job<'_>, files: &[EnvFile]) -> anyhow::Result<Vec<EnvChange>> {
+pub(crate) fn evaluate(job: &Job<'_>, files: &[EnvFile]) -> anyhow::Result<Vec<EnvChange>> {
     let mut input = Vec::new();
     for (index, file) in files.iter().enumerate() {
         if file.body.contains(&0) {

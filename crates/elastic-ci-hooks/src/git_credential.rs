@@ -17,7 +17,7 @@ use crate::joblog::JobLog;
 use crate::secrets::{CappedBuffer, MAX_OBJECT_BYTES};
 
 /// Answers one request; `store` and `erase` do nothing.
-pub async fn answer(
+pub(crate) async fn answer(
     clients: &dyn Clients,
     log: &JobLog,
     bucket: &str,

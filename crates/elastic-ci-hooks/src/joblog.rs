@@ -37,7 +37,7 @@ impl JobLog {
     }
 
     /// A plain line.
-    pub fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
         // A job log that cannot be written (the agent went away) is not a reason to
         // fail the hook: the work matters more than its commentary.
@@ -46,12 +46,12 @@ impl JobLog {
     }
 
     /// `~~~ title`: a collapsed section.
-    pub fn section(&self, title: &str) {
+    pub(crate) fn section(&self, title: &str) {
         self.line(&format!("~~~ {title}"));
     }
 
     /// `--- title`: an expanded section.
-    pub fn open_section(&self, title: &str) {
+    pub(crate) fn open_section(&self, title: &str) {
         self.line(&format!("--- {title}"));
     }
 

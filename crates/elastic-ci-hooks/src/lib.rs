@@ -38,29 +38,30 @@
 //! `DISK_MIN_AVAILABLE` and `DISK_MIN_INODES` (read by `check-disk`), `TMPDIR`, `PATH`,
 //! the standard `AWS_*` variables; and for this binary:
 //!
-//! - `ELASTIC_CI_BOOTSTRAP`: the bootstrapper providing `check-disk` and
-//!   `fix-permissions` (default `/usr/local/bin/elastic-ci-bootstrap`);
-//! - `ELASTIC_CI_SUDO`: how fix-permissions gets root (default `sudo`, run as
-//!   `sudo -n`; empty runs it directly);
 //! - `ELASTIC_CI_COMMAND_TIMEOUT_SECS`: the time limit of every command the hooks run
 //!   (default 120 s; 900 s for docker prune, the secrets bucket's env files and
 //!   fix-permissions);
 //! - `ELASTIC_CI_LOG`: the `tracing` filter for diagnostics on stderr (default `warn`).
+//!
+//! No variable chooses the programs of the disk check, fix-permissions and the agent
+//! stop on a full disk: they are the `elastic-ci-bootstrap` beside this executable,
+//! as the image installs them (through the `sudo` on `PATH` for fix-permissions), and
+//! the image's `/usr/bin/buildkite-agent`.
 
 pub mod clients;
-pub mod config;
-pub mod disk;
-pub mod docker;
-pub mod ecr;
-pub mod env_files;
-pub mod git_credential;
-pub mod hooks;
-pub mod job;
+pub(crate) mod config;
+pub(crate) mod disk;
+pub(crate) mod docker;
+pub(crate) mod ecr;
+pub(crate) mod env_files;
+pub(crate) mod git_credential;
+pub(crate) mod hooks;
+pub(crate) mod job;
 pub mod joblog;
-pub mod process;
-pub mod redact;
-pub mod secrets;
-pub mod ssh_agent;
+pub(crate) mod process;
+pub(crate) mod redact;
+pub(crate) mod secrets;
+pub(crate) mod ssh_agent;
 
 use std::collections::HashMap;
 
@@ -79,11 +80,15 @@ use crate::joblog::JobLog;
 #[command(name = "elastic-ci-hooks", version, verbatim_doc_comment)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+#[allow(
+    clippy::enum_variant_names,
+    reason = "the variants are the agent's hook names, from which clap derives the subcommands"
+)]
+pub(crate) enum Command {
     /// The agent `environment` hook, run before checkout.
     ///
     /// Creates a private per-job DOCKER_CONFIG, checks Docker and disk space (pruning
@@ -114,16 +119,16 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct GitCredentialArgs {
+pub(crate) struct GitCredentialArgs {
     /// The secrets bucket.
-    pub bucket: String,
+    pub(crate) bucket: String,
     /// The bucket's region (empty: the default region).
-    pub region: String,
+    pub(crate) region: String,
     /// The git-credentials object's key.
-    pub key: String,
+    pub(crate) key: String,
     /// What git asks for: get, store or erase.
     #[arg(default_value = "get")]
-    pub action: String,
+    pub(crate) action: String,
 }
 
 /// Runs a command. On success returns what goes to stdout; on failure returns the exit
@@ -170,7 +175,7 @@ pub async fn run(
         }
         Command::PreCommand => {
             let mut job = Job::new(env, log, clients);
-            (hooks::pre_command(&mut job).map(|()| job.script.render()), 1, "pre-command")
+            (hooks::pre_command(&mut job).await.map(|()| job.script.render()), 1, "pre-command")
         }
         Command::PreExit => {
             let mut job = Job::new(env, log, clients);

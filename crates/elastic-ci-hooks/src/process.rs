@@ -29,10 +29,8 @@ use nix::unistd::Pid;
 
 /// Finds a program the way a shell does: a name with a `/` is taken as a path, any
 /// other name is looked up in the job's `PATH`. Only executable files count.
-pub fn find_program(name: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
-    let executable = |path: &Path| {
-        path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-    };
+pub(crate) fn find_program(name: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
+    let executable = |path: &Path| is_executable(path);
     if name.contains('/') {
         let path = PathBuf::from(name);
         return executable(&path).then_some(path);
@@ -45,9 +43,14 @@ pub fn find_program(name: &str, env: &HashMap<String, String>) -> Option<PathBuf
         .find(|candidate| executable(candidate))
 }
 
+/// Whether `path` is an executable file.
+pub(crate) fn is_executable(path: &Path) -> bool {
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
 /// A command for `program` with the job environment, stdin from `/dev/null` and
 /// stdout to our stderr.
-pub fn command<I, S>(program: &Path, args: I, env: &HashMap<String, String>) -> Command
+pub(crate) fn command<I, S>(program: &Path, args: I, env: &HashMap<String, String>) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -97,13 +100,13 @@ fn supervised<T>(
 }
 
 /// Runs a command to completion within `limit`; its output goes to the job log.
-pub fn run(command: &mut Command, limit: Duration) -> anyhow::Result<ExitStatus> {
+pub(crate) fn run(command: &mut Command, limit: Duration) -> anyhow::Result<ExitStatus> {
     supervised(command, limit, Child::wait)
 }
 
 /// Runs a command with `input` on its stdin (how secrets reach children), within
 /// `limit`.
-pub fn run_with_input(
+pub(crate) fn run_with_input(
     command: &mut Command,
     input: &[u8],
     limit: Duration,
@@ -120,7 +123,7 @@ pub fn run_with_input(
 
 /// Runs a command within `limit` and captures its stdout and stderr instead of
 /// logging them.
-pub fn run_captured(command: &mut Command, limit: Duration) -> anyhow::Result<Output> {
+pub(crate) fn run_captured(command: &mut Command, limit: Duration) -> anyhow::Result<Output> {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     supervised(command, limit, |child| {
         let mut output =
@@ -147,7 +150,7 @@ pub fn run_captured(command: &mut Command, limit: Duration) -> anyhow::Result<Ou
 /// Runs a command with `input` on stdin and its stdout captured, while its stderr goes
 /// to the job log, within `limit`. The input is written from another thread so that a
 /// child that writes before it has read everything cannot deadlock with us.
-pub fn run_piped(
+pub(crate) fn run_piped(
     command: &mut Command,
     input: Vec<u8>,
     limit: Duration,
@@ -171,7 +174,7 @@ pub fn run_piped(
 }
 
 /// An exit status in words, for messages.
-pub fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     match status.code() {
         Some(code) => format!("exit status {code}"),
         None => "killed by a signal".to_owned(),

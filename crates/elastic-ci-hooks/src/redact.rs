@@ -38,7 +38,7 @@ fn chunks(values: &BTreeSet<String>) -> Vec<String> {
 }
 
 /// Adds `values` to the redactor of the job's agent.
-pub fn add(job: &Job<'_>, values: BTreeSet<String>) {
+pub(crate) fn add(job: &Job<'_>, values: BTreeSet<String>) {
     let (values, too_large): (BTreeSet<String>, BTreeSet<String>) =
         values.into_iter().partition(|value| value.len() < MAX_VALUE_BYTES);
     for value in &too_large {

@@ -34,10 +34,10 @@ use crate::{redact, ssh_agent};
 
 /// The largest env file, git-credentials file or secret file read: far more than any
 /// real one, and little enough for a job's instance.
-pub const MAX_OBJECT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_OBJECT_BYTES: usize = 1024 * 1024;
 
 /// The largest private SSH key read: a 16384-bit RSA key in PEM is about 12 KiB.
-pub const MAX_SSH_KEY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_SSH_KEY_BYTES: usize = 64 * 1024;
 
 /// An in-memory download that fails once more than `limit` bytes arrive.
 pub(crate) struct CappedBuffer {
@@ -156,7 +156,7 @@ async fn open_bucket(
 }
 
 /// Loads the job's secrets from the bucket named by `BUILDKITE_PLUGIN_S3_SECRETS_BUCKET`.
-pub async fn load(job: &mut Job<'_>) -> anyhow::Result<()> {
+pub(crate) async fn load(job: &mut Job<'_>) -> anyhow::Result<()> {
     let settings = SecretsSettings::from_env_map(&job.env);
     let layout =
         SecretsLayout::new(settings.bucket_prefix.as_deref(), settings.pipeline_slug.as_deref())?;

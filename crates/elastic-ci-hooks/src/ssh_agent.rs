@@ -16,17 +16,17 @@ use crate::job::Job;
 use crate::process;
 
 /// Records the agent this hook started.
-pub const STARTED_PID_VAR: &str = "ELASTIC_CI_SSH_AGENT_PID";
+pub(crate) const STARTED_PID_VAR: &str = "ELASTIC_CI_SSH_AGENT_PID";
 
 /// An agent keys can be added to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshAgent {
-    pub auth_sock: String,
-    pub pid: u32,
+pub(crate) struct SshAgent {
+    pub(crate) auth_sock: String,
+    pub(crate) pid: u32,
 }
 
 /// The job's agent, or a new one (exported to the job).
-pub fn ensure(job: &mut Job<'_>) -> anyhow::Result<SshAgent> {
+pub(crate) fn ensure(job: &mut Job<'_>) -> anyhow::Result<SshAgent> {
     let (sock, pid) = (job.var("SSH_AUTH_SOCK"), job.var("SSH_AGENT_PID"));
     if !sock.is_empty() && !pid.is_empty() {
         let pid = pid
@@ -56,7 +56,12 @@ pub fn ensure(job: &mut Job<'_>) -> anyhow::Result<SshAgent> {
 /// Adds one private key, given on stdin to `ssh-add -`. `ssh-add` gets only the
 /// agent's address and `SSH_ASKPASS=/bin/false`, so a passphrase-protected key fails
 /// instead of waiting for input.
-pub fn add_key(job: &Job<'_>, agent: &SshAgent, key: &[u8], name: &str) -> anyhow::Result<()> {
+pub(crate) fn add_key(
+    job: &Job<'_>,
+    agent: &SshAgent,
+    key: &[u8],
+    name: &str,
+) -> anyhow::Result<()> {
     let program = process::find_program("ssh-add", &job.env).context(
         "ssh-add is not installed, so the SSH keys from the secrets bucket cannot be loaded",
     )?;
@@ -100,7 +105,7 @@ fn pid_i32(pid: u32) -> i32 {
 
 /// Stops an agent this hook started (SIGTERM; ssh-agent removes its socket on exit).
 /// Returns whether one was running.
-pub fn stop(pid: u32) -> bool {
+pub(crate) fn stop(pid: u32) -> bool {
     if pid == 0 || !is_ssh_agent(pid) {
         return false;
     }

@@ -37,11 +37,11 @@ use crate::{Deps, Shutdown, check_supported, handle, restore_cooldowns, run_once
 #[command(name = "elastic-ci-scaler", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Poll every LAMBDA_INTERVAL (or as the API asks) until SIGTERM or SIGINT.
     ///
     /// Cooldowns are restored from the group's scaling activities first; the agent
@@ -53,19 +53,19 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Poll once and exit.
     #[arg(long)]
-    pub once: bool,
+    pub(crate) once: bool,
     /// Compute and log the decision, but change nothing: no SetDesiredCapacity and no
     /// PutMetricData.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// Where the queue metrics go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsOutput {
+pub(crate) enum MetricsOutput {
     /// Log lines in CloudWatch's embedded metric format on standard output, which Lambda
     /// sends to CloudWatch Logs: no API call, no request in the poll's time.
     EmbeddedLogLines,
@@ -75,7 +75,7 @@ pub enum MetricsOutput {
 
 impl MetricsOutput {
     /// Embedded log lines inside Lambda; elsewhere PutMetricData when this build has it.
-    pub fn for_environment(in_lambda: bool) -> MetricsOutput {
+    pub(crate) fn for_environment(in_lambda: bool) -> MetricsOutput {
         if in_lambda || cfg!(not(feature = "put-metric-data")) {
             MetricsOutput::EmbeddedLogLines
         } else {
@@ -86,7 +86,7 @@ impl MetricsOutput {
 
 /// Builds the real dependencies. Configuration errors come back as [`ScalerError`] so
 /// that the Lambda can report them on every invocation.
-pub async fn deps_from_env(
+pub(crate) async fn deps_from_env(
     env: &HashMap<String, String>,
     output: MetricsOutput,
 ) -> Result<Deps, ScalerError> {

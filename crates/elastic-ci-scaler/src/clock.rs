@@ -15,7 +15,7 @@ pub trait Clock: Send + Sync {
 
 /// The system clock and tokio's timer.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 #[async_trait]
 impl Clock for SystemClock {
@@ -51,7 +51,8 @@ impl ManualClock {
     }
 
     /// Every sleep so far, in order.
-    pub fn sleeps(&self) -> Vec<Duration> {
+    #[cfg(test)]
+    pub(crate) fn sleeps(&self) -> Vec<Duration> {
         self.lock().sleeps.clone()
     }
 

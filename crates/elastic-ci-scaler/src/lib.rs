@@ -57,7 +57,7 @@ use crate::error::ScalerError;
 use crate::token::agent_token;
 
 /// The CloudWatch namespace of the queue metrics.
-pub const METRICS_NAMESPACE: &str = "Buildkite";
+pub(crate) const METRICS_NAMESPACE: &str = "Buildkite";
 
 /// The log target of the per-poll line.
 pub const POLL_LOG_TARGET: &str = "elastic_ci_scaler::poll";
@@ -65,18 +65,18 @@ pub const POLL_LOG_TARGET: &str = "elastic_ci_scaler::poll";
 /// How long before the Lambda deadline the loop stops, so the invocation returns
 /// instead of being killed (the original looped until killed when `LAMBDA_TIMEOUT` was
 /// unset).
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Everything a poll needs, built once per process (one Lambda execution environment).
 pub struct Deps {
-    pub config: ScalerConfig,
-    pub scaling_group: Arc<dyn ScalingGroup>,
-    pub metrics: Arc<dyn Metrics>,
-    pub parameters: Arc<dyn ParameterStore>,
-    pub buildkite: Arc<dyn AgentMetrics>,
-    pub clock: Arc<dyn Clock>,
+    pub(crate) config: ScalerConfig,
+    pub(crate) scaling_group: Arc<dyn ScalingGroup>,
+    pub(crate) metrics: Arc<dyn Metrics>,
+    pub(crate) parameters: Arc<dyn ParameterStore>,
+    pub(crate) buildkite: Arc<dyn AgentMetrics>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Compute and log, change nothing (no SetDesiredCapacity, no PutMetricData).
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     state: Mutex<SharedState>,
 }
 
@@ -110,12 +110,8 @@ impl Deps {
     }
 
     /// The cooldown state: when the scaler last scaled out and in.
-    pub fn scaling_state(&self) -> ScalingState {
+    pub(crate) fn scaling_state(&self) -> ScalingState {
         self.lock().scaling
-    }
-
-    pub fn set_scaling_state(&self, scaling: ScalingState) {
-        self.lock().scaling = scaling;
     }
 
     fn lock(&self) -> MutexGuard<'_, SharedState> {
@@ -124,7 +120,7 @@ impl Deps {
 }
 
 /// Refuses configurations this implementation does not carry out.
-pub fn check_supported(config: &ScalerConfig) -> Result<(), ScalerError> {
+pub(crate) fn check_supported(config: &ScalerConfig) -> Result<(), ScalerError> {
     if config.policy.elastic_ci_mode {
         return Err(ScalerError::Unsupported(
             "ELASTIC_CI_MODE=true is not supported: its SSM-driven graceful scale-in and dangling-instance checks are not implemented; instances scale in by themselves after ScaleInIdlePeriod".to_owned(),
@@ -135,20 +131,20 @@ pub fn check_supported(config: &ScalerConfig) -> Result<(), ScalerError> {
 
 /// A request to stop, from a signal handler; checked between and during polls.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown(Arc<(AtomicBool, Notify)>);
+pub(crate) struct Shutdown(Arc<(AtomicBool, Notify)>);
 
 impl Shutdown {
-    pub fn trigger(&self) {
+    pub(crate) fn trigger(&self) {
         self.0.0.store(true, Ordering::SeqCst);
         self.0.1.notify_waiters();
     }
 
-    pub fn is_triggered(&self) -> bool {
+    pub(crate) fn is_triggered(&self) -> bool {
         self.0.0.load(Ordering::SeqCst)
     }
 
     /// Returns once triggered.
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         loop {
             let notified = self.0.1.notified();
             if self.is_triggered() {
@@ -176,7 +172,7 @@ pub enum Applied {
 /// One poll: what was read, decided and done.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollReport {
-    pub metrics: Option<QueueReport>,
+    pub(crate) metrics: Option<QueueReport>,
     pub decision: Option<Decision>,
     pub applied: Applied,
     pub error: Option<ScalerError>,
@@ -185,12 +181,12 @@ pub struct PollReport {
 /// The result of a series of polls.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
-    pub polls: u32,
+    pub(crate) polls: u32,
     pub failed_polls: u32,
-    pub capacity_changes: u32,
+    pub(crate) capacity_changes: u32,
     /// The group's desired capacity after the last successful poll.
-    pub desired_capacity: Option<u32>,
-    pub last_error: Option<String>,
+    pub(crate) desired_capacity: Option<u32>,
+    pub(crate) last_error: Option<String>,
     #[serde(skip)]
     last_error_value: Option<ScalerError>,
 }
@@ -216,7 +212,7 @@ impl RunSummary {
 
     /// The invocation's result: an error when every poll failed, so that the function's
     /// error metric shows an outage; a summary otherwise.
-    pub fn into_result(self) -> Result<RunSummary, ScalerError> {
+    pub(crate) fn into_result(self) -> Result<RunSummary, ScalerError> {
         match &self.last_error_value {
             Some(error) if self.failed_polls == self.polls => Err(error.clone()),
             _ => Ok(self),
@@ -354,7 +350,7 @@ fn log_poll(deps: &Deps, report: &PollReport) {
 /// a later answer asks for less or nothing, and a failed poll keeps it. A 429's
 /// `Retry-After` (capped alike) delays the next poll only; one beyond the deadline ends
 /// the loop. A refused token is read again from SSM before the next poll.
-pub async fn run_until(
+pub(crate) async fn run_until(
     deps: &Deps,
     token: &mut Secret,
     deadline: Option<SystemTime>,
@@ -420,7 +416,7 @@ async fn refresh_token(deps: &Deps, token: &mut Secret) {
 /// Rebuilds the cooldown state from the group's scaling activities, once per process
 /// A failure or timeout is logged and retried next time; scaling
 /// goes on without cooldown memory meanwhile, as in the original.
-pub async fn restore_cooldowns(deps: &Deps) {
+pub(crate) async fn restore_cooldowns(deps: &Deps) {
     if deps.lock().restored {
         return;
     }

@@ -21,18 +21,8 @@ pub enum TokenError {
     Blank(#[from] BlankTokenError),
 }
 
-impl TokenError {
-    /// The SSM failure, for callers that react to its kind (throttling, access denied).
-    pub fn aws_error(&self) -> Option<&AwsError> {
-        match self {
-            TokenError::Ssm { source, .. } => Some(source),
-            TokenError::Blank(_) => None,
-        }
-    }
-}
-
 /// Resolves the agent token.
-pub async fn agent_token(
+pub(crate) async fn agent_token(
     source: &TokenSource,
     parameters: &dyn ParameterStore,
 ) -> Result<Secret, TokenError> {
@@ -72,7 +62,10 @@ mod tests {
     async fn failures_name_the_parameter_but_not_the_value() {
         let store = FakeParameterStore::default();
         let missing = agent_token(&TokenSource::Ssm("/nope".into()), &store).await.unwrap_err();
-        assert_eq!(missing.aws_error().map(|e| e.kind), Some(AwsErrorKind::NotFound));
+        assert!(
+            matches!(&missing, TokenError::Ssm { source, .. } if source.kind == AwsErrorKind::NotFound),
+            "{missing:?}"
+        );
         assert!(missing.to_string().contains("\"/nope\""), "{missing}");
         store.put("/blank", "  ");
         let empty = agent_token(&TokenSource::Ssm("/blank".into()), &store).await.unwrap_err();
@@ -85,6 +78,9 @@ mod tests {
         let throttled =
             agent_token(&TokenSource::Ssm("/throttled".into()), &store).await.unwrap_err();
         assert!(!throttled.to_string().contains("secret-value"));
-        assert_eq!(throttled.aws_error().map(|e| e.kind), Some(AwsErrorKind::Throttled));
+        assert!(
+            matches!(&throttled, TokenError::Ssm { source, .. } if source.kind == AwsErrorKind::Throttled),
+            "{throttled:?}"
+        );
     }
 }

@@ -122,22 +122,65 @@ pub fn points_svg(
     title: &str,
     subtitle: &str,
 ) -> String {
-    let plot_width = WIDTH - LEFT - RIGHT;
-    let plot_height = HEIGHT - TOP - BOTTOM;
-    let horizon_s = secs_f64(horizon_us).max(1.0);
-    let y_max = timeline
-        .iter()
-        .flat_map(|point| SERIES.iter().map(move |series| (series.value)(point)))
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let y_step = nice_step(f64::from(y_max) / 5.0);
-    // At least one step above the largest value, so no line runs along the frame.
-    let y_top = ((f64::from(y_max) / y_step).floor() + 1.0) * y_step;
-    let x_of = |secs: f64| LEFT + secs / horizon_s * plot_width;
-    let y_of = |value: f64| TOP + plot_height - value / y_top * plot_height;
-
+    let frame = Frame::new(timeline, horizon_us);
     let mut svg = String::new();
+    write_header(&mut svg, title, subtitle);
+    write_value_grid(&mut svg, &frame);
+    let unit = write_time_grid(&mut svg, &frame);
+    write_axes(&mut svg, &frame, unit);
+    for series in &SERIES {
+        write_series(&mut svg, &frame, timeline, series);
+    }
+    write_legend(&mut svg, &frame, capacity_in_agents);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The plot area and its scales: seconds along x, values (jobs or agents) up y.
+struct Frame {
+    plot_width: f64,
+    plot_height: f64,
+    horizon_s: f64,
+    /// The value at the top of the plot, a whole number of `y_step`s.
+    y_top: f64,
+    y_step: f64,
+}
+
+impl Frame {
+    fn new(timeline: &[TimelinePoint], horizon_us: u64) -> Frame {
+        let y_max = timeline
+            .iter()
+            .flat_map(|point| SERIES.iter().map(move |series| (series.value)(point)))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let y_step = nice_step(f64::from(y_max) / 5.0);
+        Frame {
+            plot_width: WIDTH - LEFT - RIGHT,
+            plot_height: HEIGHT - TOP - BOTTOM,
+            horizon_s: secs_f64(horizon_us).max(1.0),
+            // At least one step above the largest value, so no line runs along the frame.
+            y_top: ((f64::from(y_max) / y_step).floor() + 1.0) * y_step,
+            y_step,
+        }
+    }
+
+    fn x_of(&self, secs: f64) -> f64 {
+        LEFT + secs / self.horizon_s * self.plot_width
+    }
+
+    fn y_of(&self, value: f64) -> f64 {
+        TOP + self.plot_height - value / self.y_top * self.plot_height
+    }
+
+    /// The bottom edge of the plot area.
+    fn bottom(&self) -> f64 {
+        TOP + self.plot_height
+    }
+}
+
+/// The document's opening tag, its background, the title and the subtitle.
+fn write_header(svg: &mut String, title: &str, subtitle: &str) {
     let _ = writeln!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
@@ -150,20 +193,28 @@ pub fn points_svg(
     );
     let _ =
         writeln!(svg, r##"<text x="{LEFT}" y="44" fill="#444444">{}</text>"##, escape(subtitle));
+}
 
-    // Grid and axes.
+/// Horizontal grid lines with their values, from 0 to the top.
+fn write_value_grid(svg: &mut String, frame: &Frame) {
     let mut value = 0.0;
-    while value <= y_top + y_step / 2.0 {
-        let y = y_of(value);
+    while value <= frame.y_top + frame.y_step / 2.0 {
+        let y = frame.y_of(value);
         let _ = writeln!(
             svg,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end">{value}</text>"##,
-            LEFT + plot_width,
+            LEFT + frame.plot_width,
             LEFT - 6.0,
             y + 4.0
         );
-        value += y_step;
+        value += frame.y_step;
     }
+}
+
+/// Vertical grid lines with their times, in seconds, minutes or hours as the horizon
+/// suits; returns the unit's name.
+fn write_time_grid(svg: &mut String, frame: &Frame) -> &'static str {
+    let horizon_s = frame.horizon_s;
     let (unit_secs, unit) = if horizon_s > 4.0 * 3600.0 {
         (3600.0, "h")
     } else if horizon_s < 180.0 {
@@ -174,16 +225,22 @@ pub fn points_svg(
     let x_step = nice_step(horizon_s / unit_secs / 8.0) * unit_secs;
     let mut secs = 0.0;
     while secs <= horizon_s + 1e-9 {
-        let x = x_of(secs);
+        let x = frame.x_of(secs);
         let _ = writeln!(
             svg,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#f0f0f0"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + plot_height,
-            TOP + plot_height + 16.0,
+            frame.bottom(),
+            frame.bottom() + 16.0,
             trim_number(secs / unit_secs)
         );
         secs += x_step;
     }
+    unit
+}
+
+/// The plot's border and the axis titles.
+fn write_axes(svg: &mut String, frame: &Frame, unit: &str) {
+    let (plot_width, plot_height) = (frame.plot_width, frame.plot_height);
     let _ = writeln!(
         svg,
         r##"<rect x="{LEFT}" y="{TOP}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#333333"/>"##
@@ -192,65 +249,65 @@ pub fn points_svg(
         svg,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">time ({unit})</text>"#,
         LEFT + plot_width / 2.0,
-        TOP + plot_height + 34.0
+        frame.bottom() + 34.0
     );
     let _ = writeln!(
         svg,
         r#"<text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">jobs / agents</text>"#,
         TOP + plot_height / 2.0
     );
+}
 
-    // Series as step lines, at most one point per horizontal pixel (the largest value
-    // of the ticks that fall in it).
-    for series in &SERIES {
-        let mut path = String::new();
-        let mut last_column = None;
-        let mut last_y = None;
-        for point in timeline {
-            let value = (series.value)(point);
-            let x = x_of(secs_f64(point.time_us).min(horizon_s));
-            let column = x.floor();
-            let y = y_of(f64::from(value));
-            if last_column == Some(column) {
-                if let Some(previous) = last_y
-                    && y < previous
-                {
-                    let _ = write!(path, " V{y:.1}");
-                    last_y = Some(y);
-                }
-                continue;
+/// One series as a step line, at most one point per horizontal pixel (the largest
+/// value of the points that fall in it).
+fn write_series(svg: &mut String, frame: &Frame, timeline: &[TimelinePoint], series: &Series) {
+    let mut path = String::new();
+    let mut last_column = None;
+    let mut last_y = None;
+    for point in timeline {
+        let value = (series.value)(point);
+        let x = frame.x_of(secs_f64(point.time_us).min(frame.horizon_s));
+        let column = x.floor();
+        let y = frame.y_of(f64::from(value));
+        if last_column == Some(column) {
+            if let Some(previous) = last_y
+                && y < previous
+            {
+                let _ = write!(path, " V{y:.1}");
+                last_y = Some(y);
             }
-            match last_y {
-                None => {
-                    let _ = write!(path, "M{x:.1} {y:.1}");
-                }
-                Some(_) => {
-                    let _ = write!(path, " H{x:.1} V{y:.1}");
-                }
+            continue;
+        }
+        match last_y {
+            None => {
+                let _ = write!(path, "M{x:.1} {y:.1}");
             }
-            last_column = Some(column);
-            last_y = Some(y);
+            Some(_) => {
+                let _ = write!(path, " H{x:.1} V{y:.1}");
+            }
         }
-        if last_y.is_some() {
-            let _ = write!(path, " H{:.1}", LEFT + plot_width);
-        }
-        let dash =
-            series.dash.map(|dash| format!(r#" stroke-dasharray="{dash}""#)).unwrap_or_default();
-        let _ = writeln!(
-            svg,
-            r#"<path d="{path}" fill="none" stroke="{}" stroke-width="{}"{dash}/>"#,
-            series.colour, series.width
-        );
+        last_column = Some(column);
+        last_y = Some(y);
     }
+    if last_y.is_some() {
+        let _ = write!(path, " H{:.1}", LEFT + frame.plot_width);
+    }
+    let _ = writeln!(
+        svg,
+        r#"<path d="{path}" fill="none" stroke="{}" stroke-width="{}"{}/>"#,
+        series.colour,
+        series.width,
+        dash_attribute(series)
+    );
+}
 
-    // Legend, two rows of three.
+/// The legend below the plot, two rows of three.
+fn write_legend(svg: &mut String, frame: &Frame, capacity_in_agents: bool) {
     for (index, series) in SERIES.iter().enumerate() {
         let column = f64::from(u32::try_from(index % 3).unwrap_or(0));
         let row = f64::from(u32::try_from(index / 3).unwrap_or(0));
         let x = LEFT + column * 290.0;
-        let y = TOP + plot_height + 60.0 + row * 20.0;
-        let dash =
-            series.dash.map(|dash| format!(r#" stroke-dasharray="{dash}""#)).unwrap_or_default();
+        let y = frame.bottom() + 60.0 + row * 20.0;
         let label = if index >= 3 && capacity_in_agents {
             format!("{} (agents)", series.label)
         } else {
@@ -258,18 +315,21 @@ pub fn points_svg(
         };
         let _ = writeln!(
             svg,
-            r#"<line x1="{x:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="{}"{dash}/><text x="{:.1}" y="{y:.1}">{}</text>"#,
+            r#"<line x1="{x:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="{}"{}/><text x="{:.1}" y="{y:.1}">{}</text>"#,
             y - 4.0,
             x + 28.0,
             y - 4.0,
             series.colour,
             series.width + 0.5,
+            dash_attribute(series),
             x + 34.0,
             escape(&label)
         );
     }
-    svg.push_str("</svg>\n");
-    svg
+}
+
+fn dash_attribute(series: &Series) -> String {
+    series.dash.map(|dash| format!(r#" stroke-dasharray="{dash}""#)).unwrap_or_default()
 }
 
 /// 1, 2 or 5 times a power of ten, at least `raw`.

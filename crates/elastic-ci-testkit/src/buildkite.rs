@@ -1,8 +1,8 @@
 //! A fake Buildkite agent API: the metrics routes the scaler polls, and a small job
 //! model that simulated agents work through.
 //!
-//! It serves `GET …/metrics/queue?name=Q` and `GET …/metrics` under any path prefix
-//! and host, checks `Authorization: Token <agent token>` (or `Bearer`), records every
+//! It serves `GET /v3/metrics/queue?name=Q` and `GET /v3/metrics` (axum routes under
+//! [`FakeBuildkite::endpoint`]; any other request is recorded and answered 404), checks `Authorization: Token <agent token>` (or `Bearer`), records every
 //! request, and answers from [`FakeBuildkiteState`], a plain struct behind a lock that
 //! tests (and the local demo) drive through its methods:
 //!
@@ -23,13 +23,13 @@
 //! `ready_at` on the fake's clock. Agents talk to the agent routes, a reduced form of
 //! the real agent API ([`AgentClient`] is a blocking client for them):
 //!
-//! - `POST …/register` with the agent (registration) token, a name and tags (the
+//! - `POST /v3/register` with the agent (registration) token, a name and tags (the
 //!   `queue=` tag picks the queue, `default` without one), answered with the agent's
 //!   own access token, which the other routes require;
-//! - `POST …/connect`; `GET …/ping`, which hands the agent the queue's oldest scheduled
+//! - `POST /v3/connect`; `GET /v3/ping`, which hands the agent the queue's oldest scheduled
 //!   job (first ready, first served) and counts it running from then on;
-//! - `PUT …/jobs/ID/finish` with `{"exit_status": N}`;
-//! - `POST …/disconnect`: a job the agent still holds is recorded as interrupted.
+//! - `PUT /v3/jobs/ID/finish` with `{"exit_status": N}`;
+//! - `POST /v3/disconnect`: a job the agent still holds is recorded as interrupted.
 //!
 //! The metrics of a queue with jobs or agents are then derived from that state:
 //! scheduled, running and waiting jobs, idle and busy connected agents.
@@ -37,15 +37,15 @@
 //! report who ran what, when.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use serde_json::json;
 
 use crate::http::TestServer;
@@ -398,13 +398,34 @@ impl FakeBuildkite {
             agents: Vec::new(),
             access_tokens: HashMap::new(),
         }));
-        let handler_state = state.clone();
-        let router = Router::new().fallback(
+        let to = |route: Route| {
+            let state = state.clone();
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let state = handler_state.clone();
-                async move { answer(&state, &method, &uri, &headers, &body).await }
-            },
-        );
+                let state = state.clone();
+                async move { answer(&state, route, &method, &uri, &headers, &body).await }
+            }
+        };
+        let finish_state = state.clone();
+        let finish = move |Path(job_id): Path<String>,
+                           method: Method,
+                           uri: Uri,
+                           headers: HeaderMap,
+                           body: Bytes| {
+            let state = finish_state.clone();
+            let route = Route::Agent(AgentRoute::Finish { job_id });
+            async move { answer(&state, route, &method, &uri, &headers, &body).await }
+        };
+        let router = Router::new()
+            .route("/v3/metrics", get(to(Route::Metrics)))
+            .route("/v3/metrics/queue", get(to(Route::QueueMetrics)))
+            .route("/v3/register", post(to(Route::Agent(AgentRoute::Register))))
+            .route("/v3/connect", post(to(Route::Agent(AgentRoute::Connect))))
+            .route("/v3/ping", get(to(Route::Agent(AgentRoute::Ping))))
+            .route("/v3/jobs/{job_id}/finish", put(finish))
+            .route("/v3/disconnect", post(to(Route::Agent(AgentRoute::Disconnect))))
+            // Every other request, wrong methods included, is recorded and answered 404.
+            .fallback(to(Route::Unknown))
+            .method_not_allowed_fallback(to(Route::Unknown));
         FakeBuildkite { server: TestServer::http(router), state }
     }
 
@@ -461,8 +482,20 @@ enum Plan {
     },
 }
 
+/// Which route a request took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// `GET /metrics`: every queue.
+    Metrics,
+    /// `GET /metrics/queue?name=Q`.
+    QueueMetrics,
+    Agent(AgentRoute),
+    Unknown,
+}
+
 async fn answer(
     state: &Mutex<FakeBuildkiteState>,
+    route: Route,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -484,16 +517,14 @@ async fn answer(
         let token = authorization.as_deref().and_then(|value| {
             value.strip_prefix("Token ").or_else(|| value.strip_prefix("Bearer "))
         });
-        let plan = if let Some(route) = AgentRoute::parse(method, &path) {
-            let (status, body) = state.agent_request(&route, token, request_body, now);
+        let plan = if let Route::Agent(route) = &route {
+            let (status, body) = state.agent_request(route, token, request_body, now);
             Plan::Agent { status, body }
-        } else if method != Method::GET
-            || !(path.ends_with("/metrics/queue") || path.ends_with("/metrics"))
-        {
+        } else if route == Route::Unknown {
             Plan::NotFound
         } else if !token.is_some_and(|token| state.tokens.iter().any(|t| t == token)) {
             Plan::Unauthorized
-        } else if path.ends_with("/metrics/queue") && queue.is_none() {
+        } else if route == Route::QueueMetrics && queue.is_none() {
             Plan::BadRequest
         } else {
             let fault = state.faults.pop_front();
@@ -698,24 +729,6 @@ enum AgentRoute {
     Disconnect,
 }
 
-impl AgentRoute {
-    fn parse(method: &Method, path: &str) -> Option<AgentRoute> {
-        let last = path.rsplit('/').next()?;
-        match (method.as_str(), last) {
-            ("POST", "register") => Some(AgentRoute::Register),
-            ("POST", "connect") => Some(AgentRoute::Connect),
-            ("GET", "ping") => Some(AgentRoute::Ping),
-            ("POST", "disconnect") => Some(AgentRoute::Disconnect),
-            ("PUT", "finish") => {
-                let rest = path.strip_suffix("/finish")?;
-                let (before, job_id) = rest.rsplit_once('/')?;
-                before.ends_with("/jobs").then(|| AgentRoute::Finish { job_id: job_id.to_owned() })
-            }
-            _ => None,
-        }
-    }
-}
-
 fn agent_error(status: u16, message: &str) -> (u16, serde_json::Value) {
     (status, json!({ "message": message }))
 }
@@ -884,12 +897,14 @@ impl std::fmt::Display for AgentApiError {
 
 impl std::error::Error for AgentApiError {}
 
-/// A blocking client of the job model's agent routes, for simulated agents: plain
-/// HTTP/1.0 over a fresh connection per call, enough for a server on 127.0.0.1.
+/// A blocking client of the job model's agent routes, for simulated agents: reqwest
+/// on a runtime of its own, so plain threads can call it.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
-    address: String,
-    prefix: String,
+    /// The agent API base URL, without a trailing slash.
+    base: String,
+    http: reqwest::Client,
+    runtime: Arc<tokio::runtime::Runtime>,
     access_token: String,
     pub id: String,
     pub name: String,
@@ -904,24 +919,27 @@ impl AgentClient {
         name: &str,
         tags: &[String],
     ) -> Result<AgentClient, AgentApiError> {
-        let url = url::Url::parse(endpoint).map_err(|error| AgentApiError {
-            status: None,
-            message: format!("invalid agent endpoint {endpoint:?}: {error}"),
-        })?;
-        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-            return Err(AgentApiError {
-                status: None,
-                message: format!("agent endpoint {endpoint:?} has no host and port"),
-            });
-        };
+        let failure = |message: String| AgentApiError { status: None, message };
+        url::Url::parse(endpoint)
+            .map_err(|error| failure(format!("invalid agent endpoint {endpoint:?}: {error}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|error| failure(format!("failed to build an HTTP client: {error}")))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| failure(format!("failed to start a runtime: {error}")))?;
         let mut client = AgentClient {
-            address: format!("{host}:{port}"),
-            prefix: url.path().trim_end_matches('/').to_owned(),
+            base: endpoint.trim_end_matches('/').to_owned(),
+            http,
+            runtime: Arc::new(runtime),
             access_token: agent_token.to_owned(),
             id: String::new(),
             name: name.to_owned(),
         };
-        let answer = client.call("POST", "/register", &json!({ "name": name, "tags": tags }))?;
+        let registration = json!({ "name": name, "tags": tags });
+        let answer = client.call(reqwest::Method::POST, "/register", &registration)?;
         let field = |key: &str| answer[key].as_str().map(str::to_owned);
         let (Some(id), Some(access_token)) = (field("id"), field("access_token")) else {
             return Err(AgentApiError {
@@ -935,12 +953,12 @@ impl AgentClient {
     }
 
     pub fn connect(&self) -> Result<(), AgentApiError> {
-        self.call("POST", "/connect", &json!({})).map(drop)
+        self.call(reqwest::Method::POST, "/connect", &json!({})).map(drop)
     }
 
     /// The job to run, if the queue has one for this agent.
     pub fn ping(&self) -> Result<Option<AssignedJob>, AgentApiError> {
-        let answer = self.call("GET", "/ping", &serde_json::Value::Null)?;
+        let answer = self.call(reqwest::Method::GET, "/ping", &serde_json::Value::Null)?;
         let job = &answer["job"];
         let Some(id) = job["id"].as_str() else { return Ok(None) };
         let env = job["env"]
@@ -955,51 +973,50 @@ impl AgentClient {
     }
 
     pub fn finish(&self, job_id: &str, exit_status: i32) -> Result<(), AgentApiError> {
-        self.call("PUT", &format!("/jobs/{job_id}/finish"), &json!({ "exit_status": exit_status }))
-            .map(drop)
+        let path = format!("/jobs/{job_id}/finish");
+        self.call(reqwest::Method::PUT, &path, &json!({ "exit_status": exit_status })).map(drop)
     }
 
     pub fn disconnect(&self) -> Result<(), AgentApiError> {
-        self.call("POST", "/disconnect", &json!({})).map(drop)
+        self.call(reqwest::Method::POST, "/disconnect", &json!({})).map(drop)
     }
 
     fn call(
         &self,
-        method: &str,
+        method: reqwest::Method,
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, AgentApiError> {
-        let io_error = |error: std::io::Error| AgentApiError {
-            status: None,
-            message: format!("{method} {path} to {}: {error}", self.address),
-        };
-        let body = if body.is_null() { String::new() } else { body.to_string() };
-        let mut stream = TcpStream::connect(&self.address).map_err(io_error)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(io_error)?;
-        let request = format!(
-            "{method} {}{path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Token {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.prefix,
-            self.address,
-            self.access_token,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).map_err(io_error)?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).map_err(io_error)?;
-        let response = String::from_utf8_lossy(&response);
-        let (head, text) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head.split(' ').nth(1).and_then(|status| status.parse::<u16>().ok());
-        let answer: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-        match status {
-            Some(200) => Ok(answer),
-            status => Err(AgentApiError {
-                status,
-                message: format!(
-                    "{method} {path}: {}",
-                    answer["message"].as_str().unwrap_or("no message")
-                ),
-            }),
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header(header::AUTHORIZATION.as_str(), format!("Token {}", self.access_token));
+        if !body.is_null() {
+            request = request
+                .header(header::CONTENT_TYPE.as_str(), "application/json")
+                .body(body.to_string());
         }
+        let exchange = async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            Ok::<_, reqwest::Error>((status, response.text().await?))
+        };
+        // reqwest's errors name the URL, which holds no token (that is in a header).
+        let (status, text) = self.runtime.block_on(exchange).map_err(|error| AgentApiError {
+            status: None,
+            message: format!("{method} {path}: {error}"),
+        })?;
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if status == 200 {
+            return Ok(answer);
+        }
+        Err(AgentApiError {
+            status: Some(status),
+            message: format!(
+                "{method} {path}: {}",
+                answer["message"].as_str().unwrap_or("no message")
+            ),
+        })
     }
 }
 
@@ -1125,16 +1142,14 @@ mod tests {
         fake.state().add_jobs([job("j1", "default", 0, 0), job("j2", "default", 0, 0)]);
         let agent = agent(&fake, "a-1", "default");
         agent.ping().unwrap();
-        let mut stream = TcpStream::connect(fake.server.addr).unwrap();
-        write!(
-            stream,
-            "GET /v3/metrics/queue?name=default HTTP/1.0\r\nAuthorization: Token {TOKEN}\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let body: serde_json::Value =
-            serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let text = runtime.block_on(async {
+            let url = format!("{}/metrics/queue?name=default", fake.endpoint());
+            let request =
+                reqwest::Client::new().get(url).header("Authorization", format!("Token {TOKEN}"));
+            request.send().await.unwrap().text().await.unwrap()
+        });
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(body["jobs"]["scheduled"], 1);
         assert_eq!(body["jobs"]["running"], 1);
         assert_eq!(body["agents"]["busy"], 1);

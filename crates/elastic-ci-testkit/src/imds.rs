@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
 
 use crate::http::TestServer;
 
@@ -53,7 +55,18 @@ impl FakeImds {
             n_requests: AtomicU32::new(0),
             n_failed: AtomicU32::new(0),
         });
-        let router = Router::new().fallback(handle).with_state(state.clone());
+        let metadata = Router::new()
+            .route("/latest/meta-data/instance-id", get(get_instance_id))
+            .route("/latest/meta-data/placement/region", get(get_region))
+            .route("/latest/meta-data/tags/instance", get(tag_keys))
+            .route("/latest/meta-data/tags/instance/{key}", get(tag_value))
+            .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        let router = Router::new()
+            .route("/latest/api/token", put(issue_token))
+            .merge(metadata)
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(state.clone(), count_and_fail))
+            .with_state(state.clone());
         FakeImds { server: TestServer::http(router), state }
     }
 
@@ -100,11 +113,12 @@ impl FakeImds {
     }
 }
 
-async fn handle(
+/// Every request is counted; while the service is down, or for the next requests it
+/// was told to fail, it answers 503 before any route sees it.
+async fn count_and_fail(
     State(state): State<Arc<ImdsState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
+    next: Next,
 ) -> Response {
     state.n_requests.fetch_add(1, Ordering::SeqCst);
     let failing = state.down.load(Ordering::SeqCst)
@@ -116,72 +130,68 @@ async fn handle(
         state.n_failed.fetch_add(1, Ordering::SeqCst);
         return (StatusCode::SERVICE_UNAVAILABLE, "metadata service unavailable").into_response();
     }
-    let path = uri.path();
-    if path == "/latest/api/token" {
-        if method != Method::PUT {
-            return StatusCode::METHOD_NOT_ALLOWED.into_response();
-        }
-        let ttl = headers
-            .get("x-aws-ec2-metadata-token-ttl-seconds")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u32>().ok());
-        if !ttl.is_some_and(|ttl| (1..=21_600).contains(&ttl)) {
-            return (StatusCode::BAD_REQUEST, "missing or invalid token TTL").into_response();
-        }
-        let ttl = ttl.unwrap_or_default();
-        let mut tokens = lock(&state.tokens);
-        let token = format!("fake-imds-token-{}", tokens.len() + 1);
-        tokens.insert(token.clone());
-        return (
-            StatusCode::OK,
-            [("x-aws-ec2-metadata-token-ttl-seconds", ttl.to_string())],
-            token,
-        )
-            .into_response();
-    }
-    if method != Method::GET {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
-    }
+    next.run(request).await
+}
+
+/// `PUT /latest/api/token`: a session token, for a TTL from 1 s to 6 h.
+async fn issue_token(State(state): State<Arc<ImdsState>>, headers: HeaderMap) -> Response {
+    let ttl = headers
+        .get("x-aws-ec2-metadata-token-ttl-seconds")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u32>().ok())
+        .filter(|ttl| (1..=21_600).contains(ttl));
+    let Some(ttl) = ttl else {
+        return (StatusCode::BAD_REQUEST, "missing or invalid token TTL").into_response();
+    };
+    let mut tokens = lock(&state.tokens);
+    let token = format!("fake-imds-token-{}", tokens.len() + 1);
+    tokens.insert(token.clone());
+    (StatusCode::OK, [("x-aws-ec2-metadata-token-ttl-seconds", ttl.to_string())], token)
+        .into_response()
+}
+
+/// The metadata routes answer only requests that carry a token this service issued.
+async fn require_token(
+    State(state): State<Arc<ImdsState>>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     let token = headers.get("x-aws-ec2-metadata-token").and_then(|value| value.to_str().ok());
     if !token.is_some_and(|token| lock(&state.tokens).contains(token)) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let not_found = || (StatusCode::NOT_FOUND, "Not Found").into_response();
-    match path {
-        "/latest/meta-data/instance-id" => state.instance_id.clone().into_response(),
-        "/latest/meta-data/placement/region" => state.region.clone().into_response(),
-        "/latest/meta-data/tags/instance" => match &*lock(&state.tags) {
-            Some(tags) => tags.keys().cloned().collect::<Vec<_>>().join("\n").into_response(),
-            None => not_found(),
-        },
-        _ => {
-            let Some(key) = path.strip_prefix("/latest/meta-data/tags/instance/") else {
-                return not_found();
-            };
-            let key = percent_decode(key);
-            match lock(&state.tags).as_ref().and_then(|tags| tags.get(&key)) {
-                Some(value) => value.clone().into_response(),
-                None => not_found(),
-            }
-        }
+    next.run(request).await
+}
+
+async fn get_instance_id(State(state): State<Arc<ImdsState>>) -> String {
+    state.instance_id.clone()
+}
+
+async fn get_region(State(state): State<Arc<ImdsState>>) -> String {
+    state.region.clone()
+}
+
+/// The tag keys, one per line; 404 when tags are not enabled.
+async fn tag_keys(State(state): State<Arc<ImdsState>>) -> Response {
+    match &*lock(&state.tags) {
+        Some(tags) => tags.keys().cloned().collect::<Vec<_>>().join("\n").into_response(),
+        None => not_found_response(),
     }
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
+/// One tag's value; the key arrives percent-decoded.
+async fn tag_value(State(state): State<Arc<ImdsState>>, Path(key): Path<String>) -> Response {
+    match lock(&state.tags).as_ref().and_then(|tags| tags.get(&key)) {
+        Some(value) => value.clone().into_response(),
+        None => not_found_response(),
     }
-    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn not_found() -> Response {
+    not_found_response()
+}
+
+fn not_found_response() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found").into_response()
 }

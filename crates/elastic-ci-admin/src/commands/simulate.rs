@@ -27,120 +27,120 @@ pub struct SimulateArgs {
     /// job_id, queue, visible_at_s, ready_at_s, duration_s; `#` starts a comment and
     /// `# horizon_s=N` sets the horizon.
     #[arg(value_name = "TRACE")]
-    pub trace: PathBuf,
+    pub(crate) trace: PathBuf,
 
     /// The trace's format [default: JSON Lines if its first data line starts with `{`,
     /// else CSV].
     #[arg(long, value_enum, help_heading = "Input")]
-    pub trace_format: Option<TraceFormatArg>,
+    pub(crate) trace_format: Option<TraceFormatArg>,
 
     /// When to stop, in seconds or as a duration (1h) [default: the trace's
     /// `# horizon_s=` line, else an hour after the last job could end].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg, help_heading = "Input")]
-    pub horizon: Option<Duration>,
+    pub(crate) horizon: Option<Duration>,
 
     /// Scaler environment variables (the Lambda's names and syntax, such as
     /// SCALE_OUT_COOLDOWN_PERIOD=0s), in env-file syntax, over the stack's defaults.
     /// Variables the scaler does not read are ignored with a warning.
     #[arg(long, value_name = "FILE", help_heading = "Scaler")]
-    pub env_file: Option<PathBuf>,
+    pub(crate) env_file: Option<PathBuf>,
 
     /// Sets a scaler variable or a world model parameter (the flag name without `--`,
     /// such as idle-period=300), after --env-file and the model flags. Repeatable.
     #[arg(long = "set", value_name = "NAME=VALUE", help_heading = "Scaler")]
-    pub set: Vec<String>,
+    pub(crate) set: Vec<String>,
 
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub(crate) model: ModelArgs,
 
     /// Print the summary as one JSON object (a sweep: all points) instead of text.
     #[arg(long, help_heading = "Output")]
-    pub json: bool,
+    pub(crate) json: bool,
 
     /// Write the per-job table (job, ready, start, wait, instance) to FILE: .csv, .json
     /// or .jsonl.
     #[arg(long, value_name = "FILE", value_parser = table_file, help_heading = "Output", conflicts_with = "sweep")]
-    pub jobs_out: Option<PathBuf>,
+    pub(crate) jobs_out: Option<PathBuf>,
 
     /// Write the per-poll timeline (true and observed counts, group sizes, decision) to
     /// FILE: .csv, .json or .jsonl.
     #[arg(long, value_name = "FILE", value_parser = table_file, help_heading = "Output", conflicts_with = "sweep")]
-    pub timeline_out: Option<PathBuf>,
+    pub(crate) timeline_out: Option<PathBuf>,
 
     /// Write an SVG plot of the timeline (jobs waiting and running; desired, in-service
     /// and connected capacity) to FILE.svg.
     #[arg(long, value_name = "FILE", value_parser = svg_file, help_heading = "Output", conflicts_with = "sweep")]
-    pub plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
 
     /// Run every combination of these values of a scaler variable or model parameter,
     /// in parallel, and print the cost/wait Pareto front. Repeatable: the grid is the
     /// product. Example: --sweep SCALE_OUT_COOLDOWN_PERIOD=0s,60s,300s --sweep
     /// idle-period=300,600.
     #[arg(long, value_name = "NAME=V1,V2,…", value_parser = axis, help_heading = "Sweep")]
-    pub sweep: Vec<Axis>,
+    pub(crate) sweep: Vec<Axis>,
 
     /// Threads for a sweep [default: the available cores].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024), help_heading = "Sweep")]
-    pub threads: Option<u16>,
+    pub(crate) threads: Option<u16>,
 
     /// The wait figure the Pareto front trades against instance-minutes.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::P95, help_heading = "Sweep")]
-    pub objective: ObjectiveArg,
+    pub(crate) objective: ObjectiveArg,
 }
 
 /// The world model's constants (the reference model's defaults). Durations are seconds
 /// (`0.5`) or Go durations (`500ms`, `1m15s`).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "World model")]
-pub struct ModelArgs {
+pub(crate) struct ModelArgs {
     /// How often the schedule invokes the scaler Lambda (ScalerEventSchedulePeriod).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration_arg)]
-    pub schedule_period: Duration,
+    pub(crate) schedule_period: Duration,
 
     /// How long one poll takes; the next one starts LAMBDA_INTERVAL after it ends.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration_arg)]
-    pub run_cost: Duration,
+    pub(crate) run_cost: Duration,
 
     /// The Lambda function's timeout; polling stops 2 s before it.
     #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_arg)]
-    pub function_timeout: Duration,
+    pub(crate) function_timeout: Duration,
 
     /// Age of the counts the Buildkite metrics API reports.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration_arg)]
-    pub metrics_lag: Duration,
+    pub(crate) metrics_lag: Duration,
 
     /// The API's poll-duration header: the least time between polls (0: none).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
-    pub poll_duration: Duration,
+    pub(crate) poll_duration: Duration,
 
     /// Launch to InService.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration_arg)]
-    pub boot: Duration,
+    pub(crate) boot: Duration,
 
     /// Launch to the instance's agents connected.
     #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration_arg)]
-    pub agent_connect: Duration,
+    pub(crate) agent_connect: Duration,
 
     /// ScaleInIdlePeriod: how long all agents of an instance must be idle before they
     /// disconnect and the instance terminates itself.
     #[arg(long, value_name = "DURATION", default_value = "600s", value_parser = parse_duration_arg)]
-    pub idle_period: Duration,
+    pub(crate) idle_period: Duration,
 
     /// Agents disconnected to the termination call (log drain).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_arg)]
-    pub drain: Duration,
+    pub(crate) drain: Duration,
 
     /// Termination call to the end of billing.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
-    pub billing_tail: Duration,
+    pub(crate) billing_tail: Duration,
 
     /// The group's MinSize; the group starts with this many idle instances.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub min_size: u32,
+    pub(crate) min_size: u32,
 
     /// The group's MaxSize.
     #[arg(long, value_name = "N", default_value_t = 100)]
-    pub max_size: u32,
+    pub(crate) max_size: u32,
 }
 
 impl ModelArgs {
@@ -162,13 +162,13 @@ impl ModelArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TraceFormatArg {
+pub(crate) enum TraceFormatArg {
     Csv,
     Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ObjectiveArg {
+pub(crate) enum ObjectiveArg {
     P50,
     P95,
     Max,
@@ -205,7 +205,7 @@ fn axis(text: &str) -> Result<Axis, String> {
 }
 
 /// Runs `elastic-ci simulate`.
-pub fn simulate(args: &SimulateArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn simulate(args: &SimulateArgs, stdout: &mut dyn Write) -> anyhow::Result<()> {
     let trace_name = args.trace.display().to_string();
     let text =
         read_input(&args.trace).with_context(|| format!("failed to read trace {trace_name}"))?;

@@ -257,17 +257,26 @@ fn install_image(world: &World, root: &Path, bin: &Path) -> anyhow::Result<()> {
         elastic_ci_testkit::image::install_hook_shim(root, hook)
             .with_context(|| format!("failed to install the {hook} hook"))?;
     }
-    for (name, binary) in [
-        ("elastic-ci-bootstrap", &world.binaries.bootstrap),
-        ("elastic-ci-hooks", &world.binaries.hooks),
+    std::os::unix::fs::symlink(&world.binaries.bootstrap, local_bin.join("elastic-ci-bootstrap"))
+        .context("failed to install elastic-ci-bootstrap")?;
+    // A hard link (a copy across file systems), not a symlink: the hooks find the
+    // image's other programs from their own path, which the kernel reports with
+    // symlinks resolved.
+    let hooks = local_bin.join("elastic-ci-hooks");
+    std::fs::hard_link(&world.binaries.hooks, &hooks)
+        .or_else(|_| std::fs::copy(&world.binaries.hooks, &hooks).map(drop))
+        .context("failed to install elastic-ci-hooks")?;
+    // The agent's command line also where the image has it, for the hooks' stop on a
+    // full disk.
+    let usr_bin = root.join("usr/bin");
+    std::fs::create_dir_all(&usr_bin)
+        .with_context(|| format!("failed to create {}", usr_bin.display()))?;
+    for (path, script) in [
+        (bin.join("docker"), DOCKER_STUB),
+        (bin.join("sudo"), SUDO_STUB),
+        (bin.join("buildkite-agent"), AGENT_CLI_STUB),
+        (usr_bin.join("buildkite-agent"), AGENT_CLI_STUB),
     ] {
-        std::os::unix::fs::symlink(binary, local_bin.join(name))
-            .with_context(|| format!("failed to install {name}"))?;
-    }
-    for (name, script) in
-        [("docker", DOCKER_STUB), ("sudo", SUDO_STUB), ("buildkite-agent", AGENT_CLI_STUB)]
-    {
-        let path = bin.join(name);
         std::fs::write(&path, script)
             .with_context(|| format!("failed to write {}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
@@ -304,8 +313,6 @@ fn agent_environment(
     }
     env.extend(world.aws_env());
     env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint());
-    // The hooks binary's own default is /usr/local/bin, here under the simulated root.
-    env.insert("ELASTIC_CI_BOOTSTRAP".into(), under_root("/usr/local/bin/elastic-ci-bootstrap"));
     env.insert("DEMO_STUB_LOG".into(), dir.join("stub-calls.log").display().to_string());
     Ok(env)
 }

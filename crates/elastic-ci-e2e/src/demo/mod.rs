@@ -26,7 +26,7 @@ mod stack;
 mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -652,16 +652,12 @@ fn prune_runs(parent: &Path, kind: &str) {
     }
 }
 
-/// `n` random bytes as lower-case hex, from the kernel.
+/// `n` random bytes as lower-case hex, from the operating system's generator.
 pub(crate) fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut bytes));
-    if read.is_err() {
-        // Unique enough for resource names and test secrets on a machine without it.
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let seed = (nanos ^ u128::from(std::process::id())).to_le_bytes();
-        bytes.iter_mut().enumerate().for_each(|(i, byte)| *byte = seed[i % seed.len()]);
-    }
+    // Linux's getrandom(2) blocks until the pool is ready and does not fail for a
+    // request this small.
+    getrandom::fill(&mut bytes).expect("the operating system gives random bytes");
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 

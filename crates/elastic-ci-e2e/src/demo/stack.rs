@@ -142,8 +142,8 @@ pub(crate) async fn deploy(
         .collect();
 
     let api = MotoApi::new(&moto.endpoint);
-    let scaler_env = function_environment(&api, &physical("AutoscalingFunction")?)?;
-    let (_, boot_inputs) = deploy::launch_template(&api, &physical("AgentLaunchTemplate")?)?;
+    let scaler_env = function_environment(&api, &physical("AutoscalingFunction")?).await?;
+    let (_, boot_inputs) = deploy::launch_template(&api, &physical("AgentLaunchTemplate")?).await?;
     let boot_inputs = boot_inputs.lines;
     let token_parameter = scaler_env
         .get("BUILDKITE_AGENT_TOKEN_SSM_KEY")
@@ -191,9 +191,12 @@ echo "demo bootstrap script: done"
 "#;
 
 /// A Lambda function's environment variables (numbers as the template wrote them).
-fn function_environment(api: &MotoApi, function: &str) -> anyhow::Result<BTreeMap<String, String>> {
+async fn function_environment(
+    api: &MotoApi,
+    function: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let configuration =
-        api.try_get("lambda", &format!("/2015-03-31/functions/{function}/configuration"))?;
+        api.try_get("lambda", &format!("/2015-03-31/functions/{function}/configuration")).await?;
     let variables = configuration["Environment"]["Variables"]
         .as_object()
         .with_context(|| format!("function {function} has no environment"))?;

@@ -185,14 +185,15 @@ pub(crate) async fn scaling_group(moto: &Moto, name: &str) -> AutoScalingGroup {
 /// A VPC with two subnets, made outside the stack. moto cannot delete the route
 /// tables, routes and gateway attachment of a stack-built VPC, so tests that delete
 /// their stack bring their own network.
-pub(crate) fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
-    let vpc =
-        api.query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]);
+pub(crate) async fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
+    let vpc = api
+        .query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")])
+        .await;
     let vpc_id = xml_first(&vpc, "vpcId").expect("a VPC id");
-    let subnets = [("10.1.1.0/24", "us-east-1a"), ("10.1.2.0/24", "us-east-1b")]
-        .into_iter()
-        .map(|(cidr, zone)| {
-            let subnet = api.query(
+    let mut subnets = Vec::new();
+    for (cidr, zone) in [("10.1.1.0/24", "us-east-1a"), ("10.1.2.0/24", "us-east-1b")] {
+        let subnet = api
+            .query(
                 "ec2",
                 "2016-11-15",
                 &[
@@ -201,23 +202,21 @@ pub(crate) fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
                     ("CidrBlock", cidr),
                     ("AvailabilityZone", zone),
                 ],
-            );
-            xml_first(&subnet, "subnetId").expect("a subnet id")
-        })
-        .collect();
+            )
+            .await;
+        subnets.push(xml_first(&subnet, "subnetId").expect("a subnet id"));
+    }
     (vpc_id, subnets)
 }
 
-pub(crate) fn lambda_function(api: &MotoApi, name: &str) -> Value {
-    api.get("lambda", &format!("/2015-03-31/functions/{name}"))
+pub(crate) async fn lambda_function(api: &MotoApi, name: &str) -> Value {
+    api.get("lambda", &format!("/2015-03-31/functions/{name}")).await
 }
 
-pub(crate) fn log_groups(api: &MotoApi, prefix: &str) -> BTreeMap<String, Option<i64>> {
-    let answer = api.json(
-        "logs",
-        "Logs_20140328.DescribeLogGroups",
-        &json!({ "logGroupNamePrefix": prefix }),
-    );
+pub(crate) async fn log_groups(api: &MotoApi, prefix: &str) -> BTreeMap<String, Option<i64>> {
+    let answer = api
+        .json("logs", "Logs_20140328.DescribeLogGroups", &json!({ "logGroupNamePrefix": prefix }))
+        .await;
     answer["logGroups"]
         .as_array()
         .expect("logGroups")
