@@ -12,7 +12,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use elastic_ci_core::fleet::{
-    GroupSnapshot, Health, InstanceSnapshot, LifecycleActionResult, LifecycleState, ScalingActivity,
+    GroupSnapshot, Health, InstanceSnapshot, LifecycleActionResult, LifecycleState,
+    ScalingActivity, WarmPoolSnapshot,
 };
 use elastic_ci_core::secret::Secret;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -279,6 +280,7 @@ pub enum ScalingCall {
     SetInstanceHealth { instance_id: String, health: Health },
     TerminateInstance { instance_id: String, decrement_desired: bool },
     CompleteLifecycleAction { instance_id: String, result: LifecycleActionResult },
+    RecordLifecycleActionHeartbeat { instance_id: String },
 }
 
 #[cfg(feature = "autoscaling")]
@@ -292,6 +294,7 @@ pub struct FakeScalingGroup {
     groups: Mutex<BTreeMap<String, GroupSnapshot>>,
     activities: Mutex<HashMap<String, Vec<ScalingActivity>>>,
     activity_page_requests: Mutex<u32>,
+    warm_pools: Mutex<BTreeMap<String, WarmPoolSnapshot>>,
     calls: Mutex<Vec<ScalingCall>>,
     pub faults: Faults,
 }
@@ -321,6 +324,11 @@ impl FakeScalingGroup {
                 protected_from_scale_in: false,
             });
         }
+    }
+
+    /// Gives a group a warm pool.
+    pub fn insert_warm_pool(&self, group_name: &str, pool: WarmPoolSnapshot) {
+        lock(&self.warm_pools).insert(group_name.to_owned(), pool);
     }
 
     pub fn add_activity(&self, group_name: &str, activity: ScalingActivity) {
@@ -487,6 +495,25 @@ impl ScalingGroup for FakeScalingGroup {
             activities: page,
             next_token: (end < activities.len()).then(|| end.to_string()),
         })
+    }
+
+    async fn record_lifecycle_action_heartbeat(
+        &self,
+        action: &LifecycleAction,
+    ) -> Result<(), AwsError> {
+        self.faults.check("RecordLifecycleActionHeartbeat", &action.instance_id)?;
+        self.record(ScalingCall::RecordLifecycleActionHeartbeat {
+            instance_id: action.instance_id.clone(),
+        });
+        Ok(())
+    }
+
+    async fn describe_warm_pool(
+        &self,
+        group_name: &str,
+    ) -> Result<Option<WarmPoolSnapshot>, AwsError> {
+        self.faults.check("DescribeWarmPool", group_name)?;
+        Ok(lock(&self.warm_pools).get(group_name).cloned())
     }
 
     async fn complete_lifecycle_action(

@@ -58,11 +58,7 @@ pub struct Statement {
 impl<'a> Stack<'a> {
     /// The stack `name` of `template` with the parameters' defaults, overridden by
     /// `values`. Fails on an unknown parameter, or a required one left out.
-    pub fn new(
-        template: &'a Yaml,
-        name: &str,
-        values: &[(&str, &str)],
-    ) -> Result<Self, String> {
+    pub fn new(template: &'a Yaml, name: &str, values: &[(&str, &str)]) -> Result<Self, String> {
         let declared =
             template["Parameters"].as_mapping().ok_or("the template has no Parameters")?;
         let mut parameters = BTreeMap::new();

@@ -19,7 +19,7 @@
     reason = "the demo talks to its user on the terminal"
 )]
 
-pub mod demo;
 pub mod cfn_eval;
+pub mod demo;
 pub mod deploy;
 pub mod moto_api;

@@ -14,7 +14,9 @@
 use serde_json::{Value as Json, json};
 use serde_yaml::Value as Yaml;
 
-use elastic_ci_e2e::cfn_eval::{ACCOUNT_ID, REGION, Stack, Statement, statements, text, wildcard_match};
+use elastic_ci_e2e::cfn_eval::{
+    ACCOUNT_ID, REGION, Stack, Statement, statements, text, wildcard_match,
+};
 use xtask::{project, template};
 
 const PATTERN: &str = "buildkite-*";

@@ -21,17 +21,17 @@ use elastic_ci_testkit::imds::FakeImds;
 use crate::{command, recorded, stderr};
 
 /// Agent processes that keep running for `n_polls` checks.
-struct Scripted {
+pub(crate) struct Scripted {
     actions: Mutex<Vec<String>>,
     n_polls: AtomicU32,
 }
 
 impl Scripted {
-    fn running_for(n_polls: u32) -> Scripted {
+    pub(crate) fn running_for(n_polls: u32) -> Scripted {
         Scripted { actions: Mutex::new(Vec::new()), n_polls: AtomicU32::new(n_polls) }
     }
 
-    fn actions(&self) -> Vec<String> {
+    pub(crate) fn actions(&self) -> Vec<String> {
         self.actions.lock().unwrap().clone()
     }
 }
