@@ -74,8 +74,6 @@ build {
       "BUILDKITE_AGENT_SHA256=${var.buildkite_agent_sha256[var.arch]}",
       "BUILDKITE_AGENT_BETA_VERSION=${var.buildkite_agent_beta_version}",
       "BUILDKITE_AGENT_BETA_SHA256=${var.buildkite_agent_beta_sha256[var.arch]}",
-      "LIFECYCLED_VERSION=${var.lifecycled_version}",
-      "LIFECYCLED_SHA256=${var.lifecycled_sha256[var.arch]}",
       "DOCKER_COMPOSE_VERSION=${var.docker_compose_version}",
       "DOCKER_COMPOSE_SHA256=${var.docker_compose_sha256[var.arch]}",
       "DOCKER_BUILDX_VERSION=${var.docker_buildx_version}",

@@ -53,10 +53,6 @@ variable "buildkite_agent_beta_version" {
   description = "The agent release baked in as the beta channel."
 }
 
-variable "lifecycled_version" {
-  type = string
-}
-
 variable "docker_compose_version" {
   type = string
 }
@@ -71,10 +67,6 @@ variable "buildkite_agent_sha256" {
 }
 
 variable "buildkite_agent_beta_sha256" {
-  type = map(string)
-}
-
-variable "lifecycled_sha256" {
   type = map(string)
 }
 

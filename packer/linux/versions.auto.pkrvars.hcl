@@ -5,7 +5,6 @@
 
 buildkite_agent_version      = "3.137.0"
 buildkite_agent_beta_version = "3.137.0"
-lifecycled_version           = "3.6.0"
 docker_compose_version       = "2.29.7"
 docker_buildx_version        = "0.17.1"
 
@@ -15,11 +14,6 @@ buildkite_agent_sha256 = {
 }
 
 buildkite_agent_beta_sha256 = {
-  x86_64 = ""
-  arm64  = ""
-}
-
-lifecycled_sha256 = {
   x86_64 = ""
   arm64  = ""
 }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 : "${ARCH:?}" "${BUILDKITE_AGENT_VERSION:?}" "${BUILDKITE_AGENT_BETA_VERSION:?}"
-: "${LIFECYCLED_VERSION:?}" "${DOCKER_COMPOSE_VERSION:?}" "${DOCKER_BUILDX_VERSION:?}"
+: "${DOCKER_COMPOSE_VERSION:?}" "${DOCKER_BUILDX_VERSION:?}"
 
 case "$ARCH" in
   x86_64) goarch=amd64 ;;
@@ -41,10 +41,6 @@ for channel in stable beta; do
   install -o root -g root -m 0755 "$work/$channel/buildkite-agent" "/usr/bin/buildkite-agent-$channel"
 done
 ln -sf /usr/bin/buildkite-agent-stable /usr/bin/buildkite-agent
-
-fetch "https://github.com/buildkite/lifecycled/releases/download/v$LIFECYCLED_VERSION/lifecycled-linux-$goarch" \
-  "${LIFECYCLED_SHA256:-}" "$work/lifecycled"
-install -o root -g root -m 0755 "$work/lifecycled" /usr/bin/lifecycled
 
 plugins=/usr/libexec/docker/cli-plugins
 mkdir -p "$plugins"
