@@ -54,7 +54,10 @@ fn the_removal_notice_listener_runs_from_every_boot_and_nothing_is_downloaded_fo
         "{shim}"
     );
     let watch = unit("elastic-ci-watch.service");
-    assert!(has_line(&watch, &format!("ExecStart={} watch", plan::BOOTSTRAP_BINARY_PATH)), "{watch}");
+    assert!(
+        has_line(&watch, &format!("ExecStart={} watch", plan::BOOTSTRAP_BINARY_PATH)),
+        "{watch}"
+    );
     assert!(has_line(&watch, "WantedBy=multi-user.target"), "{watch}");
     let install = read("scripts/install-elastic-ci.sh");
     assert!(has_line(&install, "systemctl enable elastic-ci-watch.service"), "{install}");
@@ -65,7 +68,10 @@ fn the_removal_notice_listener_runs_from_every_boot_and_nothing_is_downloaded_fo
         "variables.pkr.hcl",
         "amazon-linux-2023.pkr.hcl",
     ] {
-        assert!(!read(file).to_lowercase().contains("lifecycled"), "{file} still mentions lifecycled");
+        assert!(
+            !read(file).to_lowercase().contains("lifecycled"),
+            "{file} still mentions lifecycled"
+        );
     }
 }
 
