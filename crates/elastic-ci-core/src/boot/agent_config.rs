@@ -67,18 +67,22 @@ impl AgentConfig {
         push("plugins-path", PLUGINS_PATH.to_owned(), false);
         let mirrors = if config.git_mirrors { GIT_MIRRORS_PATH } else { "" };
         push("git-mirrors-path", mirrors.to_owned(), true);
-        push("experiment", config.experiments.clone(), true);
+        push("experiment", config.experiments.clone().unwrap_or_default(), true);
         push("priority", "%n".to_owned(), false);
         push("spawn", config.agents_per_instance.to_string(), false);
         push("no-color", "true".to_owned(), false);
         push("disconnect-after-idle-timeout", config.scale_in_idle_period_secs.to_string(), false);
         push("disconnect-after-job", config.terminate_after_job.to_string(), false);
         push("disconnect-after-uptime", config.disconnect_after_uptime_secs.to_string(), false);
-        push("tracing-backend", config.tracing_backend.clone(), false);
+        let tracing_backend = config.tracing_backend.map(|backend| backend.as_str());
+        push("tracing-backend", tracing_backend.unwrap_or_default().to_owned(), false);
         push("cancel-grace-period", config.cancel_grace_period_secs.to_string(), false);
-        push("signal-grace-period-seconds", config.signal_grace_period_secs.to_string(), false);
-        push("signing-aws-kms-key", config.signing_kms_key.clone(), false);
-        push("verification-failure-behavior", config.verification_failure_behavior.clone(), false);
+        // -1 leaves the agent's own default.
+        let signal_grace_period = config.signal_grace_period_secs.map_or(-1, i64::from);
+        push("signal-grace-period-seconds", signal_grace_period.to_string(), false);
+        push("signing-aws-kms-key", config.signing_kms_key.clone().unwrap_or_default(), false);
+        let behavior = config.verification_failure_behavior.as_str();
+        push("verification-failure-behavior", behavior.to_owned(), false);
         if config.signing_key_parameter.is_some() {
             push("signing-jwks-file", SIGNING_KEY_PATH.to_owned(), false);
         }

@@ -4,6 +4,8 @@
 //! [`BootConfig::from_env_map`] reports every missing or invalid input together, so an
 //! operator fixes a broken stack in one round instead of one instance launch per typo,
 //! and nothing on the instance changes before the whole input is known to be good.
+//! Settings that take one of a few words are enums ([`Keyword`]), and settings whose
+//! empty value means "none" are `Option`s, so nothing downstream compares strings.
 //!
 //! Names and defaults are the original stack's (the template's parameter defaults).
 //! Required: `BUILDKITE_STACK_NAME`, `BUILDKITE_STACK_VERSION`,
@@ -28,8 +30,8 @@ pub const DEFAULT_AGENT_ENDPOINT: &str = "https://agent-edge.buildkite.com/v3";
 pub struct BootConfig {
     pub stack_name: String,
     pub stack_version: String,
-    /// `cloudformation`, `terraform`, …: only `cloudformation` sends stack signals.
-    pub deployed_by: String,
+    /// Only a CloudFormation stack waits for the instances' signals.
+    pub deployed_by: DeployedBy,
     pub region: String,
     pub queue: String,
     /// SSM parameter name or full ARN holding the agent registration token.
@@ -39,28 +41,31 @@ pub struct BootConfig {
     /// Extra agent tags, in order; empty items dropped.
     pub agent_tags: Vec<String>,
     pub timestamp_lines: bool,
-    pub experiments: String,
-    pub tracing_backend: String,
+    /// The agent's `experiment` setting (comma-separated names), when set.
+    pub experiments: Option<String>,
+    pub tracing_backend: Option<TracingBackend>,
     pub signing_key_parameter: Option<String>,
     pub signing_key_id: Option<String>,
     pub verification_key_parameter: Option<String>,
     pub release: AgentRelease,
     pub cancel_grace_period_secs: u32,
-    /// `-1` leaves the agent's own default.
-    pub signal_grace_period_secs: i64,
-    pub signing_kms_key: String,
-    pub verification_failure_behavior: String,
+    /// `None` leaves the agent's own default (`-1` in the variable).
+    pub signal_grace_period_secs: Option<u32>,
+    pub signing_kms_key: Option<String>,
+    pub verification_failure_behavior: VerificationFailureBehavior,
     pub scale_in_idle_period_secs: u64,
     pub terminate_after_job: bool,
     pub disconnect_after_uptime_secs: u64,
     pub terminate_on_disk_full: bool,
     pub purge_builds_on_disk_full: bool,
-    pub secrets_bucket: String,
-    pub secrets_bucket_region: String,
+    pub secrets_bucket: Option<String>,
+    /// `None`: the bucket's region is looked up by the hooks.
+    pub secrets_bucket_region: Option<String>,
     pub skip_ssh_key_not_found_warning: bool,
-    pub artifacts_bucket: String,
+    pub artifacts_bucket: Option<String>,
+    /// The stack's region unless `BUILDKITE_S3_DEFAULT_REGION` names another.
     pub s3_default_region: String,
-    pub s3_acl: String,
+    pub s3_acl: S3Acl,
     pub git_mirrors: bool,
     pub git_mirror_seed_bucket: Option<String>,
     pub bootstrap_script: Option<SourceUri>,
@@ -69,7 +74,7 @@ pub struct BootConfig {
     pub instance_storage: bool,
     /// `false` switches off the tmpfs at `/tmp` (`BUILDKITE_MOUNT_TMPFS_AT_TMP`).
     pub mount_tmpfs_at_tmp: bool,
-    pub ecr_policy: String,
+    pub ecr_policy: EcrPolicy,
     /// Comma-separated commands for `/etc/sudoers.d/buildkite-agent-additional`.
     pub additional_sudo_permissions: Option<String>,
     pub plugins: Plugins,
@@ -125,28 +130,148 @@ pub struct ResourceLimits {
     pub io_weight: u32,
 }
 
-/// The agent release channel; `/usr/bin/buildkite-agent` points at
-/// `/usr/bin/buildkite-agent-<channel>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AgentRelease {
-    Stable,
-    Beta,
-    /// Downloaded at boot from the experimental channel.
-    Edge,
-    /// Downloaded at boot from the oldstable channel.
-    OldStable,
+/// Who deployed the stack (`BUILDKITE_STACK_DEPLOYED_BY`), as the agent tag
+/// `stack-deployed-by` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployedBy {
+    /// A CloudFormation stack, which waits for a signal from each instance.
+    CloudFormation,
+    /// Terraform or any other tool, which waits for nothing.
+    Other(String),
 }
 
-impl AgentRelease {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AgentRelease::Stable => "stable",
-            AgentRelease::Beta => "beta",
-            AgentRelease::Edge => "edge",
-            AgentRelease::OldStable => "oldstable",
+impl DeployedBy {
+    pub fn new(value: &str) -> DeployedBy {
+        match value {
+            "cloudformation" => DeployedBy::CloudFormation,
+            other => DeployedBy::Other(other.to_owned()),
         }
     }
 
+    pub fn as_str(&self) -> &str {
+        match self {
+            DeployedBy::CloudFormation => "cloudformation",
+            DeployedBy::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for DeployedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A setting that takes one of a fixed list of words.
+pub trait Keyword: Copy + 'static {
+    /// Every value, in the order error messages list them.
+    const ALL: &'static [Self];
+
+    /// The word in the variable and in the files the boot writes.
+    fn keyword(self) -> &'static str;
+}
+
+/// Declares a [`Keyword`] enum: each variant with its word, plus `as_str`.
+macro_rules! keyword_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident => $word:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl Keyword for $name {
+            const ALL: &'static [Self] = &[$($name::$variant,)+];
+
+            fn keyword(self) -> &'static str {
+                self.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+keyword_enum! {
+    /// The agent release channel; `/usr/bin/buildkite-agent` points at
+    /// `/usr/bin/buildkite-agent-<channel>`.
+    pub enum AgentRelease {
+        Stable => "stable",
+        Beta => "beta",
+        /// Downloaded at boot from the experimental channel.
+        Edge => "edge",
+        /// Downloaded at boot from the oldstable channel.
+        OldStable => "oldstable",
+    }
+}
+
+keyword_enum! {
+    /// Where the agent sends traces (`BUILDKITE_AGENT_TRACING_BACKEND`).
+    pub enum TracingBackend {
+        Datadog => "datadog",
+        OpenTelemetry => "opentelemetry",
+    }
+}
+
+keyword_enum! {
+    /// What the agent does with a job that has no signature.
+    pub enum VerificationFailureBehavior {
+        Block => "block",
+        Warn => "warn",
+    }
+}
+
+keyword_enum! {
+    /// The canned ACL of artifact uploads (`BUILDKITE_S3_ACL`).
+    pub enum S3Acl {
+        Private => "private",
+        PublicRead => "public-read",
+        PublicReadWrite => "public-read-write",
+        AuthenticatedRead => "authenticated-read",
+        AwsExecRead => "aws-exec-read",
+        BucketOwnerRead => "bucket-owner-read",
+        BucketOwnerFullControl => "bucket-owner-full-control",
+    }
+}
+
+keyword_enum! {
+    /// The ECR access the instance role grants (`BUILDKITE_ECR_POLICY`).
+    pub enum EcrPolicy {
+        None => "none",
+        ReadOnly => "readonly",
+        ReadOnlyPullThrough => "readonly-pullthrough",
+        PowerUser => "poweruser",
+        PowerUserPullThrough => "poweruser-pullthrough",
+        Full => "full",
+    }
+}
+
+impl Keyword for Networking {
+    const ALL: &'static [Self] = &[Networking::Ipv4, Networking::DualStack];
+
+    fn keyword(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl AgentRelease {
     /// The download URL for channels that are not baked into the image.
     pub fn download_url(self, arch: &str) -> Option<String> {
         let channel = match self {
@@ -178,19 +303,13 @@ impl fmt::Display for BootConfigError {
     }
 }
 
-const S3_ACLS: &[&str] = &[
-    "private",
-    "public-read",
-    "public-read-write",
-    "authenticated-read",
-    "aws-exec-read",
-    "bucket-owner-read",
-    "bucket-owner-full-control",
-];
-const ECR_POLICIES: &[&str] =
-    &["none", "readonly", "readonly-pullthrough", "poweruser", "poweruser-pullthrough", "full"];
 const RETENTION_DAYS: &[u32] =
     &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653];
+const MEMORY_LIMIT_EXPECTED: &str =
+    "a size such as 512M, a percentage from 1% to 100%, or infinity";
+const PRUNE_AGE_EXPECTED: &str = "a duration such as 4h or 1d12h (digits followed by s, m, h or d)";
+const PARAMETER_EXPECTED: &str =
+    "expected an SSM parameter name (letters, digits, '_', '.', '-', '/') or a parameter ARN";
 
 impl BootConfig {
     /// Every variable [`BootConfig::from_env_map`] reads, in the order it reads them.
@@ -264,236 +383,227 @@ impl BootConfig {
 
     /// Parses the UserData environment. Every problem is collected before returning,
     /// and messages name the variable and never repeat a value that could be secret.
+    ///
+    /// Variables are read in the order of [`BootConfig::ENV_VARS`], which is the order
+    /// problems are reported in.
     pub fn from_env_map(vars: &HashMap<String, String>) -> Result<BootConfig, BootConfigError> {
         let mut r = Reader { vars, problems: Vec::new(), warnings: Vec::new() };
-
         let stack_name = r.required("BUILDKITE_STACK_NAME");
         let stack_version = r.required("BUILDKITE_STACK_VERSION");
-        let deployed_by = r.required("BUILDKITE_STACK_DEPLOYED_BY");
-        let region = match r.optional("AWS_REGION").or_else(|| r.optional("AWS_DEFAULT_REGION")) {
-            Some(region) => {
-                if !is_region(&region) {
-                    r.problem(format!(
-                        "AWS_REGION {region:?}: expected a region name such as us-east-1"
-                    ));
-                }
-                region
-            }
-            None => {
-                r.problem(
-                    "AWS_REGION is missing (or AWS_DEFAULT_REGION): the stack's region".into(),
-                );
-                String::new()
-            }
-        };
-        let queue = r.required("BUILDKITE_QUEUE");
-        let token_parameter = r.required("BUILDKITE_AGENT_TOKEN_PATH");
-        if !token_parameter.is_empty() && !is_parameter_name(&token_parameter) {
-            r.problem(format!(
-                "BUILDKITE_AGENT_TOKEN_PATH {token_parameter:?}: expected an SSM parameter name (letters, digits, '_', '.', '-', '/') or a parameter ARN"
-            ));
-        }
-        let agents_per_instance = r.number("BUILDKITE_AGENTS_PER_INSTANCE", 1u32, 1, 10_000);
-        let agents_per_instance = NonZeroU32::new(agents_per_instance).unwrap_or(NonZeroU32::MIN);
-        let agent_endpoint = r.string("BUILDKITE_AGENT_ENDPOINT", DEFAULT_AGENT_ENDPOINT);
-        if parse_agent_endpoint(&agent_endpoint).is_none() {
-            r.problem(format!(
-                "BUILDKITE_AGENT_ENDPOINT {agent_endpoint:?}: expected {AGENT_ENDPOINT_EXPECTED}"
-            ));
-        }
-        let agent_tags = r
-            .string("BUILDKITE_AGENT_TAGS", "")
-            .split(',')
-            .filter(|tag| !tag.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let timestamp_lines = r.bool("BUILDKITE_AGENT_TIMESTAMP_LINES", false);
-        let experiments = r.string("BUILDKITE_AGENT_EXPERIMENTS", "");
-        let tracing_backend =
-            r.one_of("BUILDKITE_AGENT_TRACING_BACKEND", "", &["", "datadog", "opentelemetry"]);
-        let signing_key_parameter = r.parameter("BUILDKITE_AGENT_SIGNING_KEY_PATH");
-        let signing_key_id = r.optional("BUILDKITE_AGENT_SIGNING_KEY_ID");
-        let verification_key_parameter = r.parameter("BUILDKITE_AGENT_VERIFICATION_KEY_PATH");
-        let release = match r
-            .one_of("BUILDKITE_AGENT_RELEASE", "stable", &["stable", "beta", "edge", "oldstable"])
-            .as_str()
-        {
-            "beta" => AgentRelease::Beta,
-            "edge" => AgentRelease::Edge,
-            "oldstable" => AgentRelease::OldStable,
-            _ => AgentRelease::Stable,
-        };
-        let cancel_grace_period_secs =
-            r.number("BUILDKITE_AGENT_CANCEL_GRACE_PERIOD", 60u32, 1, 86_400);
-        let signal_grace_period_secs =
-            r.number("BUILDKITE_AGENT_SIGNAL_GRACE_PERIOD_SECONDS", -1i64, -1, 86_400);
-        let signing_kms_key = r.string("BUILDKITE_AGENT_SIGNING_KMS_KEY", "");
-        let verification_failure_behavior = r.one_of(
-            "BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR",
-            "block",
-            &["block", "warn"],
-        );
-        let scale_in_idle_period_secs =
-            r.number("BUILDKITE_SCALE_IN_IDLE_PERIOD", 600u64, 0, 31_536_000);
-        let terminate_after_job = r.bool("BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB", false);
-        let disconnect_after_uptime_secs =
-            r.number("BUILDKITE_AGENT_DISCONNECT_AFTER_UPTIME", 0u64, 0, 31_536_000);
-        let terminate_on_disk_full = r.bool("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", false);
-        let purge_builds_on_disk_full = r.bool("BUILDKITE_PURGE_BUILDS_ON_DISK_FULL", false);
-        let secrets_bucket = r.bucket("BUILDKITE_SECRETS_BUCKET").unwrap_or_default();
-        let secrets_bucket_region = r.region_or_empty("BUILDKITE_SECRETS_BUCKET_REGION");
-        let skip_ssh_key_not_found_warning =
-            r.bool("BUILDKITE_SECRETS_PLUGIN_SKIP_SSH_KEY_NOT_FOUND_WARNING", false);
-        let artifacts_bucket = r.bucket("BUILDKITE_ARTIFACTS_BUCKET").unwrap_or_default();
-        // The template passes the stack's region when ArtifactsBucketRegion is empty;
-        // an absent value means the same.
-        let s3_default_region = Some(r.region_or_empty("BUILDKITE_S3_DEFAULT_REGION"))
-            .filter(|region| !region.is_empty())
-            .unwrap_or_else(|| region.clone());
-        let s3_acl = r.one_of("BUILDKITE_S3_ACL", "private", S3_ACLS);
-        let git_mirrors = r.bool("BUILDKITE_AGENT_ENABLE_GIT_MIRRORS", false);
-        let git_mirror_seed_bucket = r.bucket("BUILDKITE_GIT_MIRROR_SEED_BUCKET");
-        let bootstrap_script = r.file_source("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT");
-        let env_file = r.source("BUILDKITE_ENV_FILE_URL");
-        let authorized_users = r.file_source("BUILDKITE_AUTHORIZED_USERS_URL");
-        let instance_storage = r.bool("BUILDKITE_ENABLE_INSTANCE_STORAGE", false);
-        let mount_tmpfs_at_tmp = r.bool("BUILDKITE_MOUNT_TMPFS_AT_TMP", true);
-        let ecr_policy = r.one_of("BUILDKITE_ECR_POLICY", "none", ECR_POLICIES);
-        let additional_sudo_permissions = r.sudo_commands("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS");
-        let plugins = Plugins {
-            secrets: r.bool("SECRETS_PLUGIN_ENABLED", true),
-            ecr: r.bool("ECR_PLUGIN_ENABLED", true),
-            docker_login: r.bool("DOCKER_LOGIN_PLUGIN_ENABLED", true),
-        };
-        let ecr_credential_helper = r.bool("ECR_CREDENTIAL_HELPER_ENABLED", false);
-        let docker = DockerSettings {
-            experimental: r.bool("DOCKER_EXPERIMENTAL", false),
-            userns_remap: r.bool("DOCKER_USERNS_REMAP", true),
-            prune_until: docker_duration(&r.matching(
-                "DOCKER_PRUNE_UNTIL",
-                "4h",
-                |value| prune_age_secs(value).is_some(),
-                "a duration such as 4h or 1d12h (digits followed by s, m, h or d)",
-            )),
-            pre_exit_disk_cleanup: r.bool("ENABLE_PRE_EXIT_DISK_CLEANUP", false),
-            builder_prune: r.bool("DOCKER_BUILDER_PRUNE_ENABLED", false),
-            networking: match r
-                .one_of("DOCKER_NETWORKING_PROTOCOL", "ipv4", &["ipv4", "dualstack"])
-                .as_str()
-            {
-                "dualstack" => Networking::DualStack,
-                _ => Networking::Ipv4,
-            },
-            ipv4_address_pool_1: r.pool(
-                "DOCKER_IPV4_ADDRESS_POOL_1",
-                "172.17.0.0/12",
-                Cidr::parse_v4,
-                IPV4_POOL_1_SIZE,
-            ),
-            ipv4_address_pool_2: r.pool(
-                "DOCKER_IPV4_ADDRESS_POOL_2",
-                "192.168.0.0/16",
-                Cidr::parse_v4,
-                IPV4_POOL_2_SIZE,
-            ),
-            ipv6_address_pool: r.pool(
-                "DOCKER_IPV6_ADDRESS_POOL",
-                "2001:db8:2::/104",
-                Cidr::parse_v6,
-                IPV6_POOL_SIZE,
-            ),
-            fixed_cidr_v4: r.optional_cidr("DOCKER_FIXED_CIDR_V4", Cidr::parse_v4),
-            fixed_cidr_v6: r.cidr("DOCKER_FIXED_CIDR_V6", "2001:db8:1::/64", Cidr::parse_v6),
-        };
-        let limits_enabled = r.bool("ENABLE_RESOURCE_LIMITS", false);
-        let memory = "a size such as 512M, a percentage from 1% to 100%, or infinity";
-        let limits = ResourceLimits {
-            memory_high: r.matching("RESOURCE_LIMITS_MEMORY_HIGH", "90%", is_memory_limit, memory),
-            memory_max: r.matching("RESOURCE_LIMITS_MEMORY_MAX", "90%", is_memory_limit, memory),
-            memory_swap_max: r.matching(
-                "RESOURCE_LIMITS_MEMORY_SWAP_MAX",
-                "90%",
-                is_memory_limit,
-                memory,
-            ),
-            cpu_weight: r.number("RESOURCE_LIMITS_CPU_WEIGHT", 100u32, 1, 10_000),
-            cpu_quota: r.matching(
-                "RESOURCE_LIMITS_CPU_QUOTA",
-                "90%",
-                is_cpu_quota,
-                "a percentage such as 90% or 200%",
-            ),
-            io_weight: r.number("RESOURCE_LIMITS_IO_WEIGHT", 80u32, 1, 10_000),
-        };
-        let retention_enabled = r.bool("ENABLE_EC2_LOG_RETENTION_POLICY", false);
-        let retention_days = r.number("EC2_LOG_RETENTION_DAYS", 7u32, 1, 3653);
-        if !RETENTION_DAYS.contains(&retention_days) {
-            r.problem(format!(
-                "EC2_LOG_RETENTION_DAYS {retention_days:?}: expected one of {}",
-                RETENTION_DAYS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
-            ));
-        }
-
-        if !r.problems.is_empty() {
-            return Err(BootConfigError { problems: r.problems });
-        }
-        Ok(BootConfig {
+        let deployed_by = DeployedBy::new(&r.required("BUILDKITE_STACK_DEPLOYED_BY"));
+        let region = read_region(&mut r);
+        let config = BootConfig {
             stack_name,
             stack_version,
             deployed_by,
+            queue: r.required("BUILDKITE_QUEUE"),
+            token_parameter: read_token_parameter(&mut r),
+            agents_per_instance: read_agents_per_instance(&mut r),
+            agent_endpoint: read_agent_endpoint(&mut r),
+            agent_tags: read_agent_tags(&mut r),
+            timestamp_lines: r.bool("BUILDKITE_AGENT_TIMESTAMP_LINES", false),
+            experiments: r.optional("BUILDKITE_AGENT_EXPERIMENTS"),
+            tracing_backend: r.optional_keyword("BUILDKITE_AGENT_TRACING_BACKEND"),
+            signing_key_parameter: r.parameter("BUILDKITE_AGENT_SIGNING_KEY_PATH"),
+            signing_key_id: r.optional("BUILDKITE_AGENT_SIGNING_KEY_ID"),
+            verification_key_parameter: r.parameter("BUILDKITE_AGENT_VERIFICATION_KEY_PATH"),
+            release: r.keyword("BUILDKITE_AGENT_RELEASE", AgentRelease::Stable),
+            cancel_grace_period_secs: r.number(
+                "BUILDKITE_AGENT_CANCEL_GRACE_PERIOD",
+                60,
+                1,
+                86_400,
+            ),
+            signal_grace_period_secs: read_signal_grace_period(&mut r),
+            signing_kms_key: r.optional("BUILDKITE_AGENT_SIGNING_KMS_KEY"),
+            verification_failure_behavior: r.keyword(
+                "BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR",
+                VerificationFailureBehavior::Block,
+            ),
+            scale_in_idle_period_secs: r.number(
+                "BUILDKITE_SCALE_IN_IDLE_PERIOD",
+                600,
+                0,
+                31_536_000,
+            ),
+            terminate_after_job: r.bool("BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB", false),
+            disconnect_after_uptime_secs: r.number(
+                "BUILDKITE_AGENT_DISCONNECT_AFTER_UPTIME",
+                0,
+                0,
+                31_536_000,
+            ),
+            terminate_on_disk_full: r.bool("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", false),
+            purge_builds_on_disk_full: r.bool("BUILDKITE_PURGE_BUILDS_ON_DISK_FULL", false),
+            secrets_bucket: r.bucket("BUILDKITE_SECRETS_BUCKET"),
+            secrets_bucket_region: r.optional_region("BUILDKITE_SECRETS_BUCKET_REGION"),
+            skip_ssh_key_not_found_warning: r
+                .bool("BUILDKITE_SECRETS_PLUGIN_SKIP_SSH_KEY_NOT_FOUND_WARNING", false),
+            artifacts_bucket: r.bucket("BUILDKITE_ARTIFACTS_BUCKET"),
+            // The template passes the stack's region when ArtifactsBucketRegion is
+            // empty; an absent value means the same.
+            s3_default_region: r
+                .optional_region("BUILDKITE_S3_DEFAULT_REGION")
+                .unwrap_or_else(|| region.clone()),
+            s3_acl: r.keyword("BUILDKITE_S3_ACL", S3Acl::Private),
+            git_mirrors: r.bool("BUILDKITE_AGENT_ENABLE_GIT_MIRRORS", false),
+            git_mirror_seed_bucket: r.bucket("BUILDKITE_GIT_MIRROR_SEED_BUCKET"),
+            bootstrap_script: r.file_source("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT"),
+            env_file: r.source("BUILDKITE_ENV_FILE_URL"),
+            authorized_users: r.file_source("BUILDKITE_AUTHORIZED_USERS_URL"),
+            instance_storage: r.bool("BUILDKITE_ENABLE_INSTANCE_STORAGE", false),
+            mount_tmpfs_at_tmp: r.bool("BUILDKITE_MOUNT_TMPFS_AT_TMP", true),
+            ecr_policy: r.keyword("BUILDKITE_ECR_POLICY", EcrPolicy::None),
+            additional_sudo_permissions: r.sudo_commands("BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS"),
+            plugins: read_plugins(&mut r),
+            ecr_credential_helper: r.bool("ECR_CREDENTIAL_HELPER_ENABLED", false),
+            docker: read_docker(&mut r),
+            resource_limits: read_resource_limits(&mut r),
+            log_retention_days: read_log_retention(&mut r),
             region,
-            queue,
-            token_parameter,
-            agents_per_instance,
-            agent_endpoint,
-            agent_tags,
-            timestamp_lines,
-            experiments,
-            tracing_backend,
-            signing_key_parameter,
-            signing_key_id,
-            verification_key_parameter,
-            release,
-            cancel_grace_period_secs,
-            signal_grace_period_secs,
-            signing_kms_key,
-            verification_failure_behavior,
-            scale_in_idle_period_secs,
-            terminate_after_job,
-            disconnect_after_uptime_secs,
-            terminate_on_disk_full,
-            purge_builds_on_disk_full,
-            secrets_bucket,
-            secrets_bucket_region,
-            skip_ssh_key_not_found_warning,
-            artifacts_bucket,
-            s3_default_region,
-            s3_acl,
-            git_mirrors,
-            git_mirror_seed_bucket,
-            bootstrap_script,
-            env_file,
-            authorized_users,
-            instance_storage,
-            mount_tmpfs_at_tmp,
-            ecr_policy,
-            additional_sudo_permissions,
-            plugins,
-            ecr_credential_helper,
-            docker,
-            resource_limits: limits_enabled.then_some(limits),
-            log_retention_days: retention_enabled.then_some(retention_days),
-            warnings: r.warnings,
-        })
+            warnings: Vec::new(),
+        };
+        if !r.problems.is_empty() {
+            return Err(BootConfigError { problems: r.problems });
+        }
+        Ok(BootConfig { warnings: r.warnings, ..config })
     }
 
     /// Whether the stack was deployed by CloudFormation, which waits for a signal from
     /// each instance.
     pub fn signals_cloudformation(&self) -> bool {
-        self.deployed_by == "cloudformation"
+        self.deployed_by == DeployedBy::CloudFormation
     }
 }
 
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION`: required.
+fn read_region(r: &mut Reader<'_>) -> String {
+    let Some(region) = r.optional("AWS_REGION").or_else(|| r.optional("AWS_DEFAULT_REGION")) else {
+        r.problem("AWS_REGION is missing (or AWS_DEFAULT_REGION): the stack's region".into());
+        return String::new();
+    };
+    if !is_region(&region) {
+        r.problem(format!("AWS_REGION {region:?}: expected a region name such as us-east-1"));
+    }
+    region
+}
+
+/// The agent token's parameter: required, and a parameter name or ARN.
+fn read_token_parameter(r: &mut Reader<'_>) -> String {
+    let name = "BUILDKITE_AGENT_TOKEN_PATH";
+    let parameter = r.required(name);
+    if !parameter.is_empty() && !is_parameter_name(&parameter) {
+        r.problem(format!("{name} {parameter:?}: {PARAMETER_EXPECTED}"));
+    }
+    parameter
+}
+
+fn read_agents_per_instance(r: &mut Reader<'_>) -> NonZeroU32 {
+    let agents = r.number("BUILDKITE_AGENTS_PER_INSTANCE", 1u32, 1, 10_000);
+    NonZeroU32::new(agents).unwrap_or(NonZeroU32::MIN)
+}
+
+fn read_agent_endpoint(r: &mut Reader<'_>) -> String {
+    let name = "BUILDKITE_AGENT_ENDPOINT";
+    let endpoint = r.string(name, DEFAULT_AGENT_ENDPOINT);
+    if parse_agent_endpoint(&endpoint).is_none() {
+        r.problem(format!("{name} {endpoint:?}: expected {AGENT_ENDPOINT_EXPECTED}"));
+    }
+    endpoint
+}
+
+/// The comma-separated extra tags, empty items dropped.
+fn read_agent_tags(r: &mut Reader<'_>) -> Vec<String> {
+    let tags = r.optional("BUILDKITE_AGENT_TAGS").unwrap_or_default();
+    tags.split(',').filter(|tag| !tag.is_empty()).map(str::to_owned).collect()
+}
+
+/// Seconds from 0 to a day, or `-1` (the default) for the agent's own default.
+fn read_signal_grace_period(r: &mut Reader<'_>) -> Option<u32> {
+    let secs = r.number("BUILDKITE_AGENT_SIGNAL_GRACE_PERIOD_SECONDS", -1i64, -1, 86_400);
+    u32::try_from(secs).ok()
+}
+
+fn read_plugins(r: &mut Reader<'_>) -> Plugins {
+    Plugins {
+        secrets: r.bool("SECRETS_PLUGIN_ENABLED", true),
+        ecr: r.bool("ECR_PLUGIN_ENABLED", true),
+        docker_login: r.bool("DOCKER_LOGIN_PLUGIN_ENABLED", true),
+    }
+}
+
+fn read_docker(r: &mut Reader<'_>) -> DockerSettings {
+    DockerSettings {
+        experimental: r.bool("DOCKER_EXPERIMENTAL", false),
+        userns_remap: r.bool("DOCKER_USERNS_REMAP", true),
+        prune_until: docker_duration(&r.matching(
+            "DOCKER_PRUNE_UNTIL",
+            "4h",
+            |value| prune_age_secs(value).is_some(),
+            PRUNE_AGE_EXPECTED,
+        )),
+        pre_exit_disk_cleanup: r.bool("ENABLE_PRE_EXIT_DISK_CLEANUP", false),
+        builder_prune: r.bool("DOCKER_BUILDER_PRUNE_ENABLED", false),
+        networking: r.keyword("DOCKER_NETWORKING_PROTOCOL", Networking::Ipv4),
+        ipv4_address_pool_1: r.pool(
+            "DOCKER_IPV4_ADDRESS_POOL_1",
+            "172.17.0.0/12",
+            Cidr::parse_v4,
+            IPV4_POOL_1_SIZE,
+        ),
+        ipv4_address_pool_2: r.pool(
+            "DOCKER_IPV4_ADDRESS_POOL_2",
+            "192.168.0.0/16",
+            Cidr::parse_v4,
+            IPV4_POOL_2_SIZE,
+        ),
+        ipv6_address_pool: r.pool(
+            "DOCKER_IPV6_ADDRESS_POOL",
+            "2001:db8:2::/104",
+            Cidr::parse_v6,
+            IPV6_POOL_SIZE,
+        ),
+        fixed_cidr_v4: r.optional_cidr("DOCKER_FIXED_CIDR_V4", Cidr::parse_v4),
+        fixed_cidr_v6: r.cidr("DOCKER_FIXED_CIDR_V6", "2001:db8:1::/64", Cidr::parse_v6),
+    }
+}
+
+/// The slice limits, `Some` when `ENABLE_RESOURCE_LIMITS` is on. The limits are
+/// validated either way, so a bad value is reported before someone switches them on.
+fn read_resource_limits(r: &mut Reader<'_>) -> Option<ResourceLimits> {
+    let enabled = r.bool("ENABLE_RESOURCE_LIMITS", false);
+    let memory = |r: &mut Reader<'_>, name: &str| {
+        r.matching(name, "90%", is_memory_limit, MEMORY_LIMIT_EXPECTED)
+    };
+    let limits = ResourceLimits {
+        memory_high: memory(r, "RESOURCE_LIMITS_MEMORY_HIGH"),
+        memory_max: memory(r, "RESOURCE_LIMITS_MEMORY_MAX"),
+        memory_swap_max: memory(r, "RESOURCE_LIMITS_MEMORY_SWAP_MAX"),
+        cpu_weight: r.number("RESOURCE_LIMITS_CPU_WEIGHT", 100u32, 1, 10_000),
+        cpu_quota: r.matching(
+            "RESOURCE_LIMITS_CPU_QUOTA",
+            "90%",
+            is_cpu_quota,
+            "a percentage such as 90% or 200%",
+        ),
+        io_weight: r.number("RESOURCE_LIMITS_IO_WEIGHT", 80u32, 1, 10_000),
+    };
+    enabled.then_some(limits)
+}
+
+/// The log retention in days, `Some` when `ENABLE_EC2_LOG_RETENTION_POLICY` is on: one
+/// of the periods CloudWatch Logs accepts.
+fn read_log_retention(r: &mut Reader<'_>) -> Option<u32> {
+    let enabled = r.bool("ENABLE_EC2_LOG_RETENTION_POLICY", false);
+    let days = r.number("EC2_LOG_RETENTION_DAYS", 7u32, 1, 3653);
+    if !RETENTION_DAYS.contains(&days) {
+        r.problem(format!(
+            "EC2_LOG_RETENTION_DAYS {days:?}: expected one of {}",
+            RETENTION_DAYS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    enabled.then_some(days)
+}
 /// What the failure path can still use when the configuration itself is invalid: it
 /// reads the few values it needs leniently.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,8 +625,8 @@ impl FailureContext {
             region: get("AWS_REGION")
                 .or_else(|| get("AWS_DEFAULT_REGION"))
                 .filter(|r| is_region(r)),
-            signals_cloudformation: get("BUILDKITE_STACK_DEPLOYED_BY").as_deref()
-                == Some("cloudformation"),
+            signals_cloudformation: get("BUILDKITE_STACK_DEPLOYED_BY")
+                .is_some_and(|name| DeployedBy::new(&name) == DeployedBy::CloudFormation),
         }
     }
 }
@@ -593,18 +703,26 @@ impl Reader<'_> {
         }
     }
 
-    fn one_of(&mut self, name: &str, default: &str, allowed: &[&str]) -> String {
-        let value = self.string(name, default);
-        if allowed.contains(&value.as_str()) {
-            value
-        } else {
-            let shown: Vec<String> = allowed
-                .iter()
-                .map(|a| if a.is_empty() { "\"\"".to_owned() } else { (*a).to_owned() })
-                .collect();
-            self.problem(format!("{name} {value:?}: expected one of {}", shown.join(", ")));
-            default.to_owned()
+    /// One of `T`'s words, or `default` when absent or empty.
+    fn keyword<T: Keyword>(&mut self, name: &str, default: T) -> T {
+        self.optional_keyword_or(name, false).unwrap_or(default)
+    }
+
+    /// One of `T`'s words, or `None` when absent or empty.
+    fn optional_keyword<T: Keyword>(&mut self, name: &str) -> Option<T> {
+        self.optional_keyword_or(name, true)
+    }
+
+    fn optional_keyword_or<T: Keyword>(&mut self, name: &str, empty_allowed: bool) -> Option<T> {
+        let value = self.optional(name)?;
+        if let Some(found) = T::ALL.iter().copied().find(|known| known.keyword() == value) {
+            return Some(found);
         }
+        let empty = empty_allowed.then_some("\"\"");
+        let shown: Vec<&str> =
+            empty.into_iter().chain(T::ALL.iter().map(|k| k.keyword())).collect();
+        self.problem(format!("{name} {value:?}: expected one of {}", shown.join(", ")));
+        None
     }
 
     fn matching(
@@ -657,13 +775,13 @@ impl Reader<'_> {
         }
     }
 
-    fn region_or_empty(&mut self, name: &str) -> String {
-        let value = self.string(name, "");
-        if !value.is_empty() && !is_region(&value) {
+    fn optional_region(&mut self, name: &str) -> Option<String> {
+        let value = self.optional(name)?;
+        if !is_region(&value) {
             self.problem(format!("{name} {value:?}: expected a region name such as us-east-1"));
-            return String::new();
+            return None;
         }
-        value
+        Some(value)
     }
 
     fn bucket(&mut self, name: &str) -> Option<String> {
@@ -682,9 +800,7 @@ impl Reader<'_> {
         if is_parameter_name(&value) {
             Some(value)
         } else {
-            self.problem(format!(
-                "{name} {value:?}: expected an SSM parameter name (letters, digits, '_', '.', '-', '/') or a parameter ARN"
-            ));
+            self.problem(format!("{name} {value:?}: {PARAMETER_EXPECTED}"));
             None
         }
     }
@@ -994,6 +1110,42 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(config.agent_tags, ["q=\"quoted\"", "dollar=$(id)"]);
         assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn word_settings_become_enums_and_empty_settings_none() {
+        let defaults = BootConfig::from_env_map(&full_env()).unwrap();
+        assert_eq!(defaults.deployed_by, DeployedBy::CloudFormation);
+        assert_eq!(defaults.tracing_backend, None);
+        assert_eq!(defaults.signal_grace_period_secs, None);
+        assert_eq!(
+            (defaults.signing_kms_key, defaults.experiments.as_deref()),
+            (None, Some("normalised-upload-paths"))
+        );
+        assert_eq!(defaults.ecr_policy, EcrPolicy::ReadOnly);
+        assert_eq!(defaults.s3_acl, S3Acl::Private);
+        assert_eq!(defaults.verification_failure_behavior, VerificationFailureBehavior::Block);
+        assert_eq!(defaults.secrets_bucket_region.as_deref(), Some("us-east-1"));
+        let config = BootConfig::from_env_map(&with(&[
+            ("BUILDKITE_STACK_DEPLOYED_BY", "terraform"),
+            ("BUILDKITE_AGENT_TRACING_BACKEND", "opentelemetry"),
+            ("BUILDKITE_AGENT_SIGNAL_GRACE_PERIOD_SECONDS", "0"),
+            ("BUILDKITE_ECR_POLICY", "poweruser-pullthrough"),
+            ("BUILDKITE_S3_ACL", "bucket-owner-full-control"),
+            ("BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR", "warn"),
+            ("BUILDKITE_SECRETS_BUCKET", ""),
+            ("BUILDKITE_SECRETS_BUCKET_REGION", ""),
+        ]))
+        .unwrap();
+        assert_eq!(config.deployed_by, DeployedBy::Other("terraform".to_owned()));
+        assert_eq!(config.tracing_backend, Some(TracingBackend::OpenTelemetry));
+        assert_eq!(config.signal_grace_period_secs, Some(0));
+        assert_eq!(config.ecr_policy, EcrPolicy::PowerUserPullThrough);
+        assert_eq!(config.s3_acl, S3Acl::BucketOwnerFullControl);
+        assert_eq!(config.verification_failure_behavior, VerificationFailureBehavior::Warn);
+        assert_eq!((config.secrets_bucket, config.secrets_bucket_region), (None, None));
+        expect![[r#"invalid boot configuration (1 problem): BUILDKITE_AGENT_TRACING_BACKEND "jaeger": expected one of "", datadog, opentelemetry"#]]
+            .assert_eq(&error(&with(&[("BUILDKITE_AGENT_TRACING_BACKEND", "jaeger")])));
     }
 
     #[test]

@@ -158,6 +158,54 @@ pub struct BootPlan {
 
 /// Plans the boot of one instance.
 pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
+    let mut steps = every_boot_steps(config, facts);
+    // Each feature's operations, in the original's order; a feature that is off has
+    // none, and its step is left out.
+    let first_boot = [
+        ("cfn-env", cfn_env_ops(config, facts)),
+        ("agent-release", agent_release_ops(config, facts)),
+        ("sudoers", sudoers_ops(config)),
+        ("git-mirrors", git_mirrors_ops(config)),
+        ("build-path", build_path_ops(config)),
+        ("agent-config", agent_config_ops(config, facts)),
+        ("signing-keys", signing_key_ops(config)),
+        ("agent-env-file", agent_env_file_ops(config)),
+        ("authorized-keys", authorized_keys_ops(config, facts)),
+        ("git-lfs", git_lfs_ops()),
+        ("bootstrap-script", bootstrap_script_ops(config)),
+        ("lifecycled", lifecycled_ops(config)),
+        ("resource-limits", resource_limits_ops(config)),
+        ("docker", vec![Op::System(SystemAction::WaitForDocker { attempts: 6 })]),
+        ("agent-service-environment", agent_service_environment_ops(config)),
+        ("start-agent", vec![systemctl(&["enable", "--now", "buildkite-agent"])]),
+    ];
+    steps.extend(
+        first_boot.into_iter().filter(|(_, ops)| !ops.is_empty()).map(|(name, ops)| Step {
+            name,
+            ops,
+            best_effort: false,
+            every_boot: false,
+        }),
+    );
+    steps.extend(log_retention_step(config));
+    steps.extend(signal_success_step(config, facts));
+    steps.push(Step {
+        name: "status",
+        ops: vec![Op::WriteFile {
+            path: STATUS_FILE_PATH.to_owned(),
+            mode: 0o644,
+            content: "Completed".to_owned(),
+            show: false,
+        }],
+        best_effort: false,
+        every_boot: false,
+    });
+    BootPlan { steps }
+}
+
+/// Instance storage and Docker's configuration: planned from the instance's current
+/// state, so that running them on every boot is harmless.
+fn every_boot_steps(config: &BootConfig, facts: &InstanceFacts) -> Vec<Step> {
     let mut steps = Vec::new();
     let storage_ops =
         storage::ops(config.mount_tmpfs_at_tmp, config.instance_storage, &facts.storage);
@@ -177,32 +225,23 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
     });
     steps.push(Step {
         name: "docker-binfmt",
-        ops: vec![Op::System(SystemAction::systemctl(&["start", docker::BINFMT_SERVICE]))],
+        ops: vec![systemctl(&["start", docker::BINFMT_SERVICE])],
         best_effort: true,
         every_boot: true,
     });
+    steps
+}
 
-    let mut step = |name: &'static str, ops: Vec<Op>| {
-        if !ops.is_empty() {
-            steps.push(Step { name, ops, best_effort: false, every_boot: false });
-        }
-    };
-    let agent_owned = |path: &str| SystemAction::chown(path, "root", AGENT_USER);
-    let write = |path: &str, mode: u32, content: String| Op::WriteFile {
-        path: path.to_owned(),
-        mode,
-        content,
-        show: true,
-    };
+fn cfn_env_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
+    vec![
+        write(CFN_ENV_PATH, 0o640, cfn_env::render(&cfn_env::entries(config, facts))),
+        Op::System(agent_owned(CFN_ENV_PATH)),
+    ]
+}
 
-    step(
-        "cfn-env",
-        vec![
-            write(CFN_ENV_PATH, 0o640, cfn_env::render(&cfn_env::entries(config, facts))),
-            Op::System(agent_owned(CFN_ENV_PATH)),
-        ],
-    );
-
+/// `/usr/bin/buildkite-agent` pointed at the channel's binary, downloaded first when
+/// the image does not carry it.
+fn agent_release_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
     let channel_binary = format!("{AGENT_BINARY_PATH}-{}", config.release.as_str());
     let mut ops = Vec::new();
     if let Some(url) = config.release.download_url(&facts.arch) {
@@ -212,63 +251,61 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
         }
     }
     ops.push(Op::Symlink { link: AGENT_BINARY_PATH.to_owned(), target: channel_binary });
-    step("agent-release", ops);
+    ops
+}
 
-    if let Some(commands) = &config.additional_sudo_permissions {
-        // sudo ignores files whose name contains a '.', so the rule is checked under a
-        // pending name and only then moved into place: a syntax error can never break
-        // sudo (and with it fix-permissions).
-        let pending = format!("{SUDOERS_ADDITIONAL_PATH}.pending");
-        step(
-            "sudoers",
-            vec![
-                write(&pending, 0o440, units::sudoers_additional(commands)),
-                Op::System(SystemAction::CheckSudoers { path: pending.clone() }),
-                Op::Rename { from: pending, to: SUDOERS_ADDITIONAL_PATH.to_owned() },
-            ],
-        );
+fn sudoers_ops(config: &BootConfig) -> Vec<Op> {
+    let Some(commands) = &config.additional_sudo_permissions else { return Vec::new() };
+    // sudo ignores files whose name contains a '.', so the rule is checked under a
+    // pending name and only then moved into place: a syntax error can never break
+    // sudo (and with it fix-permissions).
+    let pending = format!("{SUDOERS_ADDITIONAL_PATH}.pending");
+    vec![
+        write(&pending, 0o440, units::sudoers_additional(commands)),
+        Op::System(SystemAction::CheckSudoers { path: pending.clone() }),
+        Op::Rename { from: pending, to: SUDOERS_ADDITIONAL_PATH.to_owned() },
+    ]
+}
+
+fn git_mirrors_ops(config: &BootConfig) -> Vec<Op> {
+    if !config.git_mirrors {
+        return Vec::new();
     }
-
-    if config.git_mirrors {
-        let mut ops = vec![Op::CreateDir { path: GIT_MIRRORS_PATH.to_owned(), mode: 0o755 }];
-        ops.extend(ephemeral_bind(config, "git-mirrors", GIT_MIRRORS_PATH));
-        if let Some(bucket) = &config.git_mirror_seed_bucket {
-            ops.push(Op::SeedGitMirrors {
-                bucket: bucket.clone(),
-                dir: GIT_MIRRORS_PATH.to_owned(),
-            });
-        }
-        ops.push(Op::System(SystemAction::chown_recursive(
-            GIT_MIRRORS_PATH,
-            AGENT_USER,
-            AGENT_USER,
-        )));
-        step("git-mirrors", ops);
+    let mut ops = vec![Op::CreateDir { path: GIT_MIRRORS_PATH.to_owned(), mode: 0o755 }];
+    ops.extend(ephemeral_bind(config, "git-mirrors", GIT_MIRRORS_PATH));
+    if let Some(bucket) = &config.git_mirror_seed_bucket {
+        ops.push(Op::SeedGitMirrors { bucket: bucket.clone(), dir: GIT_MIRRORS_PATH.to_owned() });
     }
+    ops.push(Op::System(SystemAction::chown_recursive(GIT_MIRRORS_PATH, AGENT_USER, AGENT_USER)));
+    ops
+}
 
+fn build_path_ops(config: &BootConfig) -> Vec<Op> {
     let mut ops = vec![Op::CreateDir { path: BUILD_PATH.to_owned(), mode: 0o755 }];
     ops.extend(ephemeral_bind(config, "builds", BUILD_PATH));
     ops.push(Op::System(SystemAction::chown(BUILD_PATH, AGENT_USER, AGENT_USER)));
-    step("build-path", ops);
+    ops
+}
 
-    step(
-        "agent-config",
-        vec![
-            Op::ReadAgentToken { parameter: config.token_parameter.clone() },
-            Op::WriteAgentConfig {
-                path: AGENT_CONFIG_PATH.to_owned(),
-                mode: 0o640,
-                config: AgentConfig::new(config, facts),
-            },
-            Op::System(agent_owned(AGENT_CONFIG_PATH)),
-        ],
-    );
+fn agent_config_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
+    vec![
+        Op::ReadAgentToken { parameter: config.token_parameter.clone() },
+        Op::WriteAgentConfig {
+            path: AGENT_CONFIG_PATH.to_owned(),
+            mode: 0o640,
+            config: AgentConfig::new(config, facts),
+        },
+        Op::System(agent_owned(AGENT_CONFIG_PATH)),
+    ]
+}
 
-    let mut ops = Vec::new();
-    for (parameter, path) in [
+fn signing_key_ops(config: &BootConfig) -> Vec<Op> {
+    let keys = [
         (&config.signing_key_parameter, SIGNING_KEY_PATH),
         (&config.verification_key_parameter, VERIFICATION_KEY_PATH),
-    ] {
+    ];
+    let mut ops = Vec::new();
+    for (parameter, path) in keys {
         if let Some(parameter) = parameter {
             ops.push(Op::FetchParameter {
                 parameter: parameter.clone(),
@@ -278,140 +315,119 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
             ops.push(Op::System(agent_owned(path)));
         }
     }
-    step("signing-keys", ops);
+    ops
+}
 
-    if let Some(source) = &config.env_file {
-        step(
-            "agent-env-file",
-            vec![
-                Op::Fetch {
-                    source: source.clone(),
-                    path: AGENT_ENV_FILE_PATH.to_owned(),
-                    mode: 0o640,
-                },
-                Op::System(agent_owned(AGENT_ENV_FILE_PATH)),
-            ],
-        );
-    }
+fn agent_env_file_ops(config: &BootConfig) -> Vec<Op> {
+    let Some(source) = &config.env_file else { return Vec::new() };
+    vec![
+        Op::Fetch { source: source.clone(), path: AGENT_ENV_FILE_PATH.to_owned(), mode: 0o640 },
+        Op::System(agent_owned(AGENT_ENV_FILE_PATH)),
+    ]
+}
 
-    if let Some(source) = &config.authorized_users {
-        let user = facts.login_user.as_str();
-        let ssh_dir = format!("{}/.ssh", facts.login_home);
-        let keys = format!("{ssh_dir}/authorized_keys");
-        step(
-            "authorized-keys",
-            vec![
-                Op::CreateDir { path: ssh_dir.clone(), mode: 0o700 },
-                Op::System(SystemAction::chown(&ssh_dir, user, user)),
-                Op::Fetch { source: source.clone(), path: keys.clone(), mode: 0o600 },
-                Op::System(SystemAction::chown(&keys, user, user)),
-                // Not shown in the log, and readable by root alone (which runs it): the
-                // script holds the full URL, and a pre-signed URL's query string is a
-                // credential.
-                Op::WriteFile {
-                    path: REFRESH_KEYS_SCRIPT_PATH.to_owned(),
-                    mode: 0o700,
-                    content: units::refresh_authorized_keys(
-                        BOOTSTRAP_BINARY_PATH,
-                        &source_text(source),
-                        &facts.login_home,
-                        user,
-                    ),
-                    show: false,
-                },
-                Op::System(SystemAction::systemctl(&[
-                    "enable",
-                    "--now",
-                    "refresh_authorized_keys.timer",
-                ])),
-            ],
-        );
-    }
-
-    step(
-        "git-lfs",
-        vec![Op::System(SystemAction::RunAsUser {
-            user: AGENT_USER.to_owned(),
-            command: vec!["git".into(), "lfs".into(), "install".into()],
-        })],
-    );
-
-    if let Some(source) = &config.bootstrap_script {
-        step("bootstrap-script", vec![Op::RunBootstrapScript { source: source.clone() }]);
-    }
-
-    step(
-        "lifecycled",
-        vec![
-            write(LIFECYCLED_ENV_PATH, 0o644, units::lifecycled(&config.region, STOP_HANDLER_PATH)),
-            Op::System(SystemAction::systemctl(&["enable", "--now", "lifecycled.service"])),
-        ],
-    );
-
-    if let Some(limits) = &config.resource_limits {
-        step(
-            "resource-limits",
-            vec![
-                write(AGENT_SLICE_PATH, 0o644, units::agent_slice(limits)),
-                write(RESOURCE_LIMITS_DROP_IN_PATH, 0o644, units::resource_limits_drop_in()),
-                Op::System(SystemAction::systemctl(&["daemon-reload"])),
-            ],
-        );
-    }
-
-    step("docker", vec![Op::System(SystemAction::WaitForDocker { attempts: 6 })]);
-
-    step(
-        "agent-service-environment",
-        vec![
-            write(
-                ENVIRONMENT_DROP_IN_PATH,
-                0o644,
-                units::environment_drop_in(config.terminate_after_job),
+/// The login user's `authorized_keys` from the source, and a timer that refreshes it.
+fn authorized_keys_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
+    let Some(source) = &config.authorized_users else { return Vec::new() };
+    let user = facts.login_user.as_str();
+    let ssh_dir = format!("{}/.ssh", facts.login_home);
+    let keys = format!("{ssh_dir}/authorized_keys");
+    vec![
+        Op::CreateDir { path: ssh_dir.clone(), mode: 0o700 },
+        Op::System(SystemAction::chown(&ssh_dir, user, user)),
+        Op::Fetch { source: source.clone(), path: keys.clone(), mode: 0o600 },
+        Op::System(SystemAction::chown(&keys, user, user)),
+        // Not shown in the log, and readable by root alone (which runs it): the script
+        // holds the full URL, and a pre-signed URL's query string is a credential.
+        Op::WriteFile {
+            path: REFRESH_KEYS_SCRIPT_PATH.to_owned(),
+            mode: 0o700,
+            content: units::refresh_authorized_keys(
+                BOOTSTRAP_BINARY_PATH,
+                &source_text(source),
+                &facts.login_home,
+                user,
             ),
-            Op::System(SystemAction::systemctl(&["daemon-reload"])),
-        ],
-    );
-
-    step(
-        "start-agent",
-        vec![Op::System(SystemAction::systemctl(&["enable", "--now", "buildkite-agent"]))],
-    );
-
-    if let Some(days) = config.log_retention_days {
-        steps.push(Step {
-            name: "log-retention",
-            ops: vec![Op::SetLogRetention {
-                config_path: CLOUDWATCH_AGENT_CONFIG_PATH.to_owned(),
-                days,
-            }],
-            best_effort: true,
-            every_boot: false,
-        });
-    }
-
-    if config.signals_cloudformation() {
-        // Expected to fail once the stack is complete (nothing waits for the signal).
-        steps.push(Step {
-            name: "signal-success",
-            ops: vec![Op::System(success_signal(config, &facts.instance_id, true))],
-            best_effort: true,
-            every_boot: false,
-        });
-    }
-
-    steps.push(Step {
-        name: "status",
-        ops: vec![Op::WriteFile {
-            path: STATUS_FILE_PATH.to_owned(),
-            mode: 0o644,
-            content: "Completed".to_owned(),
             show: false,
+        },
+        systemctl(&["enable", "--now", "refresh_authorized_keys.timer"]),
+    ]
+}
+
+fn git_lfs_ops() -> Vec<Op> {
+    vec![Op::System(SystemAction::RunAsUser {
+        user: AGENT_USER.to_owned(),
+        command: vec!["git".into(), "lfs".into(), "install".into()],
+    })]
+}
+
+fn bootstrap_script_ops(config: &BootConfig) -> Vec<Op> {
+    let Some(source) = &config.bootstrap_script else { return Vec::new() };
+    vec![Op::RunBootstrapScript { source: source.clone() }]
+}
+
+fn lifecycled_ops(config: &BootConfig) -> Vec<Op> {
+    vec![
+        write(LIFECYCLED_ENV_PATH, 0o644, units::lifecycled(&config.region, STOP_HANDLER_PATH)),
+        systemctl(&["enable", "--now", "lifecycled.service"]),
+    ]
+}
+
+fn resource_limits_ops(config: &BootConfig) -> Vec<Op> {
+    let Some(limits) = &config.resource_limits else { return Vec::new() };
+    vec![
+        write(AGENT_SLICE_PATH, 0o644, units::agent_slice(limits)),
+        write(RESOURCE_LIMITS_DROP_IN_PATH, 0o644, units::resource_limits_drop_in()),
+        systemctl(&["daemon-reload"]),
+    ]
+}
+
+fn agent_service_environment_ops(config: &BootConfig) -> Vec<Op> {
+    vec![
+        write(
+            ENVIRONMENT_DROP_IN_PATH,
+            0o644,
+            units::environment_drop_in(config.terminate_after_job),
+        ),
+        systemctl(&["daemon-reload"]),
+    ]
+}
+
+fn log_retention_step(config: &BootConfig) -> Option<Step> {
+    let days = config.log_retention_days?;
+    Some(Step {
+        name: "log-retention",
+        ops: vec![Op::SetLogRetention {
+            config_path: CLOUDWATCH_AGENT_CONFIG_PATH.to_owned(),
+            days,
         }],
-        best_effort: false,
+        best_effort: true,
         every_boot: false,
-    });
-    BootPlan { steps }
+    })
+}
+
+fn signal_success_step(config: &BootConfig, facts: &InstanceFacts) -> Option<Step> {
+    // Expected to fail once the stack is complete (nothing waits for the signal), so
+    // best effort.
+    config.signals_cloudformation().then(|| Step {
+        name: "signal-success",
+        ops: vec![Op::System(success_signal(config, &facts.instance_id, true))],
+        best_effort: true,
+        every_boot: false,
+    })
+}
+
+/// A file shown in the boot log.
+fn write(path: &str, mode: u32, content: String) -> Op {
+    Op::WriteFile { path: path.to_owned(), mode, content, show: true }
+}
+
+fn agent_owned(path: &str) -> SystemAction {
+    SystemAction::chown(path, "root", AGENT_USER)
+}
+
+fn systemctl(args: &[&str]) -> Op {
+    Op::System(SystemAction::systemctl(args))
 }
 
 /// The stack signal for this instance.
