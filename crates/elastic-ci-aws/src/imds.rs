@@ -26,6 +26,12 @@ pub trait InstanceMetadata: Send + Sync {
 
     /// The instance's tags; empty when tags are not enabled in metadata.
     async fn tags(&self) -> Result<BTreeMap<String, String>, AwsError>;
+
+    /// Where Auto Scaling is moving the instance (`InService`, `Warmed:Stopped`, …);
+    /// `None` when the service does not say (404).
+    async fn target_lifecycle_state(&self) -> Result<Option<String>, AwsError> {
+        Ok(None)
+    }
 }
 
 /// The three items that announce the instance's removal, read by `watch`.
@@ -140,6 +146,15 @@ impl InstanceMetadata for Imds {
     #[instrument(skip_all)]
     async fn region(&self) -> Result<String, AwsError> {
         self.get("/latest/meta-data/placement/region").await
+    }
+
+    #[instrument(skip_all)]
+    async fn target_lifecycle_state(&self) -> Result<Option<String>, AwsError> {
+        match self.get(TARGET_LIFECYCLE_STATE_PATH).await {
+            Ok(state) => Ok(Some(state)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     #[instrument(skip_all)]

@@ -19,7 +19,7 @@ use elastic_ci_core::disk::DiskCheckConfig;
 use elastic_ci_core::lifecycle::Transition;
 use tracing::info;
 
-use crate::boot::{BootDeps, BootOutcome};
+use crate::boot::BootDeps;
 use crate::files::Root;
 use crate::system::{RealSystem, RecordingSystem, System, SystemState, agent_processes_of};
 use crate::{
@@ -86,7 +86,7 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
         return Ok(());
     }
     match crate::boot::boot(&deps).await {
-        Ok(BootOutcome::Completed | BootOutcome::AlreadyCompleted) => Ok(()),
+        Ok(_) => Ok(()),
         Err(failure) => {
             let message = format!("error: {failure}").replace(['\n', '\r'], " ");
             Err(ExitWith { code: failure.exit_code, message }.into())

@@ -90,8 +90,8 @@ pub enum Command {
     /// tmpfs at /tmp (BUILDKITE_MOUNT_TMPFS_AT_TMP=false), configures Docker
     /// (/etc/docker/daemon.json, /etc/subuid, /etc/subgid, the GC timers) and restarts
     /// it; and on the first boot writes cfn-env, buildkite-agent.cfg (with the token
-    /// from SSM), signing keys, the agent env file, authorized keys, lifecycled and
-    /// systemd settings, seeds git mirrors, runs the bootstrap script and starts the
+    /// from SSM), signing keys, the agent env file, authorized keys and systemd
+    /// settings, seeds git mirrors, runs the bootstrap script and starts the
     /// agent.
     ///
     /// A status file (/var/log/elastic-stack-bootstrap-status) makes a later boot stop
@@ -114,7 +114,8 @@ pub enum Command {
     /// fails too, marks it Unhealthy. Exits 1 only when all three fail.
     Terminate(TerminateArgs),
 
-    /// Stop the agent gracefully for a lifecycle notice (lifecycled's handler).
+    /// Stop the agent gracefully for a lifecycle notice (the original's lifecycle
+    /// handler; `watch` does this itself).
     ///
     /// For a spot interruption (ec2:SPOT_INSTANCE_TERMINATION TIME), asks the agent to
     /// stop (SIGTERM), waits for its jobs, and tells it to cancel them (SIGQUIT) 20
@@ -226,10 +227,10 @@ pub struct StopArgs {
     /// autoscaling:EC2_INSTANCE_TERMINATING, or anything else (or nothing) for a
     /// plain graceful stop.
     pub transition: Option<String>,
-    /// This instance's id (lifecycled passes it); read from the metadata service
+    /// This instance's id (the original's lifecycle listener passed it); read from the metadata service
     /// when needed and absent.
     pub instance_id: Option<String>,
-    /// For a spot interruption: when it happens, in RFC 3339 (lifecycled passes it).
+    /// For a spot interruption: when it happens, in RFC 3339 (the original's lifecycle listener passed it).
     pub termination_time: Option<String>,
     /// The Auto Scaling lifecycle hook to complete after an
     /// autoscaling:EC2_INSTANCE_TERMINATING stop.

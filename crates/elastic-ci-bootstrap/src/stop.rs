@@ -1,4 +1,4 @@
-//! `stop-gracefully`: the lifecycled handler for spot interruptions and lifecycle
+//! `stop-gracefully`: the original's lifecycle handler for spot interruptions and lifecycle
 //! notices. It stops the agent so running jobs can finish, and, for an Auto Scaling
 //! lifecycle hook, completes the lifecycle action once the agent is gone.
 //!
