@@ -3,6 +3,11 @@
 //! next to the same AWS and metadata calls made the original's way (curl and the AWS
 //! CLI, `original_boot.sh` beside this file).
 //!
+//! Then the two phases of a warm-pool instance: the warm phase (the metadata service
+//! answers `Warmed:Stopped`: everything up to the agent start) and the resume phase
+//! (`InService` after it: the token and agent environment read again, agents started),
+//! the part that stands between the group taking a warm instance and its agents.
+//!
 //! `cargo bench -p elastic-ci-bootstrap --bench boot [-- ITERATIONS]` with
 //! `ELASTIC_CI_MOTO_ENDPOINT` set (`eval "$(cargo xtask moto start)"`). The inputs:
 //! a token in SSM, an agent env file and a bootstrap script in S3, one git-mirror seed.
@@ -107,6 +112,38 @@ async fn main() {
         assert!(root.path().join("var/lib/buildkite-agent/git-mirrors/repo/HEAD").exists());
     }
     summary("elastic-ci-bootstrap boot", &mut ours);
+
+    let boot_in = |root: &std::path::Path| {
+        let output = Command::new(&binary)
+            .arg("boot")
+            .arg("--root")
+            .arg(root)
+            .arg("--record-actions")
+            .arg(root.join("actions.jsonl"))
+            .env_clear()
+            .envs(&env)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    let mut warm = Vec::new();
+    let mut resume = Vec::new();
+    for _ in 0..iterations {
+        let root = tempfile::tempdir().unwrap();
+        imds.set_target_lifecycle_state(Some("Warmed:Stopped"));
+        let started = Instant::now();
+        boot_in(root.path());
+        warm.push(started.elapsed());
+        imds.set_target_lifecycle_state(Some("InService"));
+        let started = Instant::now();
+        boot_in(root.path());
+        resume.push(started.elapsed());
+        let status = root.path().join("var/log/elastic-stack-bootstrap-status");
+        assert_eq!(std::fs::read_to_string(status).unwrap(), "Completed");
+    }
+    imds.set_target_lifecycle_state(None);
+    summary("warm phase (into the warm pool)", &mut warm);
+    summary("resume phase (out of the warm pool)", &mut resume);
 
     let has_aws = Command::new("aws").arg("--version").output().is_ok_and(|o| o.status.success());
     if !has_aws {

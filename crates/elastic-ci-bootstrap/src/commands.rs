@@ -132,6 +132,12 @@ pub(crate) async fn terminate(
     let (instance_id, region) = terminate::identify(&metadata(env)?, backoff).await?;
     let settings = AwsSettings::from_env_map(env).with_overrides(Some(region), None, None);
     let scaling = AutoScalingGroups::new(&aws_sdk_config(&settings).await);
+    // Already out of its group (Auto Scaling removed it while the agent stopped): a
+    // termination now could only lower the capacity the group keeps for others.
+    if let Ok(None) = scaling.group_of_instance(&instance_id).await {
+        info!(instance_id, "the instance is in no Auto Scaling group any more: nothing to retire");
+        return Ok(());
+    }
     terminate::retire(&scaling, &instance_id).await?;
     Ok(())
 }

@@ -217,7 +217,7 @@ pub struct TerminateArgs {
     pub agent_user: String,
     /// The marker `watch` writes when Auto Scaling itself removes or stops the
     /// instance: while it exists, terminate does nothing.
-    #[arg(long, value_name = "FILE", default_value = watch::DRAIN_MARKER_PATH, hide = true)]
+    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
     pub drain_marker: PathBuf,
 }
 
@@ -270,7 +270,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub record_actions: Option<PathBuf>,
     /// Where the drain marker that makes terminate stand down is written.
-    #[arg(long, value_name = "FILE", default_value = watch::DRAIN_MARKER_PATH, hide = true)]
+    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
     pub drain_marker: PathBuf,
 }
 

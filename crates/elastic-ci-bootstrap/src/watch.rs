@@ -36,9 +36,6 @@ use crate::files::write_atomic;
 use crate::stop::{Stopped, drain_before};
 use crate::system::System;
 
-/// The marker `watch` writes before a drain that Auto Scaling finishes.
-pub const DRAIN_MARKER_PATH: &str = "/run/elastic-ci/lifecycle-drain";
-
 /// The termination lifecycle hook the stack declares on its group.
 pub const LIFECYCLE_HOOK_NAME: &str = "buildkite-agent-drain";
 

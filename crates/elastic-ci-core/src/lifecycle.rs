@@ -180,6 +180,36 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
+/// Formats a time as RFC 3339 in UTC, to the second (`2026-01-05T18:02:00Z`), as the
+/// metadata service writes spot interruption times.
+pub fn format_rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let rest = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (the inverse of
+/// [`days_from_civil`], by the same author).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -208,6 +238,15 @@ mod tests {
     #[test_case("2024-02-29T00:00:00Z", 1_709_164_800)]
     fn parses(text: &str, expected: u64) {
         assert_eq!(parse_rfc3339(text).map(secs), Some(expected));
+    }
+
+    #[test_case(0, "1970-01-01T00:00:00Z")]
+    #[test_case(1_420_480_920, "2015-01-05T18:02:00Z")]
+    #[test_case(1_709_164_800, "2024-02-29T00:00:00Z")]
+    fn formats(secs: u64, expected: &str) {
+        let time = UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(format_rfc3339(time), expected);
+        assert_eq!(parse_rfc3339(expected), Some(time));
     }
 
     #[test_case("")]
@@ -317,6 +356,13 @@ mod tests {
             let _ = parse_rfc3339(&time_like);
             let _ = SpotAction::parse(&text);
             let _ = TargetState::parse(&text);
+        }
+
+        /// Formatting and parsing agree on every second from 1970 to 2200.
+        #[test]
+        fn formatting_round_trips(secs in 0u64..7_258_118_400) {
+            let time = UNIX_EPOCH + Duration::from_secs(secs);
+            prop_assert_eq!(parse_rfc3339(&format_rfc3339(time)), Some(time));
         }
     }
 }

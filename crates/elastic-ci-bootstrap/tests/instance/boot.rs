@@ -199,13 +199,9 @@ async fn boots_an_instance_end_to_end() {
     assert_eq!(instance.read("/var/log/elastic-stack-bootstrap-status"), "Completed");
     // Final modes whatever the umask.
     assert_eq!(mode(&instance.path("/var/lib/buildkite-agent/cfn-env")), 0o640);
-    assert_eq!(mode(&instance.path("/etc/lifecycled")), 0o644);
     assert_eq!(mode(&instance.path("/var/lib/buildkite-agent/git-mirrors")), 0o755);
-    assert!(
-        instance
-            .read("/etc/lifecycled")
-            .contains("LIFECYCLED_HANDLER=/usr/local/bin/stop-agent-gracefully\n")
-    );
+    // The removal-notice listener is the image's own service: nothing to configure.
+    assert!(!instance.path("/etc/lifecycled").exists());
     assert_eq!(
         std::fs::read_link(instance.path("/usr/bin/buildkite-agent")).unwrap(),
         PathBuf::from("/usr/bin/buildkite-agent-stable")
@@ -232,9 +228,7 @@ async fn boots_an_instance_end_to_end() {
     assert!(has(
         serde_json::json!({"action": "chown", "path": "/var/lib/buildkite-agent/git-mirrors", "user": "buildkite-agent", "group": "buildkite-agent", "recursive": true})
     ));
-    assert!(has(
-        serde_json::json!({"action": "systemctl", "args": ["enable", "--now", "lifecycled.service"]})
-    ));
+    assert!(!actions.iter().any(|action| action.to_string().contains("lifecycled")));
     assert!(has(serde_json::json!({"action": "wait-for-docker", "attempts": 6})));
     assert_eq!(
         actions.iter().rfind(|a| a["action"] == "systemctl").unwrap(),

@@ -13,7 +13,7 @@ use elastic_ci_aws::imds::Imds;
 use elastic_ci_bootstrap::stop::Stopped;
 use elastic_ci_bootstrap::watch::{WatchDeps, WatchSettings, Watched, watch};
 use elastic_ci_core::fleet::{GroupSnapshot, LifecycleActionResult, LifecycleState};
-use elastic_ci_core::lifecycle::Notice;
+use elastic_ci_core::lifecycle::{Notice, format_rfc3339};
 use elastic_ci_testkit::imds::FakeImds;
 
 use crate::stop::Scripted;
@@ -153,7 +153,7 @@ async fn a_job_that_outlives_its_spot_notice_is_cancelled_twenty_seconds_ahead()
     let dir = tempfile::tempdir().unwrap();
     let fake = fake_imds();
     let soon = SystemTime::now() + Duration::from_secs(10);
-    fake.set_spot_instance_action(Some(("terminate", &rfc3339(soon))));
+    fake.set_spot_instance_action(Some(("terminate", &format_rfc3339(soon))));
     let system = Scripted::running_for(u32::MAX);
     let watched = run(&fake, &scaling(), &system, &dir.path().join("m")).await;
     assert_eq!(watched.stopped, Stopped::Cancelled);
@@ -249,25 +249,4 @@ fn the_help_names_every_notice() {
             "CONTINUE",
         ],
     );
-}
-
-fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap() + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }

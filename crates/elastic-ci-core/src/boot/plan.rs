@@ -37,6 +37,10 @@ pub const AGENT_BINARY_PATH: &str = "/usr/bin/buildkite-agent";
 /// `elastic-ci-bootstrap stop-gracefully "$@"`.
 pub const STOP_HANDLER_PATH: &str = "/usr/local/bin/stop-agent-gracefully";
 pub const BOOTSTRAP_BINARY_PATH: &str = "/usr/local/bin/elastic-ci-bootstrap";
+/// The marker `elastic-ci-bootstrap watch` leaves while Auto Scaling removes the
+/// instance or stops it into the warm pool, so that `terminate` stands down. Under
+/// `/run`, so a restart clears it.
+pub const DRAIN_MARKER_PATH: &str = "/run/elastic-ci/lifecycle-drain";
 pub const REFRESH_KEYS_SCRIPT_PATH: &str = "/usr/local/bin/refresh_authorized_keys";
 pub const AGENT_SLICE_PATH: &str = "/etc/systemd/system/buildkite-agent.slice";
 pub const RESOURCE_LIMITS_DROP_IN_PATH: &str =

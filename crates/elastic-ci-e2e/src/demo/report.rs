@@ -18,7 +18,7 @@ use super::host::HostReport;
 use super::scaler::ScalerPoll;
 use super::stack::Stack;
 use super::trace::DemoTrace;
-use super::{Timings, plural};
+use super::{Scenario, Timings, plural};
 
 /// The queue and the group at one moment of the run.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub(crate) struct HostRecord<'a> {
     pub(crate) instance_id: String,
     pub(crate) launched_at: Duration,
     pub(crate) gone_at: Duration,
+    /// When the group let go of it while its agents ran (the termination hook's wait).
+    pub(crate) removed_at: Option<Duration>,
     pub(crate) report: Option<&'a HostReport>,
 }
 
@@ -55,6 +57,7 @@ pub(crate) struct RunRecord<'a> {
     /// Including the deploy.
     pub(crate) wall_time: Duration,
     pub(crate) out: &'a Path,
+    pub(crate) scenario: Option<Scenario>,
 }
 
 /// One end-to-end check.
@@ -489,6 +492,18 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "every job finished before its instance left".to_owned(),
     );
 
+    match record.scenario {
+        Some(Scenario::Spot) => {
+            let (problems, ok) = spot_drained(record);
+            check("the spot interruption notice drained its instance in time", problems, ok);
+        }
+        Some(Scenario::ScaleIn) => {
+            let (problems, ok) = scale_in_drained(record);
+            check("the instance removed under running jobs drained first", problems, ok);
+        }
+        None => {}
+    }
+
     // Every instance booted from the stack's inputs and retired itself.
     let mut problems = Vec::new();
     for host in &record.hosts {
@@ -581,6 +596,100 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         ),
     );
     checks
+}
+
+/// The jobs an instance's agents ran, from the fake API's records.
+fn jobs_of<'a>(record: &'a RunRecord<'_>, host: &HostRecord<'_>) -> Vec<&'a JobRecord> {
+    let Some(report) = host.report else { return Vec::new() };
+    record
+        .jobs
+        .iter()
+        .filter(|job| job.agent.as_ref().is_some_and(|agent| report.agent_names.contains(agent)))
+        .collect()
+}
+
+/// Whether `host` had a job running at `at` (its notice), and the problems: a job taken
+/// after its agent saw `watch` ask it to stop, or no such request at all while busy.
+fn drained_from(
+    record: &RunRecord<'_>,
+    host: &HostRecord<'_>,
+    at: Duration,
+) -> (Vec<String>, bool) {
+    let mut problems = Vec::new();
+    let jobs = jobs_of(record, host);
+    let busy = jobs.iter().any(|job| {
+        job.started_at.is_some_and(|started| started <= at)
+            && job.finished_at.is_some_and(|finished| finished >= at)
+    });
+    match host.report.and_then(|report| report.drain_seen_at) {
+        Some(seen) => {
+            for job in &jobs {
+                if job.started_at.is_some_and(|started| started > seen) {
+                    problems.push(format!(
+                        "{} took {} after it was asked to stop",
+                        host.instance_id, job.spec.id
+                    ));
+                }
+            }
+        }
+        None if busy => {
+            problems
+                .push(format!("{}: its agent never saw watch ask it to stop", host.instance_id));
+        }
+        None => {}
+    }
+    (problems, busy)
+}
+
+fn spot_drained(record: &RunRecord<'_>) -> (Vec<String>, String) {
+    let notices: Vec<(&HostRecord<'_>, Duration)> =
+        record.hosts.iter().filter_map(|host| Some((host, host.report?.spot_notice_at?))).collect();
+    let [(host, at)] = notices[..] else {
+        return (
+            vec![format!("{} spot notices announced, expected 1", notices.len())],
+            String::new(),
+        );
+    };
+    let (mut problems, busy) = drained_from(record, host, at);
+    if !busy {
+        problems.push(format!("{}: no job was running at the notice", host.instance_id));
+    }
+    let deadline = at + record.timings.spot_notice;
+    match host.report.and_then(|report| report.agent_stopped_at) {
+        Some(stopped) if stopped <= deadline => {}
+        stopped => problems.push(format!(
+            "{}: agents stopped at {stopped:?}, after the interruption at {deadline:?}",
+            host.instance_id
+        )),
+    }
+    let ok = format!(
+        "{}: notice at {:.1} s under a running job; no new job, running jobs finished, agents stopped before the {} s were up",
+        host.instance_id,
+        at.as_secs_f64(),
+        record.timings.spot_notice.as_secs()
+    );
+    (problems, ok)
+}
+
+fn scale_in_drained(record: &RunRecord<'_>) -> (Vec<String>, String) {
+    let mut problems = Vec::new();
+    let mut n_busy = 0;
+    for host in &record.hosts {
+        let Some(at) = host.removed_at else { continue };
+        let (host_problems, busy) = drained_from(record, host, at);
+        problems.extend(host_problems);
+        n_busy += usize::from(busy);
+    }
+    if n_busy == 0 {
+        problems.push("no instance left the group while its agents ran a job".to_owned());
+    }
+    (
+        problems,
+        format!(
+            "{} left the group under running jobs; each took no new job and was held until they finished",
+            plural(n_busy, "instance")
+        ),
+    )
 }
 
 /// Regular files under `dir` (symbolic links not followed) that contain `needle`.
