@@ -42,7 +42,11 @@ fn seed() -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, body) in [
         ("repo/HEAD", &b"ref: refs/heads/main\n"[..]),
-        ("repo/config", b"[core]\n\tbare = true\n"),
+        // A seed's config must name its origin, or the seed is skipped.
+        (
+            "repo/config",
+            b"[core]\n\tbare = true\n[remote \"origin\"]\n\turl = https://github.com/example/repo.git\n",
+        ),
         ("repo/objects/pack/pack-1.pack", &[7u8; 256 * 1024]),
         ("repo/refs/heads/main", b"0123456789abcdef\n"),
     ] {
