@@ -864,7 +864,12 @@ impl<'a> World<'a> {
 
     fn connect(&mut self, instance: u32) {
         let slot = &mut self.instances[instance as usize];
-        if slot.state == LifeState::Terminated || slot.connected {
+        // Agents that disconnected never come back: the connect event of an instance
+        // that started connected (MinSize) may arrive after it idled out.
+        if slot.state == LifeState::Terminated
+            || slot.connected
+            || self.records[instance as usize].disconnected_us.is_some()
+        {
             return;
         }
         slot.connected = true;

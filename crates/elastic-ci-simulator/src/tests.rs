@@ -517,3 +517,21 @@ proptest! {
         prop_assert_eq!(first.outcome.jobs, second.outcome.jobs);
     }
 }
+
+/// MinSize 1 with a 65 s idle period: the instance the group starts with idles out at
+/// 65 s and terminates at 75 s, when its launch's agent-connect event is also due; its
+/// agents must not connect again and take the job ready at 72 s, which goes to the
+/// replacement launched at 75 s (connected at 150 s: a 78 s wait).
+#[test]
+fn an_instance_that_idled_out_never_reconnects() {
+    let settings = with(&[
+        ("min-size", "1"),
+        ("max-size", "1"),
+        ("idle-period", "65s"),
+        ("SCALE_OUT_COOLDOWN_PERIOD", "0s"),
+        ("AVAILABILITY_THRESHOLD", "0"),
+    ]);
+    let run = run(&trace(&[(20.0, 72.0, 6.0)], None), &settings, None).unwrap();
+    assert_eq!(waits(&run), [78.0]);
+    assert_eq!(run.outcome.jobs[0].instance, Some(1));
+}
