@@ -94,6 +94,8 @@ pub(crate) struct HostReport {
     pub(crate) drain_seen_at: Option<Duration>,
     /// When the agents started: after the boot, or after the resume from the warm pool.
     pub(crate) agents_started_at: Option<Duration>,
+    /// A warm-pool instance: when the group took it and its resume phase began.
+    pub(crate) resumed_at: Option<Duration>,
     pub(crate) problems: Vec<String>,
 }
 
@@ -159,9 +161,50 @@ pub(crate) fn parse_agent_config(text: &str) -> anyhow::Result<AgentSettings> {
     })
 }
 
+/// Prepares one instance of the warm pool: the image, then the boot's warm phase (the
+/// metadata service says `Warmed:Stopped`), after which the instance is stopped. Returns
+/// its directory, which the instance the group later takes out of the pool runs in.
+pub(crate) fn prepare_warm(world: &World, index: u32) -> anyhow::Result<PathBuf> {
+    let dir = world.out.join("warm-pool").join(format!("warm-{index}"));
+    let root = dir.join("root");
+    install_image(world, &root, &dir.join("bin"))?;
+    let imds = FakeImds::start(&format!("i-{:017x}", 0xa_0000 + index), REGION);
+    imds.set_tag("aws:autoscaling:groupName", &world.group);
+    imds.set_target_lifecycle_state(Some("Warmed:Stopped"));
+    let status =
+        run_logged(&mut boot_command(world, &root, &dir, &imds), &dir.join("warm-boot.log"))?;
+    ensure!(
+        status.success(),
+        "the warm phase failed ({status}); see {}",
+        dir.join("warm-boot.log").display()
+    );
+    Ok(dir)
+}
+
+fn boot_command(world: &World, root: &Path, dir: &Path, imds: &FakeImds) -> Command {
+    let mut boot = Command::new(&world.binaries.bootstrap);
+    boot.arg("boot")
+        .arg("--root")
+        .arg(root)
+        .arg("--record-actions")
+        .arg(dir.join("actions.jsonl"))
+        .args(["--metadata-retry-delay-ms", "200"])
+        .env_clear()
+        .envs(world.boot_inputs.iter().map(|(name, value)| (name, value)))
+        .envs(world.aws_env())
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.join("bin").display()))
+        .env("ELASTIC_CI_LOG", "info")
+        .env("ELASTIC_CI_DEMO_ROOT", root);
+    boot
+}
+
 /// Runs one instance's life; never panics, so that the fleet loop always gets a report.
 pub(crate) fn run(world: &Arc<World>, instance_id: &str) -> HostReport {
-    let dir = world.out.join("hosts").join(instance_id);
+    // An instance taken out of the warm pool runs where its warm phase ran (the hook
+    // shims name their root).
+    let warm = world.take_warm();
+    let dir = warm.clone().unwrap_or_else(|| world.out.join("hosts").join(instance_id));
     let mut report = HostReport {
         dir: dir.clone(),
         boot: Err("not started".to_owned()),
@@ -172,9 +215,10 @@ pub(crate) fn run(world: &Arc<World>, instance_id: &str) -> HostReport {
         spot_notice_at: None,
         drain_seen_at: None,
         agents_started_at: None,
+        resumed_at: None,
         problems: Vec::new(),
     };
-    if let Err(error) = live(world, instance_id, &dir, &mut report) {
+    if let Err(error) = live(world, instance_id, &dir, warm.is_some(), &mut report) {
         world.say(format!("{instance_id}: {error:#}"));
         report.problems.push(format!("{error:#}"));
     }
@@ -185,35 +229,31 @@ fn live(
     world: &Arc<World>,
     instance_id: &str,
     dir: &Path,
+    from_warm_pool: bool,
     report: &mut HostReport,
 ) -> anyhow::Result<()> {
     let root = dir.join("root");
     let bin = dir.join("bin");
-    install_image(world, &root, &bin)?;
+    if !from_warm_pool {
+        install_image(world, &root, &bin)?;
+    }
     let imds = Arc::new(FakeImds::start(instance_id, REGION));
+    if from_warm_pool {
+        imds.set_target_lifecycle_state(Some("InService"));
+    }
     imds.set_tag("aws:autoscaling:groupName", &world.group);
     imds.set_tag("Role", "buildkite-agent");
     world.register_metadata(instance_id, imds.clone());
     std::thread::sleep(world.timings.instance_start);
     let mut watch = Watch::start(world, &root, dir, &imds)?;
 
-    // cloud-init runs the UserData: its inputs, exported, then the bootstrapper.
+    // cloud-init runs the UserData: its inputs, exported, then the bootstrapper (the
+    // resume phase, for an instance out of the warm pool).
     let started = Instant::now();
-    let mut boot = Command::new(&world.binaries.bootstrap);
-    boot.arg("boot")
-        .arg("--root")
-        .arg(&root)
-        .arg("--record-actions")
-        .arg(dir.join("actions.jsonl"))
-        .args(["--metadata-retry-delay-ms", "200"])
-        .env_clear()
-        .envs(world.boot_inputs.iter().map(|(name, value)| (name, value)))
-        .envs(world.aws_env())
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
-        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-        .env("ELASTIC_CI_LOG", "info")
-        .env("ELASTIC_CI_DEMO_ROOT", &root);
-    let status = run_logged(&mut boot, &dir.join("boot.log"))?;
+    if from_warm_pool {
+        report.resumed_at = Some(world.now());
+    }
+    let status = run_logged(&mut boot_command(world, &root, dir, &imds), &dir.join("boot.log"))?;
     if !status.success() {
         let message = format!("boot failed ({status}); see {}", dir.join("boot.log").display());
         report.boot = Err(message.clone());
@@ -226,7 +266,8 @@ fn live(
         .with_context(|| format!("the boot wrote no {}", config_path.display()))?;
     let settings = parse_agent_config(&config)?;
     world.say(format!(
-        "{instance_id}: booted in {:.1} s; starting {} agent{}",
+        "{instance_id}: {} in {:.1} s; starting {} agent{}",
+        if from_warm_pool { "resumed from the warm pool" } else { "booted" },
         started.elapsed().as_secs_f64(),
         settings.spawn,
         if settings.spawn == 1 { "" } else { "s" }

@@ -19,7 +19,7 @@
 //! `--check` is the same on a small trace with shorter timings: the end-to-end test
 //! that `cargo xtask ci` runs, against its own emulator (`--moto-endpoint`).
 //!
-//! `--scenario` removes instances under running jobs, each with a check of its own
+//! `--scenario` exercises a removal path or the warm pool, each with a check of its own
 //! beside "no job interrupted": `spot` (the fake metadata service announces a spot
 //! interruption under a running job) and `scale-in` (scale-in enabled without
 //! protection, and the group shrinks while every agent runs a job). moto removes no
@@ -27,6 +27,8 @@
 //! loop plays Auto Scaling's part, choosing the instances above the desired capacity,
 //! announcing `Terminated` in their metadata (`Terminating:Wait`), and terminating each
 //! once its host has drained.
+//! `warm` prepares a warm pool of two instances (the boot's warm phase) before the jobs
+//! arrive; the group's launches take them, and their resume phase starts the agents.
 
 mod host;
 mod report;
@@ -95,7 +97,8 @@ pub struct DemoArgs {
     pub moto_endpoint: Option<String>,
     /// Remove instances under running jobs, on a trace of its own, and check that no
     /// job is interrupted: spot (a spot interruption is announced under a running
-    /// job) or scale-in (scale-in enabled, the group shrinks while jobs run).
+    /// job), scale-in (scale-in enabled, the group shrinks while jobs run) or warm (a
+    /// warm pool of 2: jobs land on resumed instances within seconds).
     #[arg(long, value_enum, value_name = "NAME")]
     pub scenario: Option<Scenario>,
 }
@@ -108,7 +111,13 @@ pub enum Scenario {
     /// Scale-in enabled (no scale-in protection, the termination hook on) and the
     /// group shrinks while every agent runs a job.
     ScaleIn,
+    /// A warm pool of two stopped instances that ran the boot's warm phase; the group
+    /// takes them when it scales out, and their resume phase starts the agents.
+    Warm,
 }
+
+/// The warm scenario's pool.
+const WARM_POOL_SIZE: u32 = 2;
 
 /// The organization the fake Buildkite reports.
 const ORGANIZATION: &str = "demo-org";
@@ -201,6 +210,8 @@ pub(crate) struct World {
     pub(crate) spot_announced: AtomicBool,
     /// Each host's fake metadata service, for the fleet loop to announce removals.
     metadata: Mutex<BTreeMap<String, Arc<FakeImds>>>,
+    /// The warm scenario: prepared warm-pool instances not yet taken by the group.
+    warm_pool: Mutex<Vec<PathBuf>>,
     started: Instant,
     stop: AtomicBool,
     events: Mutex<Vec<(Duration, String)>>,
@@ -227,6 +238,12 @@ impl World {
     /// The variables that point our binaries at the local AWS.
     pub(crate) fn aws_env(&self) -> Vec<(String, String)> {
         self.moto.env()
+    }
+
+    /// A warm-pool instance for the group's next launch, if one is left.
+    pub(crate) fn take_warm(&self) -> Option<PathBuf> {
+        let mut pool = self.warm_pool.lock().ok()?;
+        (!pool.is_empty()).then(|| pool.remove(0))
     }
 
     pub(crate) fn register_metadata(&self, instance_id: &str, imds: Arc<FakeImds>) {
@@ -271,6 +288,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         (None, Some(Scenario::ScaleIn)) => {
             (trace::SCALE_IN.to_owned(), "the built-in scale-in scenario".to_owned(), true)
+        }
+        (None, Some(Scenario::Warm)) => {
+            (trace::WARM.to_owned(), "the built-in warm-pool scenario".to_owned(), true)
         }
         (None, None) if args.check => {
             (trace::CHECK.to_owned(), "the built-in check trace".to_owned(), true)
@@ -383,10 +403,22 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         scenario,
         spot_announced: AtomicBool::new(false),
         metadata: Mutex::new(BTreeMap::new()),
+        warm_pool: Mutex::new(Vec::new()),
         started: Instant::now(),
         stop: AtomicBool::new(false),
         events: Mutex::new(Vec::new()),
     });
+    if scenario == Some(Scenario::Warm) {
+        // What Auto Scaling does when the pool is created: launch its instances, run
+        // their warm phase and stop them. The scenario's jobs arrive after this.
+        for index in 0..WARM_POOL_SIZE {
+            let dir = host::prepare_warm(&world, index)?;
+            world.say(format!("warm pool: instance {index} ran the warm phase and stopped"));
+            if let Ok(mut pool) = world.warm_pool.lock() {
+                pool.push(dir);
+            }
+        }
+    }
     {
         let clock = world.clone();
         let mut state = fake.state();
@@ -532,6 +564,10 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(1));
     };
     world.stop.store(true, Ordering::SeqCst);
+    // The pool's unused instances go with the stack.
+    while let Some(dir) = world.take_warm() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let polls = scaler.stop();
     for entry in hosts.values_mut() {
         if let Some(thread) = entry.thread.take() {

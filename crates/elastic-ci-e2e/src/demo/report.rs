@@ -501,6 +501,10 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             let (problems, ok) = scale_in_drained(record);
             check("the instance removed under running jobs drained first", problems, ok);
         }
+        Some(Scenario::Warm) => {
+            let (problems, ok) = warm_starts(record);
+            check("jobs on warm instances started within 5 s of the resume", problems, ok);
+        }
         None => {}
     }
 
@@ -688,6 +692,43 @@ fn scale_in_drained(record: &RunRecord<'_>) -> (Vec<String>, String) {
         format!(
             "{} left the group under running jobs; each took no new job and was held until they finished",
             plural(n_busy, "instance")
+        ),
+    )
+}
+
+/// The most a job may wait on an instance out of the warm pool, from the start of its
+/// resume to the job's start.
+const WARM_START_LIMIT: Duration = Duration::from_secs(5);
+
+fn warm_starts(record: &RunRecord<'_>) -> (Vec<String>, String) {
+    let mut problems = Vec::new();
+    let mut starts = Vec::new();
+    for host in &record.hosts {
+        let Some(resumed) = host.report.and_then(|report| report.resumed_at) else { continue };
+        let first = jobs_of(record, host).iter().filter_map(|job| job.started_at).min();
+        match first {
+            Some(first) if first.saturating_sub(resumed) <= WARM_START_LIMIT => {
+                starts.push(first.saturating_sub(resumed));
+            }
+            Some(first) => problems.push(format!(
+                "{}: first job {:.1} s after its resume",
+                host.instance_id,
+                first.saturating_sub(resumed).as_secs_f64()
+            )),
+            None => problems.push(format!("{}: resumed but ran no job", host.instance_id)),
+        }
+    }
+    if starts.is_empty() && problems.is_empty() {
+        problems.push("no instance came out of the warm pool".to_owned());
+    }
+    let detail =
+        starts.iter().map(|start| format!("{:.1} s", start.as_secs_f64())).collect::<Vec<_>>();
+    (
+        problems,
+        format!(
+            "{} out of the warm pool; first job {} after the resume began",
+            plural(starts.len(), "instance"),
+            detail.join(", ")
         ),
     )
 }

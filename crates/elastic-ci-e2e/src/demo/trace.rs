@@ -69,6 +69,16 @@ scale-3,default,1,1,14
 scale-4,default,1,1,14
 ";
 
+/// The warm-pool scenario: jobs that arrive once the pool has been prepared, for the
+/// two instances the group takes out of it.
+pub(crate) const WARM: &str = "\
+# The warm-pool scenario: the group takes its instances out of a warm pool of two.
+job_id,queue,visible_at_s,ready_at_s,duration_s
+warm-1,default,6,6,4
+warm-2,default,6,6,5
+warm-3,default,6,6,4
+";
+
 /// How much of a trace file is replayed without `--minutes`.
 pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(10 * 60);
 
