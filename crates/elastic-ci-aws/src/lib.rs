@@ -19,6 +19,9 @@
 //! a local emulator. Every adapter maps SDK errors into [`error::AwsError`], whose kind
 //! tells not-found, access-denied, throttled, validation and transport failures apart.
 //!
+//! [`retry::retry`] is the workspace's one retry loop, sleeping a
+//! `elastic_ci_core::backoff::Backoff` schedule between attempts.
+//!
 //! Each SDK-backed module is behind a cargo feature of its name (`s3`, `ssm`,
 //! `autoscaling`, `cloudwatch`, `ecr`, `cloudformation`), so that a crate compiles only
 //! the SDK crates it calls; `config`, `error`, `ec2`, `imds` and the metrics trait with
@@ -43,6 +46,7 @@ pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod imds;
+pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "ssm")]

@@ -33,6 +33,7 @@ use std::time::Duration;
 use anyhow::Context;
 use elastic_ci_aws::autoscaling::ScalingGroup;
 use elastic_ci_aws::imds::InstanceMetadata;
+use elastic_ci_aws::retry::{self, Attempt, retry};
 use elastic_ci_aws::s3::ObjectStore;
 use elastic_ci_aws::ssm::ParameterStore;
 use elastic_ci_core::archive::SeedLimits;
@@ -133,7 +134,7 @@ pub struct ScriptFailed {
 
 /// The metadata retry schedule of the original: 5 attempts, 1 s doubling to 30 s.
 pub fn metadata_backoff(first_delay: Duration) -> Backoff {
-    Backoff { attempts: 5, first_delay, max_delay: Duration::from_secs(30) }
+    Backoff::doubling(5, first_delay, Duration::from_secs(30))
 }
 
 /// Runs the boot, within its deadline.
@@ -307,42 +308,23 @@ pub async fn instance_id(
     metadata: &dyn InstanceMetadata,
     backoff: Backoff,
 ) -> anyhow::Result<String> {
-    let mut delays = backoff.delays();
-    let mut attempt = 1;
-    loop {
-        info!(
-            attempt,
-            attempts = backoff.attempts,
-            "Attempt {attempt} of {} to fetch metadata...",
-            backoff.attempts
+    let fetch = |attempt: Attempt| async move {
+        let Attempt { number, attempts } = attempt;
+        info!(attempt = number, attempts, "Attempt {number} of {attempts} to fetch metadata...");
+        let id = metadata.instance_id().await?;
+        anyhow::ensure!(
+            is_instance_id(&id),
+            "the metadata service returned {id:?}, which is not an instance id"
         );
-        let result = metadata.instance_id().await.map_err(anyhow::Error::from).and_then(|id| {
-            anyhow::ensure!(
-                is_instance_id(&id),
-                "the metadata service returned {id:?}, which is not an instance id"
-            );
-            Ok(id)
-        });
-        match result {
-            Ok(id) => {
-                info!(instance_id = %id, "Detected INSTANCE_ID={id}");
-                return Ok(id);
-            }
-            Err(error) => match delays.next() {
-                Some(delay) => {
-                    warn!(attempt, error = %error, "metadata request failed; retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => {
-                    return Err(error.context(format!(
-                        "Failed to fetch EC2 metadata after {} attempts",
-                        backoff.attempts
-                    )));
-                }
-            },
-        }
-    }
+        Ok(id)
+    };
+    let id = retry(backoff, retry::always, retry::warn_retrying("Metadata request"), fetch)
+        .await
+        .with_context(|| {
+        format!("Failed to fetch EC2 metadata after {} attempts", backoff.attempts)
+    })?;
+    info!(instance_id = %id, "Detected INSTANCE_ID={id}");
+    Ok(id)
 }
 
 /// `i-` followed by 8 to 17 hexadecimal digits.

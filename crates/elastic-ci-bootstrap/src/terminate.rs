@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use elastic_ci_aws::autoscaling::ScalingGroup;
+use elastic_ci_aws::error::AwsError;
 use elastic_ci_aws::imds::InstanceMetadata;
+use elastic_ci_aws::retry::{self, retry};
 use elastic_ci_core::backoff::Backoff;
 use elastic_ci_core::fleet::Health;
 use tracing::{error, info, warn};
@@ -32,7 +34,7 @@ pub enum Retired {
 
 /// Each metadata request: 3 attempts, waiting 1 s then 2 s.
 pub const METADATA_BACKOFF: Backoff =
-    Backoff { attempts: 3, first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(2) };
+    Backoff::doubling(3, Duration::from_secs(1), Duration::from_secs(2));
 
 /// The instance id and region, each with its own retries.
 pub async fn identify(
@@ -40,43 +42,22 @@ pub async fn identify(
     backoff: Backoff,
 ) -> anyhow::Result<(String, String)> {
     info!("fetching EC2 metadata...");
-    let instance_id = retry(backoff, "instance ID", || metadata.instance_id()).await?;
+    let instance_id = fetch(backoff, "instance ID", || metadata.instance_id()).await?;
     anyhow::ensure!(
         is_instance_id(&instance_id),
         "the metadata service returned {instance_id:?}, which is not an instance id"
     );
-    let region = retry(backoff, "region", || metadata.region()).await?;
+    let region = fetch(backoff, "region", || metadata.region()).await?;
     Ok((instance_id, region))
 }
 
-async fn retry<F, Fut>(backoff: Backoff, what: &str, mut call: F) -> anyhow::Result<String>
+async fn fetch<Fut>(backoff: Backoff, what: &str, call: impl Fn() -> Fut) -> anyhow::Result<String>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<String, elastic_ci_aws::error::AwsError>>,
+    Fut: Future<Output = Result<String, AwsError>>,
 {
-    let mut delays = backoff.delays();
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Ok(value) => return Ok(value),
-            Err(error) => match delays.next() {
-                Some(delay) => {
-                    warn!(
-                        error = %error,
-                        "Metadata fetch failed, retrying in {}s (attempt {attempt}/{})...",
-                        delay.as_secs(),
-                        backoff.attempts
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                None => {
-                    return Err(anyhow::Error::new(error)
-                        .context(format!("ERROR: Failed to fetch {what} after retries")));
-                }
-            },
-        }
-    }
+    retry(backoff, retry::always, retry::warn_retrying("Metadata fetch"), |_| call())
+        .await
+        .with_context(|| format!("ERROR: Failed to fetch {what} after retries"))
 }
 
 /// Terminates `instance_id`, falling back as described in the module documentation.

@@ -6,13 +6,17 @@
 //! that way, as the original hooks did.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use elastic_ci_core::hooks::{RegistryIdError, ecr_account_ids, parse_switch};
 
-/// Where the bootstrapper binary lives on the AMI.
-pub const DEFAULT_BOOTSTRAP: &str = "/usr/local/bin/elastic-ci-bootstrap";
+/// Where the image installs this binary: the fallback when the running executable's
+/// path cannot be read.
+pub const INSTALLED_HOOKS_BINARY: &str = "/usr/local/bin/elastic-ci-hooks";
+
+/// The bootstrapper's file name; the image installs it beside this binary.
+pub const BOOTSTRAP_NAME: &str = "elastic-ci-bootstrap";
 
 /// Attempts after the first for docker logins and ECR calls, unless the job sets its
 /// own with `BUILDKITE_PLUGIN_ECR_RETRIES` or `BUILDKITE_PLUGIN_DOCKER_LOGIN_RETRIES`.
@@ -53,12 +57,10 @@ impl CommandLimits {
 /// What the `environment`, `pre-command` and `pre-exit` hooks read when they start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HooksConfig {
-    /// `ELASTIC_CI_BOOTSTRAP`: the bootstrapper that provides `check-disk` and
-    /// `fix-permissions`.
-    pub bootstrap: String,
-    /// `ELASTIC_CI_SUDO`: the command that runs fix-permissions as root (`sudo` by
-    /// default; empty runs it directly, for machines without sudo).
-    pub sudo: Option<String>,
+    /// The bootstrapper that provides `check-disk` and `fix-permissions`: the
+    /// `elastic-ci-bootstrap` beside this binary ([`bootstrap_beside`]), never a path
+    /// from the job's environment.
+    pub bootstrap: PathBuf,
     /// `TMPDIR`, or `/tmp`: where the per-job Docker config directory is made.
     pub tmp_dir: PathBuf,
     /// `BUILDKITE_STACK_VERSION`, for the section title.
@@ -102,8 +104,19 @@ fn non_empty(env: &HashMap<String, String>, name: &str) -> Option<String> {
     Some(value(env, name).trim()).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
+/// The bootstrapper installed beside `hooks_binary` (the running `elastic-ci-hooks`).
+///
+/// The job's environment cannot move it: a job that could name the program would
+/// replace the disk check that protects the next jobs, and the program the hooks run
+/// through sudo.
+pub fn bootstrap_beside(hooks_binary: &Path) -> PathBuf {
+    hooks_binary.with_file_name(BOOTSTRAP_NAME)
+}
+
 impl HooksConfig {
-    pub fn from_env_map(env: &HashMap<String, String>) -> HooksConfig {
+    /// The settings of a hook run by `hooks_binary` (the running executable's path) in
+    /// the job environment `env`.
+    pub fn from_env_map(env: &HashMap<String, String>, hooks_binary: &Path) -> HooksConfig {
         let policy = value(env, "BUILDKITE_ECR_POLICY").trim();
         let mut warnings = Vec::new();
         let limits = CommandLimits::from_env_map(env).unwrap_or_else(|warning| {
@@ -111,13 +124,7 @@ impl HooksConfig {
             CommandLimits::DEFAULT
         });
         HooksConfig {
-            bootstrap: non_empty(env, "ELASTIC_CI_BOOTSTRAP")
-                .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned()),
-            sudo: match env.get("ELASTIC_CI_SUDO") {
-                Some(sudo) if sudo.trim().is_empty() => None,
-                Some(sudo) => Some(sudo.trim().to_owned()),
-                None => Some("sudo".to_owned()),
-            },
+            bootstrap: bootstrap_beside(hooks_binary),
             tmp_dir: non_empty(env, "TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from),
             stack_version: value(env, "BUILDKITE_STACK_VERSION").to_owned(),
             docker_experimental: is_true(env, "BUILDKITE_DOCKER_EXPERIMENTAL"),
@@ -265,9 +272,8 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_ami() {
-        let config = HooksConfig::from_env_map(&env(&[]));
-        assert_eq!(config.bootstrap, DEFAULT_BOOTSTRAP);
-        assert_eq!(config.sudo.as_deref(), Some("sudo"));
+        let config = HooksConfig::from_env_map(&env(&[]), Path::new(INSTALLED_HOOKS_BINARY));
+        assert_eq!(config.bootstrap, Path::new("/usr/local/bin/elastic-ci-bootstrap"));
         assert_eq!(config.tmp_dir, PathBuf::from("/tmp"));
         assert_eq!(config.prune_until, "4h");
         assert!(config.fix_permissions);
@@ -277,21 +283,21 @@ mod tests {
 
     #[test]
     fn reads_the_stack_switches() {
-        let config = HooksConfig::from_env_map(&env(&[
-            ("ELASTIC_CI_BOOTSTRAP", "/opt/bin/bootstrap"),
-            ("ELASTIC_CI_SUDO", ""),
-            ("TMPDIR", "/var/tmp"),
-            ("BUILDKITE_DOCKER_EXPERIMENTAL", "true"),
-            ("DOCKER_PRUNE_UNTIL", "1h"),
-            ("DOCKER_BUILDER_PRUNE_ENABLED", "true"),
-            ("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", "true"),
-            ("ENABLE_PRE_EXIT_DISK_CLEANUP", "TRUE"),
-            ("BUILDKITE_ECR_POLICY", "readonly"),
-            ("DOCKER_USERNS_REMAP", "true"),
-            ("BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV", "1"),
-        ]));
-        assert_eq!(config.bootstrap, "/opt/bin/bootstrap");
-        assert_eq!(config.sudo, None);
+        let config = HooksConfig::from_env_map(
+            &env(&[
+                ("TMPDIR", "/var/tmp"),
+                ("BUILDKITE_DOCKER_EXPERIMENTAL", "true"),
+                ("DOCKER_PRUNE_UNTIL", "1h"),
+                ("DOCKER_BUILDER_PRUNE_ENABLED", "true"),
+                ("BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL", "true"),
+                ("ENABLE_PRE_EXIT_DISK_CLEANUP", "TRUE"),
+                ("BUILDKITE_ECR_POLICY", "readonly"),
+                ("DOCKER_USERNS_REMAP", "true"),
+                ("BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV", "1"),
+            ]),
+            Path::new("/opt/elastic-ci/elastic-ci-hooks"),
+        );
+        assert_eq!(config.bootstrap, Path::new("/opt/elastic-ci/elastic-ci-bootstrap"));
         assert_eq!(config.tmp_dir, PathBuf::from("/var/tmp"));
         assert!(
             config.docker_experimental && config.builder_prune && config.terminate_on_disk_full

@@ -24,15 +24,16 @@ pub enum DiskState {
 }
 
 fn bootstrap(job: &Job<'_>) -> Option<PathBuf> {
-    process::find_program(&job.config.bootstrap, &job.env)
+    let path = &job.config.bootstrap;
+    process::is_executable(path).then(|| path.clone())
 }
 
 /// Checks free space and inodes, prunes Docker when they are low, and checks again.
 pub fn check(job: &Job<'_>) -> anyhow::Result<DiskState> {
     let Some(bootstrap) = bootstrap(job) else {
         job.log.warning(&format!(
-            "{} is not installed: skipping the disk space check (set ELASTIC_CI_BOOTSTRAP to its path)",
-            job.config.bootstrap
+            "{} is not installed: skipping the disk space check",
+            job.config.bootstrap.display()
         ));
         return Ok(DiskState::Enough);
     };

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use elastic_ci_aws::retry::{Attempt, Retrying, retry};
+use elastic_ci_core::backoff::Backoff;
 use elastic_ci_core::secret::Secret;
 
 use crate::job::Job;
@@ -141,8 +143,9 @@ pub fn prune(job: &Job<'_>) {
 }
 
 /// `docker login --username USER --password-stdin [SERVER]`, with the password on
-/// stdin, retried `retries` more times after a failure with sleeps of 1, 2, 3… s.
-pub fn login(
+/// stdin, retried `retries` more times after a refusal with waits of 1, 2, 3… s
+/// ([`login_backoff`]). A docker that cannot be run is not retried.
+pub async fn login(
     job: &Job<'_>,
     docker: &Path,
     server: Option<&str>,
@@ -155,25 +158,54 @@ pub fn login(
         args.push(server);
     }
     let input = password.expose().trim_end_matches(['\n', '\r']);
-    let attempts = retries + 1;
-    for attempt in 1..=attempts {
-        let status = process::run_with_input(
-            &mut process::command(docker, &args, &job.env),
-            input.as_bytes(),
-            job.config.limits.quick,
-        )?;
-        if status.success() {
-            return Ok(());
-        }
-        if attempt < attempts {
-            job.log.line(&format!(
-                "Login failed on attempt {attempt} of {attempts}. Trying again in {attempt} seconds..."
-            ));
-            std::thread::sleep(Duration::from_secs(u64::from(attempt)));
+    let schedule = login_backoff(retries);
+    let refused = |failure: &LoginFailure| matches!(failure, LoginFailure::Refused);
+    let attempt = |_| {
+        let command = &mut process::command(docker, &args, &job.env);
+        let result =
+            match process::run_with_input(command, input.as_bytes(), job.config.limits.quick) {
+                Ok(status) if status.success() => Ok(()),
+                Ok(_) => Err(LoginFailure::Refused),
+                Err(error) => Err(LoginFailure::NotRun(error)),
+            };
+        std::future::ready(result)
+    };
+    match retry(schedule, refused, log_login_retry(job), attempt).await {
+        Ok(()) => Ok(()),
+        Err(LoginFailure::NotRun(error)) => Err(error),
+        Err(LoginFailure::Refused) => {
+            let registry = server.unwrap_or("Docker Hub");
+            bail!(
+                "docker login to {registry} as {username} failed after {} attempts",
+                schedule.attempts
+            )
         }
     }
-    let registry = server.unwrap_or("Docker Hub");
-    bail!("docker login to {registry} as {username} failed after {attempts} attempts")
+}
+
+/// The registry logins' schedule, the plugins': `retries + 1` attempts, waiting one
+/// second longer after each failure.
+pub fn login_backoff(retries: u32) -> Backoff {
+    // Retries are at most 10 (`config::retries`), so the cap is never reached.
+    Backoff::linear(retries.saturating_add(1), Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// The job-log line before a login's next attempt, in the plugins' words.
+pub fn log_login_retry<'a, E>(job: &'a Job<'_>) -> impl Fn(&Retrying<'_, E>) + 'a {
+    move |retrying| {
+        let Attempt { number, attempts } = retrying.attempt;
+        job.log.line(&format!(
+            "Login failed on attempt {number} of {attempts}. Trying again in {} seconds...",
+            retrying.delay.as_secs()
+        ));
+    }
+}
+
+enum LoginFailure {
+    /// docker ran and refused the credentials or could not reach the registry.
+    Refused,
+    /// docker could not be run at all.
+    NotRun(anyhow::Error),
 }
 
 #[cfg(test)]

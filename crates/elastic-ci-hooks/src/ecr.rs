@@ -7,11 +7,10 @@
 //! mode nothing is logged in: the per-job Docker config maps each registry to
 //! `docker-credential-ecr-login`.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use elastic_ci_aws::ecr::RegistryCredentials;
-use elastic_ci_aws::error::AwsErrorKind;
+use elastic_ci_aws::error::{AwsError, AwsErrorKind};
+use elastic_ci_aws::retry::retry;
 use elastic_ci_core::hooks::{ECR_PUBLIC_REGISTRY, ecr_endpoint_account, ecr_registry_host};
 
 use crate::config::{DEFAULT_RETRIES, EcrSettings};
@@ -89,7 +88,8 @@ pub async fn login(job: &mut Job<'_>) -> anyhow::Result<()> {
             &credential.username,
             &credential.password,
             settings.retries,
-        )?;
+        )
+        .await?;
     }
     Ok(())
 }
@@ -104,31 +104,24 @@ async fn authorization(
     accounts: &[String],
 ) -> anyhow::Result<Vec<(String, RegistryCredentials)>> {
     let auth = job.clients.registry_auth(region, settings.profile.as_deref()).await;
-    let attempts = settings.retries + 1;
-    let mut attempt = 1;
-    let credentials = loop {
-        match auth.authorization(accounts).await {
-            Ok(credentials) => break credentials,
-            Err(error)
-                if attempt < attempts
-                    && matches!(
-                        error.kind,
-                        AwsErrorKind::Throttled | AwsErrorKind::Transport | AwsErrorKind::Service
-                    ) =>
-            {
-                job.log.line(&format!(
-                    "Login failed on attempt {attempt} of {attempts}. Trying again in {attempt} seconds..."
-                ));
-                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-                attempt += 1;
-            }
-            Err(error) if error.kind == AwsErrorKind::AccessDenied => {
-                return Err(error).context(
-                    "the instance role may not call ecr:GetAuthorizationToken (check the stack's ECRAccessPolicy parameter)",
-                );
-            }
-            Err(error) => return Err(error).context("failed to get an ECR login password"),
+    let passing = |error: &AwsError| {
+        matches!(
+            error.kind,
+            AwsErrorKind::Throttled | AwsErrorKind::Transport | AwsErrorKind::Service
+        )
+    };
+    let schedule = docker::login_backoff(settings.retries);
+    let fetched =
+        retry(schedule, passing, docker::log_login_retry(job), |_| auth.authorization(accounts))
+            .await;
+    let credentials = match fetched {
+        Ok(credentials) => credentials,
+        Err(error) if error.kind == AwsErrorKind::AccessDenied => {
+            return Err(error).context(
+                "the instance role may not call ecr:GetAuthorizationToken (check the stack's ECRAccessPolicy parameter)",
+            );
         }
+        Err(error) => return Err(error).context("failed to get an ECR login password"),
     };
     let mut logins = Vec::new();
     if accounts.is_empty() {

@@ -11,6 +11,9 @@ use crate::disk::{self, DiskState};
 use crate::job::{Job, JobFailure};
 use crate::{docker, ecr, process, secrets, ssh_agent};
 
+/// The program that runs fix-permissions as root, looked up on `PATH`.
+const SUDO: &str = "sudo";
+
 /// The `environment` hook: per-job Docker config, Docker and disk checks, the
 /// built-in plugins (S3 secrets, ECR login) and the checkout permission fix.
 pub async fn environment(job: &mut Job<'_>) -> anyhow::Result<()> {
@@ -113,26 +116,18 @@ fn fix_permissions(job: &Job<'_>) -> anyhow::Result<()> {
     let build_path = job.var("BUILDKITE_BUILD_PATH");
     let checkout_path = job.var("BUILDKITE_BUILD_CHECKOUT_PATH");
     let dirs = checkout_dirs(build_path, checkout_path)?;
-    let bootstrap = &job.config.bootstrap;
+    let bootstrap = job.config.bootstrap.display().to_string();
     job.log.section(&format!(
         "Fixing permissions for '{}/{}/{}'...",
         dirs.agent, dirs.org, dirs.pipeline
     ));
-    let args = ["fix-permissions", &dirs.agent, &dirs.org, &dirs.pipeline];
-    let mut command = match &job.config.sudo {
-        Some(sudo) => {
-            let sudo = process::find_program(sudo, &job.env)
-                .with_context(|| format!("{sudo} is not installed; it runs {bootstrap} fix-permissions as root (set ELASTIC_CI_SUDO to another command, or empty to run it directly)"))?;
-            let mut words = vec!["-n", bootstrap.as_str()];
-            words.extend(args);
-            process::command(&sudo, words, &job.env)
-        }
-        None => {
-            let program = process::find_program(bootstrap, &job.env)
-                .with_context(|| format!("{bootstrap} is not installed"))?;
-            process::command(&program, args, &job.env)
-        }
-    };
+    // sudo allows the agent user this one command (the image's sudoers rule names the
+    // installed bootstrapper's path).
+    let sudo = process::find_program(SUDO, &job.env).with_context(|| {
+        format!("{SUDO} is not installed; it runs {bootstrap} fix-permissions as root")
+    })?;
+    let args = ["-n", &bootstrap, "fix-permissions", &dirs.agent, &dirs.org, &dirs.pipeline];
+    let mut command = process::command(&sudo, args, &job.env);
     let status = process::run(&mut command, job.config.limits.slow)?;
     job.log.line("");
     if !status.success() {
@@ -143,7 +138,7 @@ fn fix_permissions(job: &Job<'_>) -> anyhow::Result<()> {
 
 /// The `pre-command` hook: log in to Docker Hub or another registry with
 /// `DOCKER_LOGIN_USER`, `DOCKER_LOGIN_PASSWORD` and `DOCKER_LOGIN_SERVER`.
-pub fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
+pub async fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
     let user = job.var("DOCKER_LOGIN_USER").to_owned();
     if user.is_empty() || job.var(BuiltinPlugin::DockerLogin.flag()) != "1" {
         return Ok(());
@@ -173,6 +168,7 @@ pub fn pre_command(job: &mut Job<'_>) -> anyhow::Result<()> {
         &password,
         retries,
     )
+    .await
 }
 
 /// The `pre-exit` hook: the optional disk clean-up, then, whatever the disk said, the

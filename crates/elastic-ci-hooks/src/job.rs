@@ -10,7 +10,7 @@ use anyhow::Context;
 use elastic_ci_core::hooks::{EnvChange, HookScript};
 
 use crate::clients::Clients;
-use crate::config::HooksConfig;
+use crate::config::{self, HooksConfig};
 use crate::joblog::JobLog;
 
 /// A hook failure with the exit status the job should see. Its message has been
@@ -44,7 +44,10 @@ impl<'a> Job<'a> {
         log: &'a JobLog,
         clients: &'a dyn Clients,
     ) -> Job<'a> {
-        let config = HooksConfig::from_env_map(env);
+        // The bootstrapper is found beside this executable, as the image installs them.
+        let hooks_binary = std::env::current_exe()
+            .unwrap_or_else(|_| PathBuf::from(config::INSTALLED_HOOKS_BINARY));
+        let config = HooksConfig::from_env_map(env, &hooks_binary);
         for warning in &config.warnings {
             log.warning(warning);
         }

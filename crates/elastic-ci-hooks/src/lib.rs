@@ -38,14 +38,14 @@
 //! `DISK_MIN_AVAILABLE` and `DISK_MIN_INODES` (read by `check-disk`), `TMPDIR`, `PATH`,
 //! the standard `AWS_*` variables; and for this binary:
 //!
-//! - `ELASTIC_CI_BOOTSTRAP`: the bootstrapper providing `check-disk` and
-//!   `fix-permissions` (default `/usr/local/bin/elastic-ci-bootstrap`);
-//! - `ELASTIC_CI_SUDO`: how fix-permissions gets root (default `sudo`, run as
-//!   `sudo -n`; empty runs it directly);
 //! - `ELASTIC_CI_COMMAND_TIMEOUT_SECS`: the time limit of every command the hooks run
 //!   (default 120 s; 900 s for docker prune, the secrets bucket's env files and
 //!   fix-permissions);
 //! - `ELASTIC_CI_LOG`: the `tracing` filter for diagnostics on stderr (default `warn`).
+//!
+//! No variable chooses the programs of the disk check and fix-permissions: they are
+//! the `elastic-ci-bootstrap` beside this executable, as the image installs them, run
+//! through the `sudo` on `PATH` for fix-permissions.
 
 pub mod clients;
 pub mod config;
@@ -170,7 +170,7 @@ pub async fn run(
         }
         Command::PreCommand => {
             let mut job = Job::new(env, log, clients);
-            (hooks::pre_command(&mut job).map(|()| job.script.render()), 1, "pre-command")
+            (hooks::pre_command(&mut job).await.map(|()| job.script.render()), 1, "pre-command")
         }
         Command::PreExit => {
             let mut job = Job::new(env, log, clients);

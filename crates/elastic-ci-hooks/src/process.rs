@@ -30,9 +30,7 @@ use nix::unistd::Pid;
 /// Finds a program the way a shell does: a name with a `/` is taken as a path, any
 /// other name is looked up in the job's `PATH`. Only executable files count.
 pub fn find_program(name: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
-    let executable = |path: &Path| {
-        path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-    };
+    let executable = |path: &Path| is_executable(path);
     if name.contains('/') {
         let path = PathBuf::from(name);
         return executable(&path).then_some(path);
@@ -43,6 +41,11 @@ pub fn find_program(name: &str, env: &HashMap<String, String>) -> Option<PathBuf
         .filter(|dir| !dir.is_empty())
         .map(|dir| Path::new(dir).join(name))
         .find(|candidate| executable(candidate))
+}
+
+/// Whether `path` is an executable file.
+pub fn is_executable(path: &Path) -> bool {
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// A command for `program` with the job environment, stdin from `/dev/null` and

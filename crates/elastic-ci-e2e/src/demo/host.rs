@@ -471,8 +471,6 @@ fn agent_environment(
     }
     env.extend(world.aws_env());
     env.insert("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.endpoint());
-    // The hooks binary's own default is /usr/local/bin, here under the simulated root.
-    env.insert("ELASTIC_CI_BOOTSTRAP".into(), under_root("/usr/local/bin/elastic-ci-bootstrap"));
     env.insert("DEMO_STUB_LOG".into(), dir.join("stub-calls.log").display().to_string());
     Ok(env)
 }

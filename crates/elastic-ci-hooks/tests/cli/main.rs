@@ -78,7 +78,7 @@ fn a_variable_that_is_not_utf8_is_named_and_ignored() {
     use std::os::unix::ffi::OsStrExt;
 
     let sandbox = Sandbox::new();
-    let output = Command::new(support::HOOKS_BIN)
+    let output = Command::new(support::installed_hooks(&sandbox.job_env()))
         .arg("environment")
         .env_clear()
         .envs(sandbox.job_env())
@@ -303,6 +303,34 @@ fn pre_exit_removes_only_its_own_docker_config_and_ssh_agent() {
     sleeper.wait().unwrap();
 }
 
+/// The bootstrapper is the one installed beside `elastic-ci-hooks`: a job that sets
+/// `ELASTIC_CI_BOOTSTRAP` or `ELASTIC_CI_SUDO` neither replaces the disk check that
+/// protects the next jobs nor chooses what runs through sudo.
+/// See: the hooks honoured ELASTIC_CI_BOOTSTRAP and ELASTIC_CI_SUDO from the job.
+#[test]
+fn a_job_cannot_choose_the_bootstrapper_or_how_it_gets_root() {
+    let sandbox = Sandbox::new();
+    // What a job would point the hooks at instead: a disk check that always passes.
+    sandbox
+        .stub("fake-bootstrap", "#!/bin/bash\necho \"hijacked $*\" >> \"$STUB_DIR/calls.log\"\n");
+    let mut env = sandbox.job_env();
+    env.insert("DOCKER_USERNS_REMAP".into(), "false".into());
+    env.insert(
+        "ELASTIC_CI_BOOTSTRAP".into(),
+        sandbox.path("bin/fake-bootstrap").display().to_string(),
+    );
+    env.insert("ELASTIC_CI_SUDO".into(), String::new());
+    let run = run_shim("environment", &env);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    let calls = sandbox.calls();
+    assert!(!calls.contains("hijacked"), "{calls}");
+    assert!(calls.contains("elastic-ci-bootstrap check-disk"), "{calls}");
+    let bootstrap = sandbox.path("usr/local/bin/elastic-ci-bootstrap");
+    let expected = format!("sudo -n {} fix-permissions agent-1 acme app", bootstrap.display());
+    assert!(calls.contains(&expected), "{calls}");
+    std::fs::remove_dir_all(&run.env["DOCKER_CONFIG"]).unwrap();
+}
+
 #[test]
 fn fix_permissions_runs_through_sudo_with_the_checkout_dirs() {
     let sandbox = Sandbox::new();
@@ -310,11 +338,9 @@ fn fix_permissions_runs_through_sudo_with_the_checkout_dirs() {
     env.insert("DOCKER_USERNS_REMAP".into(), "false".into());
     let run = run_shim("environment", &env);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    assert!(
-        sandbox.calls().contains("sudo -n elastic-ci-bootstrap fix-permissions agent-1 acme app"),
-        "{}",
-        sandbox.calls()
-    );
+    let bootstrap = sandbox.path("usr/local/bin/elastic-ci-bootstrap");
+    let expected = format!("sudo -n {} fix-permissions agent-1 acme app", bootstrap.display());
+    assert!(sandbox.calls().contains(&expected), "{}", sandbox.calls());
     assert!(run.stderr().contains("~~~ Fixing permissions for 'agent-1/acme/app'..."));
     // That job succeeded, so its Docker config is its pre-exit's to remove.
     std::fs::remove_dir_all(&run.env["DOCKER_CONFIG"]).unwrap();

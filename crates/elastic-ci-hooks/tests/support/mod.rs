@@ -1,8 +1,8 @@
 //! A simulated agent instance for the hook tests: a temporary directory standing for
 //! `/`, with the image's hook shims and `elastic-ci-hooks` where the image puts them
-//! (`elastic_ci_testkit::image`), a home, a `TMPDIR`, and recording stubs first on
-//! `PATH` for `docker`,
-//! `elastic-ci-bootstrap`, `sudo`, `buildkite-agent` and
+//! (`elastic_ci_testkit::image`), a recording `elastic-ci-bootstrap` beside
+//! `elastic-ci-hooks` (where the hooks look for it), a home, a `TMPDIR`, and recording
+//! stubs first on `PATH` for `docker`, `sudo`, `buildkite-agent` and
 //! `docker-credential-ecr-login`. The real `bash`, `ssh-agent`, `ssh-add` and `git`
 //! come from the system directories after them.
 //!
@@ -85,9 +85,9 @@ impl Sandbox {
         }
         let local_bin = sandbox.path("usr/local/bin");
         std::fs::create_dir_all(&local_bin).unwrap();
-        std::os::unix::fs::symlink(HOOKS_BIN, local_bin.join("elastic-ci-hooks")).unwrap();
+        install_hooks_binary(&local_bin.join("elastic-ci-hooks"));
+        write_executable(&local_bin.join("elastic-ci-bootstrap"), BOOTSTRAP_STUB);
         sandbox.stub("docker", DOCKER_STUB);
-        sandbox.stub("elastic-ci-bootstrap", BOOTSTRAP_STUB);
         sandbox.stub("sudo", SUDO_STUB);
         sandbox.stub("buildkite-agent", AGENT_STUB);
         sandbox.stub("docker-credential-ecr-login", CREDENTIAL_HELPER_STUB);
@@ -101,9 +101,7 @@ impl Sandbox {
     }
 
     pub(crate) fn stub(&self, name: &str, script: &str) {
-        let path = self.path("bin").join(name);
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&self.path("bin").join(name), script);
     }
 
     pub(crate) fn remove_stub(&self, name: &str) {
@@ -143,7 +141,6 @@ impl Sandbox {
             ("HOME", self.path("home").display().to_string()),
             ("TMPDIR", self.path("tmp").display().to_string()),
             ("STUB_DIR", self.dir.path().display().to_string()),
-            ("ELASTIC_CI_BOOTSTRAP", "elastic-ci-bootstrap".to_owned()),
             ("BUILDKITE_STACK_VERSION", "v0-test".to_owned()),
             ("BUILDKITE_BUILD_PATH", builds.display().to_string()),
             (
@@ -162,6 +159,20 @@ impl Sandbox {
         ];
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
     }
+}
+
+/// Installs the hooks binary at `path`. A hard link, not a symlink: the binary finds
+/// `elastic-ci-bootstrap` beside its own path, which the kernel reports with symlinks
+/// resolved. A copy when the target directory is on another file system.
+fn install_hooks_binary(path: &Path) {
+    if std::fs::hard_link(HOOKS_BIN, path).is_err() {
+        std::fs::copy(HOOKS_BIN, path).unwrap();
+    }
+}
+
+fn write_executable(path: &Path, script: &str) {
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// What running a shim did.
@@ -215,9 +226,16 @@ pub(crate) fn run_shim(hook: &str, env: &HashMap<String, String>) -> ShimRun {
     ShimRun { output, env: captured }
 }
 
-/// Runs the binary directly; its stdout must be only `export`/`unset` lines.
+/// The hooks binary as installed in the sandbox that `env` (a [`Sandbox::job_env`])
+/// belongs to, with the recording bootstrapper beside it.
+pub(crate) fn installed_hooks(env: &HashMap<String, String>) -> PathBuf {
+    Path::new(&env["STUB_DIR"]).join("usr/local/bin/elastic-ci-hooks")
+}
+
+/// Runs the sandbox's binary directly; its stdout must be only `export`/`unset` lines.
 pub(crate) fn run_hook(subcommand: &str, env: &HashMap<String, String>) -> Output {
-    let output = Command::new(HOOKS_BIN).arg(subcommand).env_clear().envs(env).output().unwrap();
+    let output =
+        Command::new(installed_hooks(env)).arg(subcommand).env_clear().envs(env).output().unwrap();
     assert_only_exports(&String::from_utf8_lossy(&output.stdout));
     output
 }
