@@ -149,17 +149,7 @@ async fn complete_lifecycle_action(
         Some(id) => id.clone(),
         None => metadata.instance_id().await.context("could not read the instance id")?,
     };
-    let group = match &request.group {
-        Some(group) => group.clone(),
-        None => metadata
-            .tags()
-            .await
-            .context("could not read the instance's tags")?
-            .remove("aws:autoscaling:groupName")
-            .context(
-                "the instance has no aws:autoscaling:groupName tag in its metadata (pass --group)",
-            )?,
-    };
+    let group = group_name(metadata, request.group.as_deref()).await?;
     let action =
         LifecycleAction { group_name: group, hook_name: hook.clone(), instance_id, token: None };
     scaling
@@ -168,4 +158,21 @@ async fn complete_lifecycle_action(
         .context("could not complete the lifecycle action")?;
     info!(group = %action.group_name, hook = %action.hook_name, "completed the lifecycle action (CONTINUE)");
     Ok(())
+}
+
+/// The instance's Auto Scaling group: `given`, or its `aws:autoscaling:groupName` tag
+/// from the metadata service.
+pub async fn group_name(
+    metadata: &dyn InstanceMetadata,
+    given: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(group) = given {
+        return Ok(group.to_owned());
+    }
+    metadata
+        .tags()
+        .await
+        .context("could not read the instance's tags")?
+        .remove("aws:autoscaling:groupName")
+        .context("the instance has no aws:autoscaling:groupName tag in its metadata (pass --group)")
 }

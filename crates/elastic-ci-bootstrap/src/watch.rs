@@ -33,7 +33,7 @@ use elastic_ci_core::lifecycle::{Notice, notice};
 use tracing::{info, warn};
 
 use crate::files::write_atomic;
-use crate::stop::{Stopped, drain_before};
+use crate::stop::{Stopped, drain_before, group_name};
 use crate::system::System;
 
 /// The termination lifecycle hook the stack declares on its group.
@@ -188,18 +188,7 @@ async fn lifecycle_action(
 ) -> anyhow::Result<LifecycleAction> {
     let instance_id =
         deps.metadata.instance_id().await.context("could not read the instance id")?;
-    let group_name = match &settings.group {
-        Some(group) => group.clone(),
-        None => deps
-            .metadata
-            .tags()
-            .await
-            .context("could not read the instance's tags")?
-            .remove("aws:autoscaling:groupName")
-            .context(
-                "the instance has no aws:autoscaling:groupName tag in its metadata (pass --group)",
-            )?,
-    };
+    let group_name = group_name(deps.metadata, settings.group.as_deref()).await?;
     Ok(LifecycleAction {
         group_name,
         hook_name: settings.lifecycle_hook.clone(),

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use elastic_ci_aws::autoscaling::ScalingGroup;
-use elastic_ci_aws::fake::{FakeScalingGroup, ScalingCall};
+use elastic_ci_aws::fake::ScalingCall;
 use elastic_ci_aws::imds::{Imds, InstanceMetadata};
 use elastic_ci_bootstrap::stop::{PollIntervals, StopRequest, Stopped, stop_gracefully};
 use elastic_ci_bootstrap::system::System;
 use elastic_ci_core::boot::action::SystemAction;
 use elastic_ci_core::boot::storage::{BlockDevice, Mount};
-use elastic_ci_core::fleet::{GroupSnapshot, LifecycleActionResult, LifecycleState};
+use elastic_ci_core::fleet::{LifecycleActionResult, LifecycleState};
 use elastic_ci_core::lifecycle::Transition;
 use elastic_ci_testkit::imds::FakeImds;
 
@@ -130,15 +130,7 @@ async fn other_transitions_stop_the_unit_and_wait_for_every_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_terminating_lifecycle_hook_is_completed_after_the_stop() {
-    let scaling = FakeScalingGroup::default();
-    scaling.insert_group(GroupSnapshot {
-        name: "ci-asg".into(),
-        min_size: 0,
-        max_size: 2,
-        desired_capacity: 1,
-        instances: vec![],
-    });
-    scaling.add_instance("ci-asg", "i-0123456789abcdef0", LifecycleState::Terminating);
+    let scaling = crate::watch::one_instance_group(LifecycleState::Terminating);
     let fake_imds = FakeImds::start("i-0123456789abcdef0", "us-east-1");
     fake_imds.set_tag("aws:autoscaling:groupName", "ci-asg");
     let imds = Imds::new(Some(&fake_imds.endpoint())).unwrap();

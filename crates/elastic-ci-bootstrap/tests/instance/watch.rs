@@ -22,6 +22,11 @@ use crate::{command, stderr};
 const INSTANCE: &str = "i-0123456789abcdef0";
 
 fn scaling() -> FakeScalingGroup {
+    one_instance_group(LifecycleState::InService)
+}
+
+/// The group `ci-asg` with this instance in `state`.
+pub(crate) fn one_instance_group(state: LifecycleState) -> FakeScalingGroup {
     let scaling = FakeScalingGroup::default();
     scaling.insert_group(GroupSnapshot {
         name: "ci-asg".into(),
@@ -30,7 +35,7 @@ fn scaling() -> FakeScalingGroup {
         desired_capacity: 1,
         instances: vec![],
     });
-    scaling.add_instance("ci-asg", INSTANCE, LifecycleState::InService);
+    scaling.add_instance("ci-asg", INSTANCE, state);
     scaling
 }
 
