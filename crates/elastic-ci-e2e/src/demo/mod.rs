@@ -409,28 +409,9 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         events: Mutex::new(Vec::new()),
     });
     if scenario == Some(Scenario::Warm) {
-        // What Auto Scaling does when the pool is created: launch its instances, run
-        // their warm phase and stop them. The scenario's jobs arrive after this.
-        for index in 0..WARM_POOL_SIZE {
-            let dir = host::prepare_warm(&world, index)?;
-            world.say(format!("warm pool: instance {index} ran the warm phase and stopped"));
-            if let Ok(mut pool) = world.warm_pool.lock() {
-                pool.push(dir);
-            }
-        }
+        prepare_warm_pool(&world)?;
     }
-    {
-        let clock = world.clone();
-        let mut state = fake.state();
-        state.set_clock(move || clock.now());
-        state.add_jobs(trace.jobs.iter().map(|job| JobSpec {
-            id: job.id.clone(),
-            queue: trace.queue.clone(),
-            visible_at: job.visible_at,
-            ready_at: job.ready_at,
-            env: job_env(job),
-        }));
-    }
+    load_jobs(&fake, &world, &trace);
     let mut scaler = scaler::Scaler::start(&world, &stack.scaler_env, &out.join("scaler.log"))?;
 
     let scaling = AutoScalingGroups::new(&moto.sdk_config());
@@ -455,69 +436,11 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         };
         let current: BTreeSet<&str> =
             group.instances.iter().map(|instance| instance.id.as_str()).collect();
-        for id in &current {
-            if !hosts.contains_key(*id) {
-                world.say(format!("{id}: launched by the group; starting"));
-                let host_world = world.clone();
-                let instance_id = (*id).to_owned();
-                let thread = std::thread::Builder::new()
-                    .name(format!("host {id}"))
-                    .spawn(move || host::run(&host_world, &instance_id))
-                    .context("failed to start a host thread")?;
-                hosts.insert(
-                    (*id).to_owned(),
-                    HostEntry {
-                        launched_at: now,
-                        gone_at: None,
-                        removed_at: None,
-                        thread: Some(thread),
-                        report: None,
-                    },
-                );
-            }
-        }
-        // Auto Scaling's part that moto lacks: above the desired capacity, the group
-        // removes instances, each held in Terminating:Wait (its metadata says
-        // Terminated) until its host has drained, then terminated.
-        let n_held = hosts
-            .values()
-            .filter(|entry| entry.removed_at.is_some() && entry.gone_at.is_none())
-            .count();
-        let mut n_excess = current.len().saturating_sub(group.desired_capacity as usize + n_held);
-        for (id, entry) in hosts.iter_mut().rev() {
-            if n_excess == 0 {
-                break;
-            }
-            let running = entry.thread.as_ref().is_some_and(|thread| !thread.is_finished());
-            if entry.removed_at.is_none()
-                && current.contains(id.as_str())
-                && running
-                && world.announce_termination(id)
-            {
-                world.say(format!(
-                    "{id}: removed by the group while its agents run: Terminated announced, held until they drain"
-                ));
-                entry.removed_at = Some(now);
-                n_excess -= 1;
-            }
-        }
-        for (id, entry) in &mut hosts {
-            if entry.gone_at.is_none() && !current.contains(id.as_str()) {
-                entry.gone_at = Some(now);
-            }
-            if entry.thread.as_ref().is_some_and(JoinHandle::is_finished)
-                && let Some(thread) = entry.thread.take()
-            {
-                entry.report = thread.join().ok();
-                if entry.removed_at.is_some() && entry.gone_at.is_none() {
-                    // The hook's action completed: the group terminates the instance.
-                    if let Err(error) = runtime.block_on(scaling.terminate_instance(id, false)) {
-                        world.say(format!("{id}: could not terminate after its drain: {error}"));
-                    }
-                    world.say(format!("{id}: drained; the group terminates it"));
-                }
-            }
-        }
+        start_hosts(&world, &mut hosts, &current, now)?;
+        hold_instances_above_desired(&world, &mut hosts, &current, group.desired_capacity, now);
+        reap_hosts(&world, &mut hosts, &current, now, |id| {
+            runtime.block_on(scaling.terminate_instance(id, false))
+        });
         if scenario == Some(Scenario::ScaleIn) && !scaled_in {
             scaled_in = shrink_under_running_jobs(&runtime, &scaling, &fake, &group, &world)?;
         }
@@ -613,6 +536,128 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         bail!("the end-to-end checks failed:\n  {}", failed.join("\n  "));
     }
     Ok(())
+}
+
+/// What Auto Scaling does when a warm pool is created: launch its instances, run their
+/// warm phase and stop them. The scenario's jobs arrive after this.
+fn prepare_warm_pool(world: &World) -> anyhow::Result<()> {
+    for index in 0..WARM_POOL_SIZE {
+        let dir = host::prepare_warm(world, index)?;
+        world.say(format!("warm pool: instance {index} ran the warm phase and stopped"));
+        if let Ok(mut pool) = world.warm_pool.lock() {
+            pool.push(dir);
+        }
+    }
+    Ok(())
+}
+
+/// Feeds the trace's jobs to the fake queue, on the world's clock.
+fn load_jobs(fake: &FakeBuildkite, world: &Arc<World>, trace: &trace::DemoTrace) {
+    let clock = world.clone();
+    let mut state = fake.state();
+    state.set_clock(move || clock.now());
+    state.add_jobs(trace.jobs.iter().map(|job| JobSpec {
+        id: job.id.clone(),
+        queue: trace.queue.clone(),
+        visible_at: job.visible_at,
+        ready_at: job.ready_at,
+        env: job_env(job),
+    }));
+}
+
+/// A simulated host for every instance the group has and the demo does not yet.
+fn start_hosts(
+    world: &Arc<World>,
+    hosts: &mut BTreeMap<String, HostEntry>,
+    current: &BTreeSet<&str>,
+    now: Duration,
+) -> anyhow::Result<()> {
+    for id in current {
+        if hosts.contains_key(*id) {
+            continue;
+        }
+        world.say(format!("{id}: launched by the group; starting"));
+        let host_world = world.clone();
+        let instance_id = (*id).to_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("host {id}"))
+            .spawn(move || host::run(&host_world, &instance_id))
+            .context("failed to start a host thread")?;
+        hosts.insert(
+            (*id).to_owned(),
+            HostEntry {
+                launched_at: now,
+                gone_at: None,
+                removed_at: None,
+                thread: Some(thread),
+                report: None,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Auto Scaling's part that moto lacks: above the desired capacity, the group removes
+/// instances, each held in `Terminating:Wait` (its metadata says `Terminated`) until
+/// its host has drained ([`reap_hosts`] then terminates it).
+fn hold_instances_above_desired(
+    world: &World,
+    hosts: &mut BTreeMap<String, HostEntry>,
+    current: &BTreeSet<&str>,
+    desired: u32,
+    now: Duration,
+) {
+    let n_held = hosts
+        .values()
+        .filter(|entry| entry.removed_at.is_some() && entry.gone_at.is_none())
+        .count();
+    let desired = usize::try_from(desired).unwrap_or(usize::MAX);
+    let mut n_excess = current.len().saturating_sub(desired.saturating_add(n_held));
+    for (id, entry) in hosts.iter_mut().rev() {
+        if n_excess == 0 {
+            break;
+        }
+        let running = entry.thread.as_ref().is_some_and(|thread| !thread.is_finished());
+        if entry.removed_at.is_none()
+            && current.contains(id.as_str())
+            && running
+            && world.announce_termination(id)
+        {
+            world.say(format!(
+                "{id}: removed by the group while its agents run: Terminated announced, held until they drain"
+            ));
+            entry.removed_at = Some(now);
+            n_excess -= 1;
+        }
+    }
+}
+
+/// Notes the instances that left the group, collects the reports of finished hosts,
+/// and terminates (with `terminate`) the held instances whose hosts have drained: the
+/// hook's action is complete.
+fn reap_hosts<E: std::fmt::Display>(
+    world: &World,
+    hosts: &mut BTreeMap<String, HostEntry>,
+    current: &BTreeSet<&str>,
+    now: Duration,
+    terminate: impl Fn(&str) -> Result<(), E>,
+) {
+    for (id, entry) in hosts.iter_mut() {
+        if entry.gone_at.is_none() && !current.contains(id.as_str()) {
+            entry.gone_at = Some(now);
+        }
+        if entry.thread.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(thread) = entry.thread.take()
+        {
+            entry.report = thread.join().ok();
+            if entry.removed_at.is_some() && entry.gone_at.is_none() {
+                if let Err(error) = terminate(id) {
+                    world.say(format!("{id}: could not terminate after its drain: {error}"));
+                }
+                world.say(format!("{id}: drained; the group terminates it"));
+            }
+        }
+    }
 }
 
 /// The scale-in scenario: once two or more instances are in service and every agent

@@ -14,7 +14,7 @@ use elastic_ci_core::secret::Secret;
 use elastic_ci_simulator::plot::{TimelinePoint, points_svg};
 use elastic_ci_testkit::buildkite::{JobRecord, QueueMetrics};
 
-use super::host::HostReport;
+use super::host::{HostReport, JobRun};
 use super::scaler::ScalerPoll;
 use super::stack::Stack;
 use super::trace::DemoTrace;
@@ -376,24 +376,38 @@ pub(crate) fn write(record: &RunRecord<'_>, checks: &[Check]) -> anyhow::Result<
 
 /// The end-to-end checks: what must hold after any run.
 pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let mut check = |name: &'static str, problems: Vec<String>, ok: String| {
-        let passed = problems.is_empty();
-        let detail = match problems.len() {
-            0 => ok,
-            1..=5 => problems.join("; "),
-            n => format!("{}; and {} more", problems[..5].join("; "), n - 5),
-        };
-        checks.push(Check { name, passed, detail });
-    };
-    let runs: Vec<&super::host::JobRun> = record
+    let runs: Vec<&JobRun> = record
         .hosts
         .iter()
         .filter_map(|host| host.report)
         .flat_map(|report| &report.jobs)
         .collect();
+    let mut checks = vec![
+        every_job_ran_once(record, &runs),
+        hooks_ran_with_the_secrets(record, &runs),
+        no_job_interrupted(record),
+    ];
+    checks.extend(scenario_check(record));
+    checks.push(instances_booted_and_retired(record));
+    checks.push(fleet_scaled_up_and_down(record));
+    checks.push(token_only_in_agent_configuration(record, token));
+    checks
+}
 
-    // Every job ran once and succeeded.
+/// One check: passed when there are no problems; the detail lists up to five of them,
+/// or says what was checked.
+fn check(name: &'static str, problems: Vec<String>, ok: String) -> Check {
+    let passed = problems.is_empty();
+    let detail = match problems.len() {
+        0 => ok,
+        1..=5 => problems.join("; "),
+        n => format!("{}; and {} more", problems[..5].join("; "), n - 5),
+    };
+    Check { name, passed, detail }
+}
+
+/// Every job ran once and succeeded.
+fn every_job_ran_once(record: &RunRecord<'_>, runs: &[&JobRun]) -> Check {
     let mut problems = Vec::new();
     if record.jobs.len() != record.trace.jobs.len() {
         problems.push(format!("{} jobs queued of {}", record.jobs.len(), record.trace.jobs.len()));
@@ -409,14 +423,16 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             ));
         }
     }
-    check("every job ran once and succeeded", problems, plural(record.jobs.len(), "job"));
+    check("every job ran once and succeeded", problems, plural(record.jobs.len(), "job"))
+}
 
-    // The hooks ran around each job, with the secrets.
+/// The hooks ran around each job, with the secrets.
+fn hooks_ran_with_the_secrets(record: &RunRecord<'_>, runs: &[&JobRun]) -> Check {
     let secrets = &record.stack.secrets;
     let expected_secret = sha256_hex(secrets.bucket_secret.as_bytes());
     let expected_password = sha256_hex(secrets.docker_password.as_bytes());
     let mut problems = Vec::new();
-    for run in &runs {
+    for run in runs {
         let hooks: Vec<String> =
             run.hooks.iter().map(|(hook, status)| format!("{hook}={status}")).collect();
         if hooks != ["environment=0", "pre-command=0", "pre-exit=0"] {
@@ -464,10 +480,12 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             "{}: environment, pre-command, pre-exit exited 0; the command saw DEMO_BUCKET_SECRET, DEMO_PIPELINE_SETTING, DEMO_AGENT_ENV and DOCKER_CONFIG; docker login got the password on stdin",
             plural(runs.len(), "job")
         ),
-    );
+    )
+}
 
-    // No job was interrupted: none lost its agent, and no instance left the group
-    // before its jobs had finished.
+/// No job was interrupted: none lost its agent, and no instance left the group
+/// before its jobs had finished.
+fn no_job_interrupted(record: &RunRecord<'_>) -> Check {
     let mut problems = Vec::new();
     for job in &record.jobs {
         if job.interrupted {
@@ -490,25 +508,31 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "no job was interrupted",
         problems,
         "every job finished before its instance left".to_owned(),
-    );
+    )
+}
 
+/// The scenario's own check, if one was run.
+fn scenario_check(record: &RunRecord<'_>) -> Option<Check> {
     match record.scenario {
         Some(Scenario::Spot) => {
             let (problems, ok) = spot_drained(record);
-            check("the spot interruption notice drained its instance in time", problems, ok);
+            Some(check("the spot interruption notice drained its instance in time", problems, ok))
         }
         Some(Scenario::ScaleIn) => {
             let (problems, ok) = scale_in_drained(record);
-            check("the instance removed under running jobs drained first", problems, ok);
+            Some(check("the instance removed under running jobs drained first", problems, ok))
         }
         Some(Scenario::Warm) => {
             let (problems, ok) = warm_starts(record);
-            check("jobs on warm instances started within 5 s of the resume", problems, ok);
+            Some(check("jobs on warm instances started within 5 s of the resume", problems, ok))
         }
-        None => {}
+        None => None,
     }
+}
 
-    // Every instance booted from the stack's inputs and retired itself.
+/// Every instance booted from the stack's inputs and retired itself.
+fn instances_booted_and_retired(record: &RunRecord<'_>) -> Check {
+    let secrets = &record.stack.secrets;
     let mut problems = Vec::new();
     for host in &record.hosts {
         let Some(report) = host.report else {
@@ -545,9 +569,11 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             "{}: bootstrap script from S3, env file from SSM, terminate",
             plural(record.hosts.len(), "instance")
         ),
-    );
+    )
+}
 
-    // The fleet went from zero to work and back to MinSize.
+/// The fleet went from zero to work and back to MinSize.
+fn fleet_scaled_up_and_down(record: &RunRecord<'_>) -> Check {
     let first = record.samples.first();
     let last = record.samples.last();
     let peak = record.samples.iter().map(|sample| sample.desired).max().unwrap_or(0);
@@ -569,9 +595,11 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "the fleet scaled up from zero and back down to MinSize",
         problems,
         format!("0 -> peak {peak} -> 0 instances"),
-    );
+    )
+}
 
-    // The agent token is in no file but the agent configurations.
+/// The agent token is in no file but the agent configurations.
+fn token_only_in_agent_configuration(record: &RunRecord<'_>, token: &Secret) -> Check {
     let mut problems = Vec::new();
     let holders = files_containing(record.out, token.expose().as_bytes());
     for path in &holders {
@@ -598,8 +626,7 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             record.out.display(),
             plural(n_configs, "agent configuration")
         ),
-    );
-    checks
+    )
 }
 
 /// The jobs an instance's agents ran, from the fake API's records.
