@@ -100,6 +100,33 @@ resource "aws_autoscaling_group" "agents" {
   # terminate themselves once their agents are idle, instead of terminating them at once.
   force_delete = !var.buildkite_agent_enable_graceful_shutdown
 
+  # Inline rather than a separate aws_autoscaling_lifecycle_hook: it lives exactly as
+  # long as its group, so a replaced group's instances still drain, and it covers the
+  # group's first instances. Each instance's `elastic-ci-bootstrap watch` completes it
+  # once its jobs end.
+  dynamic "initial_lifecycle_hook" {
+    for_each = var.enable_termination_hook ? [1] : []
+    content {
+      name                 = "buildkite-agent-drain"
+      lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
+      heartbeat_timeout    = var.termination_hook_heartbeat_timeout
+      default_result       = "CONTINUE"
+    }
+  }
+
+  # Stopped instances that have run the whole boot up to the agent start: a scale-out
+  # takes one and starts it, and the boot's resume phase refreshes the token and starts
+  # the agents. min_size and max_group_prepared_capacity equal keep the pool at exactly
+  # warm_pool_size whatever the desired capacity.
+  dynamic "warm_pool" {
+    for_each = var.warm_pool_size > 0 ? [1] : []
+    content {
+      pool_state                  = "Stopped"
+      min_size                    = var.warm_pool_size
+      max_group_prepared_capacity = var.warm_pool_size
+    }
+  }
+
   mixed_instances_policy {
     instances_distribution {
       on_demand_base_capacity                  = var.on_demand_base_capacity

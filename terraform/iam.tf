@@ -149,6 +149,14 @@ resource "aws_iam_role_policy" "instance" {
         Action   = ["autoscaling:SetInstanceHealth", "autoscaling:TerminateInstanceInAutoScalingGroup"]
         Resource = local.group_arn_pattern
       },
+      # The instance's `watch` keeps its own termination hook waiting while jobs run and
+      # completes it after; the group name is the stack's own.
+      {
+        Sid      = "DrainInstance"
+        Effect   = "Allow"
+        Action   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
+        Resource = local.group_arn_pattern
+      },
       # The CloudWatch agent writes the stack's log groups (and sets their retention);
       # lifecycled writes /buildkite/lifecycled. No other group can be created, written
       # or have its retention changed.

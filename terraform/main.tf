@@ -39,6 +39,7 @@ locals {
   create_signing_key      = var.pipeline_signing_kms_key_id == "" && var.pipeline_signing_kms_key_spec != "none"
   has_signing_key         = local.create_signing_key || var.pipeline_signing_kms_key_id != ""
   has_variable_size       = var.min_size != var.max_size
+  scale_on_job_events     = local.has_variable_size && var.scaler_event_bus_name != ""
   use_ecr                 = var.ecr_access_policy != "none"
   add_ecr_pull_through    = contains(["readonly-pullthrough", "poweruser-pullthrough"], var.ecr_access_policy)
   bootstrap_script_on_s3  = startswith(var.bootstrap_script_url, "s3://")
@@ -166,12 +167,17 @@ resource "terraform_data" "validate" {
       error_message = "max_size must be at least min_size."
     }
     # When the scaler lowers the desired capacity, the group picks the instances to
-    # terminate without regard to their jobs; only protected instances are safe. Another
-    # safe path (a lifecycle hook that drains an instance first) becomes one more
-    # alternative of this condition.
+    # terminate without regard to their jobs. Two paths are safe: protected instances
+    # (each terminates itself once its agents are idle), or the termination hook (the
+    # picked instance drains before it goes).
     precondition {
-      condition     = var.disable_scale_in || var.instance_scale_in_protection
-      error_message = "With disable_scale_in false the scaler lowers the desired capacity and the group terminates instances whatever jobs they are running; set instance_scale_in_protection to true, or disable_scale_in to true."
+      condition     = var.disable_scale_in || var.instance_scale_in_protection || var.enable_termination_hook
+      error_message = "With disable_scale_in false the scaler lowers the desired capacity and the group terminates instances whatever jobs they are running; set enable_termination_hook or instance_scale_in_protection to true, or disable_scale_in to true."
+    }
+    # Warm pools refuse Spot instances.
+    precondition {
+      condition     = var.warm_pool_size == 0 || var.on_demand_percentage == 100
+      error_message = "A warm pool (warm_pool_size above 0) holds on-demand instances only; set on_demand_percentage to 100, or warm_pool_size to 0."
     }
     precondition {
       condition     = var.vpc_id == "" || length(var.subnets) > 0

@@ -114,10 +114,13 @@ resource "aws_lambda_function" "scaler" {
   architectures = [var.lambda_architecture]
   memory_size   = 128
   timeout       = 120
-  # One run at a time: two overlapping runs would each decide from the same counts and
-  # could both scale out. A scheduled run that arrives while another is still going is
-  # throttled, and Lambda retries it after that one ends.
-  reserved_concurrent_executions = 1
+  # One scheduled run at a time: two overlapping runs would each decide from the same
+  # counts. A scheduled run that arrives while another is still going is throttled, and
+  # Lambda retries it after that one ends. Job events get a second execution
+  # environment, so they are not queued behind the scheduled run's polling loop; both
+  # write absolute capacities computed from fresh counts, so an overlap repeats a value
+  # rather than adding to it.
+  reserved_concurrent_executions = local.scale_on_job_events ? 2 : 1
   s3_bucket                      = local.scaler_s3_bucket
   s3_key                         = local.scaler_s3_key
   tags                           = local.common_tags
@@ -156,4 +159,40 @@ resource "aws_lambda_permission" "scaler" {
   function_name = aws_lambda_function.scaler[0].function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.scaler[0].arn
+}
+
+# Buildkite's EventBridge integration: a job of this queue scheduled runs the scaler at
+# once, instead of at the next scheduled poll. The scaler polls the metrics as for the
+# schedule, at most once per poll interval however many events arrive, and the decision
+# and cooldowns are the same.
+resource "aws_cloudwatch_event_rule" "job_scheduled" {
+  count = local.scale_on_job_events ? 1 : 0
+
+  name           = "${var.stack_name}-job-scheduled"
+  description    = "Runs the Buildkite agent scaler when a job of its queue is scheduled"
+  event_bus_name = var.scaler_event_bus_name
+  event_pattern = jsonencode({
+    source        = [{ prefix = "aws.partner/buildkite.com/" }]
+    "detail-type" = ["Job Scheduled"]
+    detail        = { job = { agent_query_rules = ["queue=${var.buildkite_queue}"] } }
+  })
+  tags = local.common_tags
+}
+
+resource "aws_cloudwatch_event_target" "job_scheduled" {
+  count = local.scale_on_job_events ? 1 : 0
+
+  rule           = aws_cloudwatch_event_rule.job_scheduled[0].name
+  event_bus_name = var.scaler_event_bus_name
+  arn            = aws_lambda_function.scaler[0].arn
+}
+
+resource "aws_lambda_permission" "job_scheduled" {
+  count = local.scale_on_job_events ? 1 : 0
+
+  statement_id  = "AllowBuildkiteJobEvents"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.scaler[0].function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.job_scheduled[0].arn
 }

@@ -748,6 +748,18 @@ variable "managed_policy_arns" {
   }
 }
 
+variable "scaler_event_bus_name" {
+  description = "The event bus of Buildkite's Amazon EventBridge integration in this account and region (aws.partner/buildkite.com/ORG/ID, associated with its partner event source). When set, each Job Scheduled event of this queue runs the scaler at once (at most one poll per scaler poll interval); the schedule stays. Empty scales on the schedule alone."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^aws\\.partner/buildkite\\.com/[A-Za-z0-9._/-]{1,200}$", var.scaler_event_bus_name))
+    error_message = "scaler_event_bus_name must be empty or a Buildkite partner event bus name such as aws.partner/buildkite.com/my-org/0106-187c-12cd4fe."
+  }
+}
+
 variable "scaler_managed_policy_arns" {
   description = "Managed policies to attach to the scaler Lambda's role."
   type        = list(string)
@@ -967,6 +979,37 @@ variable "instance_scale_in_protection" {
   type        = bool
   default     = true
   nullable    = false
+}
+
+variable "enable_termination_hook" {
+  description = "A termination lifecycle hook on the group, so that every removal Auto Scaling makes (scale-in, instance refresh, health replacement, Capacity Rebalancing, the old group of a stack update) waits for the instance's running jobs to finish. A spot interruption still ends jobs after its 2-minute notice."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "termination_hook_heartbeat_timeout" {
+  description = "Seconds the termination hook waits without a heartbeat before it goes on (the instances send one every minute while jobs run; a drain lasts at most 100 timeouts or 48 hours)."
+  type        = number
+  default     = 600
+  nullable    = false
+
+  validation {
+    condition     = var.termination_hook_heartbeat_timeout >= 120 && var.termination_hook_heartbeat_timeout <= 7200
+    error_message = "termination_hook_heartbeat_timeout must be a number of seconds from 120 to 7200."
+  }
+}
+
+variable "warm_pool_size" {
+  description = "Stopped instances kept booted and ready in an Auto Scaling warm pool, so that a scale-out resumes one in seconds instead of booting a new one; they cost only their EBS volumes while stopped. 0 keeps no warm pool. Needs on_demand_percentage 100."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.warm_pool_size >= 0 && var.warm_pool_size <= 100 && floor(var.warm_pool_size) == var.warm_pool_size
+    error_message = "warm_pool_size must be a whole number from 0 to 100."
+  }
 }
 
 variable "on_demand_base_capacity" {

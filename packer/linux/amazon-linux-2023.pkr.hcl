@@ -78,8 +78,6 @@ build {
       "BUILDKITE_AGENT_SHA256=${var.buildkite_agent_sha256[var.arch]}",
       "BUILDKITE_AGENT_BETA_URL=${var.buildkite_agent_beta_url[var.arch]}",
       "BUILDKITE_AGENT_BETA_SHA256=${var.buildkite_agent_beta_sha256[var.arch]}",
-      "LIFECYCLED_URL=${var.lifecycled_url[var.arch]}",
-      "LIFECYCLED_SHA256=${var.lifecycled_sha256[var.arch]}",
       "DOCKER_COMPOSE_URL=${var.docker_compose_url[var.arch]}",
       "DOCKER_COMPOSE_SHA256=${var.docker_compose_sha256[var.arch]}",
       "DOCKER_BUILDX_URL=${var.docker_buildx_url[var.arch]}",

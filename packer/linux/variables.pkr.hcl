@@ -53,11 +53,6 @@ variable "buildkite_agent_beta_version" {
   description = "The agent release baked in as the beta channel."
 }
 
-variable "lifecycled_version" {
-  type        = string
-  description = "The lifecycled release (spot and lifecycle-hook handling)."
-}
-
 variable "docker_compose_version" {
   type        = string
   description = "The Docker Compose CLI plugin release."
@@ -88,16 +83,6 @@ variable "buildkite_agent_beta_url" {
 variable "buildkite_agent_beta_sha256" {
   type        = map(string)
   description = "The SHA-256 digest of the beta agent's archive, by arch."
-}
-
-variable "lifecycled_url" {
-  type        = map(string)
-  description = "The lifecycled binary, by arch."
-}
-
-variable "lifecycled_sha256" {
-  type        = map(string)
-  description = "The SHA-256 digest of the lifecycled binary, by arch."
 }
 
 variable "docker_compose_url" {

@@ -23,16 +23,6 @@ buildkite_agent_beta_sha256 = {
   arm64  = ""
 }
 
-lifecycled_version = "3.6.0"
-lifecycled_url = {
-  x86_64 = "https://github.com/buildkite/lifecycled/releases/download/v3.6.0/lifecycled-linux-amd64"
-  arm64  = "https://github.com/buildkite/lifecycled/releases/download/v3.6.0/lifecycled-linux-arm64"
-}
-lifecycled_sha256 = {
-  x86_64 = ""
-  arm64  = ""
-}
-
 docker_compose_version = "2.29.7"
 docker_compose_url = {
   x86_64 = "https://github.com/docker/compose/releases/download/v2.29.7/docker-compose-linux-x86_64"

@@ -54,17 +54,25 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     step("tests", &mut tests)?;
     // The whole stack end to end, with the binaries the test build made: after the
     // tests, so that its timings do not compete with them for the CPU.
-    timed("cargo xtask demo --check", || {
-        let status = Command::new(demo::binary()?)
-            .args(["--check", "--moto-endpoint", &server.endpoint])
-            .current_dir(&root)
-            .status()
-            .context("failed to run the demo")?;
-        if !status.success() {
-            bail!("the demo's check failed ({status})");
-        }
-        Ok(())
-    })?;
+    // Then each removal scenario in its short form: no job may be interrupted.
+    for scenario in [None, Some("spot"), Some("scale-in"), Some("warm")] {
+        let label = match scenario {
+            Some(name) => format!("cargo xtask demo --check --scenario {name}"),
+            None => "cargo xtask demo --check".to_owned(),
+        };
+        timed(&label, || {
+            let mut demo = Command::new(demo::binary()?);
+            demo.args(["--check", "--moto-endpoint", &server.endpoint]);
+            if let Some(name) = scenario {
+                demo.args(["--scenario", name]);
+            }
+            let status = demo.current_dir(&root).status().context("failed to run the demo")?;
+            if !status.success() {
+                bail!("{label} failed ({status})");
+            }
+            Ok(())
+        })?;
+    }
     // The release, rehearsed on the same emulator with the same build.
     timed("cargo xtask release --rehearse", || {
         let status = Command::new(demo::rehearsal_binary()?)

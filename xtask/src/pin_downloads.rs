@@ -46,7 +46,7 @@ struct Download {
 }
 
 /// Every download of the image.
-const DOWNLOADS: [Download; 5] = [
+const DOWNLOADS: [Download; 4] = [
     Download {
         name: "buildkite_agent",
         url: "https://github.com/buildkite/agent/releases/download/v{version}/buildkite-agent-linux-{goarch}-{version}.tar.gz",
@@ -55,11 +55,6 @@ const DOWNLOADS: [Download; 5] = [
     Download {
         name: "buildkite_agent_beta",
         url: "https://github.com/buildkite/agent/releases/download/v{version}/buildkite-agent-linux-{goarch}-{version}.tar.gz",
-        checksums: None,
-    },
-    Download {
-        name: "lifecycled",
-        url: "https://github.com/buildkite/lifecycled/releases/download/v{version}/lifecycled-linux-{goarch}",
         checksums: None,
     },
     Download {
@@ -359,13 +354,13 @@ mod tests {
 
     #[test]
     fn expands_each_architecture_and_rebases_on_a_mirror() {
-        let url = expand(DOWNLOADS[3].url, "2.29.7", "arm64");
+        let url = expand(DOWNLOADS[2].url, "2.29.7", "arm64");
         assert_eq!(
             url,
             "https://github.com/docker/compose/releases/download/v2.29.7/docker-compose-linux-aarch64"
         );
         assert_eq!(
-            expand(DOWNLOADS[4].url, "0.17.1", "x86_64"),
+            expand(DOWNLOADS[3].url, "0.17.1", "x86_64"),
             "https://github.com/docker/buildx/releases/download/v0.17.1/buildx-v0.17.1.linux-amd64"
         );
         let base = validate_base_url("https://127.0.0.1:8443/mirror/").unwrap();
@@ -422,7 +417,7 @@ mod tests {
         let parsed: BTreeMap<String, hcl::Value> =
             hcl::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(
-            parsed["lifecycled_url"].as_object().and_then(|urls| urls["arm64"].as_str()),
+            parsed["docker_buildx_url"].as_object().and_then(|urls| urls["arm64"].as_str()),
             Some("u-arm64"),
             "{parsed:?}"
         );

@@ -177,7 +177,7 @@ fn refuses_bad_inputs_before_running_anything() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("no SHA-256 digest for buildkite_agent_beta_sha256, buildkite_agent_sha256, docker_buildx_sha256, docker_compose_sha256, lifecycled_sha256 in "), "{stderr}");
+    assert!(stderr.contains("no SHA-256 digest for buildkite_agent_beta_sha256, buildkite_agent_sha256, docker_buildx_sha256, docker_compose_sha256 in "), "{stderr}");
     assert!(!work.path().join("mappings.yml").exists());
 }
 

@@ -45,7 +45,7 @@ fn the_agent_unit_terminates_the_instance_on_every_stop_and_drains_jobs() {
 }
 
 #[test]
-fn the_lifecycle_handler_is_where_the_boot_points_lifecycled() {
+fn the_removal_notice_listener_runs_from_every_boot_and_nothing_is_downloaded_for_it() {
     let handler = Path::new(plan::STOP_HANDLER_PATH);
     assert_eq!(handler.parent(), Some(Path::new("/usr/local/bin")), "installed from conf/bin");
     let shim = read(&format!("conf/bin/{}", handler.file_name().unwrap().to_string_lossy()));
@@ -53,15 +53,32 @@ fn the_lifecycle_handler_is_where_the_boot_points_lifecycled() {
         has_line(&shim, &format!("exec {} stop-gracefully \"$@\"", plan::BOOTSTRAP_BINARY_PATH)),
         "{shim}"
     );
-    let lifecycled = unit("lifecycled.service");
-    assert!(has_line(&lifecycled, &format!("EnvironmentFile={}", plan::LIFECYCLED_ENV_PATH)));
-    assert!(has_line(&lifecycled, "ExecStart=/usr/bin/lifecycled"));
+    let watch = unit("elastic-ci-watch.service");
+    assert!(
+        has_line(&watch, &format!("ExecStart={} watch", plan::BOOTSTRAP_BINARY_PATH)),
+        "{watch}"
+    );
+    assert!(has_line(&watch, "WantedBy=multi-user.target"), "{watch}");
+    let install = read("scripts/install-elastic-ci.sh");
+    assert!(has_line(&install, "systemctl enable elastic-ci-watch.service"), "{install}");
+    assert!(!image().join("conf/systemd/lifecycled.service").exists());
+    for file in [
+        "scripts/install-downloads.sh",
+        "versions.auto.pkrvars.hcl",
+        "variables.pkr.hcl",
+        "amazon-linux-2023.pkr.hcl",
+    ] {
+        assert!(
+            !read(file).to_lowercase().contains("lifecycled"),
+            "{file} still mentions lifecycled"
+        );
+    }
 }
 
 #[test]
 fn every_unit_the_boot_enables_is_in_the_image() {
     // The boot runs `systemctl enable --now` on these (crates/elastic-ci-core/src/boot/plan.rs).
-    for name in ["buildkite-agent.service", "lifecycled.service", "refresh_authorized_keys.timer"] {
+    for name in ["buildkite-agent.service", "refresh_authorized_keys.timer"] {
         assert!(image().join("conf/systemd").join(name).is_file(), "{name} is not in the image");
     }
     let refresh = unit("refresh_authorized_keys.service");

@@ -153,7 +153,7 @@ fn a_checksum_mismatch_is_refused_and_leaves_the_file_unchanged() {
 fn a_failed_download_leaves_the_file_unchanged() {
     let (_dir, versions) = copy_of_shipped();
     let before = std::fs::read(&versions).unwrap();
-    let failing = "/buildkite/lifecycled/releases/download/v3.6.0/lifecycled-linux-arm64";
+    let failing = "/docker/compose/releases/download/v2.29.7/docker-compose-linux-aarch64";
     let mirror = mirror(&versions, None, &[failing]);
     let output = pin(&mirror, &versions);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -194,15 +194,17 @@ fn bad_inputs_are_refused_naming_the_value() {
     );
     let broken = dir.path().join("broken.hcl");
     let text = std::fs::read_to_string(&versions).unwrap();
-    let hostile =
-        text.replace("lifecycled_version = \"3.6.0\"", "lifecycled_version = \"3.6.0; rm -rf /\"");
+    let hostile = text.replace(
+        "docker_compose_version = \"2.29.7\"",
+        "docker_compose_version = \"2.29.7; rm -rf /\"",
+    );
     std::fs::write(&broken, hostile).unwrap();
     let output =
         xtask().args(["pin-downloads", "--dry-run", "--file"]).arg(&broken).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("invalid lifecycled_version \"3.6.0; rm -rf /\""), "{stderr}");
-    std::fs::write(&broken, "lifecycled_version = \"3.6.0\"\n").unwrap();
+    assert!(stderr.contains("invalid docker_compose_version \"2.29.7; rm -rf /\""), "{stderr}");
+    std::fs::write(&broken, "docker_compose_version = \"2.29.7\"\n").unwrap();
     let output =
         xtask().args(["pin-downloads", "--dry-run", "--file"]).arg(&broken).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -336,3 +336,39 @@ fn stack_commands_need_a_stack() {
         .code(2)
         .stderr(predicate::str::contains("BUILDKITE_API_TOKEN"));
 }
+
+/// T2 with a warm pool of 20 and job events 5 s late: every job lands on a warm
+/// instance 5 s after it is ready plus 20 s of resume (25 s), stopped time is reported
+/// apart, and nothing is interrupted.
+#[test]
+fn simulates_a_warm_pool_job_events_and_spot_interruptions() {
+    let output = elastic_ci()
+        .args(["simulate", "--json", "--warm-pool-size", "20", "--event-delay", "5s"])
+        .args(["--set", "SCALER_MODE=responsive"])
+        .arg(traces().join("t2.csv"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["wait_p95_s"], 25.0);
+    assert_eq!(summary["jobs_interrupted"], 0);
+    assert!(summary["stopped_instance_minutes"].as_f64().unwrap() > 0.0);
+    assert!(summary["event_polls"].as_u64().unwrap() >= 2);
+
+    elastic_ci()
+        .args(["simulate", "--spot-interruptions-per-hour", "50"])
+        .arg(traces().join("t2.csv"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("jobs interrupted: "));
+    let trace = format!("{HEADER}a,default,0,0,60\n");
+    simulate_text(&trace, &["--event-delay", "soon"]).code(2).stderr(predicate::str::contains(
+        r#"invalid --event-delay "soon": expected a duration such as 5s, or off"#,
+    ));
+    simulate_text(&trace, &["--spot-interruptions-per-hour=-1"])
+        .code(2)
+        .stderr(predicate::str::contains(r#"invalid rate "-1""#));
+    simulate_text(&trace, &["--stopped-cost-ratio", "1.5"])
+        .code(2)
+        .stderr(predicate::str::contains(r#"invalid fraction "1.5""#));
+}

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use elastic_ci_core::fleet::{
-    GroupSnapshot, Health, InstanceSnapshot, LifecycleActionResult, LifecycleState, ScalingActivity,
+    GroupSnapshot, Health, InstanceSnapshot, LifecycleActionResult, LifecycleState,
+    ScalingActivity, WarmPoolSnapshot,
 };
 use tracing::instrument;
 
@@ -57,6 +58,18 @@ pub trait ScalingGroup: Send + Sync {
         action: &LifecycleAction,
         result: LifecycleActionResult,
     ) -> Result<(), AwsError>;
+
+    /// Restarts the heartbeat timeout of a lifecycle action that is waiting.
+    async fn record_lifecycle_action_heartbeat(
+        &self,
+        action: &LifecycleAction,
+    ) -> Result<(), AwsError>;
+
+    /// The group's warm pool, or `None` when it has none.
+    async fn describe_warm_pool(
+        &self,
+        group_name: &str,
+    ) -> Result<Option<WarmPoolSnapshot>, AwsError>;
 
     /// One page (up to 100) of the group's scaling activities, newest first, starting
     /// at `next_token` (the first page when `None`).
@@ -132,23 +145,8 @@ impl ScalingGroup for AutoScalingGroups {
                     "no such Auto Scaling group",
                 )
             })?;
-        let instances = group
-            .instances
-            .unwrap_or_default()
-            .into_iter()
-            .map(|instance| InstanceSnapshot {
-                id: instance.instance_id.unwrap_or_default(),
-                lifecycle_state: LifecycleState::from_api(
-                    instance
-                        .lifecycle_state
-                        .as_ref()
-                        .map(|state| state.as_str())
-                        .unwrap_or_default(),
-                ),
-                health: Health::from_api(instance.health_status.as_deref().unwrap_or("Healthy")),
-                protected_from_scale_in: instance.protected_from_scale_in.unwrap_or(false),
-            })
-            .collect();
+        let instances =
+            group.instances.unwrap_or_default().into_iter().map(instance_from_sdk).collect();
         Ok(GroupSnapshot {
             name: group_name.to_owned(),
             min_size: size(OPERATION, group_name, "MinSize", group.min_size)?,
@@ -250,6 +248,74 @@ impl ScalingGroup for AutoScalingGroups {
     }
 
     #[instrument(skip_all, fields(group_name = %action.group_name, instance_id = %action.instance_id))]
+    async fn record_lifecycle_action_heartbeat(
+        &self,
+        action: &LifecycleAction,
+    ) -> Result<(), AwsError> {
+        self.client
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&action.group_name)
+            .lifecycle_hook_name(&action.hook_name)
+            .instance_id(&action.instance_id)
+            .set_lifecycle_action_token(action.token.clone())
+            .send()
+            .await
+            .map_err(|error| {
+                AwsError::from_sdk("RecordLifecycleActionHeartbeat", &action.instance_id, error)
+            })?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(group_name))]
+    async fn describe_warm_pool(
+        &self,
+        group_name: &str,
+    ) -> Result<Option<WarmPoolSnapshot>, AwsError> {
+        const OPERATION: &str = "DescribeWarmPool";
+        let mut instances = Vec::new();
+        let mut next_token = None;
+        loop {
+            let output = self
+                .client
+                .describe_warm_pool()
+                .auto_scaling_group_name(group_name)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
+            let Some(configuration) = output.warm_pool_configuration else {
+                return Ok(None);
+            };
+            instances
+                .extend(output.instances.unwrap_or_default().into_iter().map(instance_from_sdk));
+            next_token = output.next_token.filter(|token| !token.is_empty());
+            if next_token.is_none() {
+                let max_prepared = configuration
+                    .max_group_prepared_capacity
+                    .filter(|capacity| *capacity >= 0)
+                    .map(|capacity| {
+                        size(OPERATION, group_name, "MaxGroupPreparedCapacity", Some(capacity))
+                    })
+                    .transpose()?;
+                return Ok(Some(WarmPoolSnapshot {
+                    min_size: size(
+                        OPERATION,
+                        group_name,
+                        "warm pool MinSize",
+                        configuration.min_size,
+                    )?,
+                    max_group_prepared_capacity: max_prepared,
+                    pool_state: configuration
+                        .pool_state
+                        .map(|state| state.as_str().to_owned())
+                        .unwrap_or_else(|| "Stopped".to_owned()),
+                    instances,
+                }));
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(group_name = %action.group_name, instance_id = %action.instance_id))]
     async fn complete_lifecycle_action(
         &self,
         action: &LifecycleAction,
@@ -268,6 +334,17 @@ impl ScalingGroup for AutoScalingGroups {
                 AwsError::from_sdk("CompleteLifecycleAction", &action.instance_id, error)
             })?;
         Ok(())
+    }
+}
+
+fn instance_from_sdk(instance: aws_sdk_autoscaling::types::Instance) -> InstanceSnapshot {
+    InstanceSnapshot {
+        id: instance.instance_id.unwrap_or_default(),
+        lifecycle_state: LifecycleState::from_api(
+            instance.lifecycle_state.as_ref().map(|state| state.as_str()).unwrap_or_default(),
+        ),
+        health: Health::from_api(instance.health_status.as_deref().unwrap_or("Healthy")),
+        protected_from_scale_in: instance.protected_from_scale_in.unwrap_or(false),
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use elastic_ci_core::fleet::{
-    GroupSnapshot, Health, InstanceSnapshot, LifecycleActionResult, LifecycleState, ScalingActivity,
+    GroupSnapshot, Health, InstanceSnapshot, LifecycleActionResult, LifecycleState,
+    ScalingActivity, WarmPoolSnapshot,
 };
 use elastic_ci_core::secret::Secret;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -407,6 +408,7 @@ pub enum ScalingCall {
     SetInstanceHealth { instance_id: String, health: Health },
     TerminateInstance { instance_id: String, decrement_desired: bool },
     CompleteLifecycleAction { instance_id: String, result: LifecycleActionResult },
+    RecordLifecycleActionHeartbeat { instance_id: String },
 }
 
 #[cfg(feature = "autoscaling")]
@@ -420,6 +422,7 @@ pub struct FakeScalingGroup {
     groups: Mutex<BTreeMap<String, GroupSnapshot>>,
     activities: Mutex<HashMap<String, Vec<ScalingActivity>>>,
     activity_page_requests: Mutex<u32>,
+    warm_pools: Mutex<BTreeMap<String, WarmPoolSnapshot>>,
     calls: Mutex<Vec<ScalingCall>>,
     tags: Mutex<HashMap<String, BTreeMap<String, String>>>,
     /// Instance type, zone and launch template version by instance id.
@@ -482,6 +485,11 @@ impl FakeScalingGroup {
     /// The group's tags.
     pub fn tags(&self, group_name: &str) -> BTreeMap<String, String> {
         lock(&self.tags).get(group_name).cloned().unwrap_or_default()
+    }
+
+    /// Gives a group a warm pool.
+    pub fn insert_warm_pool(&self, group_name: &str, pool: WarmPoolSnapshot) {
+        lock(&self.warm_pools).insert(group_name.to_owned(), pool);
     }
 
     pub fn add_activity(&self, group_name: &str, activity: ScalingActivity) {
@@ -650,6 +658,25 @@ impl ScalingGroup for FakeScalingGroup {
         })
     }
 
+    async fn record_lifecycle_action_heartbeat(
+        &self,
+        action: &LifecycleAction,
+    ) -> Result<(), AwsError> {
+        self.faults.check("RecordLifecycleActionHeartbeat", &action.instance_id)?;
+        self.record(ScalingCall::RecordLifecycleActionHeartbeat {
+            instance_id: action.instance_id.clone(),
+        });
+        Ok(())
+    }
+
+    async fn describe_warm_pool(
+        &self,
+        group_name: &str,
+    ) -> Result<Option<WarmPoolSnapshot>, AwsError> {
+        self.faults.check("DescribeWarmPool", group_name)?;
+        Ok(lock(&self.warm_pools).get(group_name).cloned())
+    }
+
     async fn complete_lifecycle_action(
         &self,
         action: &LifecycleAction,
@@ -775,6 +802,7 @@ impl GroupAdmin for FakeScalingGroup {
                         LifecycleState::InService => "InService".to_owned(),
                         LifecycleState::Terminating => "Terminating".to_owned(),
                         LifecycleState::Terminated => "Terminated".to_owned(),
+                        LifecycleState::Warmed => "Warmed:Stopped".to_owned(),
                         LifecycleState::Other(other) => other.clone(),
                     },
                     health: instance.health,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::imds::client::error::ImdsError;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use elastic_ci_core::lifecycle::MetadataNotices;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tracing::instrument;
 
@@ -26,6 +27,21 @@ pub trait InstanceMetadata: Send + Sync {
 
     /// The instance's tags; empty when tags are not enabled in metadata.
     async fn tags(&self) -> Result<BTreeMap<String, String>, AwsError>;
+
+    /// Where Auto Scaling is moving the instance (`InService`, `Warmed:Stopped`, …);
+    /// `None` when the service does not say (404).
+    async fn target_lifecycle_state(&self) -> Result<Option<String>, AwsError> {
+        Ok(None)
+    }
+}
+
+/// The three items that announce the instance's removal, read by `watch`.
+#[async_trait]
+pub trait LifecycleNotices: Send + Sync {
+    /// `autoscaling/target-lifecycle-state`, `spot/instance-action` and
+    /// `events/recommendations/rebalance`, read one after another (the service limits
+    /// concurrent connections); an item that answers 404 is `None`.
+    async fn notices(&self) -> Result<MetadataNotices, AwsError>;
 }
 
 /// [`InstanceMetadata`] over aws-config's IMDSv2 client.
@@ -70,6 +86,13 @@ impl Imds {
             .map_err(|error| imds_error(path, &error))
     }
 }
+
+/// Each notice item's path under the metadata root.
+pub const TARGET_LIFECYCLE_STATE_PATH: &str =
+    "/latest/meta-data/autoscaling/target-lifecycle-state";
+pub const SPOT_INSTANCE_ACTION_PATH: &str = "/latest/meta-data/spot/instance-action";
+pub const REBALANCE_RECOMMENDATION_PATH: &str =
+    "/latest/meta-data/events/recommendations/rebalance";
 
 /// Maps an IMDS failure without its response body or headers (a token response body
 /// is a credential).
@@ -123,6 +146,15 @@ impl InstanceMetadata for Imds {
     }
 
     #[instrument(skip_all)]
+    async fn target_lifecycle_state(&self) -> Result<Option<String>, AwsError> {
+        match self.get(TARGET_LIFECYCLE_STATE_PATH).await {
+            Ok(state) => Ok(Some(state)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    #[instrument(skip_all)]
     async fn tags(&self) -> Result<BTreeMap<String, String>, AwsError> {
         let keys = match self.get("/latest/meta-data/tags/instance").await {
             Ok(keys) => keys,
@@ -136,6 +168,23 @@ impl InstanceMetadata for Imds {
             tags.insert(key.to_owned(), value.as_ref().to_owned());
         }
         Ok(tags)
+    }
+}
+
+#[async_trait]
+impl LifecycleNotices for Imds {
+    #[instrument(skip_all)]
+    async fn notices(&self) -> Result<MetadataNotices, AwsError> {
+        let optional = |result: Result<String, AwsError>| match result {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        };
+        Ok(MetadataNotices {
+            target_state: optional(self.get(TARGET_LIFECYCLE_STATE_PATH).await)?,
+            spot_action: optional(self.get(SPOT_INSTANCE_ACTION_PATH).await)?,
+            rebalance: optional(self.get(REBALANCE_RECOMMENDATION_PATH).await)?,
+        })
     }
 }
 

@@ -3,6 +3,11 @@
 //! next to the same AWS and metadata calls made the original's way (curl and the AWS
 //! CLI, `original_boot.sh` beside this file).
 //!
+//! Then the two phases of a warm-pool instance: the warm phase (the metadata service
+//! answers `Warmed:Stopped`: everything up to the agent start) and the resume phase
+//! (`InService` after it: the token and agent environment read again, agents started),
+//! the part that stands between the group taking a warm instance and its agents.
+//!
 //! `cargo bench -p elastic-ci-bootstrap --bench boot [-- ITERATIONS]` with
 //! `ELASTIC_CI_MOTO_ENDPOINT` set (`eval "$(cargo xtask moto start)"`). The inputs:
 //! a token in SSM, an agent env file and a bootstrap script in S3, one git-mirror seed.
@@ -37,7 +42,11 @@ fn seed() -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, body) in [
         ("repo/HEAD", &b"ref: refs/heads/main\n"[..]),
-        ("repo/config", b"[core]\n\tbare = true\n"),
+        // A seed's config must name its origin, or the seed is skipped.
+        (
+            "repo/config",
+            b"[core]\n\tbare = true\n[remote \"origin\"]\n\turl = https://github.com/example/repo.git\n",
+        ),
         ("repo/objects/pack/pack-1.pack", &[7u8; 256 * 1024]),
         ("repo/refs/heads/main", b"0123456789abcdef\n"),
     ] {
@@ -107,6 +116,38 @@ async fn main() {
         assert!(root.path().join("var/lib/buildkite-agent/git-mirrors/repo/HEAD").exists());
     }
     summary("elastic-ci-bootstrap boot", &mut ours);
+
+    let boot_in = |root: &std::path::Path| {
+        let output = Command::new(&binary)
+            .arg("boot")
+            .arg("--root")
+            .arg(root)
+            .arg("--record-actions")
+            .arg(root.join("actions.jsonl"))
+            .env_clear()
+            .envs(&env)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    let mut warm = Vec::new();
+    let mut resume = Vec::new();
+    for _ in 0..iterations {
+        let root = tempfile::tempdir().unwrap();
+        imds.set_target_lifecycle_state(Some("Warmed:Stopped"));
+        let started = Instant::now();
+        boot_in(root.path());
+        warm.push(started.elapsed());
+        imds.set_target_lifecycle_state(Some("InService"));
+        let started = Instant::now();
+        boot_in(root.path());
+        resume.push(started.elapsed());
+        let status = root.path().join("var/log/elastic-stack-bootstrap-status");
+        assert_eq!(std::fs::read_to_string(status).unwrap(), "Completed");
+    }
+    imds.set_target_lifecycle_state(None);
+    summary("warm phase (into the warm pool)", &mut warm);
+    summary("resume phase (out of the warm pool)", &mut resume);
 
     let has_aws = Command::new("aws").arg("--version").output().is_ok_and(|o| o.status.success());
     if !has_aws {

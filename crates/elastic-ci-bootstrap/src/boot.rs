@@ -7,6 +7,11 @@
 //!   boot, planned from the instance's current state; then a status file makes a boot
 //!   after a successful one stop there, and refuses to go on after a half-done one (the
 //!   original's contract: cloud-init runs UserData on every boot);
+//! - an instance launched into the warm pool (its target lifecycle state is
+//!   `Warmed:*`) runs the warm phase, everything but the agent start, and the status
+//!   file says `Warmed`; its next boot out of the pool runs the resume phase (token and
+//!   agent environment read again, agents started) — see
+//!   [`elastic_ci_core::boot::plan::BootPhase`];
 //! - the instance id comes from the metadata service with retries and exponential
 //!   backoff, and, if the service stays down, from what cloud-init recorded, so that a
 //!   failed boot can still mark its own instance unhealthy;
@@ -37,8 +42,8 @@ use elastic_ci_core::boot::action::SystemAction;
 use elastic_ci_core::boot::config::{BootConfig, DockerSettings, FailureContext};
 use elastic_ci_core::boot::docker::{self, RemapIds};
 use elastic_ci_core::boot::plan::{
-    self, BootPlan, CLOUD_INIT_INSTANCE_ID_PATH, EPHEMERAL_PATH, FSTAB_PATH, InstanceFacts, Op,
-    PRIVATE_DIR_PATH, STATUS_FILE_PATH, Step,
+    self, BootPhase, BootPlan, CLOUD_INIT_INSTANCE_ID_PATH, EPHEMERAL_PATH, FSTAB_PATH,
+    InstanceFacts, Op, PRIVATE_DIR_PATH, STATUS_FILE_PATH, Step,
 };
 use elastic_ci_core::boot::storage::{self, StorageFacts};
 use elastic_ci_core::fleet::Health;
@@ -102,6 +107,10 @@ pub(crate) enum BootOutcome {
     Completed,
     /// The status file said `Completed`: only the every-boot steps ran.
     AlreadyCompleted,
+    /// The warm phase ran: the instance waits in the warm pool, agents not started.
+    Warmed,
+    /// A warm-pool instance taken into service: the resume phase ran.
+    Resumed,
 }
 
 /// A failed boot: the step that failed and why. The instance has been marked
@@ -181,10 +190,24 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
         Ok(config) => config,
         Err(error) => return Err(failing.fail("configuration", &error.into()).await),
     };
+    // Where Auto Scaling is taking the instance: into the warm pool, or into service.
+    // One attempt: when the service cannot say, the instance boots as any other (an
+    // agent started in the pool is stopped again by `watch` before the pool stops it).
+    let to_warm_pool = match deps.metadata.target_lifecycle_state().await {
+        Ok(state) => state.is_some_and(|state| state.trim().starts_with("Warmed:")),
+        Err(error) => {
+            warn!(error = %error, "could not read the target lifecycle state; booting in full");
+            false
+        }
+    };
     // A half-done boot is not resumed, and its instance is not changed any further.
-    let completed = match status.as_deref().map(str::trim) {
-        None => false,
-        Some("Completed") => true,
+    let (completed, phase) = match status.as_deref().map(str::trim) {
+        None if to_warm_pool => (false, BootPhase::Warm),
+        None => (false, BootPhase::Full),
+        Some(plan::STATUS_COMPLETED) => (true, BootPhase::Full),
+        // Started again inside the pool: nothing more to do until it leaves.
+        Some(plan::STATUS_WARMED) if to_warm_pool => (true, BootPhase::Warm),
+        Some(plan::STATUS_WARMED) => (false, BootPhase::Resume),
         Some(other) => {
             let error = anyhow::anyhow!(
                 "Bootstrap previously failed, will not continue from unknown state ({STATUS_FILE_PATH} says {other:?})"
@@ -206,7 +229,7 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
         login_user = %facts.login_user,
         "instance facts"
     );
-    let plan = plan::plan(&config, &facts);
+    let plan = plan::plan_phase(&config, &facts, phase);
     let (every_boot, first_boot): (Vec<&Step>, Vec<&Step>) =
         plan.steps.iter().partition(|step| step.every_boot);
     if completed {
@@ -221,8 +244,20 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
         return Err(failing.fail("status", &error).await);
     }
     executor.run_steps(&first_boot, &failing).await?;
-    info!("boot completed");
-    Ok(BootOutcome::Completed)
+    Ok(match phase {
+        BootPhase::Full => {
+            info!("boot completed");
+            BootOutcome::Completed
+        }
+        BootPhase::Warm => {
+            info!("warm phase completed: the agents start when the group takes the instance");
+            BootOutcome::Warmed
+        }
+        BootPhase::Resume => {
+            info!("resumed from the warm pool: agents started");
+            BootOutcome::Resumed
+        }
+    })
 }
 
 /// The plan `boot` would execute, as text, changing nothing. The metadata service is

@@ -19,12 +19,12 @@ use elastic_ci_core::disk::DiskCheckConfig;
 use elastic_ci_core::lifecycle::Transition;
 use tracing::info;
 
-use crate::boot::{BootDeps, BootOutcome};
+use crate::boot::BootDeps;
 use crate::files::Root;
 use crate::system::{RealSystem, RecordingSystem, System, SystemState, agent_processes_of};
 use crate::{
-    BootArgs, CheckDiskArgs, ExitWith, FixPermsArgs, StopArgs, TerminateArgs, disk, fetch,
-    fixperms, output, stop, terminate,
+    BootArgs, CheckDiskArgs, ExitWith, FixPermsArgs, StopArgs, TerminateArgs, WatchArgs, disk,
+    fetch, fixperms, output, stop, terminate, watch,
 };
 
 fn metadata(env: &HashMap<String, String>) -> anyhow::Result<Imds> {
@@ -86,7 +86,7 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
         return Ok(());
     }
     match crate::boot::boot(&deps).await {
-        Ok(BootOutcome::Completed | BootOutcome::AlreadyCompleted) => Ok(()),
+        Ok(_) => Ok(()),
         Err(failure) => {
             let message = format!("error: {failure}").replace(['\n', '\r'], " ");
             Err(ExitWith { code: failure.exit_code, message }.into())
@@ -103,6 +103,16 @@ pub(crate) async fn terminate(
         args.drain_secs
     );
     tokio::time::sleep(Duration::from_secs(args.drain_secs)).await;
+    // Auto Scaling is removing the instance (a termination hook) or stopping it into
+    // its warm pool: `watch` completes that, and a termination here would lower the
+    // desired capacity again or end an instance meant to be reused.
+    if args.drain_marker.exists() {
+        info!(
+            marker = %args.drain_marker.display(),
+            "Auto Scaling is removing or stopping this instance: leaving it to the lifecycle hook"
+        );
+        return Ok(());
+    }
     // Several agents (agent processes, or the workers of one) share the instance: it
     // terminates with the last of them, never under another's running job.
     let user = args.agent_user.clone();
@@ -122,6 +132,12 @@ pub(crate) async fn terminate(
     let (instance_id, region) = terminate::identify(&metadata(env)?, backoff).await?;
     let settings = AwsSettings::from_env_map(env).with_overrides(Some(region), None, None);
     let scaling = AutoScalingGroups::new(&aws_sdk_config(&settings).await);
+    // Already out of its group (Auto Scaling removed it while the agent stopped): a
+    // termination now could only lower the capacity the group keeps for others.
+    if let Ok(None) = scaling.group_of_instance(&instance_id).await {
+        info!(instance_id, "the instance is in no Auto Scaling group any more: nothing to retire");
+        return Ok(());
+    }
     terminate::retire(&scaling, &instance_id).await?;
     Ok(())
 }
@@ -158,6 +174,38 @@ pub(crate) async fn stop_gracefully(
         .map(|(scaling, imds)| (scaling as &dyn ScalingGroup, imds as &dyn InstanceMetadata));
     stop::stop_gracefully(system.as_ref(), &request, stop::PollIntervals::DEFAULT, lifecycle)
         .await?;
+    Ok(())
+}
+
+pub(crate) async fn watch(args: WatchArgs, env: &HashMap<String, String>) -> anyhow::Result<()> {
+    let system: Box<dyn System> = match &args.record_actions {
+        Some(path) => Box::new(RecordingSystem::open(path)?),
+        None => Box::new(RealSystem::new(Root::new("/"), None, env.clone())),
+    };
+    let imds = metadata(env)?;
+    let region = match env.get("AWS_REGION").filter(|region| !region.is_empty()) {
+        Some(region) => region.clone(),
+        None => imds.region().await.context("could not read the region")?,
+    };
+    let settings = AwsSettings::from_env_map(env).with_overrides(Some(region), None, None);
+    let scaling = AutoScalingGroups::new(&aws_sdk_config(&settings).await);
+    let deps = watch::WatchDeps {
+        system: system.as_ref(),
+        notices: &imds,
+        metadata: &imds,
+        scaling: &scaling,
+    };
+    let settings = watch::WatchSettings {
+        poll: Duration::from_secs(args.poll_secs),
+        agent_poll: Duration::from_secs(1),
+        heartbeat_every: Duration::from_secs(args.heartbeat_secs),
+        max_drain: Duration::from_secs(args.max_drain_secs),
+        lifecycle_hook: args.lifecycle_hook,
+        group: args.group,
+        drain_marker: args.drain_marker,
+    };
+    let watched = watch::watch(&deps, &settings).await?;
+    info!(notice = ?watched.notice, stopped = ?watched.stopped, n_heartbeats = watched.n_heartbeats, completed = watched.completed, "drained");
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 //!   `file://` and put it in place atomically with a given mode.
 //! - `boot`: configure the instance as an agent host, once ([`boot`]).
 //! - `terminate`: retire this instance ([`terminate`]).
-//! - `stop-gracefully`: lifecycled's handler for spot and lifecycle notices ([`stop`]).
+//! - `stop-gracefully`: drain the agents for a lifecycle notice ([`stop`]).
+//! - `watch`: wait for a removal notice in the instance metadata and drain ([`watch`]).
 //! - `check-disk`: free space and inodes for the hooks ([`disk`]).
 //! - `fix-permissions AGENT ORG PIPELINE`: give a checkout back to the agent user
 //!   ([`fixperms`]).
@@ -69,6 +70,7 @@ pub mod seed;
 pub mod stop;
 pub mod system;
 pub(crate) mod terminate;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,8 +122,8 @@ pub(crate) enum Command {
     /// tmpfs at /tmp (BUILDKITE_MOUNT_TMPFS_AT_TMP=false), configures Docker
     /// (/etc/docker/daemon.json, /etc/subuid, /etc/subgid, the GC timers) and restarts
     /// it; and on the first boot writes cfn-env, buildkite-agent.cfg (with the token
-    /// from SSM), signing keys, the agent env file, authorized keys, lifecycled and
-    /// systemd settings, seeds git mirrors, runs the bootstrap script and starts the
+    /// from SSM), signing keys, the agent env file, authorized keys and systemd
+    /// settings, seeds git mirrors, runs the bootstrap script and starts the
     /// agent.
     ///
     /// A status file (/var/log/elastic-stack-bootstrap-status) makes a later boot stop
@@ -144,7 +146,8 @@ pub(crate) enum Command {
     /// fails too, marks it Unhealthy. Exits 1 only when all three fail.
     Terminate(TerminateArgs),
 
-    /// Stop the agent gracefully for a lifecycle notice (lifecycled's handler).
+    /// Stop the agent gracefully for a lifecycle notice (the original's lifecycle
+    /// handler; `watch` does this itself).
     ///
     /// For a spot interruption (ec2:SPOT_INSTANCE_TERMINATION TIME), asks the agent to
     /// stop (SIGTERM), waits for its jobs, and tells it to cancel them (SIGQUIT) 20
@@ -153,6 +156,20 @@ pub(crate) enum Command {
     /// autoscaling:EC2_INSTANCE_TERMINATING with --lifecycle-hook, then completes the
     /// lifecycle action (CONTINUE).
     StopGracefully(StopArgs),
+
+    /// Wait for a removal notice, then drain the agents so no running job is cut short.
+    ///
+    /// Polls the instance metadata service every --poll-secs for
+    /// autoscaling/target-lifecycle-state, spot/instance-action and
+    /// events/recommendations/rebalance. On Terminated (a termination lifecycle hook
+    /// waits) or Warmed:* (the group moves the instance into its warm pool): stops the
+    /// agents without cancelling their jobs, sends a lifecycle heartbeat every
+    /// --heartbeat-secs while jobs run, then completes the lifecycle action with
+    /// CONTINUE; the instance is left to Auto Scaling (terminate stands down). On a
+    /// spot interruption: stops the agents and tells them to cancel their jobs 20
+    /// seconds before the interruption. On a rebalance recommendation: stops the
+    /// agents; their jobs finish and the instance retires. Exits after one notice.
+    Watch(WatchArgs),
 
     /// Check free disk space and inodes; exit 0 if there is enough, 1 if not.
     ///
@@ -230,6 +247,10 @@ pub(crate) struct TerminateArgs {
     /// The user whose buildkite-agent processes count as the instance's agents.
     #[arg(long, value_name = "USER", default_value = elastic_ci_core::boot::plan::AGENT_USER, hide = true)]
     pub(crate) agent_user: String,
+    /// The marker `watch` writes when Auto Scaling itself removes or stops the
+    /// instance: while it exists, terminate does nothing.
+    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
+    pub(crate) drain_marker: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,10 +259,10 @@ pub(crate) struct StopArgs {
     /// autoscaling:EC2_INSTANCE_TERMINATING, or anything else (or nothing) for a
     /// plain graceful stop.
     pub(crate) transition: Option<String>,
-    /// This instance's id (lifecycled passes it); read from the metadata service
+    /// This instance's id (the original's lifecycle listener passed it); read from the metadata service
     /// when needed and absent.
     pub(crate) instance_id: Option<String>,
-    /// For a spot interruption: when it happens, in RFC 3339 (lifecycled passes it).
+    /// For a spot interruption: when it happens, in RFC 3339 (the original's lifecycle listener passed it).
     pub(crate) termination_time: Option<String>,
     /// The Auto Scaling lifecycle hook to complete after an
     /// autoscaling:EC2_INSTANCE_TERMINATING stop.
@@ -255,6 +276,34 @@ pub(crate) struct StopArgs {
     /// agent processes then count as stopped.
     #[arg(long, value_name = "FILE")]
     pub(crate) record_actions: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WatchArgs {
+    /// Seconds between two polls of the metadata service.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub(crate) poll_secs: u64,
+    /// Seconds between two lifecycle heartbeats while jobs run; keep it below the
+    /// hook's heartbeat timeout.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) heartbeat_secs: u64,
+    /// The longest drain, in seconds: the hook's global timeout.
+    #[arg(long, value_name = "SECS", default_value_t = watch::MAX_GLOBAL_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=172_800))]
+    pub(crate) max_drain_secs: u64,
+    /// The termination lifecycle hook to complete.
+    #[arg(long, value_name = "NAME", default_value = watch::LIFECYCLE_HOOK_NAME)]
+    pub(crate) lifecycle_hook: String,
+    /// The instance's Auto Scaling group (default: its aws:autoscaling:groupName tag
+    /// from the metadata service).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) group: Option<String>,
+    /// Record the systemctl actions to FILE (JSON lines) instead of performing them;
+    /// agent processes then count as stopped.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record_actions: Option<PathBuf>,
+    /// Where the drain marker that makes terminate stand down is written.
+    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
+    pub(crate) drain_marker: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -326,6 +375,7 @@ pub async fn run(cli: Cli, env: &HashMap<String, String>) -> anyhow::Result<()> 
         Command::Boot(args) => commands::boot(args, env).await,
         Command::Terminate(args) => commands::terminate(args, env).await,
         Command::StopGracefully(args) => commands::stop_gracefully(args, env).await,
+        Command::Watch(args) => commands::watch(args, env).await,
         Command::CheckDisk(args) => commands::check_disk(args, env),
         Command::FixPermissions(args) => commands::fix_permissions(args).await,
     }

@@ -1,4 +1,4 @@
-//! `stop-gracefully`: the lifecycled handler for spot interruptions and lifecycle
+//! `stop-gracefully`: the original's lifecycle handler for spot interruptions and lifecycle
 //! notices. It stops the agent so running jobs can finish, and, for an Auto Scaling
 //! lifecycle hook, completes the lifecycle action once the agent is gone.
 //!
@@ -12,7 +12,7 @@ use elastic_ci_aws::autoscaling::{LifecycleAction, ScalingGroup};
 use elastic_ci_aws::imds::InstanceMetadata;
 use elastic_ci_core::boot::action::SystemAction;
 use elastic_ci_core::fleet::LifecycleActionResult;
-use elastic_ci_core::lifecycle::{SPOT_MARGIN, Transition, parse_rfc3339};
+use elastic_ci_core::lifecycle::{SPOT_MARGIN, SPOT_NOTICE, Transition, parse_rfc3339};
 use tracing::{info, warn};
 
 use crate::system::System;
@@ -101,15 +101,26 @@ async fn stop_before_interruption(
     termination_time: Option<&str>,
     poll: Duration,
 ) -> anyhow::Result<Stopped> {
-    system.perform(&kill("SIGTERM")).await?;
     // A spot notice comes two minutes ahead; without a readable time assume that.
     let interruption = match termination_time.and_then(parse_rfc3339) {
         Some(time) => time,
         None => {
             warn!(time = ?termination_time, "no readable termination time: assuming two minutes from now");
-            SystemTime::now() + Duration::from_secs(120)
+            SystemTime::now() + SPOT_NOTICE
         }
     };
+    drain_before(system, interruption, poll).await
+}
+
+/// Asks the agent to stop taking jobs (SIGTERM to its main process), waits for its
+/// jobs until 20 s before `interruption`, then tells it to cancel them (SIGQUIT) so it
+/// can still deregister before the hard stop.
+pub async fn drain_before(
+    system: &dyn System,
+    interruption: SystemTime,
+    poll: Duration,
+) -> anyhow::Result<Stopped> {
+    system.perform(&kill("SIGTERM")).await?;
     let deadline = interruption.checked_sub(SPOT_MARGIN).unwrap_or(interruption);
     loop {
         if !system.agent_processes_running().await? {
@@ -117,10 +128,7 @@ async fn stop_before_interruption(
             return Ok(Stopped::Gracefully);
         }
         if SystemTime::now() >= deadline {
-            info!(
-                "Agents are still running. Sending SIGQUIT ahead of forced spot termination at {}",
-                termination_time.unwrap_or("(unknown)")
-            );
+            info!("Agents are still running. Sending SIGQUIT ahead of forced spot termination");
             system.perform(&kill("SIGQUIT")).await?;
             return Ok(Stopped::Cancelled);
         }
@@ -141,17 +149,7 @@ async fn complete_lifecycle_action(
         Some(id) => id.clone(),
         None => metadata.instance_id().await.context("could not read the instance id")?,
     };
-    let group = match &request.group {
-        Some(group) => group.clone(),
-        None => metadata
-            .tags()
-            .await
-            .context("could not read the instance's tags")?
-            .remove("aws:autoscaling:groupName")
-            .context(
-                "the instance has no aws:autoscaling:groupName tag in its metadata (pass --group)",
-            )?,
-    };
+    let group = group_name(metadata, request.group.as_deref()).await?;
     let action =
         LifecycleAction { group_name: group, hook_name: hook.clone(), instance_id, token: None };
     scaling
@@ -160,4 +158,21 @@ async fn complete_lifecycle_action(
         .context("could not complete the lifecycle action")?;
     info!(group = %action.group_name, hook = %action.hook_name, "completed the lifecycle action (CONTINUE)");
     Ok(())
+}
+
+/// The instance's Auto Scaling group: `given`, or its `aws:autoscaling:groupName` tag
+/// from the metadata service.
+pub async fn group_name(
+    metadata: &dyn InstanceMetadata,
+    given: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(group) = given {
+        return Ok(group.to_owned());
+    }
+    metadata
+        .tags()
+        .await
+        .context("could not read the instance's tags")?
+        .remove("aws:autoscaling:groupName")
+        .context("the instance has no aws:autoscaling:groupName tag in its metadata (pass --group)")
 }

@@ -30,11 +30,15 @@ pub enum LifecycleState {
     InService,
     Terminating,
     Terminated,
+    /// In the group's warm pool (`Warmed:Pending`, `Warmed:Stopped`, …): neither
+    /// capacity nor on its way to being capacity until the group takes it out.
+    Warmed,
     Other(String),
 }
 
 impl LifecycleState {
-    /// Parses the state names the Auto Scaling API uses (`Pending:Wait` counts as pending).
+    /// Parses the state names the Auto Scaling API uses (`Pending:Wait` counts as
+    /// pending, every `Warmed:…` state as warmed).
     pub fn from_api(state: &str) -> LifecycleState {
         match state {
             "Pending" | "Pending:Wait" | "Pending:Proceed" => LifecycleState::Pending,
@@ -43,9 +47,23 @@ impl LifecycleState {
                 LifecycleState::Terminating
             }
             "Terminated" => LifecycleState::Terminated,
+            warmed if warmed.starts_with("Warmed:") => LifecycleState::Warmed,
             other => LifecycleState::Other(other.to_owned()),
         }
     }
+}
+
+/// A group's warm pool: stopped (or running, or hibernated) instances that are
+/// initialised and wait to be taken into the group. They are not part of the group's
+/// desired capacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarmPoolSnapshot {
+    pub min_size: u32,
+    /// `MaxGroupPreparedCapacity`; `None` when the group's MaxSize bounds the pool.
+    pub max_group_prepared_capacity: Option<u32>,
+    /// `Stopped`, `Running` or `Hibernated`.
+    pub pool_state: String,
+    pub instances: Vec<InstanceSnapshot>,
 }
 
 /// Health as Auto Scaling records it.

@@ -1,5 +1,6 @@
-//! Lifecycle notices handled by `stop-gracefully`: which transition, and when a spot
-//! interruption hits.
+//! Lifecycle notices: what the instance metadata service announces (the Auto Scaling
+//! target lifecycle state, a spot interruption, a rebalance recommendation), which of
+//! them `watch` acts on, and the transitions `stop-gracefully` is called with.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,115 @@ impl Transition {
         }
     }
 }
+
+/// Where Auto Scaling is moving the instance, as
+/// `latest/meta-data/autoscaling/target-lifecycle-state` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetState {
+    InService,
+    /// Leaving the group: a termination lifecycle hook holds it in
+    /// `Terminating:Wait`.
+    Terminated,
+    Detached,
+    Standby,
+    /// Going into the warm pool, to end up in this pool state (`Stopped`, `Running`,
+    /// `Hibernated` or `Terminated`).
+    Warmed(String),
+    Other(String),
+}
+
+impl TargetState {
+    pub fn parse(text: &str) -> TargetState {
+        match text.trim() {
+            "InService" => TargetState::InService,
+            "Terminated" => TargetState::Terminated,
+            "Detached" => TargetState::Detached,
+            "Standby" => TargetState::Standby,
+            other => match other.strip_prefix("Warmed:") {
+                Some(pool_state) => TargetState::Warmed(pool_state.to_owned()),
+                None => TargetState::Other(other.to_owned()),
+            },
+        }
+    }
+}
+
+/// What `latest/meta-data/spot/instance-action` announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpotAction {
+    /// `terminate`, `stop` or `hibernate`.
+    pub action: String,
+    pub time: SystemTime,
+}
+
+/// A spot instance-action document that is not `{"action": …, "time": RFC 3339}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid spot instance-action {document:?}: expected {{\"action\":\"terminate\",\"time\":\"<RFC 3339>\"}}"
+)]
+pub struct SpotActionError {
+    /// The document, cut to 200 characters.
+    pub document: String,
+}
+
+impl SpotAction {
+    pub fn parse(document: &str) -> Result<SpotAction, SpotActionError> {
+        let error = || SpotActionError { document: document.chars().take(200).collect() };
+        let value: serde_json::Value = serde_json::from_str(document).map_err(|_| error())?;
+        let action = value.get("action").and_then(|action| action.as_str()).ok_or_else(error)?;
+        let time = value
+            .get("time")
+            .and_then(|time| time.as_str())
+            .and_then(parse_rfc3339)
+            .ok_or_else(error)?;
+        Ok(SpotAction { action: action.to_owned(), time })
+    }
+}
+
+/// What the metadata service said at one poll; `None` where it answered 404.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataNotices {
+    pub target_state: Option<String>,
+    pub spot_action: Option<String>,
+    pub rebalance: Option<String>,
+}
+
+/// What `watch` does about one poll's notices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A spot interruption: drain until shortly before `time`, then cancel.
+    SpotInterruption { time: SystemTime },
+    /// A termination hook waits: drain, heartbeating, then complete the action.
+    Terminating,
+    /// The group is moving the instance into its warm pool: stop the agents without
+    /// terminating, complete the action, and let the group stop the instance.
+    ToWarmPool(String),
+    /// A rebalance recommendation: the spot instance is at elevated risk. Drain now,
+    /// so that no job starts that a later 2-minute notice would cut short.
+    Rebalance,
+}
+
+/// The notice to act on, most urgent first: a spot interruption (its deadline is
+/// fixed), then a waiting termination hook, then a move into the warm pool, then a
+/// rebalance recommendation. A malformed spot document is treated as an interruption
+/// two minutes after `now`, the shortest notice spot gives.
+pub fn notice(notices: &MetadataNotices, now: SystemTime) -> Option<Notice> {
+    if let Some(document) = &notices.spot_action {
+        let time = match SpotAction::parse(document) {
+            Ok(action) => action.time,
+            Err(_) => now + SPOT_NOTICE,
+        };
+        return Some(Notice::SpotInterruption { time });
+    }
+    match notices.target_state.as_deref().map(TargetState::parse) {
+        Some(TargetState::Terminated) => return Some(Notice::Terminating),
+        Some(TargetState::Warmed(pool_state)) => return Some(Notice::ToWarmPool(pool_state)),
+        _ => {}
+    }
+    notices.rebalance.as_ref().map(|_| Notice::Rebalance)
+}
+
+/// The warning a spot interruption gives.
+pub const SPOT_NOTICE: Duration = Duration::from_secs(120);
 
 /// How long before a spot interruption the agent is told to cancel its jobs, so it
 /// can still deregister before the hard stop.
@@ -143,6 +253,15 @@ mod tests {
         assert_eq!(parse_rfc3339(text).map(secs), Some(expected));
     }
 
+    #[test_case(0, "1970-01-01T00:00:00Z")]
+    #[test_case(1_420_480_920, "2015-01-05T18:02:00Z")]
+    #[test_case(1_709_164_800, "2024-02-29T00:00:00Z")]
+    fn formats(secs: u64, expected: &str) {
+        let time = UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(format_rfc3339(time), expected);
+        assert_eq!(parse_rfc3339(expected), Some(time));
+    }
+
     #[test_case("")]
     #[test_case("2015-13-05T18:02:00Z")]
     #[test_case("2015-01-05 18:02")]
@@ -164,6 +283,79 @@ mod tests {
         assert_eq!(Transition::parse(""), Transition::Other(String::new()));
     }
 
+    #[test_case("InService", TargetState::InService)]
+    #[test_case("Terminated\n", TargetState::Terminated)]
+    #[test_case("Warmed:Stopped", TargetState::Warmed("Stopped".into()))]
+    #[test_case("Warmed:Hibernated", TargetState::Warmed("Hibernated".into()))]
+    #[test_case("Standby", TargetState::Standby)]
+    #[test_case("Detached", TargetState::Detached)]
+    #[test_case("Pending", TargetState::Other("Pending".into()))]
+    fn reads_target_states(text: &str, expected: TargetState) {
+        assert_eq!(TargetState::parse(text), expected);
+    }
+
+    #[test]
+    fn reads_a_spot_instance_action() {
+        let action =
+            SpotAction::parse(r#"{"action": "terminate", "time": "2015-01-05T18:02:00Z"}"#)
+                .unwrap();
+        assert_eq!(action.action, "terminate");
+        assert_eq!(secs(action.time), 1_420_480_920);
+    }
+
+    #[test_case("")]
+    #[test_case("2015-01-05T18:02:00Z")]
+    #[test_case(r#"{"action":"terminate"}"#)]
+    #[test_case(r#"{"action":"terminate","time":"soon"}"#)]
+    fn refuses_a_malformed_spot_instance_action(document: &str) {
+        let error = SpotAction::parse(document).unwrap_err();
+        assert!(error.to_string().starts_with("invalid spot instance-action"), "{error}");
+    }
+
+    fn notices(
+        target: Option<&str>,
+        spot: Option<&str>,
+        rebalance: Option<&str>,
+    ) -> MetadataNotices {
+        MetadataNotices {
+            target_state: target.map(str::to_owned),
+            spot_action: spot.map(str::to_owned),
+            rebalance: rebalance.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn acts_on_the_most_urgent_notice() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_420_480_000);
+        let spot = r#"{"action":"stop","time":"2015-01-05T18:02:00Z"}"#;
+        let rebalance = Some(r#"{"noticeTime":"2015-01-05T18:00:00Z"}"#);
+        assert_eq!(notice(&notices(Some("InService"), None, None), now), None);
+        assert_eq!(notice(&notices(None, None, None), now), None);
+        assert_eq!(
+            notice(&notices(Some("Terminated"), Some(spot), rebalance), now),
+            Some(Notice::SpotInterruption {
+                time: UNIX_EPOCH + Duration::from_secs(1_420_480_920)
+            })
+        );
+        assert_eq!(
+            notice(&notices(Some("Terminated"), None, rebalance), now),
+            Some(Notice::Terminating)
+        );
+        assert_eq!(
+            notice(&notices(Some("Warmed:Stopped"), None, None), now),
+            Some(Notice::ToWarmPool("Stopped".into()))
+        );
+        assert_eq!(
+            notice(&notices(Some("InService"), None, rebalance), now),
+            Some(Notice::Rebalance)
+        );
+        // An unreadable spot document still drains, with the shortest notice.
+        assert_eq!(
+            notice(&notices(None, Some("garbage"), None), now),
+            Some(Notice::SpotInterruption { time: now + SPOT_NOTICE })
+        );
+    }
+
     proptest! {
         /// Lifecycle notices come from outside the process: any text is a
         /// transition and a time or none, never a panic.
@@ -175,6 +367,15 @@ mod tests {
             let _ = Transition::parse(&text);
             let _ = parse_rfc3339(&text);
             let _ = parse_rfc3339(&time_like);
+            let _ = SpotAction::parse(&text);
+            let _ = TargetState::parse(&text);
+        }
+
+        /// Formatting and parsing agree on every second from 1970 to 2200.
+        #[test]
+        fn formatting_round_trips(secs in 0u64..7_258_118_400) {
+            let time = UNIX_EPOCH + Duration::from_secs(secs);
+            prop_assert_eq!(parse_rfc3339(&format_rfc3339(time)), Some(time));
         }
     }
 

@@ -670,7 +670,8 @@ fn the_module_checks_what_the_template_rules_check() {
         .filter_map(|block| attribute(block.body(), "condition").map(ToString::to_string))
         .collect();
     for expected in [
-        "var.disable_scale_in || var.instance_scale_in_protection",
+        "var.disable_scale_in || var.instance_scale_in_protection || var.enable_termination_hook",
+        "var.warm_pool_size == 0 || var.on_demand_percentage == 100",
         "var.max_size >= var.min_size",
         "var.vpc_id == \"\" || length(var.subnets) > 0",
         "var.vpc_id != \"\" || length(var.subnets) == 0",
@@ -689,14 +690,17 @@ fn the_module_checks_what_the_template_rules_check() {
             block.identifier() == "resource" && block.labels()[0].as_str() == "aws_lambda_function"
         })
         .expect("the scaler function");
+    // One scheduled run at a time; a second execution environment only for job events.
     assert_eq!(
         attribute(function.body(), "reserved_concurrent_executions").map(ToString::to_string),
-        Some("1".to_owned())
+        Some("local.scale_on_job_events ? 2 : 1".to_owned())
     );
     let template = template();
+    let reserved =
+        &template["Resources"]["AutoscalingFunction"]["Properties"]["ReservedConcurrentExecutions"];
     assert_eq!(
-        template["Resources"]["AutoscalingFunction"]["Properties"]["ReservedConcurrentExecutions"]
-            .as_u64(),
-        Some(1)
+        serde_json::to_value(reserved).unwrap(),
+        serde_json::json!({"!If": ["ScaleOnJobEvents", 2, 1]}),
+        "{reserved:?}"
     );
 }

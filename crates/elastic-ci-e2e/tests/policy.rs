@@ -489,3 +489,30 @@ fn the_scaler_role_has_only_what_the_scaler_uses() {
     let function = stack.resource("AutoscalingFunction").expect("created");
     assert_eq!(function["ReservedConcurrentExecutions"], json!("1"), "one scaler run at a time");
 }
+
+#[test]
+fn the_instance_role_completes_lifecycle_actions_of_its_own_group_only() {
+    let template = load(template::SOURCE);
+    let stack =
+        Stack::new(&template, STACK, &[("BuildkiteAgentToken", "token")]).expect("defaults");
+    let policy = stack.resource("IAMPolicies").expect("created");
+    let granted = statements(&policy["PolicyDocument"]);
+    let own_group = format!(
+        "arn:aws:autoscaling:{REGION}:{ACCOUNT_ID}:autoScalingGroup:0f1e2d3c:autoScalingGroupName/{STACK}-AgentAutoScaleGroup-ABC123"
+    );
+    let other_group = format!(
+        "arn:aws:autoscaling:{REGION}:{ACCOUNT_ID}:autoScalingGroup:0f1e2d3c:autoScalingGroupName/other-AgentAutoScaleGroup-ABC123"
+    );
+    for action in
+        ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
+    {
+        let reaches = |arn: &str| {
+            granted.iter().any(|statement| {
+                grants(statement, action)
+                    && statement.resources.iter().any(|pattern| wildcard_match(pattern, arn, false))
+            })
+        };
+        assert!(reaches(&own_group), "{action} on the stack's group");
+        assert!(!reaches(&other_group), "{action} reaches another stack's group");
+    }
+}

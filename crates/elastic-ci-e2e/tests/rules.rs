@@ -40,28 +40,48 @@ fn the_defaults_break_no_rule_but_the_token() {
 }
 
 #[test]
-fn scale_in_needs_instance_protection() {
+fn scale_in_needs_instance_protection_or_the_termination_hook() {
     let template = source();
-    let cases = [
-        (("true", "true"), true),
-        (("true", "false"), true),
-        (("false", "true"), true),
-        (("false", "false"), false),
-    ];
-    for ((disable_scale_in, protection), allowed) in cases {
-        let rules = broken(
-            &template,
-            &[("DisableScaleIn", disable_scale_in), ("InstanceScaleInProtection", protection)],
-        );
-        let expected: Vec<String> =
-            if allowed { Vec::new() } else { vec!["ScaleInNeedsProtection".to_owned()] };
-        assert_eq!(rules, expected, "DisableScaleIn={disable_scale_in} protection={protection}");
+    for disable_scale_in in ["true", "false"] {
+        for protection in ["true", "false"] {
+            for hook in ["true", "false"] {
+                let allowed = disable_scale_in == "true" || protection == "true" || hook == "true";
+                let rules = broken(
+                    &template,
+                    &[
+                        ("DisableScaleIn", disable_scale_in),
+                        ("InstanceScaleInProtection", protection),
+                        ("EnableTerminationHook", hook),
+                    ],
+                );
+                let expected: Vec<String> =
+                    if allowed { Vec::new() } else { vec!["ScaleInNeedsProtection".to_owned()] };
+                assert_eq!(
+                    rules, expected,
+                    "DisableScaleIn={disable_scale_in} protection={protection} hook={hook}"
+                );
+            }
+        }
     }
     let description = assertion_descriptions(&template, "ScaleInNeedsProtection");
     assert!(
-        description.iter().all(|text| text.contains("InstanceScaleInProtection")),
+        description.iter().all(|text| text.contains("InstanceScaleInProtection")
+            && text.contains("EnableTerminationHook")),
         "{description:?}"
     );
+}
+
+#[test]
+fn a_warm_pool_needs_on_demand_instances() {
+    let template = source();
+    assert!(broken(&template, &[("WarmPoolSize", "2")]).is_empty(), "on demand by default");
+    assert!(broken(&template, &[("OnDemandPercentage", "50")]).is_empty(), "no pool, spot is fine");
+    assert_eq!(
+        broken(&template, &[("WarmPoolSize", "2"), ("OnDemandPercentage", "50")]),
+        ["WarmPoolNeedsOnDemand"]
+    );
+    let description = assertion_descriptions(&template, "WarmPoolNeedsOnDemand");
+    assert!(description.iter().all(|text| text.contains("OnDemandPercentage")), "{description:?}");
 }
 
 #[test]

@@ -1105,3 +1105,71 @@ async fn a_missing_image_reaches_the_launch_template_as_a_sentence_not_an_empty_
     );
     delete_stack(&moto, &stack).await;
 }
+
+/// The draining and fast-start settings on the emulator. What it can check: the job
+/// event rule on the partner event bus, with the queue's pattern and the scaler as its
+/// target, and the scaler's second execution environment. The emulator's
+/// CloudFormation ignores the group's inline lifecycle hooks and has no warm pool
+/// resource; those are checked by the template evaluation tests instead.
+#[tokio::test]
+async fn deploys_the_job_event_rule_on_the_buildkite_partner_bus() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let template = rendered_template(&unique_name("lambdas"));
+    deploy::upload_scaler_zips(&moto, &template).await.unwrap();
+    let name = stack_name();
+    let source = format!("aws.partner/buildkite.com/acme/{}", unique_name("src"));
+    api.json(
+        "events",
+        "AWSEvents.CreatePartnerEventSource",
+        &json!({ "Name": source, "Account": "123456789012" }),
+    )
+    .await;
+    api.json(
+        "events",
+        "AWSEvents.CreateEventBus",
+        &json!({ "Name": source, "EventSourceName": source }),
+    )
+    .await;
+    // The emulator keeps only the last path segment of a bus name it is given for a
+    // rule, so the rule lands on a bus of that name: create it too.
+    let last_segment = source.rsplit('/').next().unwrap_or_default();
+    api.json("events", "AWSEvents.CreateEventBus", &json!({ "Name": last_segment })).await;
+    let values = [
+        ("BuildkiteAgentToken", TOKEN),
+        ("BuildkiteQueue", "fast"),
+        ("ScalerEventBusName", source.as_str()),
+        ("EnableTerminationHook", "true"),
+        ("TerminationHookHeartbeatTimeout", "900"),
+        ("DisableScaleIn", "false"),
+        ("InstanceScaleInProtection", "false"),
+    ];
+    let stack = create_stack(&moto, &name, &template, &values).await;
+    let rule_name = stack.physical("AutoscalingJobScheduledRule");
+    let rule = api
+        .json(
+            "events",
+            "AWSEvents.DescribeRule",
+            &json!({ "Name": rule_name, "EventBusName": source }),
+        )
+        .await;
+    assert_eq!(rule["State"], "ENABLED");
+    let pattern: Value = serde_json::from_str(rule["EventPattern"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        pattern,
+        json!({
+            "source": [{"prefix": "aws.partner/buildkite.com/"}],
+            "detail-type": ["Job Scheduled"],
+            "detail": {"job": {"agent_query_rules": ["queue=fast"]}}
+        })
+    );
+    let targets = api
+        .json(
+            "events",
+            "AWSEvents.ListTargetsByRule",
+            &json!({ "Rule": rule_name, "EventBusName": source }),
+        )
+        .await;
+    let function = lambda_function(&api, stack.physical("AutoscalingFunction")).await;
+    assert_eq!(targets["Targets"][0]["Arn"], function["Configuration"]["FunctionArn"]);
+}

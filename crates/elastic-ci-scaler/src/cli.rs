@@ -20,7 +20,9 @@ use tracing::{error, info};
 use crate::clock::SystemClock;
 use crate::error::ScalerError;
 use crate::token::agent_token;
-use crate::{Deps, Shutdown, check_supported, handle, restore_cooldowns, run_once, run_until};
+use crate::{
+    Deps, Shutdown, check_supported, handle_event, restore_cooldowns, run_once, run_until,
+};
 
 /// Scales a Buildkite agent Auto Scaling group from the queue's metrics.
 ///
@@ -123,7 +125,9 @@ pub async fn lambda_main(env: HashMap<String, String>) -> anyhow::Result<()> {
         let deps = deps.clone();
         async move {
             match deps.as_ref() {
-                Ok(deps) => handle(deps, Some(event.context.deadline())).await,
+                Ok(deps) => {
+                    handle_event(deps, &event.payload, Some(event.context.deadline())).await
+                }
                 Err(error) => Err(error.clone()),
             }
         }

@@ -5,6 +5,9 @@
 //! - as the Lambda function (when `AWS_LAMBDA_RUNTIME_API` is set), invoked every minute
 //!   by a schedule: [`handle`] waits its startup jitter, then polls every
 //!   `LAMBDA_INTERVAL` until `LAMBDA_TIMEOUT` or shortly before the Lambda deadline;
+//!   and, with Buildkite's EventBridge integration, by each "Job Scheduled" event of the
+//!   queue: [`handle_job_event`] polls once at once, at most once per `LAMBDA_INTERVAL`
+//!   however many events arrive ([`handle_event`] tells the two apart);
 //! - as `elastic-ci-scaler run [--once] [--dry-run]` for operators, with the same
 //!   variables, until SIGTERM or SIGINT.
 //!
@@ -86,6 +89,8 @@ struct SharedState {
     scaling: ScalingState,
     /// Whether the cooldown state was rebuilt from the group's activities.
     restored: bool,
+    /// When a job event last led to a poll, for the debounce.
+    last_event_poll: Option<SystemTime>,
 }
 
 impl Deps {
@@ -181,7 +186,11 @@ pub struct PollReport {
 /// The result of a series of polls.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RunSummary {
-    pub(crate) polls: u32,
+    /// A job event that arrived within `LAMBDA_INTERVAL` of the previous one's poll:
+    /// no poll was made for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub debounced: bool,
+    pub polls: u32,
     pub failed_polls: u32,
     pub(crate) capacity_changes: u32,
     /// The group's desired capacity after the last successful poll.
@@ -504,6 +513,75 @@ pub async fn handle(
     restore_cooldowns(deps).await;
     let mut token = agent_token(&config.agent_token, deps.parameters.as_ref()).await?;
     run_until(deps, &mut token, deadline, &Shutdown::default()).await.into_result()
+}
+
+/// What invoked the function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule (or any event that is not a job event).
+    Schedule,
+    /// Buildkite's "Job Scheduled" event, from its partner event bus.
+    JobScheduled {
+        /// The event's `id`.
+        id: Option<String>,
+    },
+}
+
+impl Trigger {
+    /// Tells a Buildkite "Job Scheduled" event (`source` starting
+    /// `aws.partner/buildkite.com/`) from the schedule's and anything else.
+    pub fn from_event(event: &serde_json::Value) -> Trigger {
+        let source = event.get("source").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let detail_type =
+            event.get("detail-type").and_then(serde_json::Value::as_str).unwrap_or_default();
+        if source.starts_with("aws.partner/buildkite.com/") && detail_type == "Job Scheduled" {
+            let id = event.get("id").and_then(serde_json::Value::as_str).map(str::to_owned);
+            Trigger::JobScheduled { id }
+        } else {
+            Trigger::Schedule
+        }
+    }
+}
+
+/// One Lambda invocation of either kind.
+pub async fn handle_event(
+    deps: &Deps,
+    event: &serde_json::Value,
+    lambda_deadline: Option<SystemTime>,
+) -> Result<RunSummary, ScalerError> {
+    match Trigger::from_event(event) {
+        Trigger::Schedule => handle(deps, lambda_deadline).await,
+        Trigger::JobScheduled { id } => handle_job_event(deps, id.as_deref()).await,
+    }
+}
+
+/// A job of the queue was scheduled: one poll now, with the same decision and
+/// cooldowns as a scheduled poll, unless a job event already led to a poll less than
+/// `LAMBDA_INTERVAL` ago in this execution environment (a burst of events is one poll;
+/// the jobs it missed are counted by the next poll, event or schedule). No startup
+/// jitter: the point is to act at once.
+pub async fn handle_job_event(
+    deps: &Deps,
+    event_id: Option<&str>,
+) -> Result<RunSummary, ScalerError> {
+    let now = deps.clock.now();
+    {
+        let mut state = deps.lock();
+        let recent =
+            state.last_event_poll.and_then(|last| last.checked_add(deps.config.poll_interval));
+        if recent.is_some_and(|until| now < until) {
+            info!(event_id, "job event within the poll interval of the last one: debounced");
+            return Ok(RunSummary { debounced: true, ..RunSummary::default() });
+        }
+        state.last_event_poll = Some(now);
+    }
+    info!(event_id, "job scheduled: polling now");
+    restore_cooldowns(deps).await;
+    let token = agent_token(&deps.config.agent_token, deps.parameters.as_ref()).await?;
+    let report = run_once(deps, &token).await;
+    let mut summary = RunSummary::default();
+    summary.add(&report);
+    summary.into_result()
 }
 
 fn earliest(a: Option<SystemTime>, b: Option<SystemTime>) -> Option<SystemTime> {

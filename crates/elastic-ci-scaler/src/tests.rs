@@ -702,3 +702,72 @@ async fn an_overlapping_warm_scaler_does_not_share_the_cooldown_but_never_oversh
     assert_eq!(run_once(&other, &Secret::new(TOKEN)).await.applied, Applied::Set);
     assert_eq!(h.set_calls(), [5, 8]);
 }
+
+fn job_scheduled(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0",
+        "id": id,
+        "detail-type": "Job Scheduled",
+        "source": "aws.partner/buildkite.com/acme/0106-187c-12cd4fe",
+        "detail": {"version": 1, "job": {"uuid": "j-1", "agent_query_rules": ["queue=default"]}}
+    })
+}
+
+#[test]
+fn tells_job_events_from_the_schedule() {
+    assert_eq!(
+        Trigger::from_event(&job_scheduled("e-1")),
+        Trigger::JobScheduled { id: Some("e-1".into()) }
+    );
+    let schedule = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"});
+    assert_eq!(Trigger::from_event(&schedule), Trigger::Schedule);
+    // Another partner's event, or another Buildkite event, is no job event.
+    let mut other = job_scheduled("e-2");
+    other["source"] = "aws.partner/example.com/x".into();
+    assert_eq!(Trigger::from_event(&other), Trigger::Schedule);
+    let mut finished = job_scheduled("e-3");
+    finished["detail-type"] = "Job Finished".into();
+    assert_eq!(Trigger::from_event(&finished), Trigger::Schedule);
+    assert_eq!(Trigger::from_event(&serde_json::Value::Null), Trigger::Schedule);
+}
+
+#[tokio::test]
+async fn a_burst_of_job_events_is_one_poll_per_interval_with_the_same_cooldowns() {
+    let h = harness(&[("LAMBDA_INTERVAL", "10s"), ("SCALE_OUT_COOLDOWN_PERIOD", "5m")]);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(2, 0, 0));
+    let first = handle_event(&h.deps, &job_scheduled("e-1"), None).await.unwrap();
+    assert_eq!((first.polls, first.debounced, first.desired_capacity), (1, false, Some(2)));
+    // The rest of the burst, within the interval: no poll at all.
+    for id in ["e-2", "e-3", "e-4"] {
+        h.clock.advance(Duration::from_secs(2));
+        let summary = handle_event(&h.deps, &job_scheduled(id), None).await.unwrap();
+        assert_eq!((summary.polls, summary.debounced), (0, true), "{id}");
+    }
+    assert_eq!(h.buildkite.requests().len(), 1, "one metrics request for the whole burst");
+    // After the interval, an event polls again, and the scale-out cooldown of the first
+    // poll holds exactly as for a scheduled poll.
+    h.clock.advance(Duration::from_secs(5));
+    h.buildkite.set_queue("default", QueueMetrics::jobs(4, 0, 0));
+    let later = handle_event(&h.deps, &job_scheduled("e-5"), None).await.unwrap();
+    assert_eq!((later.polls, later.capacity_changes), (1, 0));
+    assert_eq!(h.set_calls(), [2], "still in the scale-out cooldown");
+    h.clock.advance(Duration::from_secs(300));
+    let after_cooldown = handle_event(&h.deps, &job_scheduled("e-6"), None).await.unwrap();
+    assert_eq!(after_cooldown.capacity_changes, 1);
+    assert_eq!(h.set_calls(), [2, 4]);
+}
+
+#[tokio::test]
+async fn warm_pool_instances_are_neither_in_service_nor_pending() {
+    let h = harness(&[]);
+    h.group.set_desired_capacity(GROUP, 1).await.unwrap();
+    h.group.add_instance(GROUP, "i-1", LifecycleState::InService);
+    h.group.add_instance(GROUP, "i-2", LifecycleState::from_api("Warmed:Stopped"));
+    h.group.add_instance(GROUP, "i-3", LifecycleState::from_api("Warmed:Pending:Wait"));
+    h.buildkite.set_queue("default", QueueMetrics::jobs(3, 0, 0));
+    let decision = h.poll().await.decision.unwrap();
+    assert_eq!((decision.group.in_service, decision.group.pending), (1, 0));
+    // Two more instances are needed: the pool's instances are not capacity until the
+    // group takes them out of the pool, which this raise does.
+    assert_eq!(h.set_calls(), [1, 3]);
+}

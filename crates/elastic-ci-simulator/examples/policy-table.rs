@@ -1,5 +1,6 @@
 //! Prints the README's tables: `SCALER_MODE=original` (the stack's defaults) against
-//! `SCALER_MODE=responsive` on the reference traces T1–T5; the reference variants A–I on
+//! `SCALER_MODE=responsive` on the reference traces T1–T5; the warm pool and job-event
+//! modes on T1–T5, with their cost and interrupted jobs; the reference variants A–I on
 //! T1–T5; and the two modes on 30 other working days drawn from T5's process with other
 //! seeds, under a few model variations.
 //! `cargo run --release -p elastic-ci-simulator --example policy-table`.
@@ -66,6 +67,63 @@ fn variants_table() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The warm pool and job events on T1–T5 against the stack defaults: waits, running
+/// and stopped instance-minutes, the cost with stopped time at its EBS price, and jobs
+/// interrupted (with a spot-interruption row for the one path that can interrupt).
+fn fast_start_table() -> anyhow::Result<()> {
+    let responsive_no_cooldown: &[(&str, &str)] =
+        &[("SCALER_MODE", "responsive"), ("SCALE_OUT_COOLDOWN_PERIOD", "0s")];
+    let modes: [(&str, Vec<(&str, &str)>); 6] = [
+        ("stack defaults", vec![]),
+        ("job events (5 s)", [responsive_no_cooldown, &[("event-delay", "5s")]].concat()),
+        (
+            "warm pool 16, idle 180 s",
+            [responsive_no_cooldown, &[("warm-pool-size", "16"), ("idle-period", "180s")]].concat(),
+        ),
+        (
+            "warm pool 16, idle 180 s, job events",
+            [
+                responsive_no_cooldown,
+                &[("warm-pool-size", "16"), ("idle-period", "180s"), ("event-delay", "5s")],
+            ]
+            .concat(),
+        ),
+        (
+            "warm pool 14, idle 300 s, job events",
+            [
+                responsive_no_cooldown,
+                &[("warm-pool-size", "14"), ("idle-period", "300s"), ("event-delay", "5s")],
+            ]
+            .concat(),
+        ),
+        ("stack defaults, 0.5 spot interruptions/h", vec![("spot-interruptions-per-hour", "0.5")]),
+    ];
+    println!(
+        "| trace | mode | wait p50 (s) | wait p95 (s) | wait max (s) | running instance-min | stopped instance-min | cost (instance-min) | cost change | jobs interrupted |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for name in NAMES {
+        let trace = reference(name).ok_or_else(|| anyhow::anyhow!("no trace {name}"))?;
+        let base = summary(&trace, "original", &[])?;
+        for (label, extra) in &modes {
+            let s = summary(&trace, "original", extra)?;
+            println!(
+                "| {} | {label} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:+.1}% | {} |",
+                name.to_uppercase(),
+                secs(s.wait_p50_s),
+                secs(s.wait_p95_s),
+                secs(s.wait_max_s),
+                s.instance_minutes,
+                s.stopped_instance_minutes,
+                s.cost_instance_minutes,
+                change(s.cost_instance_minutes, base.cost_instance_minutes) * 100.0,
+                s.jobs_interrupted
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     println!(
         "| trace | mode | wait p50 (s) | wait p95 (s) | wait max (s) | instance-minutes | instances launched | SetDesiredCapacity calls |"
@@ -94,6 +152,8 @@ fn main() -> anyhow::Result<()> {
             change(after.instance_minutes, before.instance_minutes) * 100.0
         );
     }
+    println!();
+    fast_start_table()?;
     println!();
     variants_table()?;
     println!();

@@ -25,6 +25,20 @@
 //!   with decrement of the desired capacity, or, when that would go below MinSize, is
 //!   marked unhealthy and replaced; billing stops `billing_tail` after that.
 //! - The group starts at MinSize with those instances booted and idle.
+//! - **Warm pool** (`warm_pool_size` above 0): that many stopped instances that have
+//!   booted up to the agent start. A launch takes one when one is ready: it is InService
+//!   and its agents connect `resume` after; the pool then launches a replacement, which
+//!   runs the boot (`agent_connect`) and then stops. Stopped time is counted apart
+//!   (`stopped_minutes`), as it is billed for its EBS volumes only.
+//! - **Job events** (`event_delay` set): every job that becomes ready invokes the scaler
+//!   `event_delay` later for one poll, unless an event poll happened less than
+//!   `LAMBDA_INTERVAL` before (the Lambda's debounce); the schedule stays.
+//! - **Spot interruptions** (`spot_interruptions_per_hour` above 0): each connected
+//!   instance gets a notice after an exponentially distributed time (seeded by
+//!   `spot_seed`); it takes no new job from then, its idle agents disconnect, and
+//!   `spot_notice` later it stops: jobs still running are interrupted (counted in
+//!   `jobs_interrupted`) and the group replaces it. On every other removal path (idle
+//!   self-termination, warm-pool stops) no job is interrupted.
 //!
 //! Events at the same instant are applied in this order: instance and job events,
 //! jobs becoming visible and ready, assignment of ready jobs to idle agents, idle
@@ -69,6 +83,23 @@ pub struct ModelParams {
     pub min_size: u32,
     /// The group's MaxSize.
     pub max_size: u32,
+    /// Stopped instances in the group's warm pool; 0 for none.
+    pub warm_pool_size: u32,
+    /// A warm instance's start to agents connected.
+    pub resume: Duration,
+    /// A job's readiness to the scaler's event-driven poll; `None` polls on the
+    /// schedule only.
+    pub event_delay: Option<Duration>,
+    /// Spot interruption notices per connected instance-hour; 0 for none.
+    pub spot_interruptions_per_hour: f64,
+    /// The warning a spot interruption gives.
+    pub spot_notice: Duration,
+    /// The seed of the interruption times.
+    pub spot_seed: u64,
+    /// What a stopped warm-pool instance costs, as a fraction of a running one: its
+    /// EBS volumes only. 0.25 is the stack's defaults (a 250 GB gp3 root volume,
+    /// $0.0274 an hour, beside a t3.large at $0.0832, us-east-1 on-demand prices).
+    pub stopped_cost_ratio: f64,
 }
 
 impl ModelParams {
@@ -87,6 +118,13 @@ impl ModelParams {
             billing_tail: Duration::from_secs(20),
             min_size: 0,
             max_size: 100,
+            warm_pool_size: 0,
+            resume: Duration::from_secs(20),
+            event_delay: None,
+            spot_interruptions_per_hour: 0.0,
+            spot_notice: Duration::from_secs(120),
+            spot_seed: 1,
+            stopped_cost_ratio: 0.25,
         }
     }
 }
@@ -102,6 +140,10 @@ pub enum ModelError {
     ZeroPollSpacing,
     #[error("invalid --min-size {min_size}: above --max-size {max_size}")]
     MinAboveMax { min_size: u32, max_size: u32 },
+    #[error(
+        "invalid --spot-interruptions-per-hour {0}: expected a rate of at least 0 (and finite)"
+    )]
+    InvalidSpotRate(String),
 }
 
 /// The jobs to replay, in the trace's order.
@@ -130,6 +172,23 @@ pub struct InstanceRecord {
     /// Its termination could not decrement the desired capacity, so it was replaced.
     pub replaced: bool,
     pub jobs_run: u64,
+    /// A warm-pool instance: when it stopped into the pool.
+    pub warmed_us: Option<u64>,
+    /// A warm-pool instance: when the group took it out of the pool.
+    pub resumed_us: Option<u64>,
+    /// When a spot interruption notice reached it.
+    pub spot_notice_us: Option<u64>,
+    /// Jobs still running when it stopped (a spot interruption).
+    pub jobs_interrupted: u64,
+}
+
+impl InstanceRecord {
+    /// Time stopped in the warm pool, until `horizon_us`.
+    pub fn stopped_us(&self, horizon_us: u64) -> u64 {
+        let Some(warmed) = self.warmed_us else { return 0 };
+        let end = self.resumed_us.or(self.terminated_us).unwrap_or(horizon_us).min(horizon_us);
+        end.saturating_sub(warmed)
+    }
 }
 
 /// Calls made to the APIs.
@@ -190,6 +249,8 @@ pub struct Outcome {
     pub horizon_us: u64,
     /// Instances ever alive at once.
     pub peak_live_instances: u32,
+    /// Polls made for job events (also counted in `polls`).
+    pub event_polls: u64,
 }
 
 /// How long before the Lambda deadline the scaler stops polling; the same margin as
@@ -222,6 +283,10 @@ pub fn simulate(
     if model.min_size > model.max_size {
         return Err(ModelError::MinAboveMax { min_size: model.min_size, max_size: model.max_size });
     }
+    let rate = model.spot_interruptions_per_hour;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(ModelError::InvalidSpotRate(rate.to_string()));
+    }
     let mut world = World::new(config, model, jobs, horizon_us);
     world.run();
     Ok(world.finish())
@@ -237,13 +302,41 @@ enum Phase {
 
 #[derive(Debug, Clone, Copy)]
 enum EventKind {
-    JobFinished { instance: u32 },
-    InService { instance: u32 },
-    AgentsConnect { instance: u32 },
-    Terminate { instance: u32 },
-    IdleTimeout { instance: u32, generation: u32 },
-    Invocation { index: u64 },
-    Poll { invocation: u64, deadline_us: u64 },
+    JobFinished {
+        instance: u32,
+    },
+    InService {
+        instance: u32,
+    },
+    AgentsConnect {
+        instance: u32,
+    },
+    Terminate {
+        instance: u32,
+    },
+    IdleTimeout {
+        instance: u32,
+        generation: u32,
+    },
+    Invocation {
+        index: u64,
+    },
+    Poll {
+        invocation: u64,
+        deadline_us: u64,
+    },
+    /// A warm-pool instance has booted and stops into the pool.
+    Warmed {
+        instance: u32,
+    },
+    SpotNotice {
+        instance: u32,
+    },
+    SpotStop {
+        instance: u32,
+    },
+    /// A job event reaches the scaler.
+    JobEvent,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -284,6 +377,10 @@ enum LifeState {
     Pending,
     InService,
     Terminated,
+    /// In the warm pool: booting (`ready` false) or stopped.
+    Warm {
+        ready: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -295,6 +392,8 @@ struct Instance {
     /// Bumped whenever the instance takes a job, so that idle timeouts scheduled
     /// before are recognised as stale.
     generation: u32,
+    /// A spot interruption notice arrived: it takes no new job.
+    interrupted: bool,
 }
 
 struct World<'a> {
@@ -341,6 +440,14 @@ struct World<'a> {
     calls: ApiCalls,
     invocations: u64,
     polls: u64,
+
+    /// Stopped warm-pool instances, oldest first.
+    warm_ready: VecDeque<u32>,
+    /// Warm-pool instances, booting or stopped.
+    n_warm: u32,
+    last_event_poll_us: Option<u64>,
+    event_polls: u64,
+    spot_random: crate::pyrandom::PyRandom,
 }
 
 impl<'a> World<'a> {
@@ -388,6 +495,11 @@ impl<'a> World<'a> {
             calls: ApiCalls::default(),
             invocations: 0,
             polls: 0,
+            warm_ready: VecDeque::new(),
+            n_warm: 0,
+            last_event_poll_us: None,
+            event_polls: 0,
+            spot_random: crate::pyrandom::PyRandom::new(model.spot_seed),
         };
         // The stack has been up for a while: MinSize instances are in service with
         // their agents connected and idle.
@@ -395,6 +507,11 @@ impl<'a> World<'a> {
             let instance = world.launch();
             world.become_in_service(instance);
             world.connect(instance);
+        }
+        // The warm pool is full and stopped.
+        for _ in 0..model.warm_pool_size {
+            let instance = world.launch_warm();
+            world.warmed(instance);
         }
         world.history.push_back((0, world.counts()));
         world.push(0, Phase::Scaler, EventKind::Invocation { index: 0 });
@@ -444,6 +561,13 @@ impl<'a> World<'a> {
                 self.next_ready += 1;
                 self.n_ready += 1;
                 self.scheduled.push_back(index);
+                if let Some(delay) = self.model.event_delay {
+                    self.push(
+                        time_us.saturating_add(micros(delay)),
+                        Phase::Scaler,
+                        EventKind::JobEvent,
+                    );
+                }
             }
             self.dispatch();
             while let Some(kind) = self.pop_at(time_us, Phase::IdleTimeout) {
@@ -469,6 +593,10 @@ impl<'a> World<'a> {
             }
             EventKind::Invocation { index } => self.invoke(index),
             EventKind::Poll { invocation, deadline_us } => self.poll(invocation, deadline_us),
+            EventKind::Warmed { instance } => self.warmed(instance),
+            EventKind::SpotNotice { instance } => self.spot_notice(instance),
+            EventKind::SpotStop { instance } => self.spot_stop(instance),
+            EventKind::JobEvent => self.job_event(),
         }
     }
 
@@ -535,12 +663,23 @@ impl<'a> World<'a> {
     }
 
     fn job_finished(&mut self, instance: u32) {
+        let slot = &mut self.instances[instance as usize];
+        if slot.state == LifeState::Terminated {
+            // Interrupted: counted when the instance stopped.
+            return;
+        }
         self.n_running -= 1;
         let slot = &mut self.instances[instance as usize];
         slot.busy_agents -= 1;
         slot.idle_agents += 1;
         let all_idle = slot.busy_agents == 0;
         let generation = slot.generation;
+        if slot.interrupted {
+            // Draining for a spot interruption: the agent disconnects.
+            slot.idle_agents -= 1;
+            self.total_agents -= 1;
+            return;
+        }
         self.with_idle_agent.insert(instance);
         if all_idle {
             self.schedule_idle_timeout(instance, generation);
@@ -552,14 +691,15 @@ impl<'a> World<'a> {
         self.push(at, Phase::IdleTimeout, EventKind::IdleTimeout { instance, generation });
     }
 
-    fn launch(&mut self) -> u32 {
+    fn new_instance(&mut self, state: LifeState) -> u32 {
         let instance = u32::try_from(self.instances.len()).unwrap_or(u32::MAX);
         self.instances.push(Instance {
-            state: LifeState::Pending,
+            state,
             connected: false,
             idle_agents: 0,
             busy_agents: 0,
             generation: 0,
+            interrupted: false,
         });
         self.records.push(InstanceRecord {
             launched_us: self.now_us,
@@ -568,21 +708,149 @@ impl<'a> World<'a> {
             terminated_us: None,
             replaced: false,
             jobs_run: 0,
+            warmed_us: None,
+            resumed_us: None,
+            spot_notice_us: None,
+            jobs_interrupted: 0,
         });
+        instance
+    }
+
+    /// Launches an instance into the group: a stopped warm-pool instance when one is
+    /// ready (which the pool then replaces), else a new one.
+    fn launch(&mut self) -> u32 {
+        let (instance, boot, connect) = match self.warm_ready.pop_front() {
+            Some(instance) => {
+                self.instances[instance as usize].state = LifeState::Pending;
+                self.records[instance as usize].resumed_us = Some(self.now_us);
+                self.n_warm -= 1;
+                (instance, self.model.resume, self.model.resume)
+            }
+            None => {
+                (self.new_instance(LifeState::Pending), self.model.boot, self.model.agent_connect)
+            }
+        };
         self.pending += 1;
         self.live += 1;
         self.peak_live = self.peak_live.max(self.live);
         self.push(
-            self.now_us.saturating_add(micros(self.model.boot)),
+            self.now_us.saturating_add(micros(boot)),
             Phase::World,
             EventKind::InService { instance },
         );
         self.push(
-            self.now_us.saturating_add(micros(self.model.agent_connect)),
+            self.now_us.saturating_add(micros(connect)),
             Phase::World,
             EventKind::AgentsConnect { instance },
         );
+        self.refill_warm_pool();
         instance
+    }
+
+    /// A new warm-pool instance: it boots, then stops into the pool.
+    fn launch_warm(&mut self) -> u32 {
+        let instance = self.new_instance(LifeState::Warm { ready: false });
+        self.n_warm += 1;
+        self.push(
+            self.now_us.saturating_add(micros(self.model.agent_connect)),
+            Phase::World,
+            EventKind::Warmed { instance },
+        );
+        instance
+    }
+
+    fn refill_warm_pool(&mut self) {
+        while self.n_warm < self.model.warm_pool_size {
+            self.launch_warm();
+        }
+    }
+
+    fn warmed(&mut self, instance: u32) {
+        let slot = &mut self.instances[instance as usize];
+        if slot.state == (LifeState::Warm { ready: false }) {
+            slot.state = LifeState::Warm { ready: true };
+            self.records[instance as usize].warmed_us = Some(self.now_us);
+            self.warm_ready.push_back(instance);
+        }
+    }
+
+    /// A job event reaches the scaler: one poll, unless an event poll happened less
+    /// than `LAMBDA_INTERVAL` ago.
+    fn job_event(&mut self) {
+        let interval = micros(self.config.poll_interval);
+        if self.last_event_poll_us.is_some_and(|last| self.now_us < last.saturating_add(interval)) {
+            return;
+        }
+        self.last_event_poll_us = Some(self.now_us);
+        self.event_polls += 1;
+        self.invocations += 1;
+        if matches!(self.config.agent_token, TokenSource::Ssm(_)) {
+            self.calls.get_parameter += 1;
+        }
+        self.poll(u64::MAX, 0);
+    }
+
+    fn schedule_spot_notice(&mut self, instance: u32) {
+        let rate = self.model.spot_interruptions_per_hour;
+        if rate <= 0.0 {
+            return;
+        }
+        let hours = self.spot_random.expovariate(rate);
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a positive, finite number of microseconds, saturating"
+        )]
+        let after_us = (hours * 3_600_000_000.0).min(u64::MAX as f64) as u64;
+        self.push(
+            self.now_us.saturating_add(after_us),
+            Phase::World,
+            EventKind::SpotNotice { instance },
+        );
+    }
+
+    /// A spot interruption notice: no new job; idle agents disconnect at once; the
+    /// instance stops `spot_notice` later whatever still runs.
+    fn spot_notice(&mut self, instance: u32) {
+        let slot = &mut self.instances[instance as usize];
+        if slot.state == LifeState::Terminated || !slot.connected || slot.interrupted {
+            return;
+        }
+        slot.interrupted = true;
+        let idle = slot.idle_agents;
+        slot.idle_agents = 0;
+        self.total_agents -= idle;
+        self.with_idle_agent.remove(&instance);
+        self.records[instance as usize].spot_notice_us = Some(self.now_us);
+        self.push(
+            self.now_us.saturating_add(micros(self.model.spot_notice)),
+            Phase::World,
+            EventKind::SpotStop { instance },
+        );
+    }
+
+    /// The spot instance stops: running jobs are interrupted, and the group replaces
+    /// it (the desired capacity is unchanged).
+    fn spot_stop(&mut self, instance: u32) {
+        let slot = &mut self.instances[instance as usize];
+        match slot.state {
+            LifeState::Pending => self.pending -= 1,
+            LifeState::InService => self.in_service -= 1,
+            LifeState::Terminated | LifeState::Warm { .. } => return,
+        }
+        let busy = slot.busy_agents;
+        slot.state = LifeState::Terminated;
+        slot.busy_agents = 0;
+        slot.connected = false;
+        self.n_running -= busy;
+        self.total_agents -= busy;
+        self.live -= 1;
+        let record = &mut self.records[instance as usize];
+        record.jobs_interrupted = u64::from(busy);
+        record.disconnected_us.get_or_insert(self.now_us);
+        record.terminated_us = Some(self.now_us);
+        record.replaced = self.live < self.desired;
+        self.reconcile();
     }
 
     fn become_in_service(&mut self, instance: u32) {
@@ -596,7 +864,12 @@ impl<'a> World<'a> {
 
     fn connect(&mut self, instance: u32) {
         let slot = &mut self.instances[instance as usize];
-        if slot.state == LifeState::Terminated || slot.connected {
+        // Agents that disconnected never come back: the connect event of an instance
+        // that started connected (MinSize) may arrive after it idled out.
+        if slot.state == LifeState::Terminated
+            || slot.connected
+            || self.records[instance as usize].disconnected_us.is_some()
+        {
             return;
         }
         slot.connected = true;
@@ -606,11 +879,16 @@ impl<'a> World<'a> {
         self.with_idle_agent.insert(instance);
         self.records[instance as usize].connected_us = Some(self.now_us);
         self.schedule_idle_timeout(instance, generation);
+        self.schedule_spot_notice(instance);
     }
 
     fn idle_timeout(&mut self, instance: u32, generation: u32) {
         let slot = &mut self.instances[instance as usize];
-        if slot.generation != generation || !slot.connected || slot.busy_agents > 0 {
+        if slot.generation != generation
+            || !slot.connected
+            || slot.busy_agents > 0
+            || slot.interrupted
+        {
             return;
         }
         slot.connected = false;
@@ -630,7 +908,7 @@ impl<'a> World<'a> {
         match slot.state {
             LifeState::Pending => self.pending -= 1,
             LifeState::InService => self.in_service -= 1,
-            LifeState::Terminated => return,
+            LifeState::Terminated | LifeState::Warm { .. } => return,
         }
         slot.state = LifeState::Terminated;
         self.live -= 1;
@@ -735,6 +1013,7 @@ impl<'a> World<'a> {
             polls: self.polls,
             horizon_us: self.horizon_us,
             peak_live_instances: self.peak_live,
+            event_polls: self.event_polls,
         }
     }
 }

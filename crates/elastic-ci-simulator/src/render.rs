@@ -328,11 +328,24 @@ pub fn human_summary(trace_name: &str, settings: &Settings, run: &Run) -> String
         summary.instances_launched,
         summary.peak_instances
     );
+    if summary.stopped_instance_minutes > 0.0 {
+        let _ = writeln!(
+            out,
+            "warm pool: {:.1} stopped instance-minutes; with them at their EBS cost, {:.1} instance-minutes in all",
+            summary.stopped_instance_minutes, summary.cost_instance_minutes
+        );
+    }
     let _ = writeln!(
         out,
-        "scaler: {} invocations, {} polls, {} SetDesiredCapacity calls; {:.2} Buildkite and {:.2} AWS calls per minute",
+        "jobs interrupted: {} ({} spot interruption notices)",
+        summary.jobs_interrupted, summary.spot_interruptions
+    );
+    let _ = writeln!(
+        out,
+        "scaler: {} invocations, {} polls ({} for job events), {} SetDesiredCapacity calls; {:.2} Buildkite and {:.2} AWS calls per minute",
         summary.invocations,
         summary.polls,
+        summary.event_polls,
         summary.set_desired_capacity_calls,
         summary.buildkite_calls_per_minute,
         summary.aws_calls_per_minute

@@ -48,6 +48,13 @@ pub const MODEL_PARAMS: &[&str] = &[
     "billing-tail",
     "min-size",
     "max-size",
+    "warm-pool-size",
+    "resume",
+    "event-delay",
+    "spot-interruptions-per-hour",
+    "spot-notice",
+    "spot-seed",
+    "stopped-cost-ratio",
 ];
 
 /// A setting that is unknown or does not parse.
@@ -78,7 +85,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The stack's defaults and the spec's model.
+    /// The stack's defaults and the reference model.
     pub fn stack_defaults() -> Settings {
         Settings {
             env: STACK_DEFAULTS
@@ -117,6 +124,13 @@ impl Settings {
         let model = &mut self.model;
         let duration = || parse_duration_arg(value).map_err(|_| invalid(DURATION_EXPECTED));
         let size = || value.parse::<u32>().map_err(|_| invalid("a whole number, 0 or more"));
+        let number = |max: f64, expected| {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|number| number.is_finite() && (0.0..=max).contains(number))
+                .ok_or_else(|| invalid(expected))
+        };
         match name {
             "schedule-period" => model.schedule_period = duration()?,
             "run-cost" => model.run_cost = duration()?,
@@ -130,6 +144,21 @@ impl Settings {
             "billing-tail" => model.billing_tail = duration()?,
             "min-size" => model.min_size = size()?,
             "max-size" => model.max_size = size()?,
+            "warm-pool-size" => model.warm_pool_size = size()?,
+            "resume" => model.resume = duration()?,
+            "event-delay" => {
+                model.event_delay = if value == "off" { None } else { Some(duration()?) };
+            }
+            "spot-interruptions-per-hour" => {
+                model.spot_interruptions_per_hour = number(f64::MAX, "a rate of 0 or more")?;
+            }
+            "spot-notice" => model.spot_notice = duration()?,
+            "spot-seed" => {
+                model.spot_seed = value.parse().map_err(|_| invalid("a whole number"))?;
+            }
+            "stopped-cost-ratio" => {
+                model.stopped_cost_ratio = number(1.0, "a fraction from 0 to 1")?;
+            }
             _ => return Err(SettingsError::Unknown { name: name.to_owned() }),
         }
         Ok(())
@@ -212,7 +241,8 @@ mod tests {
     fn model_parameters_are_set_by_name() {
         let mut settings = Settings::stack_defaults();
         for name in MODEL_PARAMS {
-            settings.set(name, "7").unwrap();
+            let value = if *name == "stopped-cost-ratio" { "0.7" } else { "7" };
+            settings.set(name, value).unwrap();
         }
         settings.set_assignment("idle-period=5m").unwrap();
         settings.set_assignment("run-cost=250ms").unwrap();
@@ -220,6 +250,11 @@ mod tests {
         assert_eq!(settings.model.run_cost, Duration::from_millis(250));
         assert_eq!(settings.model.max_size, 7);
         assert_eq!(settings.model.boot, Duration::from_secs(7));
+        assert_eq!(settings.model.warm_pool_size, 7);
+        assert_eq!(settings.model.event_delay, Some(Duration::from_secs(7)));
+        assert_eq!(settings.model.stopped_cost_ratio, 0.7);
+        settings.set("event-delay", "off").unwrap();
+        assert_eq!(settings.model.event_delay, None);
     }
 
     #[test_case("max-size=-1", r#"invalid max-size "-1": expected a whole number, 0 or more"#)]

@@ -21,8 +21,20 @@ pub struct Summary {
     pub wait_p95_s: Option<f64>,
     pub wait_max_s: Option<f64>,
     pub wait_mean_s: Option<f64>,
-    /// Launch to end of billing (or the horizon), summed over instances.
+    /// Launch to end of billing (or the horizon), summed over instances, without the
+    /// time warm-pool instances spent stopped.
     pub instance_minutes: f64,
+    /// Time warm-pool instances spent stopped (billed for their EBS volumes only).
+    pub stopped_instance_minutes: f64,
+    /// What the fleet cost, in running instance-minutes: `instance_minutes` plus
+    /// `stopped_instance_minutes` at the stopped-cost ratio.
+    pub cost_instance_minutes: f64,
+    /// Jobs still running when their instance was removed (spot interruptions).
+    pub jobs_interrupted: u64,
+    /// Spot interruption notices.
+    pub spot_interruptions: u64,
+    /// Polls made for job events.
+    pub event_polls: u64,
     /// Time agents spent running jobs until the horizon.
     pub busy_job_minutes: f64,
     /// Busy job-minutes over agent-minutes (instance-minutes × agents per instance).
@@ -72,7 +84,10 @@ pub fn summarize(
             end.min(horizon) - instance.launched_us
         })
         .sum();
-    let instance_minutes = secs_f64(instance_us) / 60.0;
+    let stopped_us: u64 =
+        outcome.instances.iter().map(|instance| instance.stopped_us(horizon)).sum();
+    let instance_minutes = secs_f64(instance_us - stopped_us) / 60.0;
+    let stopped_instance_minutes = secs_f64(stopped_us) / 60.0;
     let busy_job_minutes = secs_f64(busy_us) / 60.0;
     let agent_minutes = instance_minutes * f64::from(agents_per_instance);
     let minutes = secs_f64(horizon) / 60.0;
@@ -88,6 +103,14 @@ pub fn summarize(
         wait_mean_s: (!waits.is_empty())
             .then(|| secs_f64(waits.iter().sum::<u64>()) / count_f64(count(waits.len()))),
         instance_minutes,
+        stopped_instance_minutes,
+        cost_instance_minutes: instance_minutes
+            + stopped_instance_minutes * model.stopped_cost_ratio,
+        jobs_interrupted: outcome.instances.iter().map(|instance| instance.jobs_interrupted).sum(),
+        spot_interruptions: count(
+            outcome.instances.iter().filter(|instance| instance.spot_notice_us.is_some()).count(),
+        ),
+        event_polls: outcome.event_polls,
         busy_job_minutes,
         agent_utilisation: if agent_minutes > 0.0 { busy_job_minutes / agent_minutes } else { 0.0 },
         instances_launched: count(outcome.instances.len()),

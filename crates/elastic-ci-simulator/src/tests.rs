@@ -279,6 +279,134 @@ fn the_responsive_mode_beats_the_defaults_on_the_reference_traces() {
     }
 }
 
+/// One job ready at 5 s with a warm pool of one: the poll at 10.5 s takes the stopped
+/// instance (launched into the pool at 0 s), whose agent connects 20 s later, at 30.5 s:
+/// the job waits 25.5 s instead of 80.5 s, runs until 90.5 s, and the instance idles out
+/// at 690.5 s, terminates at 700.5 s and is billed until 720.5 s: 710 s running after
+/// 10.5 s stopped. The pool launches a replacement at 10.5 s, which boots for 75 s and
+/// stops at 85.5 s until the horizon (5 + 60 + 3600 = 3665 s): 75 s running and
+/// 3579.5 s stopped. So 785 s = 13.083 running instance-minutes and 3590 s = 59.833
+/// stopped ones, which at a quarter of the cost make 28.042 in all.
+#[test]
+fn a_job_on_a_warm_instance() {
+    let run =
+        run(&trace(&[(5.0, 5.0, 60.0)], None), &with(&[("warm-pool-size", "1")]), None).unwrap();
+    assert_eq!(waits(&run), [25.5]);
+    let [pooled, refill] = run.outcome.instances[..] else { panic!("{:?}", run.outcome.instances) };
+    assert_eq!(
+        (pooled.launched_us, pooled.warmed_us, pooled.resumed_us),
+        (0, Some(0), Some(10_500_000))
+    );
+    assert_eq!(pooled.connected_us, Some(30_500_000));
+    assert_eq!(pooled.terminated_us, Some(700_500_000));
+    assert_eq!(
+        (refill.launched_us, refill.warmed_us, refill.resumed_us),
+        (10_500_000, Some(85_500_000), None)
+    );
+    let summary = &run.summary;
+    assert!((summary.instance_minutes - 785.0 / 60.0).abs() < 1e-9, "{}", summary.instance_minutes);
+    assert!((summary.stopped_instance_minutes - 3590.0 / 60.0).abs() < 1e-9);
+    assert!((summary.cost_instance_minutes - (785.0 + 0.25 * 3590.0) / 60.0).abs() < 1e-9);
+    assert_eq!(summary.jobs_interrupted, 0);
+    // A resume time of its own.
+    let slow = with(&[("warm-pool-size", "1"), ("resume", "40s")]);
+    assert_eq!(waits(&super::run(&trace(&[(5.0, 5.0, 60.0)], None), &slow, None).unwrap()), [45.5]);
+}
+
+/// Three jobs ready at 1, 2 and 3 s with job events 5 s late: the first event polls at
+/// 6 s and launches three instances (agents at 81 s: waits 80, 79 and 78 s); the events
+/// at 7 and 8 s fall within LAMBDA_INTERVAL (10 s) of it and poll nothing. On the
+/// schedule alone the first poll is at 10.5 s (waits 84.5, 83.5, 82.5 s).
+#[test]
+fn job_events_poll_at_once_and_are_debounced() {
+    let jobs = trace(&[(1.0, 1.0, 60.0), (2.0, 2.0, 60.0), (3.0, 3.0, 60.0)], None);
+    let events = run(&jobs, &with(&[("event-delay", "5s")]), None).unwrap();
+    assert_eq!(waits(&events), [80.0, 79.0, 78.0]);
+    assert_eq!(events.summary.event_polls, 1);
+    let at_6 = events.outcome.timeline.iter().find(|tick| tick.time_us == 6 * S).unwrap();
+    assert_eq!(at_6.desired_after, 3);
+    assert_eq!(events.outcome.instances[0].launched_us, 6 * S);
+    let scheduled = run(&jobs, &Settings::stack_defaults(), None).unwrap();
+    assert_eq!(waits(&scheduled), [84.5, 83.5, 82.5]);
+    assert_eq!(scheduled.summary.event_polls, 0);
+    // The same decision rules: a fourth job ready at 12 s gets its own event poll at
+    // 17 s, which the scale-out cooldown (300 s from 6 s) holds.
+    let four =
+        trace(&[(1.0, 1.0, 60.0), (2.0, 2.0, 60.0), (3.0, 3.0, 60.0), (12.0, 12.0, 60.0)], None);
+    let four = run(&four, &with(&[("event-delay", "5s")]), None).unwrap();
+    assert_eq!(four.summary.event_polls, 2);
+    let at_17 = four.outcome.timeline.iter().find(|tick| tick.time_us == 17 * S).unwrap();
+    assert!(
+        matches!(at_17.decision.reason, elastic_ci_core::scaling::Reason::ScaleOutCooldown { .. }),
+        "{:?}",
+        at_17.decision.reason
+    );
+}
+
+/// A spot interruption 30 s after the instance's agent connects (at 85.5 s): the notice
+/// is at 115.5 s and the instance stops at 235.5 s. A 60 s job (ending at 145.5 s)
+/// finishes; a 600 s job (ending at 685.5 s) is interrupted. The rate is chosen so that
+/// the generator's first draw, −ln(1 − u) / rate hours, is exactly 30 s.
+#[test]
+fn a_spot_interruption_interrupts_only_jobs_that_outlive_the_notice() {
+    let u = crate::pyrandom::PyRandom::new(7).random();
+    let rate = -(1.0 - u).ln() / (30.0 / 3600.0);
+    for (duration, interrupted) in [(60.0, 0), (600.0, 1)] {
+        let settings =
+            with(&[("spot-interruptions-per-hour", &rate.to_string()), ("spot-seed", "7")]);
+        let run = run(&trace(&[(5.0, 5.0, duration)], Some(300)), &settings, None).unwrap();
+        let first = run.outcome.instances[0];
+        let notice = first.spot_notice_us.unwrap();
+        assert!(notice.abs_diff(115_500_000) <= 1, "{notice}");
+        assert!(first.terminated_us.unwrap().abs_diff(235_500_000) <= 1);
+        assert_eq!(first.jobs_interrupted, interrupted, "a {duration} s job");
+        assert_eq!(run.summary.jobs_interrupted, interrupted);
+        assert!(first.replaced, "the group replaces a spot instance");
+    }
+}
+
+#[test]
+fn refuses_invalid_new_model_settings() {
+    let mut settings = Settings::stack_defaults();
+    let error = settings.set("spot-interruptions-per-hour", "-1").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        r#"invalid spot-interruptions-per-hour "-1": expected a rate of 0 or more"#
+    );
+    let error = settings.set("event-delay", "soon").unwrap_err();
+    assert!(error.to_string().starts_with(r#"invalid event-delay "soon""#), "{error}");
+    let error = settings.set("stopped-cost-ratio", "2").unwrap_err();
+    assert!(error.to_string().contains("a fraction from 0 to 1"), "{error}");
+}
+
+/// The fast-start settings the README recommends: a warm pool of 16, job events 5 s
+/// late, the responsive mode without a scale-out cooldown and a 180 s idle period.
+pub(crate) const FAST_START: &[(&str, &str)] = &[
+    ("SCALER_MODE", "responsive"),
+    ("SCALE_OUT_COOLDOWN_PERIOD", "0s"),
+    ("idle-period", "180s"),
+    ("warm-pool-size", "16"),
+    ("event-delay", "5s"),
+];
+
+/// On T5, the fast-start settings wait at most 30 s at p95 for at most 10 % more cost
+/// than the stack defaults, stopped warm instances counted at their EBS cost.
+#[test]
+fn a_warm_pool_and_job_events_start_t5_jobs_in_seconds_for_the_same_cost() {
+    let t5 = reference("t5").unwrap();
+    let before = run(&t5, &Settings::stack_defaults(), None).unwrap().summary;
+    let after = run(&t5, &with(FAST_START), None).unwrap().summary;
+    assert_eq!(after.unstarted_jobs, 0);
+    assert!(after.wait_p95_s.unwrap() <= 30.0, "{:?}", after.wait_p95_s);
+    assert!(
+        after.cost_instance_minutes <= before.cost_instance_minutes * 1.10,
+        "{} against {}",
+        after.cost_instance_minutes,
+        before.cost_instance_minutes
+    );
+    assert_eq!(after.jobs_interrupted, 0);
+}
+
 // Invariants over random traces.
 
 fn any_trace() -> impl Strategy<Value = Trace> {
@@ -298,8 +426,9 @@ fn any_settings() -> impl Strategy<Value = Settings> {
         (1u32..5, 1u32..30, 0u32..3, prop::sample::select(vec!["0s", "60s", "300s"])),
         (60u32..900, any::<bool>(), prop::sample::select(vec!["0", "0.5"]), 0u32..20),
         (any::<bool>(), 0u32..3, any::<bool>()),
+        (0u32..4, prop::sample::select(vec!["off", "0s", "5s"])),
     )
-        .prop_map(|(a, b, c)| {
+        .prop_map(|(a, b, c, d)| {
             let mut settings = Settings::stack_defaults();
             let mut set = |name: &str, value: String| settings.set(name, &value).unwrap();
             set("AGENTS_PER_INSTANCE", a.0.to_string());
@@ -313,6 +442,8 @@ fn any_settings() -> impl Strategy<Value = Settings> {
             set("INCLUDE_WAITING", c.0.to_string());
             set("INSTANCE_BUFFER", c.1.to_string());
             set("ROUTE_BY_DESIRED_CAPACITY", c.2.to_string());
+            set("warm-pool-size", d.0.to_string());
+            set("event-delay", d.1.to_owned());
             settings
         })
 }
@@ -346,6 +477,8 @@ proptest! {
             prop_assert!(start.unwrap() >= spec.ready_at_us);
         }
         prop_assert_eq!(run.summary.unstarted_jobs, 0);
+        // Idle self-termination and warm-pool moves never cut a job short.
+        prop_assert_eq!(run.summary.jobs_interrupted, 0);
         prop_assert!(run.summary.peak_instances <= model.max_size);
         for tick in &run.outcome.timeline {
             prop_assert!(tick.desired_after <= model.max_size);
@@ -383,4 +516,22 @@ proptest! {
         prop_assert_eq!(first.summary, second.summary);
         prop_assert_eq!(first.outcome.jobs, second.outcome.jobs);
     }
+}
+
+/// MinSize 1 with a 65 s idle period: the instance the group starts with idles out at
+/// 65 s and terminates at 75 s, when its launch's agent-connect event is also due; its
+/// agents must not connect again and take the job ready at 72 s, which goes to the
+/// replacement launched at 75 s (connected at 150 s: a 78 s wait).
+#[test]
+fn an_instance_that_idled_out_never_reconnects() {
+    let settings = with(&[
+        ("min-size", "1"),
+        ("max-size", "1"),
+        ("idle-period", "65s"),
+        ("SCALE_OUT_COOLDOWN_PERIOD", "0s"),
+        ("AVAILABILITY_THRESHOLD", "0"),
+    ]);
+    let run = run(&trace(&[(20.0, 72.0, 6.0)], None), &settings, None).unwrap();
+    assert_eq!(waits(&run), [78.0]);
+    assert_eq!(run.outcome.jobs[0].instance, Some(1));
 }

@@ -1,7 +1,9 @@
 //! A fake EC2 instance metadata service (IMDSv2) on 127.0.0.1.
 //!
 //! It speaks the token protocol (`PUT /latest/api/token`, then GETs carrying the
-//! token) and serves the instance id, the region and the instance tags. It can be told
+//! token) and serves the instance id, the region, the instance tags and the three
+//! removal notices (`autoscaling/target-lifecycle-state`, `spot/instance-action`,
+//! `events/recommendations/rebalance`; 404 until a test sets them). It can be told
 //! to be down (every request answers 503) and up again, or to fail only the next few
 //! requests, so retry and failure paths run against the production client unchanged:
 //! point `AWS_EC2_METADATA_SERVICE_ENDPOINT` at [`FakeImds::endpoint`].
@@ -32,6 +34,7 @@ struct ImdsState {
     region: String,
     tags: Mutex<Option<BTreeMap<String, String>>>,
     tokens: Mutex<HashSet<String>>,
+    notices: Mutex<BTreeMap<&'static str, String>>,
     down: AtomicBool,
     fail_next: AtomicU32,
     n_requests: AtomicU32,
@@ -50,6 +53,7 @@ impl FakeImds {
             region: region.to_owned(),
             tags: Mutex::new(Some(BTreeMap::new())),
             tokens: Mutex::new(HashSet::new()),
+            notices: Mutex::new(BTreeMap::new()),
             down: AtomicBool::new(false),
             fail_next: AtomicU32::new(0),
             n_requests: AtomicU32::new(0),
@@ -60,6 +64,9 @@ impl FakeImds {
             .route("/latest/meta-data/placement/region", get(get_region))
             .route("/latest/meta-data/tags/instance", get(tag_keys))
             .route("/latest/meta-data/tags/instance/{key}", get(tag_value))
+            .route(TARGET_LIFECYCLE_STATE, get(notice))
+            .route(SPOT_INSTANCE_ACTION, get(notice))
+            .route(REBALANCE, get(notice))
             .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
         let router = Router::new()
             .route("/latest/api/token", put(issue_token))
@@ -88,6 +95,35 @@ impl FakeImds {
         *lock(&self.state.tags) = None;
     }
 
+    /// Serves `autoscaling/target-lifecycle-state` (`InService`, `Terminated`,
+    /// `Warmed:Stopped`, …); `None` answers 404 again.
+    pub fn set_target_lifecycle_state(&self, state: Option<&str>) {
+        self.set_notice(TARGET_LIFECYCLE_STATE, state);
+    }
+
+    /// Announces a spot interruption: `spot/instance-action` answers
+    /// `{"action":ACTION,"time":TIME}` (TIME in RFC 3339); `None` answers 404 again.
+    pub fn set_spot_instance_action(&self, action_and_time: Option<(&str, &str)>) {
+        let document = action_and_time
+            .map(|(action, time)| format!(r#"{{"action":"{action}","time":"{time}"}}"#));
+        self.set_notice(SPOT_INSTANCE_ACTION, document.as_deref());
+    }
+
+    /// Serves `events/recommendations/rebalance` as `{"noticeTime":TIME}`; `None`
+    /// answers 404 again.
+    pub fn set_rebalance_recommendation(&self, notice_time: Option<&str>) {
+        let document = notice_time.map(|time| format!(r#"{{"noticeTime":"{time}"}}"#));
+        self.set_notice(REBALANCE, document.as_deref());
+    }
+
+    fn set_notice(&self, path: &'static str, value: Option<&str>) {
+        let mut notices = lock(&self.state.notices);
+        match value {
+            Some(value) => notices.insert(path, value.to_owned()),
+            None => notices.remove(path),
+        };
+    }
+
     /// Every request fails with 503 until [`FakeImds::up`].
     pub fn down(&self) {
         self.state.down.store(true, Ordering::SeqCst);
@@ -112,6 +148,10 @@ impl FakeImds {
         self.state.n_failed.load(Ordering::SeqCst)
     }
 }
+
+const TARGET_LIFECYCLE_STATE: &str = "/latest/meta-data/autoscaling/target-lifecycle-state";
+const SPOT_INSTANCE_ACTION: &str = "/latest/meta-data/spot/instance-action";
+const REBALANCE: &str = "/latest/meta-data/events/recommendations/rebalance";
 
 /// Every request is counted; while the service is down, or for the next requests it
 /// was told to fail, it answers 503 before any route sees it.
@@ -176,6 +216,14 @@ async fn get_region(State(state): State<Arc<ImdsState>>) -> String {
 async fn tag_keys(State(state): State<Arc<ImdsState>>) -> Response {
     match &*lock(&state.tags) {
         Some(tags) => tags.keys().cloned().collect::<Vec<_>>().join("\n").into_response(),
+        None => not_found_response(),
+    }
+}
+
+/// A removal notice, 404 until a test sets it.
+async fn notice(State(state): State<Arc<ImdsState>>, uri: axum::http::Uri) -> Response {
+    match lock(&state.notices).get(uri.path()) {
+        Some(value) => value.clone().into_response(),
         None => not_found_response(),
     }
 }

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 : "${ARCH:?}"
-: "${BUILDKITE_AGENT_URL:?}" "${BUILDKITE_AGENT_BETA_URL:?}" "${LIFECYCLED_URL:?}"
+: "${BUILDKITE_AGENT_URL:?}" "${BUILDKITE_AGENT_BETA_URL:?}"
 : "${DOCKER_COMPOSE_URL:?}" "${DOCKER_BUILDX_URL:?}"
 
 case "$ARCH" in
@@ -43,9 +43,6 @@ for channel in stable beta; do
   install -o root -g root -m 0755 "$work/$channel/buildkite-agent" "/usr/bin/buildkite-agent-$channel"
 done
 ln -sf /usr/bin/buildkite-agent-stable /usr/bin/buildkite-agent
-
-fetch "$LIFECYCLED_URL" "${LIFECYCLED_SHA256:-}" "$work/lifecycled"
-install -o root -g root -m 0755 "$work/lifecycled" /usr/bin/lifecycled
 
 plugins=/usr/libexec/docker/cli-plugins
 mkdir -p "$plugins"

@@ -27,7 +27,9 @@ install -o root -g root -m 0644 "$conf/cloudwatch-agent/amazon-cloudwatch-agent.
   /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json
 
 systemctl daemon-reload
-# The boot starts the agent and lifecycled once they are configured; the CloudWatch
-# agent waits for the stack name (elastic-ci-cloudwatch-agent.path).
+# The boot starts the agent once it is configured; the CloudWatch agent waits for the
+# stack name (elastic-ci-cloudwatch-agent.path). The removal-notice listener runs from
+# every boot on, warm-pool starts included.
 systemctl disable amazon-cloudwatch-agent.service 2>/dev/null || true
 systemctl enable elastic-ci-cloudwatch-agent.path
+systemctl enable elastic-ci-watch.service

@@ -38,24 +38,6 @@ variable "buildkite_agent_beta_sha256" {
   default     = {}
 }
 
-variable "lifecycled_version" {
-  type        = string
-  description = "The lifecycled release (unused by this variant)."
-  default     = ""
-}
-
-variable "lifecycled_url" {
-  type        = map(string)
-  description = "The lifecycled URL by arch (unused by this variant)."
-  default     = {}
-}
-
-variable "lifecycled_sha256" {
-  type        = map(string)
-  description = "The lifecycled SHA-256 digest by arch (unused by this variant)."
-  default     = {}
-}
-
 variable "docker_compose_version" {
   type        = string
   description = "The docker compose release (unused by this variant)."

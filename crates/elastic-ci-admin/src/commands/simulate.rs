@@ -140,7 +140,66 @@ pub(crate) struct ModelArgs {
 
     /// The group's MaxSize.
     #[arg(long, value_name = "N", default_value_t = 100)]
-    pub(crate) max_size: u32,
+    pub max_size: u32,
+
+    /// WarmPoolSize: stopped instances that have booted up to the agent start; a
+    /// launch takes one and its agents connect --resume later (0: no warm pool).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warm_pool_size: u32,
+
+    /// A warm-pool instance's start to its agents connected.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration_arg)]
+    pub resume: Duration,
+
+    /// What a stopped warm-pool instance costs as a fraction of a running one (its
+    /// EBS volumes only); cost_instance_minutes counts stopped time at this ratio.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.25, value_parser = fraction)]
+    pub stopped_cost_ratio: f64,
+
+    /// Event-driven scale-out: a job's readiness to the scaler's poll for its Job
+    /// Scheduled event (one event poll per LAMBDA_INTERVAL at most), or "off".
+    #[arg(long, value_name = "DURATION|off", default_value = "off", value_parser = event_delay)]
+    pub event_delay: EventDelay,
+
+    /// Spot interruption notices per connected instance-hour (0: none).
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = rate)]
+    pub spot_interruptions_per_hour: f64,
+
+    /// The warning a spot interruption gives; jobs still running after it are
+    /// interrupted.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration_arg)]
+    pub spot_notice: Duration,
+
+    /// The seed of the spot interruption times.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub spot_seed: u64,
+}
+
+/// `--event-delay`: a duration, or off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventDelay(pub Option<Duration>);
+
+fn event_delay(text: &str) -> Result<EventDelay, String> {
+    if text == "off" {
+        return Ok(EventDelay(None));
+    }
+    parse_duration_arg(text).map(|delay| EventDelay(Some(delay))).map_err(|_| {
+        format!("invalid --event-delay {text:?}: expected a duration such as 5s, or off")
+    })
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|value| (0.0..=1.0).contains(value))
+        .ok_or_else(|| format!("invalid fraction {text:?}: expected a number from 0 to 1"))
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite() && *value >= 0.0)
+        .ok_or_else(|| format!("invalid rate {text:?}: expected a number of 0 or more"))
 }
 
 impl ModelArgs {
@@ -158,6 +217,13 @@ impl ModelArgs {
         model.billing_tail = self.billing_tail;
         model.min_size = self.min_size;
         model.max_size = self.max_size;
+        model.warm_pool_size = self.warm_pool_size;
+        model.resume = self.resume;
+        model.stopped_cost_ratio = self.stopped_cost_ratio;
+        model.event_delay = self.event_delay.0;
+        model.spot_interruptions_per_hour = self.spot_interruptions_per_hour;
+        model.spot_notice = self.spot_notice;
+        model.spot_seed = self.spot_seed;
     }
 }
 

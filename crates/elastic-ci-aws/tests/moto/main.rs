@@ -6,13 +6,13 @@
 mod ec2;
 
 use aws_config::Region;
-use elastic_ci_aws::autoscaling::{AutoScalingGroups, ScalingGroup};
+use elastic_ci_aws::autoscaling::{AutoScalingGroups, LifecycleAction, ScalingGroup};
 use elastic_ci_aws::cloudwatch::{CloudWatchMetrics, MetricDatum, MetricUnit, Metrics};
 use elastic_ci_aws::ecr::{EcrRegistryAuth, RegistryAuth};
 use elastic_ci_aws::error::AwsErrorKind;
 use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore, download_to_file};
 use elastic_ci_aws::ssm::{ParameterStore, SsmParameterStore};
-use elastic_ci_core::fleet::{Health, LifecycleState};
+use elastic_ci_core::fleet::{Health, LifecycleActionResult, LifecycleState};
 use elastic_ci_testkit::moto::moto;
 use elastic_ci_testkit::names::unique_name;
 
@@ -214,6 +214,46 @@ async fn autoscaling_describe_scale_health_terminate() {
 
     // Moto keeps no history of scaling activities; the call itself must work.
     groups.scaling_activities_page(&name, None).await.unwrap();
+}
+
+/// The emulator stores a warm pool's configuration (never its instances) and does not
+/// implement the lifecycle-action calls; the in-memory fake stands in for those, and
+/// this test notices the day the emulator starts answering them.
+#[tokio::test]
+async fn autoscaling_warm_pool_and_lifecycle_actions() {
+    let Some(moto) = moto() else { return };
+    let groups = AutoScalingGroups::new(&moto.sdk_config());
+    let name = moto.scaling_group("aws-warm", 0, 5, 1).await;
+    assert_eq!(groups.describe_warm_pool(&name).await.unwrap(), None);
+
+    moto.autoscaling()
+        .put_warm_pool()
+        .auto_scaling_group_name(&name)
+        .min_size(2)
+        .max_group_prepared_capacity(4)
+        .pool_state(aws_sdk_autoscaling::types::WarmPoolState::Stopped)
+        .send()
+        .await
+        .expect("moto PutWarmPool");
+    let pool = groups.describe_warm_pool(&name).await.unwrap().expect("a warm pool");
+    assert_eq!(
+        (pool.min_size, pool.max_group_prepared_capacity, pool.pool_state.as_str()),
+        (2, Some(4), "Stopped")
+    );
+
+    let instance_id = groups.describe_group(&name).await.unwrap().instances[0].id.clone();
+    let action = LifecycleAction {
+        group_name: name.clone(),
+        hook_name: "drain".into(),
+        instance_id,
+        token: None,
+    };
+    let heartbeat = groups.record_lifecycle_action_heartbeat(&action).await;
+    let complete = groups.complete_lifecycle_action(&action, LifecycleActionResult::Continue).await;
+    assert!(
+        heartbeat.is_err() && complete.is_err(),
+        "the emulator now answers lifecycle actions ({heartbeat:?}, {complete:?}): test them here instead of only against the fake"
+    );
 }
 
 #[tokio::test]

@@ -199,13 +199,9 @@ async fn boots_an_instance_end_to_end() {
     assert_eq!(instance.read("/var/log/elastic-stack-bootstrap-status"), "Completed");
     // Final modes whatever the umask.
     assert_eq!(mode(&instance.path("/var/lib/buildkite-agent/cfn-env")), 0o640);
-    assert_eq!(mode(&instance.path("/etc/lifecycled")), 0o644);
     assert_eq!(mode(&instance.path("/var/lib/buildkite-agent/git-mirrors")), 0o755);
-    assert!(
-        instance
-            .read("/etc/lifecycled")
-            .contains("LIFECYCLED_HANDLER=/usr/local/bin/stop-agent-gracefully\n")
-    );
+    // The removal-notice listener is the image's own service: nothing to configure.
+    assert!(!instance.path("/etc/lifecycled").exists());
     assert_eq!(
         std::fs::read_link(instance.path("/usr/bin/buildkite-agent")).unwrap(),
         PathBuf::from("/usr/bin/buildkite-agent-stable")
@@ -232,9 +228,7 @@ async fn boots_an_instance_end_to_end() {
     assert!(has(
         serde_json::json!({"action": "chown", "path": "/var/lib/buildkite-agent/git-mirrors", "user": "buildkite-agent", "group": "buildkite-agent", "recursive": true})
     ));
-    assert!(has(
-        serde_json::json!({"action": "systemctl", "args": ["enable", "--now", "lifecycled.service"]})
-    ));
+    assert!(!actions.iter().any(|action| action.to_string().contains("lifecycled")));
     assert!(has(serde_json::json!({"action": "wait-for-docker", "attempts": 6})));
     assert_eq!(
         actions.iter().rfind(|a| a["action"] == "systemctl").unwrap(),
@@ -597,4 +591,52 @@ fn help_documents_every_command_and_flag() {
         &["stop-gracefully"],
         &["--lifecycle-hook", "--group", "--record-actions", "SIGQUIT"],
     );
+}
+
+/// A warm-pool instance: the first boot (target lifecycle state `Warmed:Stopped`) does
+/// everything but start the agent and signal CloudFormation; a reboot inside the pool
+/// does nothing more; the boot after the group takes it into service (`InService`)
+/// writes the agent configuration again with the token as it is now, and starts the
+/// agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_pool_instance_boots_up_to_the_agent_then_resumes_with_a_fresh_token() {
+    let Some(moto) = moto() else { return };
+    let instance = Instance::new(moto).await;
+    let starts_agent = |actions: &[serde_json::Value]| {
+        actions.iter().any(|action| {
+            action["action"] == "systemctl"
+                && action["args"] == serde_json::json!(["enable", "--now", "buildkite-agent"])
+        })
+    };
+    instance.imds.set_target_lifecycle_state(Some("Warmed:Stopped"));
+    let warm = instance.boot(&[]);
+    assert!(warm.status.success(), "{}", stderr(&warm));
+    assert!(stderr(&warm).contains("warm phase completed"), "{}", stderr(&warm));
+    assert!(!starts_agent(&instance.actions()), "no agent in the warm pool");
+    assert!(instance.signals().is_empty(), "warm instances do not signal the stack");
+    assert_eq!(instance.read("/var/log/elastic-stack-bootstrap-status"), "Warmed");
+    let config = instance.read("/etc/buildkite-agent/buildkite-agent.cfg");
+    assert!(config.contains(&instance.token), "configured up to the agent");
+
+    let again = instance.boot(&[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!starts_agent(&instance.actions()));
+
+    // The token rotates while the instance is stopped; then the group takes it.
+    let fresh = format!("{}-rotated", instance.token);
+    instance.moto.put_parameter(&instance.token_path, &fresh, true).await;
+    instance.imds.set_target_lifecycle_state(Some("InService"));
+    let n_before = instance.actions().len();
+    let resumed = instance.boot(&[]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("resumed from the warm pool"), "{}", stderr(&resumed));
+    let resume_actions = &instance.actions()[n_before..];
+    assert!(starts_agent(resume_actions), "{resume_actions:?}");
+    assert!(
+        !resume_actions.iter().any(|action| action["action"] == "signal-stack"),
+        "{resume_actions:?}"
+    );
+    let config = instance.read("/etc/buildkite-agent/buildkite-agent.cfg");
+    assert!(config.contains(&fresh), "the resume reads the token again");
+    assert_eq!(instance.read("/var/log/elastic-stack-bootstrap-status"), "Completed");
 }

@@ -1,4 +1,4 @@
-//! The instance commands end to end: `boot`, `terminate`, `stop-gracefully`,
+//! The instance commands end to end: `boot`, `terminate`, `stop-gracefully`, `watch`,
 //! `check-disk` and `fix-permissions`, run as the binary (or, where a scenario needs
 //! a scripted fake, as the library) against moto and the fake metadata service, in
 //! temporary roots with system actions recorded.
@@ -14,6 +14,7 @@ mod seed;
 mod stop;
 mod terminate;
 mod timeouts;
+mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

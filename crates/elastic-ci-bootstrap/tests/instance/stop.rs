@@ -8,30 +8,30 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use elastic_ci_aws::autoscaling::ScalingGroup;
-use elastic_ci_aws::fake::{FakeScalingGroup, ScalingCall};
+use elastic_ci_aws::fake::ScalingCall;
 use elastic_ci_aws::imds::{Imds, InstanceMetadata};
 use elastic_ci_bootstrap::stop::{PollIntervals, StopRequest, Stopped, stop_gracefully};
 use elastic_ci_bootstrap::system::System;
 use elastic_ci_core::boot::action::SystemAction;
 use elastic_ci_core::boot::storage::{BlockDevice, Mount};
-use elastic_ci_core::fleet::{GroupSnapshot, LifecycleActionResult, LifecycleState};
+use elastic_ci_core::fleet::{LifecycleActionResult, LifecycleState};
 use elastic_ci_core::lifecycle::Transition;
 use elastic_ci_testkit::imds::FakeImds;
 
 use crate::{command, recorded, stderr};
 
 /// Agent processes that keep running for `n_polls` checks.
-struct Scripted {
+pub(crate) struct Scripted {
     actions: Mutex<Vec<String>>,
     n_polls: AtomicU32,
 }
 
 impl Scripted {
-    fn running_for(n_polls: u32) -> Scripted {
+    pub(crate) fn running_for(n_polls: u32) -> Scripted {
         Scripted { actions: Mutex::new(Vec::new()), n_polls: AtomicU32::new(n_polls) }
     }
 
-    fn actions(&self) -> Vec<String> {
+    pub(crate) fn actions(&self) -> Vec<String> {
         self.actions.lock().unwrap().clone()
     }
 }
@@ -130,15 +130,7 @@ async fn other_transitions_stop_the_unit_and_wait_for_every_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_terminating_lifecycle_hook_is_completed_after_the_stop() {
-    let scaling = FakeScalingGroup::default();
-    scaling.insert_group(GroupSnapshot {
-        name: "ci-asg".into(),
-        min_size: 0,
-        max_size: 2,
-        desired_capacity: 1,
-        instances: vec![],
-    });
-    scaling.add_instance("ci-asg", "i-0123456789abcdef0", LifecycleState::Terminating);
+    let scaling = crate::watch::one_instance_group(LifecycleState::Terminating);
     let fake_imds = FakeImds::start("i-0123456789abcdef0", "us-east-1");
     fake_imds.set_tag("aws:autoscaling:groupName", "ci-asg");
     let imds = Imds::new(Some(&fake_imds.endpoint())).unwrap();

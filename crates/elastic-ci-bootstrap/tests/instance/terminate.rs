@@ -27,12 +27,7 @@ async fn terminates_this_instance_and_lowers_desired_capacity() {
     let (group, instance_id) = group_with_instance(&moto, "terminate", 0, 3, 2).await;
     let imds = FakeImds::start(&instance_id, REGION);
     imds.fail_next(1);
-    let output = command(&terminate_env(&moto, &imds))
-        .args(["terminate", "--drain-secs", "0", "--metadata-retry-delay-ms", "10"])
-        .output()
-        .unwrap();
-    let log = stderr(&output);
-    assert!(output.status.success(), "{log}");
+    let log = terminate_successfully(&moto, &imds);
     assert!(log.contains("Metadata fetch failed, retrying in 0s (attempt 1/3)..."), "{log}");
     assert!(
         log.contains("Successfully terminated instance with desired capacity decremented"),
@@ -175,4 +170,38 @@ fn help_explains_the_fallbacks() {
             "--metadata-retry-delay-ms",
         ],
     );
+}
+
+/// Auto Scaling removed the instance while its agent stopped (a scale-in through the
+/// termination hook): terminating it now would lower the desired capacity the group
+/// keeps for the others, so nothing is asked of Auto Scaling.
+#[tokio::test]
+async fn an_instance_already_out_of_its_group_is_left_alone() {
+    let Some(moto) = moto() else { return };
+    let (group, instance_id) = group_with_instance(&moto, "terminate-gone", 0, 3, 2).await;
+    moto.autoscaling()
+        .detach_instances()
+        .auto_scaling_group_name(&group)
+        .instance_ids(&instance_id)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .expect("moto DetachInstances");
+    let imds = FakeImds::start(&instance_id, REGION);
+    let log = terminate_successfully(&moto, &imds);
+    assert!(log.contains("in no Auto Scaling group any more"), "{log}");
+    let snapshot = AutoScalingGroups::new(&moto.sdk_config()).describe_group(&group).await.unwrap();
+    assert_eq!(snapshot.desired_capacity, 1, "the detach's decrement only");
+}
+
+/// Runs `terminate` without its drain pause, checks that it succeeded, and returns its
+/// log.
+fn terminate_successfully(moto: &elastic_ci_testkit::moto::Moto, imds: &FakeImds) -> String {
+    let output = command(&terminate_env(moto, imds))
+        .args(["terminate", "--drain-secs", "0", "--metadata-retry-delay-ms", "10"])
+        .output()
+        .unwrap();
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    log
 }

@@ -33,10 +33,14 @@ pub const STATUS_FILE_PATH: &str = "/var/log/elastic-stack-bootstrap-status";
 pub const LOG_FILE_PATH: &str = "/var/log/elastic-stack.log";
 pub const SUDOERS_ADDITIONAL_PATH: &str = "/etc/sudoers.d/buildkite-agent-additional";
 pub const AGENT_BINARY_PATH: &str = "/usr/bin/buildkite-agent";
-pub const LIFECYCLED_ENV_PATH: &str = "/etc/lifecycled";
-/// The lifecycled handler: a shim that runs `elastic-ci-bootstrap stop-gracefully "$@"`.
+/// The original's lifecycle handler, kept for scripts that call it: a shim that runs
+/// `elastic-ci-bootstrap stop-gracefully "$@"`.
 pub const STOP_HANDLER_PATH: &str = "/usr/local/bin/stop-agent-gracefully";
 pub const BOOTSTRAP_BINARY_PATH: &str = "/usr/local/bin/elastic-ci-bootstrap";
+/// The marker `elastic-ci-bootstrap watch` leaves while Auto Scaling removes the
+/// instance or stops it into the warm pool, so that `terminate` stands down. Under
+/// `/run`, so a restart clears it.
+pub const DRAIN_MARKER_PATH: &str = "/run/elastic-ci/lifecycle-drain";
 pub const REFRESH_KEYS_SCRIPT_PATH: &str = "/usr/local/bin/refresh_authorized_keys";
 pub const AGENT_SLICE_PATH: &str = "/etc/systemd/system/buildkite-agent.slice";
 pub const RESOURCE_LIMITS_DROP_IN_PATH: &str =
@@ -156,8 +160,37 @@ pub struct BootPlan {
     pub steps: Vec<Step>,
 }
 
-/// Plans the boot of one instance.
+/// What the status file says after a warm phase: the instance is configured up to the
+/// agent start and waits, stopped, in the group's warm pool.
+pub const STATUS_WARMED: &str = "Warmed";
+/// What the status file says after a whole boot or a resume.
+pub const STATUS_COMPLETED: &str = "Completed";
+
+/// Which part of the boot runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootPhase {
+    /// Everything, the agent start and the CloudFormation signal included.
+    Full,
+    /// An instance launched into the warm pool: everything up to the agent start; the
+    /// group then stops it. No agent runs, and CloudFormation is not signalled (only
+    /// instances in service count towards the creation policy).
+    Warm,
+    /// A warm-pool instance the group took into service: what may have changed while
+    /// it was stopped is read again (the agent token into the agent configuration, the
+    /// agent environment file), then the agents start.
+    Resume,
+}
+
+/// Plans the whole boot of one instance.
 pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
+    plan_phase(config, facts, BootPhase::Full)
+}
+
+/// Plans one phase of the boot.
+pub fn plan_phase(config: &BootConfig, facts: &InstanceFacts, phase: BootPhase) -> BootPlan {
+    if phase == BootPhase::Resume {
+        return resume_plan(config, facts);
+    }
     let mut steps = every_boot_steps(config, facts);
     // Each feature's operations, in the original's order; a feature that is off has
     // none, and its step is left out.
@@ -173,34 +206,64 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
         ("authorized-keys", authorized_keys_ops(config, facts)),
         ("git-lfs", git_lfs_ops()),
         ("bootstrap-script", bootstrap_script_ops(config)),
-        ("lifecycled", lifecycled_ops(config)),
         ("resource-limits", resource_limits_ops(config)),
         ("docker", vec![Op::System(SystemAction::WaitForDocker { attempts: 6 })]),
         ("agent-service-environment", agent_service_environment_ops(config)),
-        ("start-agent", vec![systemctl(&["enable", "--now", "buildkite-agent"])]),
+        ("start-agent", start_agent_ops(phase)),
     ];
-    steps.extend(
-        first_boot.into_iter().filter(|(_, ops)| !ops.is_empty()).map(|(name, ops)| Step {
-            name,
-            ops,
-            best_effort: false,
-            every_boot: false,
-        }),
-    );
+    steps.extend(first_boot_steps(first_boot));
     steps.extend(log_retention_step(config));
-    steps.extend(signal_success_step(config, facts));
-    steps.push(Step {
+    if phase == BootPhase::Full {
+        steps.extend(signal_success_step(config, facts));
+    }
+    let status = if phase == BootPhase::Warm { STATUS_WARMED } else { STATUS_COMPLETED };
+    steps.push(status_step(status));
+    BootPlan { steps }
+}
+
+/// The resume of a warm-pool instance: the every-boot steps, then only what may have
+/// changed while it was stopped, then the agent start. Kept short: it is all that stands
+/// between the group taking the instance and its agents taking jobs.
+fn resume_plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
+    let mut steps = every_boot_steps(config, facts);
+    steps.extend(first_boot_steps([
+        ("agent-config", agent_config_ops(config, facts)),
+        ("agent-env-file", agent_env_file_ops(config)),
+        ("start-agent", start_agent_ops(BootPhase::Resume)),
+    ]));
+    steps.push(status_step(STATUS_COMPLETED));
+    BootPlan { steps }
+}
+
+fn first_boot_steps<const N: usize>(steps: [(&'static str, Vec<Op>); N]) -> Vec<Step> {
+    steps
+        .into_iter()
+        .filter(|(_, ops)| !ops.is_empty())
+        .map(|(name, ops)| Step { name, ops, best_effort: false, every_boot: false })
+        .collect()
+}
+
+fn start_agent_ops(phase: BootPhase) -> Vec<Op> {
+    match phase {
+        BootPhase::Warm => Vec::new(),
+        BootPhase::Full | BootPhase::Resume => {
+            vec![systemctl(&["enable", "--now", "buildkite-agent"])]
+        }
+    }
+}
+
+fn status_step(status: &str) -> Step {
+    Step {
         name: "status",
         ops: vec![Op::WriteFile {
             path: STATUS_FILE_PATH.to_owned(),
             mode: 0o644,
-            content: "Completed".to_owned(),
+            content: status.to_owned(),
             show: false,
         }],
         best_effort: false,
         every_boot: false,
-    });
-    BootPlan { steps }
+    }
 }
 
 /// Instance storage and Docker's configuration: planned from the instance's current
@@ -364,13 +427,6 @@ fn git_lfs_ops() -> Vec<Op> {
 fn bootstrap_script_ops(config: &BootConfig) -> Vec<Op> {
     let Some(source) = &config.bootstrap_script else { return Vec::new() };
     vec![Op::RunBootstrapScript { source: source.clone() }]
-}
-
-fn lifecycled_ops(config: &BootConfig) -> Vec<Op> {
-    vec![
-        write(LIFECYCLED_ENV_PATH, 0o644, units::lifecycled(&config.region, STOP_HANDLER_PATH)),
-        systemctl(&["enable", "--now", "lifecycled.service"]),
-    ]
 }
 
 fn resource_limits_ops(config: &BootConfig) -> Vec<Op> {
@@ -569,6 +625,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_warm_phase_stops_before_the_agent_and_the_resume_reads_again_what_may_change() {
+        let config = BootConfig::from_env_map(&full_env()).unwrap();
+        let full = plan(&config, &facts());
+        let warm = plan_phase(&config, &facts(), BootPhase::Warm);
+        // Everything of the full boot but the agent start and the signal.
+        let expected: Vec<&str> = step_names(&full)
+            .into_iter()
+            .filter(|name| !matches!(*name, "start-agent" | "signal-success"))
+            .collect();
+        assert_eq!(step_names(&warm), expected);
+        assert_eq!(warm.steps.last().unwrap().ops, status_step(STATUS_WARMED).ops);
+        let resume = plan_phase(&config, &facts(), BootPhase::Resume);
+        assert_eq!(
+            step_names(&resume),
+            [
+                "docker-config",
+                "docker-binfmt",
+                "agent-config",
+                "agent-env-file",
+                "start-agent",
+                "status"
+            ]
+        );
+        assert_eq!(resume.steps.last().unwrap().ops, status_step(STATUS_COMPLETED).ops);
+        assert!(
+            resume.steps.iter().all(|step| !matches!(
+                step.name,
+                "bootstrap-script" | "git-mirrors" | "signal-success" | "cfn-env"
+            )),
+            "the resume repeats nothing slow or one-off"
+        );
+    }
+
+    #[test]
     fn plans_the_steps_in_the_original_order() {
         let config = BootConfig::from_env_map(&full_env()).unwrap();
         expect![[r#"
@@ -582,7 +672,6 @@ pub(crate) mod tests {
                 "agent-config",
                 "agent-env-file",
                 "git-lfs",
-                "lifecycled",
                 "docker",
                 "agent-service-environment",
                 "start-agent",

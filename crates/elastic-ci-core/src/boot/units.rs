@@ -1,6 +1,5 @@
 //! The small system files the boot sequence writes: systemd slice and drop-ins, the
-//! lifecycled environment, the extra sudoers rule, the authorized-keys refresher and
-//! fstab lines.
+//! extra sudoers rule, the authorized-keys refresher and fstab lines.
 
 use crate::boot::config::ResourceLimits;
 use crate::shell;
@@ -37,14 +36,6 @@ pub fn resource_limits_drop_in() -> String {
 pub fn environment_drop_in(terminate_after_job: bool) -> String {
     format!(
         "[Service]\nEnvironment=\"BUILDKITE_TERMINATE_INSTANCE_AFTER_JOB={terminate_after_job}\"\n"
-    )
-}
-
-/// `/etc/lifecycled`, the lifecycled daemon's environment file. The handler path is
-/// the `stop-agent-gracefully` shim that runs `elastic-ci-bootstrap stop-gracefully`.
-pub fn lifecycled(region: &str, handler: &str) -> String {
-    format!(
-        "AWS_REGION={region}\nLIFECYCLED_HANDLER={handler}\nLIFECYCLED_CLOUDWATCH_GROUP=/buildkite/lifecycled\n"
     )
 }
 

@@ -11,9 +11,14 @@
 //!    environment file, registers its agents with the fake Buildkite API, takes jobs,
 //!    and runs the real hooks around each one through the shims, as the agent does,
 //!    with a `sleep` standing in for the command;
-//! 5. once every agent has been idle for the configured timeout, the agent stops and,
-//!    as its systemd unit's `ExecStopPost` does, the real `elastic-ci-bootstrap
-//!    terminate` retires the instance in moto.
+//! 5. beside it, the real `elastic-ci-bootstrap watch` polls the fake metadata service
+//!    for removal notices; when it asks the agent to stop (a recorded `systemctl stop`
+//!    or `kill --signal=SIGTERM`), the simulated agent takes no new job, finishes its
+//!    running ones and stops, as the real agent does;
+//! 6. once every agent has been idle for the configured timeout, or has drained, the
+//!    agent stops and, as its systemd unit's `ExecStopPost` does, the real
+//!    `elastic-ci-bootstrap terminate` retires the instance in moto (or stands down
+//!    when `watch` left its marker: Auto Scaling removes the instance itself).
 //!
 //! System actions are recorded, not performed, and `docker`, `sudo` and
 //! `buildkite-agent` are recording stubs: nothing needs root, systemd or Docker.
@@ -28,13 +33,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use elastic_ci_core::boot::plan::{AGENT_CONFIG_PATH, AGENT_ENV_FILE_PATH, AGENT_HOME};
+use elastic_ci_core::boot::plan::{
+    AGENT_CONFIG_PATH, AGENT_ENV_FILE_PATH, AGENT_HOME, DRAIN_MARKER_PATH,
+};
+use elastic_ci_core::lifecycle::format_rfc3339;
 use elastic_ci_core::secret::Secret;
 use elastic_ci_testkit::buildkite::{AgentClient, AssignedJob};
 use elastic_ci_testkit::imds::FakeImds;
 use elastic_ci_testkit::moto::REGION;
 
-use super::World;
+use super::{Scenario, World};
 
 /// The hooks the simulated agent runs, in order, around the command.
 const HOOKS_BEFORE: [&str; 2] = ["environment", "pre-command"];
@@ -80,6 +88,14 @@ pub(crate) struct HostReport {
     pub(crate) agent_stopped_at: Option<Duration>,
     /// `terminate`'s result; `None` when it did not run.
     pub(crate) terminate: Option<Result<(), String>>,
+    /// When this host announced a spot interruption to itself (the spot scenario).
+    pub(crate) spot_notice_at: Option<Duration>,
+    /// When the agent saw `watch` ask it to stop.
+    pub(crate) drain_seen_at: Option<Duration>,
+    /// When the agents started: after the boot, or after the resume from the warm pool.
+    pub(crate) agents_started_at: Option<Duration>,
+    /// A warm-pool instance: when the group took it and its resume phase began.
+    pub(crate) resumed_at: Option<Duration>,
     pub(crate) problems: Vec<String>,
 }
 
@@ -145,9 +161,50 @@ pub(crate) fn parse_agent_config(text: &str) -> anyhow::Result<AgentSettings> {
     })
 }
 
+/// Prepares one instance of the warm pool: the image, then the boot's warm phase (the
+/// metadata service says `Warmed:Stopped`), after which the instance is stopped. Returns
+/// its directory, which the instance the group later takes out of the pool runs in.
+pub(crate) fn prepare_warm(world: &World, index: u32) -> anyhow::Result<PathBuf> {
+    let dir = world.out.join("warm-pool").join(format!("warm-{index}"));
+    let root = dir.join("root");
+    install_image(world, &root, &dir.join("bin"))?;
+    let imds = FakeImds::start(&format!("i-{:017x}", 0xa_0000 + index), REGION);
+    imds.set_tag("aws:autoscaling:groupName", &world.group);
+    imds.set_target_lifecycle_state(Some("Warmed:Stopped"));
+    let status =
+        run_logged(&mut boot_command(world, &root, &dir, &imds), &dir.join("warm-boot.log"))?;
+    ensure!(
+        status.success(),
+        "the warm phase failed ({status}); see {}",
+        dir.join("warm-boot.log").display()
+    );
+    Ok(dir)
+}
+
+fn boot_command(world: &World, root: &Path, dir: &Path, imds: &FakeImds) -> Command {
+    let mut boot = Command::new(&world.binaries.bootstrap);
+    boot.arg("boot")
+        .arg("--root")
+        .arg(root)
+        .arg("--record-actions")
+        .arg(dir.join("actions.jsonl"))
+        .args(["--metadata-retry-delay-ms", "200"])
+        .env_clear()
+        .envs(world.boot_inputs.iter().map(|(name, value)| (name, value)))
+        .envs(world.aws_env())
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
+        .env("PATH", format!("{}:/usr/bin:/bin", dir.join("bin").display()))
+        .env("ELASTIC_CI_LOG", "info")
+        .env("ELASTIC_CI_DEMO_ROOT", root);
+    boot
+}
+
 /// Runs one instance's life; never panics, so that the fleet loop always gets a report.
 pub(crate) fn run(world: &Arc<World>, instance_id: &str) -> HostReport {
-    let dir = world.out.join("hosts").join(instance_id);
+    // An instance taken out of the warm pool runs where its warm phase ran (the hook
+    // shims name their root).
+    let warm = world.take_warm();
+    let dir = warm.clone().unwrap_or_else(|| world.out.join("hosts").join(instance_id));
     let mut report = HostReport {
         dir: dir.clone(),
         boot: Err("not started".to_owned()),
@@ -155,9 +212,13 @@ pub(crate) fn run(world: &Arc<World>, instance_id: &str) -> HostReport {
         jobs: Vec::new(),
         agent_stopped_at: None,
         terminate: None,
+        spot_notice_at: None,
+        drain_seen_at: None,
+        agents_started_at: None,
+        resumed_at: None,
         problems: Vec::new(),
     };
-    if let Err(error) = live(world, instance_id, &dir, &mut report) {
+    if let Err(error) = live(world, instance_id, &dir, warm.is_some(), &mut report) {
         world.say(format!("{instance_id}: {error:#}"));
         report.problems.push(format!("{error:#}"));
     }
@@ -168,33 +229,31 @@ fn live(
     world: &Arc<World>,
     instance_id: &str,
     dir: &Path,
+    from_warm_pool: bool,
     report: &mut HostReport,
 ) -> anyhow::Result<()> {
     let root = dir.join("root");
     let bin = dir.join("bin");
-    install_image(world, &root, &bin)?;
-    let imds = FakeImds::start(instance_id, REGION);
+    if !from_warm_pool {
+        install_image(world, &root, &bin)?;
+    }
+    let imds = Arc::new(FakeImds::start(instance_id, REGION));
+    if from_warm_pool {
+        imds.set_target_lifecycle_state(Some("InService"));
+    }
     imds.set_tag("aws:autoscaling:groupName", &world.group);
     imds.set_tag("Role", "buildkite-agent");
+    world.register_metadata(instance_id, imds.clone());
     std::thread::sleep(world.timings.instance_start);
+    let mut watch = Watch::start(world, &root, dir, &imds)?;
 
-    // cloud-init runs the UserData: its inputs, exported, then the bootstrapper.
+    // cloud-init runs the UserData: its inputs, exported, then the bootstrapper (the
+    // resume phase, for an instance out of the warm pool).
     let started = Instant::now();
-    let mut boot = Command::new(&world.binaries.bootstrap);
-    boot.arg("boot")
-        .arg("--root")
-        .arg(&root)
-        .arg("--record-actions")
-        .arg(dir.join("actions.jsonl"))
-        .args(["--metadata-retry-delay-ms", "200"])
-        .env_clear()
-        .envs(world.boot_inputs.iter().map(|(name, value)| (name, value)))
-        .envs(world.aws_env())
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
-        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-        .env("ELASTIC_CI_LOG", "info")
-        .env("ELASTIC_CI_DEMO_ROOT", &root);
-    let status = run_logged(&mut boot, &dir.join("boot.log"))?;
+    if from_warm_pool {
+        report.resumed_at = Some(world.now());
+    }
+    let status = run_logged(&mut boot_command(world, &root, dir, &imds), &dir.join("boot.log"))?;
     if !status.success() {
         let message = format!("boot failed ({status}); see {}", dir.join("boot.log").display());
         report.boot = Err(message.clone());
@@ -207,16 +266,30 @@ fn live(
         .with_context(|| format!("the boot wrote no {}", config_path.display()))?;
     let settings = parse_agent_config(&config)?;
     world.say(format!(
-        "{instance_id}: booted in {:.1} s; starting {} agent{}",
+        "{instance_id}: {} in {:.1} s; starting {} agent{}",
+        if from_warm_pool { "resumed from the warm pool" } else { "booted" },
         started.elapsed().as_secs_f64(),
         settings.spawn,
         if settings.spawn == 1 { "" } else { "s" }
     ));
     let agent_env = agent_environment(world, &root, &bin, dir, &imds)?;
-    let agent =
-        Agent { world: world.clone(), instance_id, root: &root, dir, settings, env: agent_env };
+    let agent = Agent {
+        world: world.clone(),
+        instance_id,
+        root: &root,
+        dir,
+        settings,
+        env: agent_env,
+        imds: &imds,
+        watch_actions: watch.actions.clone(),
+    };
+    report.agents_started_at = Some(world.now());
     let outcome = agent.run(report);
     report.agent_stopped_at = Some(world.now());
+    world.agents_stopped(instance_id);
+    // `watch` completes the lifecycle action once the agent has stopped (moto refuses
+    // it: its hooks are inert), then exits; it is stopped here otherwise.
+    watch.finish(Duration::from_secs(if report.drain_seen_at.is_some() { 10 } else { 0 }));
     outcome?;
     if world.stopping() {
         return Ok(());
@@ -234,14 +307,108 @@ fn live(
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
         .env("PATH", "/usr/bin:/bin")
         .env("ELASTIC_CI_LOG", "info");
+    terminate.arg("--drain-marker").arg(root.join(DRAIN_MARKER_PATH.trim_start_matches('/')));
     let status = run_logged(&mut terminate, &dir.join("terminate.log"))?;
     report.terminate = Some(if status.success() {
-        world.say(format!("{instance_id}: terminated itself (elastic-ci-bootstrap terminate)"));
+        if root.join(DRAIN_MARKER_PATH.trim_start_matches('/')).exists() {
+            world.say(format!(
+                "{instance_id}: terminate stood down: the lifecycle hook removes the instance"
+            ));
+        } else {
+            world.say(format!("{instance_id}: terminated itself (elastic-ci-bootstrap terminate)"));
+        }
         Ok(())
     } else {
         Err(format!("terminate failed ({status}); see {}", dir.join("terminate.log").display()))
     });
     Ok(())
+}
+
+/// The instance's `elastic-ci-bootstrap watch` (the `elastic-ci-watch` service), its
+/// system actions recorded to a file the simulated agent reads.
+struct Watch {
+    child: std::process::Child,
+    actions: PathBuf,
+}
+
+impl Watch {
+    fn start(world: &World, root: &Path, dir: &Path, imds: &FakeImds) -> anyhow::Result<Watch> {
+        let actions = dir.join("watch-actions.jsonl");
+        let log = File::create(dir.join("watch.log")).context("failed to create watch.log")?;
+        let child = Command::new(&world.binaries.bootstrap)
+            .arg("watch")
+            .args(["--poll-secs", "1", "--heartbeat-secs", "5"])
+            .arg("--group")
+            .arg(&world.group)
+            .arg("--record-actions")
+            .arg(&actions)
+            .arg("--drain-marker")
+            .arg(root.join(DRAIN_MARKER_PATH.trim_start_matches('/')))
+            .env_clear()
+            .envs(world.aws_env())
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
+            .env("PATH", "/usr/bin:/bin")
+            .env("ELASTIC_CI_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("failed to start elastic-ci-bootstrap watch")?;
+        Ok(Watch { child, actions })
+    }
+
+    /// Waits up to `grace` for `watch` to exit by itself, then stops it.
+    fn finish(&mut self, grace: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < grace {
+            if self.child.try_wait().is_ok_and(|status| status.is_some()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `watch` asked of the agent so far, from its recorded actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopRequest {
+    None,
+    /// Stop taking jobs; finish the running ones (SIGTERM, or `systemctl stop`).
+    Graceful,
+    /// Cancel the running jobs (SIGQUIT before a spot interruption).
+    Cancel,
+}
+
+fn stop_request(actions: &Path) -> StopRequest {
+    let text = std::fs::read_to_string(actions).unwrap_or_default();
+    let mut request = StopRequest::None;
+    for line in text.lines() {
+        let Ok(action) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if action["action"] != "systemctl" {
+            continue;
+        }
+        let args: Vec<&str> = action["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        if args.contains(&"--signal=SIGQUIT") {
+            return StopRequest::Cancel;
+        }
+        if args.first() == Some(&"stop") || args.contains(&"--signal=SIGTERM") {
+            request = StopRequest::Graceful;
+        }
+    }
+    request
 }
 
 /// What the AMI provides: the hook shims, the binaries in `/usr/local/bin`, and here
@@ -325,6 +492,9 @@ struct Agent<'a> {
     dir: &'a Path,
     settings: AgentSettings,
     env: BTreeMap<String, String>,
+    imds: &'a FakeImds,
+    /// Where `watch` records what it asks of the agent.
+    watch_actions: PathBuf,
 }
 
 /// One registered agent and the job it runs.
@@ -372,6 +542,25 @@ impl Agent<'_> {
             if self.world.stopping() {
                 break Ok(());
             }
+            match stop_request(&self.watch_actions) {
+                StopRequest::None => {}
+                StopRequest::Graceful => {
+                    if report.drain_seen_at.is_none() {
+                        report.drain_seen_at = Some(self.world.now());
+                        self.world.say(format!(
+                            "{}: watch asked the agent to stop: no new jobs, running ones finish",
+                            self.instance_id
+                        ));
+                    }
+                    if !busy {
+                        break Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                // Jobs still running are abandoned: the disconnect below interrupts them.
+                StopRequest::Cancel => break Ok(()),
+            }
             if !busy && idle_since.elapsed() >= self.settings.idle_timeout {
                 self.world.say(format!(
                     "{}: every agent idle for {} s: the agent stops",
@@ -385,6 +574,7 @@ impl Agent<'_> {
                     Ok(Some(job)) => {
                         self.world.say(format!("{}: took {}", worker.client.name, job.id));
                         worker.job = Some(self.start_job(&worker.client, job)?);
+                        self.announce_spot_interruption(report);
                     }
                     Ok(None) => {}
                     Err(error) => {
@@ -460,6 +650,24 @@ impl Agent<'_> {
 
     fn under_root(&self, path: &str) -> PathBuf {
         self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// The spot scenario: the first host to take a job hears, under that running job,
+    /// that it will be interrupted `spot_notice` from now.
+    fn announce_spot_interruption(&self, report: &mut HostReport) {
+        if self.world.scenario != Some(Scenario::Spot)
+            || self.world.spot_announced.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        let at = std::time::SystemTime::now() + self.world.timings.spot_notice;
+        self.imds.set_spot_instance_action(Some(("terminate", &format_rfc3339(at))));
+        report.spot_notice_at = Some(self.world.now());
+        self.world.say(format!(
+            "{}: spot interruption announced for {} s from now",
+            self.instance_id,
+            self.world.timings.spot_notice.as_secs()
+        ));
     }
 }
 

@@ -18,6 +18,17 @@
 //! and the agent token is in no file but the agent configuration, and fails if not.
 //! `--check` is the same on a small trace with shorter timings: the end-to-end test
 //! that `cargo xtask ci` runs, against its own emulator (`--moto-endpoint`).
+//!
+//! `--scenario` exercises a removal path or the warm pool, each with a check of its own
+//! beside "no job interrupted": `spot` (the fake metadata service announces a spot
+//! interruption under a running job) and `scale-in` (scale-in enabled without
+//! protection, and the group shrinks while every agent runs a job). moto removes no
+//! instance when the desired capacity drops, and knows no termination hook: the fleet
+//! loop plays Auto Scaling's part, choosing the instances above the desired capacity,
+//! announcing `Terminated` in their metadata (`Terminating:Wait`), and terminating each
+//! once its host has drained.
+//! `warm` prepares a warm pool of two instances (the boot's warm phase) before the jobs
+//! arrive; the group's launches take them, and their resume phase starts the agents.
 
 mod host;
 mod report;
@@ -37,6 +48,7 @@ use anyhow::{Context, bail, ensure};
 use elastic_ci_aws::autoscaling::{AutoScalingGroups, ScalingGroup};
 use elastic_ci_core::secret::Secret;
 use elastic_ci_testkit::buildkite::{FakeBuildkite, JobSpec, JobState};
+use elastic_ci_testkit::imds::FakeImds;
 use elastic_ci_testkit::moto::Moto;
 
 use xtask::{moto, project};
@@ -83,7 +95,29 @@ pub struct DemoArgs {
     /// instead of starting one.
     #[arg(long, value_name = "URL", hide = true)]
     pub moto_endpoint: Option<String>,
+    /// Remove instances under running jobs, on a trace of its own, and check that no
+    /// job is interrupted: spot (a spot interruption is announced under a running
+    /// job), scale-in (scale-in enabled, the group shrinks while jobs run) or warm (a
+    /// warm pool of 2: jobs land on resumed instances within seconds).
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub scenario: Option<Scenario>,
 }
+
+/// A removal path the demo exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// A spot interruption notice reaches an instance under a running job.
+    Spot,
+    /// Scale-in enabled (no scale-in protection, the termination hook on) and the
+    /// group shrinks while every agent runs a job.
+    ScaleIn,
+    /// A warm pool of two stopped instances that ran the boot's warm phase; the group
+    /// takes them when it scales out, and their resume phase starts the agents.
+    Warm,
+}
+
+/// The warm scenario's pool.
+const WARM_POOL_SIZE: u32 = 2;
 
 /// The organization the fake Buildkite reports.
 const ORGANIZATION: &str = "demo-org";
@@ -105,6 +139,8 @@ pub(crate) struct Timings {
     pub(crate) instance_start: Duration,
     /// Not a stack parameter: `elastic-ci-bootstrap terminate --drain-secs`.
     pub(crate) terminate_drain_secs: u64,
+    /// The spot scenario: the warning an interruption gives (AWS: 2 minutes).
+    pub(crate) spot_notice: Duration,
 }
 
 impl Timings {
@@ -116,6 +152,7 @@ impl Timings {
         poll_interval_secs: 2,
         instance_start: Duration::from_secs(3),
         terminate_drain_secs: 0,
+        spot_notice: Duration::from_secs(120),
     };
     const CHECK: Timings = Timings {
         agents_per_instance: 2,
@@ -125,6 +162,7 @@ impl Timings {
         poll_interval_secs: 1,
         instance_start: Duration::from_secs(1),
         terminate_drain_secs: 0,
+        spot_notice: Duration::from_secs(40),
     };
 }
 
@@ -167,6 +205,13 @@ pub(crate) struct World {
     pub(crate) group: String,
     pub(crate) boot_inputs: Vec<(String, String)>,
     pub(crate) timings: Timings,
+    pub(crate) scenario: Option<Scenario>,
+    /// The spot scenario announces one interruption.
+    pub(crate) spot_announced: AtomicBool,
+    /// Each host's fake metadata service, for the fleet loop to announce removals.
+    metadata: Mutex<BTreeMap<String, Arc<FakeImds>>>,
+    /// The warm scenario: prepared warm-pool instances not yet taken by the group.
+    warm_pool: Mutex<Vec<PathBuf>>,
     started: Instant,
     stop: AtomicBool,
     events: Mutex<Vec<(Duration, String)>>,
@@ -194,21 +239,63 @@ impl World {
     pub(crate) fn aws_env(&self) -> Vec<(String, String)> {
         self.moto.env()
     }
+
+    /// A warm-pool instance for the group's next launch, if one is left.
+    pub(crate) fn take_warm(&self) -> Option<PathBuf> {
+        let mut pool = self.warm_pool.lock().ok()?;
+        (!pool.is_empty()).then(|| pool.remove(0))
+    }
+
+    pub(crate) fn register_metadata(&self, instance_id: &str, imds: Arc<FakeImds>) {
+        if let Ok(mut metadata) = self.metadata.lock() {
+            metadata.insert(instance_id.to_owned(), imds);
+        }
+    }
+
+    /// The host's agents stopped: from now on a removal needs no drain.
+    pub(crate) fn agents_stopped(&self, instance_id: &str) {
+        if let Ok(mut metadata) = self.metadata.lock() {
+            metadata.remove(instance_id);
+        }
+    }
+
+    /// Auto Scaling holds a leaving instance in `Terminating:Wait` for the termination
+    /// hook, and its metadata says `Terminated`. False when its agents already stopped.
+    fn announce_termination(&self, instance_id: &str) -> bool {
+        let imds =
+            self.metadata.lock().ok().and_then(|metadata| metadata.get(instance_id).cloned());
+        match imds {
+            Some(imds) => {
+                imds.set_target_lifecycle_state(Some("Terminated"));
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Runs the demo: with its own emulator, or with the one at `--moto-endpoint`.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    let (text, source, built_in) = match &args.trace {
-        Some(path) => (
+    let (text, source, built_in) = match (&args.trace, args.scenario) {
+        (Some(path), _) => (
             std::fs::read_to_string(path)
                 .with_context(|| format!("failed to read trace {}", path.display()))?,
             path.display().to_string(),
             false,
         ),
-        None if args.check => {
+        (None, Some(Scenario::Spot)) => {
+            (trace::SPOT.to_owned(), "the built-in spot scenario".to_owned(), true)
+        }
+        (None, Some(Scenario::ScaleIn)) => {
+            (trace::SCALE_IN.to_owned(), "the built-in scale-in scenario".to_owned(), true)
+        }
+        (None, Some(Scenario::Warm)) => {
+            (trace::WARM.to_owned(), "the built-in warm-pool scenario".to_owned(), true)
+        }
+        (None, None) if args.check => {
             (trace::CHECK.to_owned(), "the built-in check trace".to_owned(), true)
         }
-        None => (trace::BURST.to_owned(), "the built-in burst".to_owned(), true),
+        (None, None) => (trace::BURST.to_owned(), "the built-in burst".to_owned(), true),
     };
     let trace = trace::load(&text, &source, args.minutes, built_in)?;
     let interrupted = on_interrupt();
@@ -217,14 +304,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let moto_dir = moto::moto_dir()?;
     let timings = if args.check { Timings::CHECK } else { Timings::DEMO };
     let python = moto_dir.join("venv/bin/python");
+    let scenario = args.scenario;
     if let Some(endpoint) = &args.moto_endpoint {
         let moto = Moto { endpoint: endpoint.clone() };
-        return demo(Setup { moto, python, binaries, trace, timings, out, interrupted });
+        return demo(Setup { moto, python, binaries, trace, timings, out, interrupted, scenario });
     }
     eprintln!("starting moto (the local AWS) …");
     let server = moto::Server::start_with_log(&moto_dir, &out.join("moto.log"))?;
     let moto = Moto { endpoint: server.endpoint.clone() };
-    let result = demo(Setup { moto, python, binaries, trace, timings, out, interrupted });
+    let result = demo(Setup { moto, python, binaries, trace, timings, out, interrupted, scenario });
     drop(server);
     result
 }
@@ -238,6 +326,7 @@ struct Setup {
     out: PathBuf,
     /// Set on Ctrl-C: the run stops early but still cleans up.
     interrupted: Arc<AtomicBool>,
+    scenario: Option<Scenario>,
 }
 
 /// Catches Ctrl-C from now on, so that the run can stop its scaler and its emulator
@@ -271,13 +360,16 @@ fn on_interrupt() -> Arc<AtomicBool> {
 struct HostEntry {
     launched_at: Duration,
     gone_at: Option<Duration>,
+    /// When the group let go of it while its host still ran: Auto Scaling's
+    /// `Terminating:Wait`, announced in its metadata.
+    removed_at: Option<Duration>,
     thread: Option<JoinHandle<host::HostReport>>,
     report: Option<host::HostReport>,
 }
 
 fn demo(setup: Setup) -> anyhow::Result<()> {
     let run_started = Instant::now();
-    let Setup { moto, python, binaries, trace, timings, out, interrupted } = setup;
+    let Setup { moto, python, binaries, trace, timings, out, interrupted, scenario } = setup;
     let token = Secret::new(format!("bkdemo-{}", random_hex(16)));
     let fake = FakeBuildkite::start(token.expose());
     fake.state().organization = ORGANIZATION.to_owned();
@@ -296,6 +388,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         idle_period_secs: timings.idle_period_secs,
         scale_out_cooldown_secs: timings.scale_out_cooldown_secs,
         poll_interval: &format!("{}s", timings.poll_interval_secs),
+        scale_in: scenario == Some(Scenario::ScaleIn),
     };
     let stack = runtime.block_on(stack::deploy(&moto, &python, &out, &settings))?;
     print_setup(&stack, &trace, &timings, &out);
@@ -307,22 +400,18 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         group: stack.group.clone(),
         boot_inputs: stack.boot_inputs.clone(),
         timings,
+        scenario,
+        spot_announced: AtomicBool::new(false),
+        metadata: Mutex::new(BTreeMap::new()),
+        warm_pool: Mutex::new(Vec::new()),
         started: Instant::now(),
         stop: AtomicBool::new(false),
         events: Mutex::new(Vec::new()),
     });
-    {
-        let clock = world.clone();
-        let mut state = fake.state();
-        state.set_clock(move || clock.now());
-        state.add_jobs(trace.jobs.iter().map(|job| JobSpec {
-            id: job.id.clone(),
-            queue: trace.queue.clone(),
-            visible_at: job.visible_at,
-            ready_at: job.ready_at,
-            env: job_env(job),
-        }));
+    if scenario == Some(Scenario::Warm) {
+        prepare_warm_pool(&world)?;
     }
+    load_jobs(&fake, &world, &trace);
     let mut scaler = scaler::Scaler::start(&world, &stack.scaler_env, &out.join("scaler.log"))?;
 
     let scaling = AutoScalingGroups::new(&moto.sdk_config());
@@ -330,6 +419,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
     let mut hosts: BTreeMap<String, HostEntry> = BTreeMap::new();
     let mut samples: Vec<report::Sample> = Vec::new();
     let deadline = settle_deadline(&trace, &timings);
+    let mut scaled_in = false;
     let outcome: anyhow::Result<()> = loop {
         let group = runtime.block_on(scaling.describe_group(&stack.group));
         let now = world.now();
@@ -346,35 +436,13 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         };
         let current: BTreeSet<&str> =
             group.instances.iter().map(|instance| instance.id.as_str()).collect();
-        for id in &current {
-            if !hosts.contains_key(*id) {
-                world.say(format!("{id}: launched by the group; starting"));
-                let host_world = world.clone();
-                let instance_id = (*id).to_owned();
-                let thread = std::thread::Builder::new()
-                    .name(format!("host {id}"))
-                    .spawn(move || host::run(&host_world, &instance_id))
-                    .context("failed to start a host thread")?;
-                hosts.insert(
-                    (*id).to_owned(),
-                    HostEntry {
-                        launched_at: now,
-                        gone_at: None,
-                        thread: Some(thread),
-                        report: None,
-                    },
-                );
-            }
-        }
-        for (id, entry) in &mut hosts {
-            if entry.gone_at.is_none() && !current.contains(id.as_str()) {
-                entry.gone_at = Some(now);
-            }
-            if entry.thread.as_ref().is_some_and(JoinHandle::is_finished)
-                && let Some(thread) = entry.thread.take()
-            {
-                entry.report = thread.join().ok();
-            }
+        start_hosts(&world, &mut hosts, &current, now)?;
+        hold_instances_above_desired(&world, &mut hosts, &current, group.desired_capacity, now);
+        reap_hosts(&world, &mut hosts, &current, now, |id| {
+            runtime.block_on(scaling.terminate_instance(id, false))
+        });
+        if scenario == Some(Scenario::ScaleIn) && !scaled_in {
+            scaled_in = shrink_under_running_jobs(&runtime, &scaling, &fake, &group, &world)?;
         }
         let (metrics, n_done, all_ended) = {
             let state = fake.state();
@@ -419,6 +487,10 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(1));
     };
     world.stop.store(true, Ordering::SeqCst);
+    // The pool's unused instances go with the stack.
+    while let Some(dir) = world.take_warm() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let polls = scaler.stop();
     for entry in hosts.values_mut() {
         if let Some(thread) = entry.thread.take() {
@@ -439,6 +511,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
                 instance_id: id.clone(),
                 launched_at: entry.launched_at,
                 gone_at: entry.gone_at.unwrap_or_default(),
+                removed_at: entry.removed_at,
                 report: entry.report.as_ref(),
             })
             .collect(),
@@ -447,6 +520,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         elapsed: world.now(),
         wall_time: run_started.elapsed(),
         out: &out,
+        scenario,
     };
     // A run that did not settle is not checked: its checks would only repeat that.
     let checks = if outcome.is_ok() { report::checks(&record, &token) } else { Vec::new() };
@@ -462,6 +536,163 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         bail!("the end-to-end checks failed:\n  {}", failed.join("\n  "));
     }
     Ok(())
+}
+
+/// What Auto Scaling does when a warm pool is created: launch its instances, run their
+/// warm phase and stop them. The scenario's jobs arrive after this.
+fn prepare_warm_pool(world: &World) -> anyhow::Result<()> {
+    for index in 0..WARM_POOL_SIZE {
+        let dir = host::prepare_warm(world, index)?;
+        world.say(format!("warm pool: instance {index} ran the warm phase and stopped"));
+        if let Ok(mut pool) = world.warm_pool.lock() {
+            pool.push(dir);
+        }
+    }
+    Ok(())
+}
+
+/// Feeds the trace's jobs to the fake queue, on the world's clock.
+fn load_jobs(fake: &FakeBuildkite, world: &Arc<World>, trace: &trace::DemoTrace) {
+    let clock = world.clone();
+    let mut state = fake.state();
+    state.set_clock(move || clock.now());
+    state.add_jobs(trace.jobs.iter().map(|job| JobSpec {
+        id: job.id.clone(),
+        queue: trace.queue.clone(),
+        visible_at: job.visible_at,
+        ready_at: job.ready_at,
+        env: job_env(job),
+    }));
+}
+
+/// A simulated host for every instance the group has and the demo does not yet.
+fn start_hosts(
+    world: &Arc<World>,
+    hosts: &mut BTreeMap<String, HostEntry>,
+    current: &BTreeSet<&str>,
+    now: Duration,
+) -> anyhow::Result<()> {
+    for id in current {
+        if hosts.contains_key(*id) {
+            continue;
+        }
+        world.say(format!("{id}: launched by the group; starting"));
+        let host_world = world.clone();
+        let instance_id = (*id).to_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("host {id}"))
+            .spawn(move || host::run(&host_world, &instance_id))
+            .context("failed to start a host thread")?;
+        hosts.insert(
+            (*id).to_owned(),
+            HostEntry {
+                launched_at: now,
+                gone_at: None,
+                removed_at: None,
+                thread: Some(thread),
+                report: None,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Auto Scaling's part that moto lacks: above the desired capacity, the group removes
+/// instances, each held in `Terminating:Wait` (its metadata says `Terminated`) until
+/// its host has drained ([`reap_hosts`] then terminates it).
+fn hold_instances_above_desired(
+    world: &World,
+    hosts: &mut BTreeMap<String, HostEntry>,
+    current: &BTreeSet<&str>,
+    desired: u32,
+    now: Duration,
+) {
+    let n_held = hosts
+        .values()
+        .filter(|entry| entry.removed_at.is_some() && entry.gone_at.is_none())
+        .count();
+    let desired = usize::try_from(desired).unwrap_or(usize::MAX);
+    let mut n_excess = current.len().saturating_sub(desired.saturating_add(n_held));
+    for (id, entry) in hosts.iter_mut().rev() {
+        if n_excess == 0 {
+            break;
+        }
+        let running = entry.thread.as_ref().is_some_and(|thread| !thread.is_finished());
+        if entry.removed_at.is_none()
+            && current.contains(id.as_str())
+            && running
+            && world.announce_termination(id)
+        {
+            world.say(format!(
+                "{id}: removed by the group while its agents run: Terminated announced, held until they drain"
+            ));
+            entry.removed_at = Some(now);
+            n_excess -= 1;
+        }
+    }
+}
+
+/// Notes the instances that left the group, collects the reports of finished hosts,
+/// and terminates (with `terminate`) the held instances whose hosts have drained: the
+/// hook's action is complete.
+fn reap_hosts<E: std::fmt::Display>(
+    world: &World,
+    hosts: &mut BTreeMap<String, HostEntry>,
+    current: &BTreeSet<&str>,
+    now: Duration,
+    terminate: impl Fn(&str) -> Result<(), E>,
+) {
+    for (id, entry) in hosts.iter_mut() {
+        if entry.gone_at.is_none() && !current.contains(id.as_str()) {
+            entry.gone_at = Some(now);
+        }
+        if entry.thread.as_ref().is_some_and(JoinHandle::is_finished)
+            && let Some(thread) = entry.thread.take()
+        {
+            entry.report = thread.join().ok();
+            if entry.removed_at.is_some() && entry.gone_at.is_none() {
+                if let Err(error) = terminate(id) {
+                    world.say(format!("{id}: could not terminate after its drain: {error}"));
+                }
+                world.say(format!("{id}: drained; the group terminates it"));
+            }
+        }
+    }
+}
+
+/// The scale-in scenario: once two or more instances are in service and every agent
+/// runs a job, the desired capacity goes down by one, as the scaler's scale-in does.
+/// Returns whether it did.
+fn shrink_under_running_jobs(
+    runtime: &tokio::runtime::Runtime,
+    scaling: &AutoScalingGroups,
+    fake: &FakeBuildkite,
+    group: &elastic_ci_core::fleet::GroupSnapshot,
+    world: &World,
+) -> anyhow::Result<bool> {
+    let running = {
+        let state = fake.state();
+        let now = world.now();
+        state
+            .job_records()
+            .iter()
+            .filter(|job| matches!(job.state_at(now), JobState::Running))
+            .count()
+    };
+    let per_instance = usize::try_from(world.timings.agents_per_instance).unwrap_or(usize::MAX);
+    let agents = group.instances.len().saturating_mul(per_instance);
+    if group.instances.len() < 2 || running < agents {
+        return Ok(false);
+    }
+    let target = group.desired_capacity.saturating_sub(1);
+    runtime
+        .block_on(scaling.set_desired_capacity(&group.name, target))
+        .context("could not lower the desired capacity")?;
+    world.say(format!(
+        "scale-in: desired capacity {} -> {target} while {running} jobs run on every agent",
+        group.desired_capacity
+    ));
+    Ok(true)
 }
 
 /// When a run that has not settled is given up: the trace's jobs run back to back on

@@ -12,11 +12,11 @@ use elastic_ci_core::secret::Secret;
 use elastic_ci_simulator::plot::{TimelinePoint, points_svg};
 use elastic_ci_testkit::buildkite::{JobRecord, QueueMetrics};
 
-use super::host::HostReport;
+use super::host::{HostReport, JobRun};
 use super::scaler::ScalerPoll;
 use super::stack::Stack;
 use super::trace::DemoTrace;
-use super::{Timings, plural};
+use super::{Scenario, Timings, plural};
 
 /// The queue and the group at one moment of the run.
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ pub(crate) struct HostRecord<'a> {
     pub(crate) instance_id: String,
     pub(crate) launched_at: Duration,
     pub(crate) gone_at: Duration,
+    /// When the group let go of it while its agents ran (the termination hook's wait).
+    pub(crate) removed_at: Option<Duration>,
     pub(crate) report: Option<&'a HostReport>,
 }
 
@@ -53,6 +55,7 @@ pub(crate) struct RunRecord<'a> {
     /// Including the deploy.
     pub(crate) wall_time: Duration,
     pub(crate) out: &'a Path,
+    pub(crate) scenario: Option<Scenario>,
 }
 
 /// One end-to-end check.
@@ -371,24 +374,38 @@ pub(crate) fn write(record: &RunRecord<'_>, checks: &[Check]) -> anyhow::Result<
 
 /// The end-to-end checks: what must hold after any run.
 pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
-    let mut checks = Vec::new();
-    let mut check = |name: &'static str, problems: Vec<String>, ok: String| {
-        let passed = problems.is_empty();
-        let detail = match problems.len() {
-            0 => ok,
-            1..=5 => problems.join("; "),
-            n => format!("{}; and {} more", problems[..5].join("; "), n - 5),
-        };
-        checks.push(Check { name, passed, detail });
-    };
-    let runs: Vec<&super::host::JobRun> = record
+    let runs: Vec<&JobRun> = record
         .hosts
         .iter()
         .filter_map(|host| host.report)
         .flat_map(|report| &report.jobs)
         .collect();
+    let mut checks = vec![
+        every_job_ran_once(record, &runs),
+        hooks_ran_with_the_secrets(record, &runs),
+        no_job_interrupted(record),
+    ];
+    checks.extend(scenario_check(record));
+    checks.push(instances_booted_and_retired(record));
+    checks.push(fleet_scaled_up_and_down(record));
+    checks.push(token_only_in_agent_configuration(record, token));
+    checks
+}
 
-    // Every job ran once and succeeded.
+/// One check: passed when there are no problems; the detail lists up to five of them,
+/// or says what was checked.
+fn check(name: &'static str, problems: Vec<String>, ok: String) -> Check {
+    let passed = problems.is_empty();
+    let detail = match problems.len() {
+        0 => ok,
+        1..=5 => problems.join("; "),
+        n => format!("{}; and {} more", problems[..5].join("; "), n - 5),
+    };
+    Check { name, passed, detail }
+}
+
+/// Every job ran once and succeeded.
+fn every_job_ran_once(record: &RunRecord<'_>, runs: &[&JobRun]) -> Check {
     let mut problems = Vec::new();
     if record.jobs.len() != record.trace.jobs.len() {
         problems.push(format!("{} jobs queued of {}", record.jobs.len(), record.trace.jobs.len()));
@@ -404,14 +421,16 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             ));
         }
     }
-    check("every job ran once and succeeded", problems, plural(record.jobs.len(), "job"));
+    check("every job ran once and succeeded", problems, plural(record.jobs.len(), "job"))
+}
 
-    // The hooks ran around each job, with the secrets.
+/// The hooks ran around each job, with the secrets.
+fn hooks_ran_with_the_secrets(record: &RunRecord<'_>, runs: &[&JobRun]) -> Check {
     let secrets = &record.stack.secrets;
     let expected_secret = sha256_hex(secrets.bucket_secret.as_bytes());
     let expected_password = sha256_hex(secrets.docker_password.as_bytes());
     let mut problems = Vec::new();
-    for run in &runs {
+    for run in runs {
         let hooks: Vec<String> =
             run.hooks.iter().map(|(hook, status)| format!("{hook}={status}")).collect();
         if hooks != ["environment=0", "pre-command=0", "pre-exit=0"] {
@@ -459,10 +478,12 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             "{}: environment, pre-command, pre-exit exited 0; the command saw DEMO_BUCKET_SECRET, DEMO_PIPELINE_SETTING, DEMO_AGENT_ENV and DOCKER_CONFIG; docker login got the password on stdin",
             plural(runs.len(), "job")
         ),
-    );
+    )
+}
 
-    // No job was interrupted: none lost its agent, and no instance left the group
-    // before its jobs had finished.
+/// No job was interrupted: none lost its agent, and no instance left the group
+/// before its jobs had finished.
+fn no_job_interrupted(record: &RunRecord<'_>) -> Check {
     let mut problems = Vec::new();
     for job in &record.jobs {
         if job.interrupted {
@@ -485,9 +506,31 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "no job was interrupted",
         problems,
         "every job finished before its instance left".to_owned(),
-    );
+    )
+}
 
-    // Every instance booted from the stack's inputs and retired itself.
+/// The scenario's own check, if one was run.
+fn scenario_check(record: &RunRecord<'_>) -> Option<Check> {
+    match record.scenario {
+        Some(Scenario::Spot) => {
+            let (problems, ok) = spot_drained(record);
+            Some(check("the spot interruption notice drained its instance in time", problems, ok))
+        }
+        Some(Scenario::ScaleIn) => {
+            let (problems, ok) = scale_in_drained(record);
+            Some(check("the instance removed under running jobs drained first", problems, ok))
+        }
+        Some(Scenario::Warm) => {
+            let (problems, ok) = warm_starts(record);
+            Some(check("jobs on warm instances started within 5 s of the resume", problems, ok))
+        }
+        None => None,
+    }
+}
+
+/// Every instance booted from the stack's inputs and retired itself.
+fn instances_booted_and_retired(record: &RunRecord<'_>) -> Check {
+    let secrets = &record.stack.secrets;
     let mut problems = Vec::new();
     for host in &record.hosts {
         let Some(report) = host.report else {
@@ -524,9 +567,11 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             "{}: bootstrap script from S3, env file from SSM, terminate",
             plural(record.hosts.len(), "instance")
         ),
-    );
+    )
+}
 
-    // The fleet went from zero to work and back to MinSize.
+/// The fleet went from zero to work and back to MinSize.
+fn fleet_scaled_up_and_down(record: &RunRecord<'_>) -> Check {
     let first = record.samples.first();
     let last = record.samples.last();
     let peak = record.samples.iter().map(|sample| sample.desired).max().unwrap_or(0);
@@ -548,9 +593,11 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
         "the fleet scaled up from zero and back down to MinSize",
         problems,
         format!("0 -> peak {peak} -> 0 instances"),
-    );
+    )
+}
 
-    // The agent token is in no file but the agent configurations.
+/// The agent token is in no file but the agent configurations.
+fn token_only_in_agent_configuration(record: &RunRecord<'_>, token: &Secret) -> Check {
     let mut problems = Vec::new();
     let holders = files_containing(record.out, token.expose().as_bytes());
     for path in &holders {
@@ -577,8 +624,138 @@ pub(crate) fn checks(record: &RunRecord<'_>, token: &Secret) -> Vec<Check> {
             record.out.display(),
             plural(n_configs, "agent configuration")
         ),
+    )
+}
+
+/// The jobs an instance's agents ran, from the fake API's records.
+fn jobs_of<'a>(record: &'a RunRecord<'_>, host: &HostRecord<'_>) -> Vec<&'a JobRecord> {
+    let Some(report) = host.report else { return Vec::new() };
+    record
+        .jobs
+        .iter()
+        .filter(|job| job.agent.as_ref().is_some_and(|agent| report.agent_names.contains(agent)))
+        .collect()
+}
+
+/// Whether `host` had a job running at `at` (its notice), and the problems: a job taken
+/// after its agent saw `watch` ask it to stop, or no such request at all while busy.
+fn drained_from(
+    record: &RunRecord<'_>,
+    host: &HostRecord<'_>,
+    at: Duration,
+) -> (Vec<String>, bool) {
+    let mut problems = Vec::new();
+    let jobs = jobs_of(record, host);
+    let busy = jobs.iter().any(|job| {
+        job.started_at.is_some_and(|started| started <= at)
+            && job.finished_at.is_some_and(|finished| finished >= at)
+    });
+    match host.report.and_then(|report| report.drain_seen_at) {
+        Some(seen) => {
+            for job in &jobs {
+                if job.started_at.is_some_and(|started| started > seen) {
+                    problems.push(format!(
+                        "{} took {} after it was asked to stop",
+                        host.instance_id, job.spec.id
+                    ));
+                }
+            }
+        }
+        None if busy => {
+            problems
+                .push(format!("{}: its agent never saw watch ask it to stop", host.instance_id));
+        }
+        None => {}
+    }
+    (problems, busy)
+}
+
+fn spot_drained(record: &RunRecord<'_>) -> (Vec<String>, String) {
+    let notices: Vec<(&HostRecord<'_>, Duration)> =
+        record.hosts.iter().filter_map(|host| Some((host, host.report?.spot_notice_at?))).collect();
+    let [(host, at)] = notices[..] else {
+        return (
+            vec![format!("{} spot notices announced, expected 1", notices.len())],
+            String::new(),
+        );
+    };
+    let (mut problems, busy) = drained_from(record, host, at);
+    if !busy {
+        problems.push(format!("{}: no job was running at the notice", host.instance_id));
+    }
+    let deadline = at + record.timings.spot_notice;
+    match host.report.and_then(|report| report.agent_stopped_at) {
+        Some(stopped) if stopped <= deadline => {}
+        stopped => problems.push(format!(
+            "{}: agents stopped at {stopped:?}, after the interruption at {deadline:?}",
+            host.instance_id
+        )),
+    }
+    let ok = format!(
+        "{}: notice at {:.1} s under a running job; no new job, running jobs finished, agents stopped before the {} s were up",
+        host.instance_id,
+        at.as_secs_f64(),
+        record.timings.spot_notice.as_secs()
     );
-    checks
+    (problems, ok)
+}
+
+fn scale_in_drained(record: &RunRecord<'_>) -> (Vec<String>, String) {
+    let mut problems = Vec::new();
+    let mut n_busy = 0;
+    for host in &record.hosts {
+        let Some(at) = host.removed_at else { continue };
+        let (host_problems, busy) = drained_from(record, host, at);
+        problems.extend(host_problems);
+        n_busy += usize::from(busy);
+    }
+    if n_busy == 0 {
+        problems.push("no instance left the group while its agents ran a job".to_owned());
+    }
+    (
+        problems,
+        format!(
+            "{} left the group under running jobs; each took no new job and was held until they finished",
+            plural(n_busy, "instance")
+        ),
+    )
+}
+
+/// The most a job may wait on an instance out of the warm pool, from the start of its
+/// resume to the job's start.
+const WARM_START_LIMIT: Duration = Duration::from_secs(5);
+
+fn warm_starts(record: &RunRecord<'_>) -> (Vec<String>, String) {
+    let mut problems = Vec::new();
+    let mut starts = Vec::new();
+    for host in &record.hosts {
+        let Some(resumed) = host.report.and_then(|report| report.resumed_at) else { continue };
+        let first = jobs_of(record, host).iter().filter_map(|job| job.started_at).min();
+        match first {
+            Some(first) if first.saturating_sub(resumed) <= WARM_START_LIMIT => {
+                starts.push(first.saturating_sub(resumed));
+            }
+            Some(first) => problems.push(format!(
+                "{}: first job {:.1} s after its resume",
+                host.instance_id,
+                first.saturating_sub(resumed).as_secs_f64()
+            )),
+            None => problems.push(format!("{}: resumed but ran no job", host.instance_id)),
+        }
+    }
+    if starts.is_empty() && problems.is_empty() {
+        problems.push("no instance came out of the warm pool".to_owned());
+    }
+    let detail =
+        starts.iter().map(|start| format!("{:.1} s", start.as_secs_f64())).collect::<Vec<_>>();
+    (
+        problems,
+        format!(
+            "{} out of the warm pool; first job {} after the resume began",
+            plural(starts.len(), "instance"),
+            detail.join(", ")
+        ),
+    )
 }
 
 /// Regular files under `dir` (symbolic links not followed) that contain `needle`.

@@ -46,6 +46,9 @@ pub(crate) struct StackSettings<'a> {
     pub(crate) scale_out_cooldown_secs: u64,
     /// `ScalerMinPollInterval`, a Go duration.
     pub(crate) poll_interval: &'a str,
+    /// Scale-in by the group: `DisableScaleIn=false` without scale-in protection,
+    /// relying on the termination hook (on by default) to drain.
+    pub(crate) scale_in: bool,
 }
 
 /// Values the demo puts where a user would, and looks for in the jobs.
@@ -123,6 +126,17 @@ pub(crate) async fn deploy(
         ("AgentEnvFileUrl", format!("ssm:{env_path}")),
     ]
     .into_iter()
+    .chain(
+        settings
+            .scale_in
+            .then_some([
+                ("DisableScaleIn", "false".to_owned()),
+                ("InstanceScaleInProtection", "false".to_owned()),
+                ("EnableTerminationHook", "true".to_owned()),
+            ])
+            .into_iter()
+            .flatten(),
+    )
     .map(|(key, value)| (key.to_owned(), value))
     .collect();
     let mut all_parameters = parameters.clone();

@@ -47,6 +47,38 @@ check-4,default,2,2,4
 check-5,default,8,12,3
 ";
 
+/// The spot scenario: the first job taken is the one a spot interruption is announced
+/// under; it and the rest must still finish.
+pub(crate) const SPOT: &str = "\
+# The spot scenario: an interruption is announced under the first running job.
+job_id,queue,visible_at_s,ready_at_s,duration_s
+spot-1,default,1,1,8
+spot-2,default,1,1,6
+spot-3,default,1,1,6
+spot-4,default,12,12,4
+";
+
+/// The scale-in scenario: enough long jobs to keep every agent busy while the group
+/// shrinks.
+pub(crate) const SCALE_IN: &str = "\
+# The scale-in scenario: every agent busy while the group shrinks.
+job_id,queue,visible_at_s,ready_at_s,duration_s
+scale-1,default,1,1,14
+scale-2,default,1,1,14
+scale-3,default,1,1,14
+scale-4,default,1,1,14
+";
+
+/// The warm-pool scenario: jobs that arrive once the pool has been prepared, for the
+/// two instances the group takes out of it.
+pub(crate) const WARM: &str = "\
+# The warm-pool scenario: the group takes its instances out of a warm pool of two.
+job_id,queue,visible_at_s,ready_at_s,duration_s
+warm-1,default,6,6,4
+warm-2,default,6,6,5
+warm-3,default,6,6,4
+";
+
 /// How much of a trace file is replayed without `--minutes`.
 pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(10 * 60);
 

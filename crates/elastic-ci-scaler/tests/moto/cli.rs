@@ -1,6 +1,7 @@
 //! The binary against moto and the fake Buildkite API: the path the local demo and
-//! operators use (`run`, `run --once`, `--dry-run`, stopping on a signal), and one
-//! Lambda invocation through a fake Lambda runtime API.
+//! operators use (`run`, `run --once`, `--dry-run`, stopping on a signal), and Lambda
+//! invocations (the schedule's, and Buildkite's job events) through a fake Lambda
+//! runtime API.
 
 #[path = "../support/lambda_api.rs"]
 mod lambda_api;
@@ -189,4 +190,66 @@ async fn inside_lambda_the_metrics_are_embedded_log_lines_not_api_calls() {
         .await
         .unwrap();
     assert!(listed.metrics().is_empty(), "{:?}", listed.metrics());
+}
+
+/// A synthetic burst of Buildkite "Job Scheduled" events, as the partner event bus rule
+/// delivers them: the first polls and scales out at once, the rest of the burst is
+/// debounced, with no startup jitter and no polling loop.
+#[tokio::test]
+async fn a_burst_of_job_scheduled_events_scales_out_with_one_poll() {
+    let Some(moto) = moto() else { return };
+    let stack = Stack::new(moto, 0, 10, 0).await;
+    stack.set_jobs(3, 0);
+    let event = |id: &str| {
+        serde_json::json!({
+            "version": "0",
+            "id": id,
+            "detail-type": "Job Scheduled",
+            "source": "aws.partner/buildkite.com/acme/0106-187c-12cd4fe",
+            "account": "123456789012",
+            "time": "2026-01-05T18:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {
+                "version": 1,
+                "job": {"uuid": id, "type": "script", "agent_query_rules": [format!("queue={}", stack.queue)]},
+                "build": {"uuid": "b-1", "number": 1},
+                "pipeline": {"uuid": "p-1", "slug": "app"},
+                "organization": {"uuid": "o-1", "slug": "acme"}
+            }
+        })
+        .to_string()
+    };
+    let api = FakeLambdaApi::with_events(vec![event("e-1"), event("e-2"), event("e-3")]);
+    // A startup jitter and a long interval: an event invocation waits for neither.
+    let started = Instant::now();
+    let reports = api.invoke_all(
+        &mut scaler(
+            &stack,
+            &[
+                ("LAMBDA_STARTUP_JITTER_MAX", "30s"),
+                ("LAMBDA_INTERVAL", "60s"),
+                ("LAMBDA_TIMEOUT", "50s"),
+            ],
+        ),
+        3,
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    let summaries: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|(kind, body)| {
+            assert!(kind.starts_with(&format!("response {REQUEST_ID}")), "{kind}: {body}");
+            serde_json::from_str(body).unwrap()
+        })
+        .collect();
+    assert_eq!(summaries[0]["polls"], 1);
+    assert_eq!(summaries[0]["capacity_changes"], 1);
+    for summary in &summaries[1..] {
+        assert_eq!(
+            (&summary["polls"], &summary["debounced"]),
+            (&serde_json::json!(0), &serde_json::json!(true))
+        );
+    }
+    assert_eq!(stack.buildkite.requests().len(), 1, "one metrics request for three events");
+    assert_eq!(stack.desired().await, 3);
 }

@@ -1,7 +1,7 @@
-//! A fake AWS Lambda runtime API: hands out one invocation and records what the
-//! function reports for it.
+//! A fake AWS Lambda runtime API: hands out invocations (one scheduled event, or the
+//! events a test gives, in order) and records what the function reports for each.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +13,10 @@ use elastic_ci_testkit::http::TestServer;
 
 pub(crate) const REQUEST_ID: &str = "0f3a7c1e-request";
 
+/// The event EventBridge's schedule sends.
+pub(crate) const SCHEDULED_EVENT: &str =
+    r#"{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}"#;
+
 /// What the function posted: (route kind, body).
 pub(crate) type Reports = Arc<Mutex<Vec<(String, String)>>>;
 
@@ -23,8 +27,15 @@ pub(crate) struct FakeLambdaApi {
 
 impl FakeLambdaApi {
     pub(crate) fn start() -> FakeLambdaApi {
+        FakeLambdaApi::with_events(vec![SCHEDULED_EVENT.to_owned()])
+    }
+
+    /// Hands out `events` one invocation each, the first as [`REQUEST_ID`], the next as
+    /// `REQUEST_ID-1`, `REQUEST_ID-2`, …
+    pub(crate) fn with_events(events: Vec<String>) -> FakeLambdaApi {
         let reports: Reports = Arc::default();
-        let handed_out = Arc::new(AtomicBool::new(false));
+        let events = Arc::new(events);
+        let handed_out = Arc::new(AtomicUsize::new(0));
         let record = |kind: &'static str, reports: Reports| {
             move |Path(id): Path<String>, body: String| {
                 let reports = reports.clone();
@@ -40,31 +51,49 @@ impl FakeLambdaApi {
                 "/2018-06-01/runtime/invocation/next",
                 get(move || {
                     let handed_out = handed_out.clone();
+                    let events = events.clone();
                     async move {
-                        if handed_out.swap(true, Ordering::SeqCst) {
-                            // One invocation only: later polls wait until the test ends.
+                        let index = handed_out.fetch_add(1, Ordering::SeqCst);
+                        let Some(event) = events.get(index).cloned() else {
+                            // No more invocations: later polls wait until the test ends.
                             tokio::time::sleep(Duration::from_secs(600)).await;
-                        }
-                        let deadline = SystemTime::now()
-                            .duration_since(SystemTime::UNIX_EPOCH)
-                            .unwrap()
-                            + Duration::from_secs(60);
+                            return (HeaderMap::new(), String::new());
+                        };
+                        let request_id = if index == 0 {
+                            REQUEST_ID.to_owned()
+                        } else {
+                            format!("{REQUEST_ID}-{index}")
+                        };
+                        let deadline =
+                            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap()
+                                + Duration::from_secs(60);
                         let mut headers = HeaderMap::new();
-                        headers.insert("Lambda-Runtime-Aws-Request-Id", HeaderValue::from_static(REQUEST_ID));
+                        headers.insert(
+                            "Lambda-Runtime-Aws-Request-Id",
+                            HeaderValue::from_str(&request_id).unwrap(),
+                        );
                         headers.insert(
                             "Lambda-Runtime-Deadline-Ms",
                             HeaderValue::from(u64::try_from(deadline.as_millis()).unwrap()),
                         );
                         headers.insert(
                             "Lambda-Runtime-Invoked-Function-Arn",
-                            HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:scaler"),
+                            HeaderValue::from_static(
+                                "arn:aws:lambda:us-east-1:123456789012:function:scaler",
+                            ),
                         );
-                        (headers, r#"{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}"#)
+                        (headers, event)
                     }
                 }),
             )
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(record("response", reports.clone())))
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(record("error", reports.clone())))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(record("response", reports.clone())),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(record("error", reports.clone())),
+            )
             .route(
                 "/2018-06-01/runtime/init/error",
                 post(move |body: String| {
@@ -121,12 +150,38 @@ impl FakeLambdaApi {
         (kind, body, text)
     }
 
+    /// Runs `command` as the function until it reported on `n` invocations, then stops
+    /// it; returns the reports in the order they came.
+    #[allow(dead_code, reason = "not every test binary that includes this module uses it")]
+    pub(crate) fn invoke_all(
+        &self,
+        command: &mut std::process::Command,
+        n: usize,
+    ) -> Vec<(String, String)> {
+        let mut child = command
+            .envs(self.function_env())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let reports = self.wait_for_reports(n);
+        let _ = child.kill();
+        let _ = child.wait();
+        reports
+    }
+
     /// Waits (up to a minute) for the function's report on the invocation.
     fn wait_for_report(&self) -> (String, String) {
+        self.wait_for_reports(1).remove(0)
+    }
+
+    /// Waits (up to a minute) for `n` reports.
+    fn wait_for_reports(&self, n: usize) -> Vec<(String, String)> {
         let started = std::time::Instant::now();
         loop {
-            if let Some(report) = self.reports.lock().unwrap().first().cloned() {
-                return report;
+            let reports = self.reports.lock().unwrap().clone();
+            if reports.len() >= n {
+                return reports;
             }
             assert!(started.elapsed() < Duration::from_secs(60), "no report from the function");
             std::thread::sleep(Duration::from_millis(50));
