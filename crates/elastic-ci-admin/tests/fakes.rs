@@ -1,17 +1,21 @@
-//! The state `why` and `pause` work on, gathered from the in-memory fakes for what moto
-//! cannot show: pending instances, scaling activities, FAILURE signals, a refused token.
+//! The state `why`, `upgrade` and `drain` work on, from the in-memory fakes for what moto
+//! cannot show: pending instances, scaling activities, FAILURE signals, a refused token,
+//! an update executed to its end or rolled back, instances leaving the group.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use elastic_ci_admin::clients::Clients;
+use elastic_ci_admin::commands::upgrade::{UpgradeArgs, upgrade};
 use elastic_ci_admin::state::gather;
 use elastic_ci_admin::target::from_cloudformation;
 use elastic_ci_admin::why::{Cause, LaunchFailure, causes};
-use elastic_ci_aws::cloudformation::Stacks;
+use elastic_ci_admin::{Context, MutateArgs, StackArgs};
+use elastic_ci_aws::cloudformation::{ResourceChange, Stacks};
 use elastic_ci_aws::fake::{
-    FakeLogEvents, FakeNetwork, FakeObjectStore, FakeParameterStore, FakeRules, FakeScalingGroup,
-    FakeStacks,
+    ChangeSetOutcome, FakeLogEvents, FakeNetwork, FakeObjectStore, FakeParameterStore, FakeRules,
+    FakeScalingGroup, FakeStacks,
 };
 use elastic_ci_core::fleet::{GroupSnapshot, Health, LifecycleState, ScalingActivity};
 
@@ -156,4 +160,97 @@ async fn a_stale_scaler_and_the_max_size() {
     let causes = causes_of(&world, now).await;
     assert!(causes.contains(&Cause::NoSuccessfulPoll { minutes: Some(15) }), "{causes:?}");
     assert!(causes.contains(&Cause::AtMaxSize { max_size: 5, jobs: 9 }), "{causes:?}");
+}
+
+fn upgrade_args(set: &[(&str, &str)]) -> UpgradeArgs {
+    UpgradeArgs {
+        stack: StackArgs {
+            stack: Some("ci".to_owned()),
+            terraform_output: None,
+            profile: None,
+            region: None,
+            endpoint_url: None,
+        },
+        template_url: Some("https://s3.amazonaws.com/releases/v2.0.0/aws-stack.yml".to_owned()),
+        version: None,
+        release_bucket: None,
+        set: set.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+        poll_interval: Duration::from_millis(10),
+        mutate: MutateArgs { dry_run: false, yes: true },
+    }
+}
+
+/// The stack of [`world`] with parameters an upgrade works on, a new template without
+/// `Retired`, and a change set that modifies the launch template.
+async fn upgrade_world() -> (World, Context) {
+    let world = world();
+    world.stacks.insert_stack(
+        "ci",
+        &[("BuildkiteQueue", "builds"), ("MaxSize", "3"), ("Retired", "old")],
+        &[("AgentAutoScaleGroup", "AWS::AutoScaling::AutoScalingGroup", "ci-asg")],
+    );
+    world.stacks.set_template_parameters(&["BuildkiteQueue", "MaxSize", "New"]);
+    world.stacks.set_planned_changes(vec![ResourceChange {
+        action: "Modify".to_owned(),
+        logical_id: "AgentLaunchTemplate".to_owned(),
+        resource_type: "AWS::EC2::LaunchTemplate".to_owned(),
+        replacement: Some("False".to_owned()),
+        properties: vec!["LaunchTemplateData".to_owned()],
+    }]);
+    let target = from_cloudformation(world.stacks.as_ref() as &dyn Stacks, "ci").await.unwrap();
+    let context = Context {
+        clients: world.clients.clone(),
+        target,
+        env: HashMap::new(),
+        now: SystemTime::now(),
+    };
+    (world, context)
+}
+
+#[tokio::test]
+async fn upgrade_executes_the_change_set_and_follows_it_to_the_end() {
+    let (world, context) = upgrade_world().await;
+    let mut out = Vec::new();
+    upgrade(&context, &upgrade_args(&[("MaxSize", "5")]), &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("parameter Retired is not in the new template: dropped (it was \"old\")"),
+        "{out}"
+    );
+    assert!(out.contains("parameter MaxSize: \"3\" -> \"5\""), "{out}");
+    assert!(
+        out.contains("  Modify AgentLaunchTemplate (AWS::EC2::LaunchTemplate): LaunchTemplateData"),
+        "{out}"
+    );
+    assert!(out.contains("the Auto Scaling group will be replaced"), "{out}");
+    assert!(out.contains(" UPDATE_IN_PROGRESS ci AWS::CloudFormation::Stack"), "{out}");
+    assert!(out.contains("stack ci: UPDATE_COMPLETE in "), "{out}");
+    let parameters = world.stacks.parameters("ci");
+    assert_eq!(parameters.get("MaxSize").map(String::as_str), Some("5"));
+    assert_eq!(parameters.get("BuildkiteQueue").map(String::as_str), Some("builds"));
+    assert!(!parameters.contains_key("Retired"), "{parameters:?}");
+    // The kept parameter went as UsePreviousValue, never as a value read back.
+    let change_sets = world.stacks.change_sets();
+    let request = change_sets.values().next().unwrap();
+    let queue = request.parameters.iter().find(|parameter| parameter.key == "BuildkiteQueue");
+    assert_eq!(queue.and_then(|parameter| parameter.value.clone()), None);
+}
+
+#[tokio::test]
+async fn a_rolled_back_upgrade_fails_naming_the_first_failed_resource() {
+    let (world, context) = upgrade_world().await;
+    world.stacks.set_outcome(ChangeSetOutcome::RollBack {
+        resource: "AgentAutoScaleGroup".to_owned(),
+        reason: "Received 0 SUCCESS signal(s) out of 1".to_owned(),
+    });
+    let mut out = Vec::new();
+    let error = upgrade(&context, &upgrade_args(&[]), &mut out).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the update of stack ci failed and rolled back (UPDATE_ROLLBACK_COMPLETE): first failed resource AgentAutoScaleGroup: Received 0 SUCCESS signal(s) out of 1"
+    );
+    assert!(error.downcast_ref::<elastic_ci_admin::error::InputError>().is_none());
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("UPDATE_FAILED AgentAutoScaleGroup"), "{out}");
+    assert_eq!(world.stacks.parameters("ci").get("MaxSize").map(String::as_str), Some("3"));
 }

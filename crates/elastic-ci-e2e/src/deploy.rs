@@ -159,6 +159,75 @@ mod tests {
     }
 }
 
+/// A VPC made outside any stack, as a user's existing network is: two subnets in two
+/// zones, an internet gateway and a route table with a default route to it, associated
+/// with both subnets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub vpc_id: String,
+    pub subnets: Vec<String>,
+    pub internet_gateway: String,
+}
+
+/// Builds a [`Network`] in the emulator with explicit EC2 calls on `10.<octet>.0.0/16`.
+/// Stacks that create their own VPC cannot be relied on for routing there: moto's
+/// CloudFormation does not always associate the stack's route table with its subnets.
+pub fn create_network(api: &MotoApi, octet: u8) -> anyhow::Result<Network> {
+    const VERSION: &str = "2016-11-15";
+    let call = |params: &[(&str, &str)], tag: &str| -> anyhow::Result<String> {
+        let xml = api.try_query("ec2", VERSION, params)?;
+        xml_first(&xml, tag).with_context(|| format!("{:?} answered no {tag}: {xml}", params[0]))
+    };
+    let vpc_id =
+        call(&[("Action", "CreateVpc"), ("CidrBlock", &format!("10.{octet}.0.0/16"))], "vpcId")?;
+    let subnets = [(1, "a"), (2, "b")]
+        .into_iter()
+        .map(|(third, zone)| {
+            call(
+                &[
+                    ("Action", "CreateSubnet"),
+                    ("VpcId", &vpc_id),
+                    ("CidrBlock", &format!("10.{octet}.{third}.0/24")),
+                    ("AvailabilityZone", &format!("{REGION}{zone}")),
+                ],
+                "subnetId",
+            )
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
+    let internet_gateway = call(&[("Action", "CreateInternetGateway")], "internetGatewayId")?;
+    api.try_query(
+        "ec2",
+        VERSION,
+        &[
+            ("Action", "AttachInternetGateway"),
+            ("InternetGatewayId", &internet_gateway),
+            ("VpcId", &vpc_id),
+        ],
+    )?;
+    let route_table = call(&[("Action", "CreateRouteTable"), ("VpcId", &vpc_id)], "routeTableId")?;
+    api.try_query(
+        "ec2",
+        VERSION,
+        &[
+            ("Action", "CreateRoute"),
+            ("RouteTableId", &route_table),
+            ("DestinationCidrBlock", "0.0.0.0/0"),
+            ("GatewayId", &internet_gateway),
+        ],
+    )?;
+    for subnet in &subnets {
+        call(
+            &[
+                ("Action", "AssociateRouteTable"),
+                ("RouteTableId", &route_table),
+                ("SubnetId", subnet),
+            ],
+            "associationId",
+        )?;
+    }
+    Ok(Network { vpc_id, subnets, internet_gateway })
+}
+
 /// A stack deployed on the emulator.
 #[derive(Debug, Clone)]
 pub struct DeployedStack {

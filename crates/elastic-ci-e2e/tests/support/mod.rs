@@ -186,26 +186,8 @@ pub(crate) async fn scaling_group(moto: &Moto, name: &str) -> AutoScalingGroup {
 /// tables, routes and gateway attachment of a stack-built VPC, so tests that delete
 /// their stack bring their own network.
 pub(crate) fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
-    let vpc =
-        api.query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]);
-    let vpc_id = xml_first(&vpc, "vpcId").expect("a VPC id");
-    let subnets = [("10.1.1.0/24", "us-east-1a"), ("10.1.2.0/24", "us-east-1b")]
-        .into_iter()
-        .map(|(cidr, zone)| {
-            let subnet = api.query(
-                "ec2",
-                "2016-11-15",
-                &[
-                    ("Action", "CreateSubnet"),
-                    ("VpcId", &vpc_id),
-                    ("CidrBlock", cidr),
-                    ("AvailabilityZone", zone),
-                ],
-            );
-            xml_first(&subnet, "subnetId").expect("a subnet id")
-        })
-        .collect();
-    (vpc_id, subnets)
+    let network = deploy::create_network(api, 1).expect("a network outside the stack");
+    (network.vpc_id, network.subnets)
 }
 
 pub(crate) fn lambda_function(api: &MotoApi, name: &str) -> Value {
