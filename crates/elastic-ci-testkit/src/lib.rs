@@ -9,6 +9,8 @@
 //! - [`image`]: the agent image's hook shims installed under a directory standing
 //!   for `/`.
 //! - [`imds`]: a fake EC2 instance metadata service (IMDSv2) that can be taken down.
+//! - [`log_filter`]: CloudWatch Logs filter patterns evaluated against log lines, for
+//!   the stack's metric filters.
 //! - [`names`]: resource names unique across parallel tests and runs.
 //!
 //! **Architecture Invariant:** tests reach nothing but 127.0.0.1.
@@ -21,5 +23,6 @@ pub mod buildkite;
 pub mod http;
 pub mod image;
 pub mod imds;
+pub mod log_filter;
 pub mod moto;
 pub mod names;

@@ -16,7 +16,7 @@ use elastic_ci_testkit::names::unique_name;
 use serde_json::{Value, json};
 
 use elastic_ci_e2e::deploy;
-use elastic_ci_e2e::moto_api::{MotoApi, xml_first};
+use elastic_ci_e2e::moto_api::MotoApi;
 use xtask::{project, template};
 
 /// The release version the tests render the template with.
