@@ -5,6 +5,8 @@
 //!   `cargo xtask ci`) runs, with SDK clients for setting up fixtures.
 //! - [`buildkite`]: a fake Buildkite agent API whose queue counts and failures tests
 //!   script.
+//! - [`buildkite_rest`]: a fake Buildkite REST API serving an organization's builds
+//!   and jobs, paginated, for `elastic-ci export-trace`.
 //! - [`http`]: an in-process HTTP and HTTPS server for tests of HTTP clients.
 //! - [`image`]: the agent image's hook shims installed under a directory standing
 //!   for `/`.
@@ -20,6 +22,7 @@
 //! traits deliberately do not offer.
 
 pub mod buildkite;
+pub mod buildkite_rest;
 pub mod http;
 pub mod image;
 pub mod imds;
