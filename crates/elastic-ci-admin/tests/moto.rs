@@ -4,6 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use assert_cmd::Command;
+use elastic_ci_admin::commands::drain::DRAIN_COMMAND;
 use elastic_ci_e2e::deploy::{
     DeployedStack, create_network, deploy_stack, render_template, upload_scaler_zips,
 };
@@ -407,6 +408,60 @@ async fn rotate_token_keeps_the_type_and_never_prints_the_token() {
     let parameter = stored.parameter().unwrap();
     assert_eq!(parameter.value(), Some("new-secret-token"));
     assert_eq!(parameter.r#type().map(|kind| kind.as_str()), Some("SecureString"));
+}
+
+/// Drain through moto's SSM, which records the command. moto adds every instance of
+/// the account to a command's targets, so which instances a drain names is checked
+/// with the in-memory fakes (`tests/fakes.rs`); here, that the command goes out as SSM
+/// Run Command with the drain unit, and that `--all` pauses the scaler first.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_sends_the_drain_command_through_ssm() {
+    let Some(moto) = moto() else { return };
+    let stack = stack(&moto, &[("MinSize", "2"), ("MaxSize", "3")]).await;
+    let api = MotoApi::new(&moto.endpoint);
+    let rule =
+        stack.physical("AutoscalingSchedule").unwrap().rsplit('/').next().unwrap().to_owned();
+    let group = group(&moto, stack.physical("AgentAutoScaleGroup").unwrap()).await;
+    // In the group's order, which drain --all keeps.
+    let instances: Vec<&str> =
+        group.instances().iter().filter_map(|instance| instance.instance_id()).collect();
+    assert_eq!(instances.len(), 2);
+
+    let one =
+        run_text(&moto, &["drain", "--stack", &stack.name, "--instance", instances[0], "--yes"]);
+    let command_id = one
+        .strip_prefix(&format!("draining {} (SSM command ", instances[0]))
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{one}"));
+    let listed = moto.ssm().list_commands().command_id(command_id).send().await.unwrap();
+    let command = &listed.commands()[0];
+    assert_eq!(command.document_name(), Some("AWS-RunShellScript"));
+    assert_eq!(command.parameters().unwrap()["commands"], [DRAIN_COMMAND]);
+    assert!(command.instance_ids().contains(&instances[0].to_owned()));
+    assert_eq!(rule_state(&api, &rule), "ENABLED");
+
+    let dry = run_text(&moto, &["drain", "--stack", &stack.name, "--all", "--dry-run"]);
+    assert_eq!(
+        dry,
+        format!(
+            "would pause the scaler\nwould drain {}: `{DRAIN_COMMAND}` through SSM\n",
+            instances.join(", ")
+        )
+    );
+    assert_eq!(rule_state(&api, &rule), "ENABLED");
+
+    let all = run_text(&moto, &["drain", "--stack", &stack.name, "--all", "--yes"]);
+    assert!(
+        all.contains(&format!("paused\ndraining {} (SSM command ", instances.join(", "))),
+        "{all}"
+    );
+    assert_eq!(rule_state(&api, &rule), "DISABLED");
+
+    elastic_ci(&moto)
+        .args(["drain", "--stack", &stack.name, "--instance", "i-00000000000000000", "--yes"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("\"i-00000000000000000\" is not in service"));
 }
 
 #[test]
