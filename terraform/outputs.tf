@@ -71,3 +71,28 @@ output "scaler_log_group" {
   description = "The scaler's log group, or null when min_size equals max_size."
   value       = local.has_variable_size ? aws_cloudwatch_log_group.scaler[0].name : null
 }
+
+output "stack_name" {
+  description = "The stack's name, which names its log groups (/buildkite/<stack name>/...) and its monitoring metrics' namespace (ElasticCIStack/<stack name>)."
+  value       = var.stack_name
+}
+
+output "subnet_ids" {
+  description = "The instances' subnets, the ones the module built or subnets."
+  value       = local.subnet_ids
+}
+
+output "scaler_schedule_rule" {
+  description = "The EventBridge rule that runs the scaler, or null when min_size equals max_size; elastic-ci pause disables it."
+  value       = local.has_variable_size ? aws_cloudwatch_event_rule.scaler[0].name : null
+}
+
+output "dashboard_name" {
+  description = "The stack's CloudWatch dashboard (queue, capacity, scaler polls and errors, failed boots, alarms, decisions)."
+  value       = aws_cloudwatch_dashboard.stack.dashboard_name
+}
+
+output "dashboard_url" {
+  description = "The stack's CloudWatch dashboard in the console."
+  value       = "https://${local.region}.console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards:name=${aws_cloudwatch_dashboard.stack.dashboard_name}"
+}

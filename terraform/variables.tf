@@ -345,6 +345,18 @@ variable "log_retention_days" {
   }
 }
 
+variable "alarm_topic_arn" {
+  description = "SNS topic the stack's alarms (no successful scaler poll for 10 minutes, scaler errors, failed boots) notify when they fire and when they clear. Empty notifies nobody; the alarms still show on the stack's dashboard."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^$|^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[a-zA-Z0-9_.-]{1,256}$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be empty or the ARN of an SNS topic."
+  }
+}
+
 variable "buildkite_agent_enable_graceful_shutdown" {
   description = "When an update replaces the Auto Scaling group, let the old group's agents finish their jobs before it is removed."
   type        = bool

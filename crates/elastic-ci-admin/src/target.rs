@@ -160,10 +160,8 @@ pub fn from_resources(
         Some(path) if !path.is_empty() => Some(path.clone()),
         _ => Some(format!("/{stack_name}/buildkite/agent-token")),
     };
-    let subnets = match parameters.get("Subnets") {
-        Some(list) if !list.trim().is_empty() => {
-            list.split(',').map(|subnet| subnet.trim().to_owned()).collect()
-        }
+    let subnets = match parameters.get("Subnets").map(|list| subnet_ids(list)) {
+        Some(list) if !list.is_empty() => list,
         _ => ["Subnet0", "Subnet1"].iter().filter_map(|logical| physical(logical)).collect(),
     };
     Ok(StackTarget {
@@ -178,6 +176,16 @@ pub fn from_resources(
         log_groups,
         parameters,
     })
+}
+
+/// The ids of the `Subnets` parameter: CloudFormation gives a list parameter as
+/// `a,b`; the local emulator gives Python's `['a', 'b']`. Subnet ids never hold
+/// brackets, quotes or spaces, so those are separators whatever the form.
+fn subnet_ids(list: &str) -> Vec<String> {
+    list.split([',', '[', ']', '\'', '"', ' '])
+        .filter(|subnet| !subnet.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A rule's name from its physical id, which is the name, or an ARN ending in
@@ -268,6 +276,26 @@ mod tests {
         assert_eq!(target.log_group(LogSource::Agent).unwrap(), "/buildkite/ci/buildkite-agent");
         let error = target.log_group(LogSource::Docker).unwrap_err();
         assert_eq!(error.to_string(), "stack ci has no docker-daemon log group");
+    }
+
+    #[test]
+    fn reads_the_subnets_parameter_in_either_form() {
+        for list in ["subnet-1,subnet-2", "subnet-1, subnet-2", "['subnet-1', 'subnet-2']"] {
+            assert_eq!(subnet_ids(list), ["subnet-1", "subnet-2"], "{list}");
+        }
+        assert!(subnet_ids("").is_empty());
+        let parameters = BTreeMap::from([("Subnets".to_owned(), String::new())]);
+        let target = from_resources(
+            "ci",
+            parameters,
+            &[
+                resource("AgentAutoScaleGroup", "g"),
+                resource("Subnet0", "subnet-a"),
+                resource("Subnet1", "subnet-b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(target.subnets, ["subnet-a", "subnet-b"]);
     }
 
     #[test]

@@ -372,3 +372,72 @@ fn simulates_a_warm_pool_job_events_and_spot_interruptions() {
         .code(2)
         .stderr(predicate::str::contains(r#"invalid fraction "1.5""#));
 }
+
+/// The reference trace t1 costs 335.0 instance-minutes (see above); at $1.20 an hour
+/// that is 335 / 60 × 1.2 = $6.70. In the sweep of t2's cooldowns, 385.0 and 385.1
+/// instance-minutes are $7.70 and $7.702.
+#[test]
+fn prices_the_instance_minutes_in_the_summary_the_json_and_the_sweep() {
+    elastic_ci()
+        .arg("simulate")
+        .arg(traces().join("t1.csv"))
+        .args(["--price-per-instance-hour", "1.2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "dollar cost: $6.70 (335.0 instance-minutes at $1.2 per instance-hour)\n",
+        ));
+    elastic_ci()
+        .arg("simulate")
+        .arg(traces().join("t1.csv"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("dollar cost").not());
+
+    let output = elastic_ci()
+        .args(["simulate", "--json", "--price-per-instance-hour", "1.2"])
+        .arg(traces().join("t1.csv"))
+        .output()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["instance_minutes"], 335.0);
+    assert_eq!(summary["price_per_instance_hour"], 1.2);
+    assert!((summary["cost_usd"].as_f64().unwrap() - 6.70).abs() < 1e-9, "{summary}");
+
+    let sweep = ["--sweep", "SCALE_OUT_COOLDOWN_PERIOD=0s,300s", "--threads", "2"];
+    elastic_ci()
+        .arg("simulate")
+        .arg(traces().join("t2.csv"))
+        .args(sweep)
+        .args(["--price-per-instance-hour", "1.2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "  SCALE_OUT_COOLDOWN_PERIOD  instance-min  cost $  wait p50",
+        ))
+        .stdout(predicate::str::contains("  300s                       385.0         7.70    "))
+        .stdout(predicate::str::contains("  0s                         385.1         7.70    "))
+        .stdout(predicate::str::contains("cost $ is at $1.2 per instance-hour."));
+    let output = elastic_ci()
+        .args(["simulate", "--json", "--price-per-instance-hour", "1.2"])
+        .arg(traces().join("t2.csv"))
+        .args(sweep)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let points = report["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for point in points {
+        let summary = &point["summary"];
+        let expected = summary["instance_minutes"].as_f64().unwrap() / 60.0 * 1.2;
+        assert!((summary["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9, "{summary}");
+    }
+
+    for bad in ["--price-per-instance-hour=-1", "--price-per-instance-hour=cheap"] {
+        elastic_ci().arg("simulate").arg(traces().join("t1.csv")).arg(bad).assert().code(2).stderr(
+            predicate::str::contains(
+                "expected dollars per instance-hour from 0 to 1000, such as 0.0832",
+            ),
+        );
+    }
+}

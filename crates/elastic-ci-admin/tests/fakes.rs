@@ -1,17 +1,23 @@
-//! The state `why` and `pause` work on, gathered from the in-memory fakes for what moto
-//! cannot show: pending instances, scaling activities, FAILURE signals, a refused token.
+//! The state `why`, `upgrade` and `drain` work on, from the in-memory fakes for what moto
+//! cannot show: pending instances, scaling activities, FAILURE signals, a refused token,
+//! an update executed to its end or rolled back, instances leaving the group.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use elastic_ci_admin::clients::Clients;
+use elastic_ci_admin::commands::drain::{DRAIN_COMMAND, DRAIN_UNIT, DrainArgs, drain};
+use elastic_ci_admin::commands::upgrade::{UpgradeArgs, upgrade};
+use elastic_ci_admin::state::PAUSE_TAG;
 use elastic_ci_admin::state::gather;
 use elastic_ci_admin::target::from_cloudformation;
 use elastic_ci_admin::why::{Cause, LaunchFailure, causes};
-use elastic_ci_aws::cloudformation::Stacks;
+use elastic_ci_admin::{Context, MutateArgs, StackArgs};
+use elastic_ci_aws::cloudformation::{ResourceChange, Stacks};
 use elastic_ci_aws::fake::{
-    FakeLogEvents, FakeNetwork, FakeObjectStore, FakeParameterStore, FakeRules, FakeScalingGroup,
-    FakeStacks,
+    ChangeSetOutcome, FakeLogEvents, FakeNetwork, FakeObjectStore, FakeParameterStore, FakeRules,
+    FakeScalingGroup, FakeStacks,
 };
 use elastic_ci_core::fleet::{GroupSnapshot, Health, LifecycleState, ScalingActivity};
 
@@ -21,6 +27,8 @@ struct World {
     logs: Arc<FakeLogEvents>,
     network: Arc<FakeNetwork>,
     stacks: Arc<FakeStacks>,
+    rules: Arc<FakeRules>,
+    parameters: Arc<FakeParameterStore>,
 }
 
 fn world() -> World {
@@ -54,16 +62,16 @@ fn world() -> World {
         stacks: stacks.clone(),
         groups: group.clone(),
         group_admin: group.clone(),
-        rules,
+        rules: rules.clone(),
         logs: logs.clone(),
         parameters: parameters.clone(),
         parameter_admin: parameters.clone(),
-        commands: parameters,
+        commands: parameters.clone(),
         objects: Arc::new(FakeObjectStore::default()),
         images: Arc::new(elastic_ci_aws::fake::FakeMachineImages::default()),
         network: network.clone(),
     };
-    World { clients, group, logs, network, stacks }
+    World { clients, group, logs, network, stacks, rules, parameters }
 }
 
 fn poll(now: SystemTime, ago_secs: u64, body: &str) -> (SystemTime, String) {
@@ -156,4 +164,214 @@ async fn a_stale_scaler_and_the_max_size() {
     let causes = causes_of(&world, now).await;
     assert!(causes.contains(&Cause::NoSuccessfulPoll { minutes: Some(15) }), "{causes:?}");
     assert!(causes.contains(&Cause::AtMaxSize { max_size: 5, jobs: 9 }), "{causes:?}");
+}
+
+fn upgrade_args(set: &[(&str, &str)]) -> UpgradeArgs {
+    UpgradeArgs {
+        stack: stack_args(),
+        template_url: Some("https://s3.amazonaws.com/releases/v2.0.0/aws-stack.yml".to_owned()),
+        version: None,
+        release_bucket: None,
+        set: set.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+        poll_interval: Duration::from_millis(10),
+        mutate: MutateArgs { dry_run: false, yes: true },
+    }
+}
+
+/// The stack of [`world`] with parameters an upgrade works on, a new template without
+/// `Retired`, and a change set that modifies the launch template.
+async fn upgrade_world() -> (World, Context) {
+    let world = world();
+    world.stacks.insert_stack(
+        "ci",
+        &[("BuildkiteQueue", "builds"), ("MaxSize", "3"), ("Retired", "old")],
+        &[("AgentAutoScaleGroup", "AWS::AutoScaling::AutoScalingGroup", "ci-asg")],
+    );
+    world.stacks.set_template_parameters(&["BuildkiteQueue", "MaxSize", "New"]);
+    world.stacks.set_planned_changes(vec![ResourceChange {
+        action: "Modify".to_owned(),
+        logical_id: "AgentLaunchTemplate".to_owned(),
+        resource_type: "AWS::EC2::LaunchTemplate".to_owned(),
+        replacement: Some("False".to_owned()),
+        properties: vec!["LaunchTemplateData".to_owned()],
+    }]);
+    let context = context(&world).await;
+    (world, context)
+}
+
+/// The context a command of stack `ci` runs with.
+async fn context(world: &World) -> Context {
+    let target = from_cloudformation(world.stacks.as_ref() as &dyn Stacks, "ci").await.unwrap();
+    Context { clients: world.clients.clone(), target, env: HashMap::new(), now: SystemTime::now() }
+}
+
+#[tokio::test]
+async fn upgrade_executes_the_change_set_and_follows_it_to_the_end() {
+    let (world, context) = upgrade_world().await;
+    let mut out = Vec::new();
+    upgrade(&context, &upgrade_args(&[("MaxSize", "5")]), &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("parameter Retired is not in the new template: dropped (it was \"old\")"),
+        "{out}"
+    );
+    assert!(out.contains("parameter MaxSize: \"3\" -> \"5\""), "{out}");
+    assert!(
+        out.contains("  Modify AgentLaunchTemplate (AWS::EC2::LaunchTemplate): LaunchTemplateData"),
+        "{out}"
+    );
+    assert!(out.contains("the Auto Scaling group will be replaced"), "{out}");
+    assert!(out.contains(" UPDATE_IN_PROGRESS ci AWS::CloudFormation::Stack"), "{out}");
+    assert!(out.contains("stack ci: UPDATE_COMPLETE in "), "{out}");
+    let parameters = world.stacks.parameters("ci");
+    assert_eq!(parameters.get("MaxSize").map(String::as_str), Some("5"));
+    assert_eq!(parameters.get("BuildkiteQueue").map(String::as_str), Some("builds"));
+    assert!(!parameters.contains_key("Retired"), "{parameters:?}");
+    // The kept parameter went as UsePreviousValue, never as a value read back.
+    let change_sets = world.stacks.change_sets();
+    let request = change_sets.values().next().unwrap();
+    let queue = request.parameters.iter().find(|parameter| parameter.key == "BuildkiteQueue");
+    assert_eq!(queue.and_then(|parameter| parameter.value.clone()), None);
+}
+
+#[tokio::test]
+async fn a_rolled_back_upgrade_fails_naming_the_first_failed_resource() {
+    let (world, context) = upgrade_world().await;
+    world.stacks.set_outcome(ChangeSetOutcome::RollBack {
+        resource: "AgentAutoScaleGroup".to_owned(),
+        reason: "Received 0 SUCCESS signal(s) out of 1".to_owned(),
+    });
+    let mut out = Vec::new();
+    let error = upgrade(&context, &upgrade_args(&[]), &mut out).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the update of stack ci failed and rolled back (UPDATE_ROLLBACK_COMPLETE): first failed resource AgentAutoScaleGroup: Received 0 SUCCESS signal(s) out of 1"
+    );
+    assert!(error.downcast_ref::<elastic_ci_admin::error::InputError>().is_none());
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("UPDATE_FAILED AgentAutoScaleGroup"), "{out}");
+    assert_eq!(world.stacks.parameters("ci").get("MaxSize").map(String::as_str), Some("3"));
+}
+
+fn stack_args() -> StackArgs {
+    StackArgs {
+        stack: Some("ci".to_owned()),
+        terraform_output: None,
+        profile: None,
+        region: None,
+        endpoint_url: None,
+    }
+}
+
+fn drain_args(instances: &[&str], all: bool, wait: bool, dry_run: bool) -> DrainArgs {
+    DrainArgs {
+        stack: stack_args(),
+        instance: instances.iter().map(|id| (*id).to_owned()).collect(),
+        all,
+        wait,
+        timeout: Duration::from_secs(5),
+        poll_interval: Duration::from_millis(10),
+        mutate: MutateArgs { dry_run, yes: true },
+    }
+}
+
+/// The stack of [`world`] with two instances in service and one already terminating.
+async fn drain_world() -> (World, Context) {
+    let world = world();
+    for (id, state) in [
+        ("i-1", LifecycleState::InService),
+        ("i-2", LifecycleState::InService),
+        ("i-3", LifecycleState::Terminating),
+    ] {
+        world.group.add_instance("ci-asg", id, state);
+    }
+    let context = context(&world).await;
+    (world, context)
+}
+
+fn drains(instances: &[&str]) -> (Vec<String>, Vec<String>) {
+    (instances.iter().map(|id| (*id).to_owned()).collect(), vec![DRAIN_COMMAND.to_owned()])
+}
+
+#[tokio::test]
+async fn drain_sends_the_command_to_the_instance_named_only() {
+    let (world, context) = drain_world().await;
+    let mut out = Vec::new();
+    drain(&context, &drain_args(&["i-2"], false, false, false), &mut out).await.unwrap();
+    assert_eq!(world.parameters.commands(), [drains(&["i-2"])]);
+    assert_eq!(String::from_utf8(out).unwrap(), "draining i-2 (SSM command command-1)\n");
+    // The scaler keeps running: the group replaces the instance as jobs need.
+    assert_eq!(world.rules.enabled("ci-schedule"), Some(true));
+
+    let error = drain(&context, &drain_args(&["i-3"], false, false, false), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.to_string(), "instance \"i-3\" is not in service in group ci-asg");
+    assert!(error.downcast_ref::<elastic_ci_admin::error::InputError>().is_some());
+    assert_eq!(world.parameters.commands().len(), 1);
+}
+
+#[tokio::test]
+async fn a_dry_run_drains_nothing_and_pauses_nothing() {
+    let (world, context) = drain_world().await;
+    let mut out = Vec::new();
+    drain(&context, &drain_args(&[], true, true, true), &mut out).await.unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("would pause the scaler\nwould drain i-1, i-2: `{DRAIN_COMMAND}` through SSM\n")
+    );
+    assert!(world.parameters.commands().is_empty());
+    assert_eq!(world.rules.enabled("ci-schedule"), Some(true));
+    assert!(world.group.tags("ci-asg").is_empty());
+}
+
+#[tokio::test]
+async fn drain_all_pauses_the_scaler_and_waits_for_every_instance_to_leave() {
+    let (world, context) = drain_world().await;
+    let group = world.group.clone();
+    // The instances leave a little later, as their agents finish their jobs.
+    let leaving = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        group.remove_instance("i-1");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        group.remove_instance("i-2");
+    });
+    let mut out = Vec::new();
+    drain(&context, &drain_args(&[], true, true, false), &mut out).await.unwrap();
+    leaving.await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.starts_with("disable the scaler's schedule ci-schedule\n"), "{out}");
+    assert!(out.contains("paused\ndraining i-1, i-2 (SSM command command-1)\n"), "{out}");
+    assert!(out.contains("waiting for i-1, i-2 to finish their jobs and leave\n"), "{out}");
+    assert!(out.contains("waiting for i-2 to finish their jobs and leave\n"), "{out}");
+    assert!(out.ends_with("drained: every instance has left the group\n"), "{out}");
+    assert_eq!(world.parameters.commands(), [drains(&["i-1", "i-2"])]);
+    assert_eq!(world.rules.enabled("ci-schedule"), Some(false));
+    assert!(world.group.tags("ci-asg").contains_key(PAUSE_TAG));
+}
+
+#[tokio::test]
+async fn waiting_ends_with_an_error_naming_the_instances_that_stayed() {
+    let (_world, context) = drain_world().await;
+    let mut args = drain_args(&["i-1"], false, true, false);
+    args.timeout = Duration::from_millis(30);
+    let error = drain(&context, &args, &mut Vec::new()).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "still in the group after 0 s: i-1 (their jobs may still be running)"
+    );
+}
+
+/// What SSM runs on the instance is a unit the image installs.
+#[test]
+fn the_drain_command_starts_a_unit_of_the_image() {
+    assert!(DRAIN_COMMAND.ends_with(&format!(" {DRAIN_UNIT}")), "{DRAIN_COMMAND}");
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packer/linux/conf/systemd")
+        .join(DRAIN_UNIT);
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        text.contains("ExecStart=/usr/local/bin/elastic-ci-bootstrap stop-gracefully"),
+        "{text}"
+    );
 }

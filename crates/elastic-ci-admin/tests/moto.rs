@@ -4,13 +4,20 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use assert_cmd::Command;
-use elastic_ci_e2e::deploy::{DeployedStack, deploy_stack};
+use elastic_ci_admin::commands::drain::DRAIN_COMMAND;
+use elastic_ci_e2e::deploy::{
+    DeployedStack, create_network, deploy_stack, render_template, upload_scaler_zips,
+};
 use elastic_ci_e2e::moto_api::MotoApi;
 use elastic_ci_testkit::buildkite::{FakeBuildkite, QueueMetrics};
 use elastic_ci_testkit::moto::Moto;
 use serde_json::{Value, json};
 
 const LAMBDAS: &str = "elastic-ci-cli-lambdas";
+
+/// The agent token every stack is deployed with, unless a test gives its own: the
+/// template stores it in the stack's SSM parameter and refuses an empty one.
+const TOKEN: &str = "bkua_cli_test_token";
 
 /// The emulator; `None` (skip) locally without one, a panic in CI.
 fn moto() -> Option<Moto> {
@@ -30,8 +37,11 @@ fn elastic_ci(moto: &Moto) -> Command {
 
 async fn stack(moto: &Moto, parameters: &[(&str, &str)]) -> DeployedStack {
     let name = unique("ecicli");
-    let parameters: Vec<(String, String)> =
+    let mut parameters: Vec<(String, String)> =
         parameters.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+    if !parameters.iter().any(|(key, _)| key.starts_with("BuildkiteAgentToken")) {
+        parameters.push(("BuildkiteAgentToken".to_owned(), TOKEN.to_owned()));
+    }
     deploy_stack(moto, LAMBDAS, &name, &parameters).await.unwrap()
 }
 
@@ -43,7 +53,12 @@ fn run_json(moto: &Moto, args: &[&str]) -> Value {
 
 fn run_text(moto: &Moto, args: &[&str]) -> String {
     let output = elastic_ci(moto).args(args).output().unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -178,14 +193,21 @@ async fn pause_and_resume_round_trip() {
     assert_eq!(rule_state(&api, &rule).await, "ENABLED");
 }
 
+/// An upgrade to a new release, reviewed as a change set: the new template's launch
+/// template differs (its UserData names the new version), which replaces the group.
+/// moto's change sets list the resources whose template text changed, without their
+/// properties or a replacement flag, and nothing for a change of parameters alone.
+/// moto cannot execute this update (it fails on the resources of false conditions and
+/// on list parameters kept with UsePreviousValue), so executing and following it is
+/// tested with the in-memory fakes (`tests/fakes.rs`).
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_keeps_parameters_changes_the_set_one_and_reports_the_group_replacement() {
     let Some(moto) = moto() else { return };
     let stack = stack(&moto, &[("MaxSize", "3"), ("BuildkiteQueue", "kept-queue")]).await;
-    let version = xtask::template::default_version(&xtask::project::root());
-    let rendered = elastic_ci_e2e::deploy::render_template(&version, LAMBDAS).unwrap();
+    let release = render_template("v99.0.0-cli-upgrade", LAMBDAS).unwrap();
+    upload_scaler_zips(&moto, &release).await.unwrap();
     let bucket = moto.bucket("elastic-ci-cli-templates").await;
-    moto.put_object(&bucket, "aws-stack.yml", rendered).await;
+    moto.put_object(&bucket, "aws-stack.yml", release).await;
     let url = format!("https://s3.amazonaws.com/{bucket}/aws-stack.yml");
     let output = run_text(
         &moto,
@@ -197,16 +219,46 @@ async fn upgrade_keeps_parameters_changes_the_set_one_and_reports_the_group_repl
             &url,
             "--set",
             "MaxSize=5",
-            "--yes",
-            "--poll-interval",
-            "1s",
+            "--dry-run",
         ],
     );
     assert!(output.contains("parameter MaxSize: \"3\" -> \"5\""), "{output}");
-    assert!(output.contains("Auto Scaling group will be replaced"), "{output}");
-    let described =
-        moto.cloudformation().describe_stacks().stack_name(&stack.name).send().await.unwrap();
-    let parameters: std::collections::BTreeMap<String, String> = described.stacks()[0]
+    assert!(!output.contains("parameter BuildkiteQueue"), "{output}");
+    assert!(
+        output.contains("  Modify AgentLaunchTemplate (AWS::EC2::LaunchTemplate)"),
+        "the new release's launch template: {output}"
+    );
+    assert!(output.contains("the Auto Scaling group will be replaced"), "{output}");
+    let change_set = output
+        .lines()
+        .find_map(|line| line.strip_prefix("dry run: change set "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no change set named: {output}"));
+
+    // The change set sets MaxSize and keeps the queue; the stack is unchanged.
+    let described = moto
+        .cloudformation()
+        .describe_change_set()
+        .stack_name(&stack.name)
+        .change_set_name(change_set)
+        .send()
+        .await
+        .unwrap();
+    let planned: std::collections::BTreeMap<&str, &str> = described
+        .parameters()
+        .iter()
+        .filter_map(|parameter| Some((parameter.parameter_key()?, parameter.parameter_value()?)))
+        .collect();
+    assert_eq!(planned.get("MaxSize"), Some(&"5"), "{planned:?}");
+    assert_eq!(planned.get("BuildkiteQueue"), Some(&"kept-queue"), "{planned:?}");
+    let parameters = stack_parameters(&moto, &stack.name).await;
+    assert_eq!(parameters["MaxSize"], "3");
+    assert_eq!(parameters["BuildkiteQueue"], "kept-queue");
+}
+
+async fn stack_parameters(moto: &Moto, name: &str) -> std::collections::BTreeMap<String, String> {
+    let described = moto.cloudformation().describe_stacks().stack_name(name).send().await.unwrap();
+    described.stacks()[0]
         .parameters()
         .iter()
         .map(|parameter| {
@@ -215,9 +267,7 @@ async fn upgrade_keeps_parameters_changes_the_set_one_and_reports_the_group_repl
                 parameter.parameter_value().unwrap_or_default().to_owned(),
             )
         })
-        .collect();
-    assert_eq!(parameters["MaxSize"], "5");
-    assert_eq!(parameters["BuildkiteQueue"], "kept-queue");
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,36 +325,55 @@ async fn doctor_passes_on_a_good_stack_and_names_each_broken_thing() {
     let buildkite = FakeBuildkite::start("good-token");
     buildkite.set_queue("doctor", QueueMetrics::jobs(0, 0, 0));
     let endpoint = buildkite.endpoint();
+    let api = MotoApi::new(&moto.endpoint);
+    // A network of the test's own: moto's CloudFormation does not always associate the
+    // route table of a stack-built VPC with its subnets.
+    let network = create_network(&api, 31).await.unwrap();
+    let subnets = network.subnets.join(",");
     let good = stack(
         &moto,
-        &[("MaxSize", "3"), ("BuildkiteQueue", "doctor"), ("AgentEndpoint", &endpoint)],
+        &[
+            ("MaxSize", "3"),
+            ("BuildkiteQueue", "doctor"),
+            ("AgentEndpoint", &endpoint),
+            ("BuildkiteAgentToken", "good-token"),
+            ("VpcId", &network.vpc_id),
+            ("Subnets", &subnets),
+        ],
     )
     .await;
-    let api = MotoApi::new(&moto.endpoint);
-    moto.put_parameter(&format!("/{}/buildkite/agent-token", good.name), "good-token", true).await;
     put_logs(&api, good.physical("ScalerLogGroup").unwrap(), "s", &[poll_line(0, "steady")]).await;
     let output = run_text(&moto, &["doctor", "--stack", &good.name]);
     for check in [
         "PASS ami",
         "PASS scaler zip",
         "PASS agent token",
-        "PASS subnets",
+        &format!(
+            "PASS subnets: routes out: {} via {}",
+            network.subnets[0], network.internet_gateway
+        ),
         "PASS scaler polls",
         "PASS buildkite",
     ] {
         assert!(output.contains(check), "{check}: {output}");
     }
 
+    // moto's Lambda refuses a function whose zip is missing, so the zip goes away after
+    // the stack is made, as it does when someone empties the bucket.
+    let zips = moto.bucket("elastic-ci-cli-doctor").await;
+    let zip_key = "doctor/elastic-ci-scaler.zip";
+    moto.put_object(&zips, zip_key, elastic_ci_e2e::deploy::EMPTY_ZIP).await;
     let bad = stack(
         &moto,
         &[
             ("MaxSize", "3"),
             ("ImageId", "ami-0000000000dead000"),
-            ("ScalerLambdaS3Bucket", LAMBDAS),
-            ("ScalerLambdaS3Key", "missing/elastic-ci-scaler.zip"),
+            ("ScalerLambdaS3Bucket", &zips),
+            ("ScalerLambdaS3Key", zip_key),
         ],
     )
     .await;
+    moto.s3().delete_object().bucket(&zips).key(zip_key).send().await.unwrap();
     moto.put_parameter(
         &format!("/{}/buildkite/agent-token", bad.name),
         "token-with-newline\n",
@@ -315,7 +384,10 @@ async fn doctor_passes_on_a_good_stack_and_names_each_broken_thing() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAIL ami: ami-0000000000dead000 does not exist"), "{stdout}");
-    assert!(stdout.contains("FAIL scaler zip: s3://elastic-ci-cli-lambdas/missing/elastic-ci-scaler.zip does not exist"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("FAIL scaler zip: s3://{zips}/{zip_key} does not exist")),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("FAIL agent token: parameter") && stdout.contains("whitespace"),
         "{stdout}"
@@ -342,6 +414,60 @@ async fn rotate_token_keeps_the_type_and_never_prints_the_token() {
     let parameter = stored.parameter().unwrap();
     assert_eq!(parameter.value(), Some("new-secret-token"));
     assert_eq!(parameter.r#type().map(|kind| kind.as_str()), Some("SecureString"));
+}
+
+/// Drain through moto's SSM, which records the command. moto adds every instance of
+/// the account to a command's targets, so which instances a drain names is checked
+/// with the in-memory fakes (`tests/fakes.rs`); here, that the command goes out as SSM
+/// Run Command with the drain unit, and that `--all` pauses the scaler first.
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_sends_the_drain_command_through_ssm() {
+    let Some(moto) = moto() else { return };
+    let stack = stack(&moto, &[("MinSize", "2"), ("MaxSize", "3")]).await;
+    let api = MotoApi::new(&moto.endpoint);
+    let rule =
+        stack.physical("AutoscalingSchedule").unwrap().rsplit('/').next().unwrap().to_owned();
+    let group = group(&moto, stack.physical("AgentAutoScaleGroup").unwrap()).await;
+    // In the group's order, which drain --all keeps.
+    let instances: Vec<&str> =
+        group.instances().iter().filter_map(|instance| instance.instance_id()).collect();
+    assert_eq!(instances.len(), 2);
+
+    let one =
+        run_text(&moto, &["drain", "--stack", &stack.name, "--instance", instances[0], "--yes"]);
+    let command_id = one
+        .strip_prefix(&format!("draining {} (SSM command ", instances[0]))
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{one}"));
+    let listed = moto.ssm().list_commands().command_id(command_id).send().await.unwrap();
+    let command = &listed.commands()[0];
+    assert_eq!(command.document_name(), Some("AWS-RunShellScript"));
+    assert_eq!(command.parameters().unwrap()["commands"], [DRAIN_COMMAND]);
+    assert!(command.instance_ids().contains(&instances[0].to_owned()));
+    assert_eq!(rule_state(&api, &rule).await, "ENABLED");
+
+    let dry = run_text(&moto, &["drain", "--stack", &stack.name, "--all", "--dry-run"]);
+    assert_eq!(
+        dry,
+        format!(
+            "would pause the scaler\nwould drain {}: `{DRAIN_COMMAND}` through SSM\n",
+            instances.join(", ")
+        )
+    );
+    assert_eq!(rule_state(&api, &rule).await, "ENABLED");
+
+    let all = run_text(&moto, &["drain", "--stack", &stack.name, "--all", "--yes"]);
+    assert!(
+        all.contains(&format!("paused\ndraining {} (SSM command ", instances.join(", "))),
+        "{all}"
+    );
+    assert_eq!(rule_state(&api, &rule).await, "DISABLED");
+
+    elastic_ci(&moto)
+        .args(["drain", "--stack", &stack.name, "--instance", "i-00000000000000000", "--yes"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("\"i-00000000000000000\" is not in service"));
 }
 
 #[test]

@@ -120,10 +120,13 @@ fn to_i32(operation: &'static str, resource: &str, value: u32) -> Result<i32, Aw
     })
 }
 
-#[async_trait]
-impl ScalingGroup for AutoScalingGroups {
-    #[instrument(skip_all, fields(group_name))]
-    async fn describe_group(&self, group_name: &str) -> Result<GroupSnapshot, AwsError> {
+impl AutoScalingGroups {
+    /// The one group `group_name` as DescribeAutoScalingGroups returns it; a missing
+    /// group is `NotFound`.
+    async fn describe_one(
+        &self,
+        group_name: &str,
+    ) -> Result<aws_sdk_autoscaling::types::AutoScalingGroup, AwsError> {
         const OPERATION: &str = "DescribeAutoScalingGroups";
         let output = self
             .client
@@ -132,7 +135,7 @@ impl ScalingGroup for AutoScalingGroups {
             .send()
             .await
             .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
-        let group = output
+        output
             .auto_scaling_groups
             .unwrap_or_default()
             .into_iter()
@@ -144,21 +147,32 @@ impl ScalingGroup for AutoScalingGroups {
                     group_name,
                     "no such Auto Scaling group",
                 )
-            })?;
-        let instances =
-            group.instances.unwrap_or_default().into_iter().map(instance_from_sdk).collect();
-        Ok(GroupSnapshot {
-            name: group_name.to_owned(),
-            min_size: size(OPERATION, group_name, "MinSize", group.min_size)?,
-            max_size: size(OPERATION, group_name, "MaxSize", group.max_size)?,
-            desired_capacity: size(
-                OPERATION,
-                group_name,
-                "DesiredCapacity",
-                group.desired_capacity,
-            )?,
-            instances,
-        })
+            })
+    }
+}
+
+/// The sizes and instances of a described group.
+fn snapshot(
+    group_name: &str,
+    group: &aws_sdk_autoscaling::types::AutoScalingGroup,
+) -> Result<GroupSnapshot, AwsError> {
+    const OPERATION: &str = "DescribeAutoScalingGroups";
+    let instances = group.instances().iter().cloned().map(instance_from_sdk).collect();
+    Ok(GroupSnapshot {
+        name: group_name.to_owned(),
+        min_size: size(OPERATION, group_name, "MinSize", group.min_size)?,
+        max_size: size(OPERATION, group_name, "MaxSize", group.max_size)?,
+        desired_capacity: size(OPERATION, group_name, "DesiredCapacity", group.desired_capacity)?,
+        instances,
+    })
+}
+
+#[async_trait]
+impl ScalingGroup for AutoScalingGroups {
+    #[instrument(skip_all, fields(group_name))]
+    async fn describe_group(&self, group_name: &str) -> Result<GroupSnapshot, AwsError> {
+        let group = self.describe_one(group_name).await?;
+        snapshot(group_name, &group)
     }
 
     #[instrument(skip_all, fields(instance_id))]
@@ -417,28 +431,9 @@ pub trait GroupAdmin: Send + Sync {
 impl GroupAdmin for AutoScalingGroups {
     #[instrument(skip_all, fields(group_name))]
     async fn group_details(&self, group_name: &str) -> Result<GroupDetails, AwsError> {
-        const OPERATION: &str = "DescribeAutoScalingGroups";
-        let snapshot = self.describe_group(group_name).await?;
-        let output = self
-            .client
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group_name)
-            .send()
-            .await
-            .map_err(|error| AwsError::from_sdk(OPERATION, group_name, error))?;
-        let group = output
-            .auto_scaling_groups
-            .unwrap_or_default()
-            .into_iter()
-            .find(|group| group.auto_scaling_group_name.as_deref() == Some(group_name))
-            .ok_or_else(|| {
-                AwsError::new(
-                    AwsErrorKind::NotFound,
-                    OPERATION,
-                    group_name,
-                    "no such Auto Scaling group",
-                )
-            })?;
+        // One call for the snapshot and the details alike.
+        let group = self.describe_one(group_name).await?;
+        let snapshot = snapshot(group_name, &group)?;
         let instances = group
             .instances
             .unwrap_or_default()

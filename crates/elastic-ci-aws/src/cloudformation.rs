@@ -8,7 +8,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, ResourceSignalStatus};
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeSetType, Parameter, ResourceAttribute, ResourceSignalStatus,
+};
 use tracing::instrument;
 
 use crate::error::{AwsError, AwsErrorKind};
@@ -136,6 +138,9 @@ pub struct ResourceChange {
     pub resource_type: String,
     /// `True`, `False` or `Conditional` for a modification; `None` when not reported.
     pub replacement: Option<String>,
+    /// The properties the change touches (`MaxSize`, `LaunchTemplate`, …); empty when
+    /// the service does not say.
+    pub properties: Vec<String>,
 }
 
 /// A change set as DescribeChangeSet reports it.
@@ -358,6 +363,14 @@ impl Stacks for CloudFormationStacks {
                     logical_id: resource.logical_resource_id.unwrap_or_default(),
                     resource_type: resource.resource_type.unwrap_or_default(),
                     replacement: resource.replacement.map(|value| value.as_str().to_owned()),
+                    properties: resource
+                        .details
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|detail| detail.target)
+                        .filter(|target| target.attribute == Some(ResourceAttribute::Properties))
+                        .filter_map(|target| target.name)
+                        .collect(),
                 });
             }
             next_token = output.next_token.filter(|token| !token.is_empty());

@@ -471,6 +471,14 @@ impl FakeScalingGroup {
         );
     }
 
+    /// Takes an instance out of its group, as the service does once a termination
+    /// completes.
+    pub fn remove_instance(&self, instance_id: &str) {
+        for group in lock(&self.groups).values_mut() {
+            group.instances.retain(|instance| instance.id != instance_id);
+        }
+    }
+
     /// Marks an instance Unhealthy or Healthy without recording a call.
     pub fn set_health(&self, instance_id: &str, health: Health) {
         for group in lock(&self.groups).values_mut() {

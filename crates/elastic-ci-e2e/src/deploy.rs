@@ -161,6 +161,81 @@ mod tests {
     }
 }
 
+/// A VPC made outside any stack, as a user's existing network is: two subnets in two
+/// zones, an internet gateway and a route table with a default route to it, associated
+/// with both subnets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub vpc_id: String,
+    pub subnets: Vec<String>,
+    pub internet_gateway: String,
+}
+
+const EC2_VERSION: &str = "2016-11-15";
+
+/// One EC2 Query call; `tag` is the element of the answer that is returned.
+async fn ec2_call(api: &MotoApi, params: &[(&str, &str)], tag: &str) -> anyhow::Result<String> {
+    let xml = api.try_query("ec2", EC2_VERSION, params).await?;
+    xml_first(&xml, tag).with_context(|| format!("{:?} answered no {tag}: {xml}", params[0]))
+}
+
+/// Builds a [`Network`] in the emulator with explicit EC2 calls on `10.<octet>.0.0/16`.
+/// Stacks that create their own VPC cannot be relied on for routing there: moto's
+/// CloudFormation does not always associate the stack's route table with its subnets.
+pub async fn create_network(api: &MotoApi, octet: u8) -> anyhow::Result<Network> {
+    let vpc_id = ec2_call(
+        api,
+        &[("Action", "CreateVpc"), ("CidrBlock", &format!("10.{octet}.0.0/16"))],
+        "vpcId",
+    )
+    .await?;
+    let mut subnets = Vec::new();
+    for (third, zone) in [(1, "a"), (2, "b")] {
+        let params = [
+            ("Action", "CreateSubnet"),
+            ("VpcId", vpc_id.as_str()),
+            ("CidrBlock", &format!("10.{octet}.{third}.0/24")),
+            ("AvailabilityZone", &format!("{REGION}{zone}")),
+        ];
+        subnets.push(ec2_call(api, &params, "subnetId").await?);
+    }
+    let internet_gateway =
+        ec2_call(api, &[("Action", "CreateInternetGateway")], "internetGatewayId").await?;
+    api.try_query(
+        "ec2",
+        EC2_VERSION,
+        &[
+            ("Action", "AttachInternetGateway"),
+            ("InternetGatewayId", &internet_gateway),
+            ("VpcId", &vpc_id),
+        ],
+    )
+    .await?;
+    let route_table =
+        ec2_call(api, &[("Action", "CreateRouteTable"), ("VpcId", &vpc_id)], "routeTableId")
+            .await?;
+    api.try_query(
+        "ec2",
+        EC2_VERSION,
+        &[
+            ("Action", "CreateRoute"),
+            ("RouteTableId", &route_table),
+            ("DestinationCidrBlock", "0.0.0.0/0"),
+            ("GatewayId", &internet_gateway),
+        ],
+    )
+    .await?;
+    for subnet in &subnets {
+        let params = [
+            ("Action", "AssociateRouteTable"),
+            ("RouteTableId", &route_table),
+            ("SubnetId", subnet),
+        ];
+        ec2_call(api, &params, "associationId").await?;
+    }
+    Ok(Network { vpc_id, subnets, internet_gateway })
+}
+
 /// A stack deployed on the emulator.
 #[derive(Debug, Clone)]
 pub struct DeployedStack {

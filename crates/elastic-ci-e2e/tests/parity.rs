@@ -670,6 +670,7 @@ fn the_module_checks_what_the_template_rules_check() {
         .filter_map(|block| attribute(block.body(), "condition").map(ToString::to_string))
         .collect();
     for expected in [
+        "var.buildkite_agent_token != \"\" || var.buildkite_agent_token_parameter_store_path != \"\"",
         "var.disable_scale_in || var.instance_scale_in_protection || var.enable_termination_hook",
         "var.warm_pool_size == 0 || var.on_demand_percentage == 100",
         "var.max_size >= var.min_size",

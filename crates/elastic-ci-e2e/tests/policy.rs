@@ -516,3 +516,76 @@ fn the_instance_role_completes_lifecycle_actions_of_its_own_group_only() {
         assert!(!reaches(&other_group), "{action} reaches another stack's group");
     }
 }
+
+/// The service role may create, change and delete every monitoring resource the stack
+/// makes (dashboard, alarms, metric filters, saved queries), by the names the stack
+/// gives them.
+#[test]
+fn the_service_role_may_manage_the_stacks_monitoring() {
+    let service_template = load(template::SERVICE_ROLE_SOURCE);
+    let service = Stack::new(&service_template, "service-role", &[("StackNamePattern", PATTERN)])
+        .expect("valid parameters");
+    let granted = service_role_statements(&service);
+    let allowed = |action: &str, resource: &str| {
+        granted.iter().any(|statement| {
+            grants(statement, action)
+                && statement
+                    .resources
+                    .iter()
+                    .any(|pattern| wildcard_match(pattern, resource, false))
+        })
+    };
+    let template = load(template::SOURCE);
+    let stack = Stack::new(&template, STACK, &stack_with_every_role("")).expect("valid parameters");
+    let log_group_arn = |name: &Json| {
+        let name = text(name);
+        let group = name
+            .strip_prefix("{Ref:")
+            .and_then(|logical| logical.strip_suffix('}'))
+            .map_or(name.clone(), |logical| {
+                text(&stack.resource(logical).expect("the log group")["LogGroupName"])
+            });
+        format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{group}")
+    };
+    let mut needed = Vec::new();
+    for (kind, actions) in [
+        ("AWS::CloudWatch::Dashboard", ["cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards"]),
+        ("AWS::CloudWatch::Alarm", ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"]),
+        ("AWS::Logs::MetricFilter", ["logs:PutMetricFilter", "logs:DeleteMetricFilter"]),
+        ("AWS::Logs::QueryDefinition", ["logs:PutQueryDefinition", "logs:DeleteQueryDefinition"]),
+    ] {
+        let names = stack.resources_of_type(kind);
+        assert!(!names.is_empty(), "the stack makes no {kind}");
+        for name in names {
+            let properties = stack.resource(&name).expect("created");
+            let resource = match kind {
+                "AWS::CloudWatch::Dashboard" => format!(
+                    "arn:aws:cloudwatch::{ACCOUNT_ID}:dashboard/{}",
+                    text(&properties["DashboardName"])
+                ),
+                "AWS::CloudWatch::Alarm" => format!(
+                    "arn:aws:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{}",
+                    text(&properties["AlarmName"])
+                ),
+                "AWS::Logs::MetricFilter" => log_group_arn(&properties["LogGroupName"]),
+                _ => "*".to_owned(),
+            };
+            needed.extend(actions.iter().map(|action| (name.clone(), *action, resource.clone())));
+        }
+    }
+    let refused: Vec<String> = needed
+        .iter()
+        .filter(|(_, action, resource)| !allowed(action, resource))
+        .map(|(name, action, resource)| format!("{name}: {action} on {resource}"))
+        .collect();
+    assert!(refused.is_empty(), "the service role may not:\n{}", refused.join("\n"));
+    // Another stack's alarms and dashboards stay out of reach.
+    assert!(!allowed(
+        "cloudwatch:PutMetricAlarm",
+        &format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:other-boot-failures")
+    ));
+    assert!(!allowed(
+        "cloudwatch:PutDashboard",
+        &format!("arn:aws:cloudwatch::{ACCOUNT_ID}:dashboard/other-{REGION}")
+    ));
+}

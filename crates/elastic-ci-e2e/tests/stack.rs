@@ -240,6 +240,32 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
     }
     assert_secrets_buckets_are_private_versioned_and_tls_only();
 
+    // The dashboard: the queue, the group and the stack's own metrics (moto stores
+    // dashboards; it skips alarms and metric filters, which tests/monitoring.rs reads
+    // from the template).
+    let dashboard_name = &stack.outputs["DashboardName"];
+    assert_eq!(dashboard_name, &format!("{name}-{REGION}"));
+    assert!(stack.outputs["DashboardUrl"].ends_with(&format!("#dashboards:name={dashboard_name}")));
+    let dashboard = api
+        .query(
+            "monitoring",
+            "2010-08-01",
+            &[("Action", "GetDashboard"), ("DashboardName", dashboard_name)],
+        )
+        .await;
+    let body: serde_json::Value =
+        serde_json::from_str(&xml_first(&dashboard, "DashboardBody").expect("a body"))
+            .expect("the dashboard body is JSON");
+    let body = body.to_string();
+    for expected in [
+        "Queue=\\\"deploy-test\\\"".to_owned(),
+        format!("\"AutoScalingGroupName\",\"{group_name}\""),
+        format!("ElasticCIStack/{name}"),
+        format!("alarm:{name}-scaler-not-polling"),
+    ] {
+        assert!(body.contains(&expected), "{expected}: {body}");
+    }
+
     // The scaler: our zip, the scaler's environment, its role, schedule and logs.
     let function = lambda_function(&api, stack.physical("AutoscalingFunction")).await;
     let configuration = &function["Configuration"];

@@ -771,3 +771,38 @@ async fn warm_pool_instances_are_neither_in_service_nor_pending() {
     // group takes them out of the pool, which this raise does.
     assert_eq!(h.set_calls(), [1, 3]);
 }
+
+/// The stack's metric filters count the lines this scaler writes: a successful poll as
+/// SuccessfulPolls and a failed one as PollErrors, never the other way round (the
+/// module's patterns are the template's, which `elastic-ci-e2e`'s parity test checks).
+#[tokio::test]
+async fn the_stacks_metric_filters_count_successful_and_failed_polls() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cloudformation/aws-stack.yml");
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let pattern = |resource: &str| {
+        template["Resources"][resource]["Properties"]["FilterPattern"].as_str().unwrap().to_owned()
+    };
+    let successful = pattern("ScalerPollsMetricFilter");
+    let failed = pattern("ScalerPollErrorsMetricFilter");
+
+    let h = harness(&[]);
+    h.buildkite.set_queue("default", QueueMetrics::jobs(2, 0, 0));
+    let log = Captured::default();
+    let _guard = log.install();
+    assert_eq!(h.poll().await.error, None);
+    h.buildkite.fail_next(Fault::Status(500), 1);
+    assert!(h.poll().await.error.is_some());
+    let wrong = run_once(&h.deps, &Secret::new("not-the-token")).await;
+    assert!(wrong.error.is_some());
+
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let count = |pattern: &str| {
+        text.lines()
+            .filter(|line| elastic_ci_testkit::log_filter::matches(pattern, line).unwrap())
+            .count()
+    };
+    assert_eq!(count(&successful), 1, "{successful}: {text}");
+    assert_eq!(count(&failed), 2, "{failed}: {text}");
+}

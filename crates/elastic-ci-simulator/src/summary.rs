@@ -52,6 +52,13 @@ pub struct Summary {
     pub buildkite_calls_per_minute: f64,
 }
 
+impl Summary {
+    /// The dollar cost of the instance-minutes at `price_per_instance_hour` dollars.
+    pub fn cost_usd(&self, price_per_instance_hour: f64) -> f64 {
+        self.instance_minutes / 60.0 * price_per_instance_hour
+    }
+}
+
 /// Summarises a run of `jobs` (the ones handed to the model).
 pub fn summarize(
     jobs: &[JobSpec],

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use clap::Args;
+use elastic_ci_core::fleet::{InstanceSnapshot, LifecycleState};
 use elastic_ci_core::secret::{Secret, agent_token};
 
 use crate::commands::pause::{PauseArgs, pause};
@@ -21,8 +22,9 @@ use crate::{Context, MutateArgs, StackArgs, confirm};
 /// The command SSM runs on each drained instance.
 pub const DRAIN_COMMAND: &str = "systemctl start --no-block buildkite-agent-drain.service";
 
-/// How often `--wait` looks at the group.
-const WAIT_INTERVAL: Duration = Duration::from_secs(10);
+/// The systemd unit [`DRAIN_COMMAND`] starts, which the image installs from
+/// `packer/linux/conf/systemd/`.
+pub const DRAIN_UNIT: &str = "buildkite-agent-drain.service";
 
 /// Arguments of `elastic-ci drain`.
 #[derive(Debug, Args)]
@@ -46,6 +48,10 @@ pub struct DrainArgs {
     /// How long --wait waits at most.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = crate::render::parse_since)]
     pub timeout: Duration,
+
+    /// How often --wait looks at the group.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::render::parse_since, hide = true)]
+    pub poll_interval: Duration,
 
     #[command(flatten)]
     pub mutate: MutateArgs,
@@ -75,7 +81,7 @@ pub struct RotateTokenArgs {
     pub mutate: MutateArgs,
 }
 
-/// Asks each instance's agent to stop after its job. Returns the ids asked.
+/// Asks each instance's agent to stop after its job.
 async fn send_drain(
     context: &Context,
     instances: &[String],
@@ -99,28 +105,31 @@ async fn send_drain(
     Ok(())
 }
 
+/// The group's instances, with their lifecycle states.
+async fn members(context: &Context) -> anyhow::Result<Vec<InstanceSnapshot>> {
+    let group = context
+        .clients
+        .groups
+        .describe_group(&context.target.group)
+        .await
+        .with_context(|| format!("failed to describe group {}", context.target.group))?;
+    Ok(group.instances)
+}
+
 async fn wait_until_gone(
     context: &Context,
     instances: &[String],
-    timeout: Duration,
+    args: &DrainArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let deadline = SystemTime::now() + timeout;
+    let deadline = SystemTime::now() + args.timeout;
     loop {
-        let group = context
-            .clients
-            .groups
-            .describe_group(&context.target.group)
-            .await
-            .context("failed to describe the group")?;
-        let remaining: Vec<&str> = group
-            .instances
-            .iter()
+        let remaining: Vec<String> = members(context)
+            .await?
+            .into_iter()
             .filter(|instance| instances.contains(&instance.id))
-            .filter(|instance| {
-                instance.lifecycle_state != elastic_ci_core::fleet::LifecycleState::Terminated
-            })
-            .map(|instance| instance.id.as_str())
+            .filter(|instance| instance.lifecycle_state != LifecycleState::Terminated)
+            .map(|instance| instance.id)
             .collect();
         if remaining.is_empty() {
             writeln!(out, "drained: every instance has left the group")?;
@@ -129,35 +138,26 @@ async fn wait_until_gone(
         if SystemTime::now() > deadline {
             anyhow::bail!(
                 "still in the group after {} s: {} (their jobs may still be running)",
-                timeout.as_secs(),
+                args.timeout.as_secs(),
                 remaining.join(", ")
             );
         }
         writeln!(out, "waiting for {} to finish their jobs and leave", remaining.join(", "))?;
         out.flush()?;
-        tokio::time::sleep(WAIT_INTERVAL).await;
+        tokio::time::sleep(args.poll_interval).await;
     }
 }
 
-/// The group's instances that are in service (the ones with agents to drain).
+/// The group's instances that are in service or starting (the ones with agents to
+/// drain).
 async fn in_service(context: &Context) -> anyhow::Result<Vec<String>> {
-    let group = context
-        .clients
-        .groups
-        .describe_group(&context.target.group)
-        .await
-        .context("failed to describe the group")?;
-    Ok(group
-        .instances
-        .iter()
+    Ok(members(context)
+        .await?
+        .into_iter()
         .filter(|instance| {
-            matches!(
-                instance.lifecycle_state,
-                elastic_ci_core::fleet::LifecycleState::InService
-                    | elastic_ci_core::fleet::LifecycleState::Pending
-            )
+            matches!(instance.lifecycle_state, LifecycleState::InService | LifecycleState::Pending)
         })
-        .map(|instance| instance.id.clone())
+        .map(|instance| instance.id)
         .collect())
 }
 
@@ -202,7 +202,7 @@ pub async fn drain(context: &Context, args: &DrainArgs, out: &mut dyn Write) -> 
     }
     send_drain(context, &instances, out).await?;
     if args.wait && !instances.is_empty() {
-        wait_until_gone(context, &instances, args.timeout, out).await?;
+        wait_until_gone(context, &instances, args, out).await?;
     }
     Ok(())
 }

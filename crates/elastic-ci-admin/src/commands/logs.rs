@@ -99,6 +99,31 @@ async fn read(
     Ok(events)
 }
 
+/// Reads the events of `groups` from `filter.start` and hands them to `print`; with
+/// `follow`, keeps reading the new ones every [`FOLLOW_INTERVAL`] until interrupted.
+async fn print_events(
+    context: &Context,
+    groups: &[(LogSource, String)],
+    mut filter: LogFilter,
+    follow: bool,
+    out: &mut dyn Write,
+    mut print: impl FnMut(&[(LogSource, LogEvent)], &mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut seen = HashSet::new();
+    loop {
+        let events = read(context, groups, &filter, &mut seen).await?;
+        print(&events, out)?;
+        if !follow {
+            return Ok(());
+        }
+        out.flush()?;
+        if let Some((_, last)) = events.last() {
+            filter.start = Some(last.timestamp);
+        }
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+    }
+}
+
 /// Runs `logs`.
 pub async fn logs(context: &Context, args: &LogsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let sources: Vec<LogSource> = match args.source {
@@ -116,16 +141,14 @@ pub async fn logs(context: &Context, args: &LogsArgs, out: &mut dyn Write) -> an
             Err(_) => {}
         }
     }
-    let mut filter = LogFilter {
+    let filter = LogFilter {
         group: String::new(),
         stream_prefix: args.instance.clone(),
         start: context.now.checked_sub(args.since),
         pattern: None,
     };
-    let mut seen = HashSet::new();
-    loop {
-        let events = read(context, &groups, &filter, &mut seen).await?;
-        for (source, event) in &events {
+    print_events(context, &groups, filter, args.follow, out, |events, out| {
+        for (source, event) in events {
             let who = if *source == LogSource::Scaler { "scaler" } else { event.stream.as_str() };
             let message = event.message.trim_end_matches(['\n', '\r']);
             writeln!(
@@ -135,15 +158,9 @@ pub async fn logs(context: &Context, args: &LogsArgs, out: &mut dyn Write) -> an
                 source.group_suffix()
             )?;
         }
-        if !args.follow {
-            return Ok(());
-        }
-        out.flush()?;
-        if let Some((_, last)) = events.last() {
-            filter.start = Some(last.timestamp);
-        }
-        tokio::time::sleep(FOLLOW_INTERVAL).await;
-    }
+        Ok(())
+    })
+    .await
 }
 
 /// Runs `decisions`.
@@ -153,18 +170,14 @@ pub async fn decisions(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let group = context.target.log_group(LogSource::Scaler)?.to_owned();
-    let mut filter = LogFilter {
+    let filter = LogFilter {
         group: group.clone(),
         stream_prefix: None,
         start: context.now.checked_sub(args.since),
         pattern: None,
     };
-    let mut seen = HashSet::new();
     let mut header = !args.json;
-    loop {
-        let events = read(context, &[(LogSource::Scaler, group.clone())], &filter, &mut seen)
-            .await
-            .context("failed to read the scaler's decisions")?;
+    print_events(context, &[(LogSource::Scaler, group)], filter, args.follow, out, |events, out| {
         let polls: Vec<PollLine> = events
             .iter()
             .filter_map(|(_, event)| PollLine::parse(&event.message, event.timestamp))
@@ -183,15 +196,10 @@ pub async fn decisions(
             write!(out, "{text}")?;
             header = false;
         }
-        if !args.follow {
-            return Ok(());
-        }
-        out.flush()?;
-        if let Some((_, last)) = events.last() {
-            filter.start = Some(last.timestamp);
-        }
-        tokio::time::sleep(FOLLOW_INTERVAL).await;
-    }
+        Ok(())
+    })
+    .await
+    .context("failed to read the scaler's decisions")
 }
 
 /// The table of `decisions`: one row per poll.

@@ -6,7 +6,8 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use clap::Args;
-use elastic_ci_aws::autoscaling::SizeUpdate;
+use elastic_ci_aws::autoscaling::{GroupDetails, SizeUpdate};
+use elastic_ci_aws::eventbridge::Rule;
 use elastic_ci_core::lifecycle::format_rfc3339;
 
 use crate::error::InputError;
@@ -50,27 +51,49 @@ fn schedule_rule(context: &Context) -> Result<&str, InputError> {
     })
 }
 
+/// The group (with its tags) and the scaler's schedule, as they are now.
+async fn current(context: &Context, rule: &str) -> anyhow::Result<(GroupDetails, Rule)> {
+    let group_name = &context.target.group;
+    let details = context
+        .clients
+        .group_admin
+        .group_details(group_name)
+        .await
+        .with_context(|| format!("failed to describe group {group_name}"))?;
+    let schedule = context
+        .clients
+        .rules
+        .describe_rule(rule)
+        .await
+        .with_context(|| format!("failed to describe the scaler's schedule {rule}"))?;
+    Ok((details, schedule))
+}
+
+/// Prints what will change (`would …` in a dry run); returns whether to go ahead.
+fn announce(
+    plan: &[String],
+    mutate: &MutateArgs,
+    question: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    for step in plan {
+        writeln!(out, "{}{step}", if mutate.dry_run { "would " } else { "" })?;
+    }
+    Ok(!mutate.dry_run && confirm(mutate, question)?)
+}
+
 /// Runs `pause`.
 pub async fn pause(context: &Context, args: &PauseArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let clients = &context.clients;
     let group_name = &context.target.group;
     let rule = schedule_rule(context)?;
-    let details = clients
-        .group_admin
-        .group_details(group_name)
-        .await
-        .with_context(|| format!("failed to describe group {group_name}"))?;
+    let (details, schedule) = current(context, rule).await?;
     if let Some(existing) = details.tags.get(PAUSE_TAG) {
         let since = PauseRecord::from_tag(existing)
             .map_or_else(|| "an unknown time".to_owned(), |record| record.at);
         writeln!(out, "already paused by elastic-ci since {since}: nothing changed")?;
         return Ok(());
     }
-    let schedule = clients
-        .rules
-        .describe_rule(rule)
-        .await
-        .with_context(|| format!("failed to describe the scaler's schedule {rule}"))?;
     let group = &details.snapshot;
     let mut record = PauseRecord {
         at: format_rfc3339(context.now),
@@ -103,10 +126,7 @@ pub async fn pause(context: &Context, args: &PauseArgs, out: &mut dyn Write) -> 
         }
     }
     plan.push(format!("record this in tag {PAUSE_TAG} on group {group_name}"));
-    for step in &plan {
-        writeln!(out, "{}{step}", if args.mutate.dry_run { "would " } else { "" })?;
-    }
-    if args.mutate.dry_run || !confirm(&args.mutate, "Pause the scaler?")? {
+    if !announce(&plan, &args.mutate, "Pause the scaler?", out)? {
         return Ok(());
     }
     // The record goes first, so that a failure half-way leaves what `resume` needs.
@@ -142,16 +162,7 @@ pub async fn resume(
     let clients = &context.clients;
     let group_name = &context.target.group;
     let rule = schedule_rule(context)?;
-    let details = clients
-        .group_admin
-        .group_details(group_name)
-        .await
-        .with_context(|| format!("failed to describe group {group_name}"))?;
-    let schedule = clients
-        .rules
-        .describe_rule(rule)
-        .await
-        .with_context(|| format!("failed to describe the scaler's schedule {rule}"))?;
+    let (details, schedule) = current(context, rule).await?;
     let record = match details.tags.get(PAUSE_TAG) {
         Some(value) => Some(PauseRecord::from_tag(value).ok_or_else(|| {
             InputError::new(format!(
@@ -192,10 +203,7 @@ pub async fn resume(
     if record.is_some() {
         plan.push(format!("remove tag {PAUSE_TAG} from group {group_name}"));
     }
-    for step in &plan {
-        writeln!(out, "{}{step}", if args.mutate.dry_run { "would " } else { "" })?;
-    }
-    if args.mutate.dry_run || !confirm(&args.mutate, "Resume the scaler?")? {
+    if !announce(&plan, &args.mutate, "Resume the scaler?", out)? {
         return Ok(());
     }
     if update != SizeUpdate::default() {

@@ -57,6 +57,11 @@ pub struct SimulateArgs {
     #[arg(long, help_heading = "Output")]
     pub(crate) json: bool,
 
+    /// The price of one instance-hour in dollars (such as 0.0832): adds the dollar cost
+    /// of the instance-minutes to the summary, the JSON (cost_usd) and the sweep.
+    #[arg(long, value_name = "DOLLARS", value_parser = parse_price, help_heading = "Output")]
+    pub price_per_instance_hour: Option<f64>,
+
     /// Write the per-job table (job, ready, start, wait, instance) to FILE: .csv, .json
     /// or .jsonl.
     #[arg(long, value_name = "FILE", value_parser = table_file, help_heading = "Output", conflicts_with = "sweep")]
@@ -266,6 +271,36 @@ fn svg_file(text: &str) -> Result<PathBuf, String> {
     }
 }
 
+fn parse_price(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|price| price.is_finite() && (0.0..=1000.0).contains(price))
+        .ok_or_else(|| {
+            format!(
+                "invalid price {text:?}: expected dollars per instance-hour from 0 to 1000, such as 0.0832"
+            )
+        })
+}
+
+/// The summary line of the dollar cost.
+fn cost_line(summary: &Summary, price: f64) -> String {
+    format!(
+        "dollar cost: ${:.2} ({:.1} instance-minutes at ${price} per instance-hour)\n",
+        summary.cost_usd(price),
+        summary.instance_minutes
+    )
+}
+
+/// The summary as JSON, with the price and cost when a price is given.
+fn summary_json(summary: &Summary, price: Option<f64>) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(summary)?;
+    if let (Some(price), Some(object)) = (price, value.as_object_mut()) {
+        object.insert("price_per_instance_hour".to_owned(), price.into());
+        object.insert("cost_usd".to_owned(), summary.cost_usd(price).into());
+    }
+    Ok(value)
+}
+
 fn axis(text: &str) -> Result<Axis, String> {
     parse_axis(text).map_err(|error| error.to_string())
 }
@@ -310,9 +345,13 @@ pub(crate) fn simulate(args: &SimulateArgs, stdout: &mut dyn Write) -> anyhow::R
         written.push(path);
     }
     if args.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&run.summary)?)?;
+        let value = summary_json(&run.summary, args.price_per_instance_hour)?;
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         stdout.write_all(human_summary(&trace_name, &settings, &run).as_bytes())?;
+        if let Some(price) = args.price_per_instance_hour {
+            stdout.write_all(cost_line(&run.summary, price).as_bytes())?;
+        }
         for path in written {
             writeln!(stdout, "wrote {}", path.display())?;
         }
@@ -412,14 +451,14 @@ struct SweepReport<'a> {
     trace: &'a str,
     objective: WaitObjective,
     axes: Vec<&'a str>,
-    points: Vec<PointReport<'a>>,
+    points: Vec<PointReport>,
 }
 
 #[derive(Serialize)]
-struct PointReport<'a> {
+struct PointReport {
     settings: serde_json::Map<String, serde_json::Value>,
     pareto: bool,
-    summary: &'a Summary,
+    summary: serde_json::Value,
 }
 
 fn sweep(
@@ -446,22 +485,26 @@ fn sweep(
             axes: axes.clone(),
             points: points
                 .iter()
-                .map(|point| PointReport {
-                    settings: point
-                        .settings
-                        .iter()
-                        .map(|(name, value)| {
-                            (name.clone(), serde_json::Value::from(value.as_str()))
-                        })
-                        .collect(),
-                    pareto: point.pareto,
-                    summary: &point.summary,
+                .map(|point| {
+                    Ok(PointReport {
+                        settings: point
+                            .settings
+                            .iter()
+                            .map(|(name, value)| {
+                                (name.clone(), serde_json::Value::from(value.as_str()))
+                            })
+                            .collect(),
+                        pareto: point.pareto,
+                        summary: summary_json(&point.summary, args.price_per_instance_hour)?,
+                    })
                 })
-                .collect(),
+                .collect::<anyhow::Result<_>>()?,
         };
         writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        stdout.write_all(front_table(trace_name, &axes, &points, objective).as_bytes())?;
+        let table =
+            front_table(trace_name, &axes, &points, objective, args.price_per_instance_hour);
+        stdout.write_all(table.as_bytes())?;
     }
     stdout.flush()?;
     Ok(())
@@ -473,19 +516,24 @@ fn front_table(
     axes: &[&str],
     points: &[Point],
     objective: WaitObjective,
+    price: Option<f64>,
 ) -> String {
     let mut front: Vec<&Point> = points.iter().filter(|point| point.pareto).collect();
     front.sort_by(|a, b| a.summary.instance_minutes.total_cmp(&b.summary.instance_minutes));
     let mut header: Vec<String> = axes.iter().map(|name| (*name).to_owned()).collect();
-    header.extend(
-        ["instance-min", "wait p50", "wait p95", "wait max", "unstarted", "launched"]
-            .map(str::to_owned),
-    );
+    header.push("instance-min".to_owned());
+    if price.is_some() {
+        header.push("cost $".to_owned());
+    }
+    header.extend(["wait p50", "wait p95", "wait max", "unstarted", "launched"].map(str::to_owned));
     let mut rows = vec![header];
     for point in &front {
         let summary = &point.summary;
         let mut row: Vec<String> = point.settings.iter().map(|(_, value)| value.clone()).collect();
         row.push(format!("{:.1}", summary.instance_minutes));
+        if let Some(price) = price {
+            row.push(format!("{:.2}", summary.cost_usd(price)));
+        }
         row.push(human_secs(summary.wait_p50_s));
         row.push(human_secs(summary.wait_p95_s));
         row.push(human_secs(summary.wait_max_s));
@@ -514,5 +562,8 @@ fn front_table(
         front.len(),
         points.len()
     ));
+    if let Some(price) = price {
+        out.push_str(&format!("cost $ is at ${price} per instance-hour.\n"));
+    }
     out
 }

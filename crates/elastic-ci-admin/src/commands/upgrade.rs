@@ -16,8 +16,21 @@ use elastic_ci_core::lifecycle::format_rfc3339;
 use crate::error::InputError;
 use crate::{Context, MutateArgs, StackArgs, confirm};
 
-/// The group's logical id: its update policy replaces it on any change.
+/// The group's logical id.
 const GROUP: &str = "AgentAutoScaleGroup";
+
+/// The launch template's logical id: the group launches its latest version.
+const LAUNCH_TEMPLATE: &str = "AgentLaunchTemplate";
+
+/// The group's properties whose change its update policy (AutoScalingReplacingUpdate
+/// with WillReplace) answers with a new group rather than an update in place.
+const REPLACING_PROPERTIES: [&str; 5] = [
+    "LaunchTemplate",
+    "MixedInstancesPolicy",
+    "LaunchConfigurationName",
+    "VPCZoneIdentifier",
+    "PlacementGroup",
+];
 
 /// How long a change set may take to be computed.
 const CHANGE_SET_TIMEOUT: Duration = Duration::from_secs(300);
@@ -132,12 +145,25 @@ pub fn plan_parameters(
     Ok(ParameterPlan { parameters, changed, dropped })
 }
 
-/// Whether the change set replaces the Auto Scaling group: the template's update
-/// policy (AutoScalingReplacingUpdate with WillReplace) replaces it on any change.
+/// Whether the change set replaces the Auto Scaling group. The template's update
+/// policy (AutoScalingReplacingUpdate with WillReplace) replaces it when its launch
+/// template, instance types or subnets change; the group follows the launch template's
+/// latest version, so any change of the launch template is one. A modification of the
+/// group whose properties the service does not list counts as a replacement: saying so
+/// when it is not is the cheaper mistake.
 pub fn replaces_group(changes: &[ResourceChange]) -> bool {
-    changes.iter().any(|change| {
-        change.logical_id == GROUP
-            && matches!(change.action.as_str(), "Modify" | "Remove" | "Dynamic")
+    changes.iter().any(|change| match (change.logical_id.as_str(), change.action.as_str()) {
+        (LAUNCH_TEMPLATE, "Add" | "Modify" | "Dynamic") => true,
+        (GROUP, "Remove") => true,
+        (GROUP, "Modify" | "Dynamic") => {
+            matches!(change.replacement.as_deref(), Some("True" | "Conditional"))
+                || change.properties.is_empty()
+                || change
+                    .properties
+                    .iter()
+                    .any(|property| REPLACING_PROPERTIES.contains(&property.as_str()))
+        }
+        _ => false,
     })
 }
 
@@ -224,9 +250,14 @@ pub async fn upgrade(
             Some("Conditional") => ", may be replaced",
             _ => "",
         };
+        let properties = if change.properties.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", change.properties.join(", "))
+        };
         writeln!(
             out,
-            "  {} {} ({}{replacement})",
+            "  {} {} ({}{replacement}){properties}",
             change.action, change.logical_id, change.resource_type
         )?;
     }
@@ -387,15 +418,25 @@ mod tests {
     }
 
     #[test]
-    fn a_modified_group_is_replaced() {
-        let change = |logical: &str, action: &str| ResourceChange {
+    fn a_new_launch_template_or_subnets_replace_the_group_and_sizes_do_not() {
+        let change = |logical: &str, action: &str, properties: &[&str]| ResourceChange {
             action: action.to_owned(),
             logical_id: logical.to_owned(),
             resource_type: String::new(),
-            replacement: None,
+            replacement: Some("False".to_owned()),
+            properties: properties.iter().map(|property| (*property).to_owned()).collect(),
         };
-        assert!(replaces_group(&[change("AgentAutoScaleGroup", "Modify")]));
-        assert!(!replaces_group(&[change("AgentLaunchTemplate", "Modify")]));
+        assert!(replaces_group(&[change("AgentLaunchTemplate", "Modify", &[])]));
+        assert!(replaces_group(&[change("AgentAutoScaleGroup", "Modify", &["VPCZoneIdentifier"])]));
+        assert!(replaces_group(&[change(
+            "AgentAutoScaleGroup",
+            "Modify",
+            &["MaxSize", "MixedInstancesPolicy"]
+        )]));
+        assert!(!replaces_group(&[change("AgentAutoScaleGroup", "Modify", &["MaxSize"])]));
+        // Unknown properties: said to be replaced rather than not.
+        assert!(replaces_group(&[change("AgentAutoScaleGroup", "Modify", &[])]));
+        assert!(!replaces_group(&[change("AutoscalingFunction", "Modify", &[])]));
         assert_eq!(parse_version("1.2.3"), Ok("v1.2.3".to_owned()));
         assert!(parse_version("v1.2").is_err());
         assert!(shown("BuildkiteAgentToken", "secret").contains("hidden"));

@@ -16,7 +16,7 @@ use elastic_ci_testkit::names::unique_name;
 use serde_json::{Value, json};
 
 use elastic_ci_e2e::deploy;
-use elastic_ci_e2e::moto_api::{MotoApi, xml_first};
+use elastic_ci_e2e::moto_api::MotoApi;
 use xtask::{project, template};
 
 /// The release version the tests render the template with.
@@ -186,27 +186,8 @@ pub(crate) async fn scaling_group(moto: &Moto, name: &str) -> AutoScalingGroup {
 /// tables, routes and gateway attachment of a stack-built VPC, so tests that delete
 /// their stack bring their own network.
 pub(crate) async fn existing_vpc(api: &MotoApi) -> (String, Vec<String>) {
-    let vpc = api
-        .query("ec2", "2016-11-15", &[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")])
-        .await;
-    let vpc_id = xml_first(&vpc, "vpcId").expect("a VPC id");
-    let mut subnets = Vec::new();
-    for (cidr, zone) in [("10.1.1.0/24", "us-east-1a"), ("10.1.2.0/24", "us-east-1b")] {
-        let subnet = api
-            .query(
-                "ec2",
-                "2016-11-15",
-                &[
-                    ("Action", "CreateSubnet"),
-                    ("VpcId", &vpc_id),
-                    ("CidrBlock", cidr),
-                    ("AvailabilityZone", zone),
-                ],
-            )
-            .await;
-        subnets.push(xml_first(&subnet, "subnetId").expect("a subnet id"));
-    }
-    (vpc_id, subnets)
+    let network = deploy::create_network(api, 1).await.expect("a network outside the stack");
+    (network.vpc_id, network.subnets)
 }
 
 pub(crate) async fn lambda_function(api: &MotoApi, name: &str) -> Value {
