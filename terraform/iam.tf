@@ -157,20 +157,13 @@ resource "aws_iam_role_policy" "instance" {
         Action   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
         Resource = local.group_arn_pattern
       },
-      # The CloudWatch agent writes the stack's log groups (and sets their retention);
-      # lifecycled writes /buildkite/lifecycled. No other group can be created, written
-      # or have its retention changed.
+      # The CloudWatch agent writes the stack's log groups (and sets their retention).
+      # No other group can be created, written or have its retention changed.
       {
         Sid      = "Logging"
         Effect   = "Allow"
         Action   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:PutRetentionPolicy"]
         Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/buildkite/${var.stack_name}/*"
-      },
-      {
-        Sid      = "LifecycledLogging"
-        Effect   = "Allow"
-        Action   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-        Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/buildkite/lifecycled:*"
       },
       {
         Sid      = "ListLogGroups"

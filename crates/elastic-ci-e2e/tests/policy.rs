@@ -434,13 +434,7 @@ fn the_instance_role_writes_only_the_stacks_logs_and_the_agents_metrics() {
     ] {
         for statement in granted.iter().filter(|statement| grants(statement, action)) {
             for resource in &statement.resources {
-                let allowed = resource == &own_groups
-                    || (action != "logs:PutRetentionPolicy"
-                        && resource
-                            == &format!(
-                                "arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/buildkite/lifecycled:*"
-                            ));
-                assert!(allowed, "{action} on {resource}");
+                assert_eq!(resource, &own_groups, "{action} on {resource}");
             }
         }
     }

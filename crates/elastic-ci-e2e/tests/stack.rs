@@ -204,17 +204,14 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         [format!("arn:aws:ssm:{REGION}:123456789012:parameter/{name}/buildkite/agent-token")]
     );
     assert_eq!(granted(core, "cloudformation:SignalResource"), std::slice::from_ref(&stack.id));
-    // Logs and retention: the stack's own log groups only (and lifecycled's group).
+    // Logs and retention: the stack's own log groups only.
     assert_eq!(
         granted(core, "logs:PutRetentionPolicy"),
         [format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/*")]
     );
     assert_eq!(
         granted(core, "logs:CreateLogGroup"),
-        [
-            format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/*"),
-            format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/lifecycled:*"),
-        ]
+        [format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/*")]
     );
     let bucket = &stack.outputs["ManagedSecretsBucket"];
     assert_eq!(
