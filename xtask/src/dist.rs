@@ -94,21 +94,37 @@ pub(crate) fn run(args: &DistArgs) -> anyhow::Result<()> {
             );
             continue;
         }
-        let packages: Vec<&str> =
-            std::iter::once(SCALER).chain(binaries.iter().map(|(package, _)| *package)).collect();
         let lambda_dir = target_dir.join("lambda").join(arch.name());
-        let mut command = Command::new(venv.join("bin/cargo-lambda"));
-        command
-            .args(["lambda", "build", "--profile", "ship", "--output-format", "zip", "--locked"])
-            .args(["--target", arch.rust_target()])
-            .arg("--lambda-dir")
-            .arg(&lambda_dir)
-            .args(packages.iter().flat_map(|package| ["--package", *package]))
-            .current_dir(project::root())
-            // The venv first: cargo-lambda finds zig through its Python.
-            .env("PATH", path_with(&venv.join("bin")));
-        eprintln!("==> building {} for {}", packages.join(", "), arch.name());
-        moto::run_checked(&mut command, &format!("build the {} binaries", arch.name()))?;
+        // The scaler alone and without its default features: inside Lambda its metrics
+        // are log lines, so the zip carries no CloudWatch client.
+        let scaler = [SCALER];
+        let instance: Vec<&str> = binaries.iter().map(|(package, _)| *package).collect();
+        for (packages, extra) in [(&scaler[..], &["--no-default-features"][..]), (&instance, &[])] {
+            if packages.is_empty() {
+                continue;
+            }
+            let mut command = Command::new(venv.join("bin/cargo-lambda"));
+            command
+                .args([
+                    "lambda",
+                    "build",
+                    "--profile",
+                    "ship",
+                    "--output-format",
+                    "zip",
+                    "--locked",
+                ])
+                .args(["--target", arch.rust_target()])
+                .args(extra)
+                .arg("--lambda-dir")
+                .arg(&lambda_dir)
+                .args(packages.iter().flat_map(|package| ["--package", *package]))
+                .current_dir(project::root())
+                // The venv first: cargo-lambda finds zig through its Python.
+                .env("PATH", path_with(&venv.join("bin")));
+            eprintln!("==> building {} for {}", packages.join(", "), arch.name());
+            moto::run_checked(&mut command, &format!("build the {} binaries", arch.name()))?;
+        }
 
         let zip = dist.join(format!("{SCALER}-{}.zip", arch.name()));
         copy(&lambda_dir.join(SCALER).join("bootstrap.zip"), &zip)?;

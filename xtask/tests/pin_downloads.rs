@@ -128,7 +128,7 @@ fn pins_every_download_of_both_architectures_from_a_mirror() {
             n_pinned += 1;
         }
     }
-    assert_eq!(n_pinned, 10, "{text}");
+    assert_eq!(n_pinned, 8, "{text}");
     // The versions are kept.
     assert!(text.contains("docker_compose_version = \"2.29.7\"\n"), "{text}");
 }

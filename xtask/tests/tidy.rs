@@ -146,6 +146,33 @@ fn one_tls_crypto_provider() {
     );
 }
 
+/// The scaler's Lambda zip (`cargo xtask dist` builds it with `--no-default-features`)
+/// carries no CloudWatch client: inside Lambda the queue metrics are log lines.
+#[test]
+fn the_lambda_build_of_the_scaler_has_no_cloudwatch_client() {
+    let tree = |features: &[&str]| {
+        let output = Command::new(env!("CARGO"))
+            .args(["tree", "--locked", "-p", "elastic-ci-scaler", "-e", "normal"])
+            .args(features)
+            .args(["--prefix", "none", "--format", "{p}"])
+            .current_dir(root())
+            .output()
+            .expect("cargo tree runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let shipped = tree(&["--no-default-features"]);
+    assert!(
+        !shipped.contains("aws-sdk-cloudwatch "),
+        "the scaler built without default features depends on aws-sdk-cloudwatch: keep it behind the put-metric-data feature"
+    );
+    assert!(shipped.contains("lambda_runtime "), "{shipped}");
+    assert!(
+        tree(&[]).contains("aws-sdk-cloudwatch "),
+        "`elastic-ci-scaler run` outside Lambda publishes with PutMetricData by default"
+    );
+}
+
 #[test]
 fn no_unexpected_duplicate_versions() {
     // Crates resolved at two versions for reasons outside the workspace's control, each

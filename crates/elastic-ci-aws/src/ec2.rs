@@ -21,15 +21,19 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_types::service_config::ServiceConfigKey;
+use elastic_ci_core::backoff::Backoff;
 use tracing::{instrument, warn};
 
 use crate::error::{AwsError, AwsErrorKind, classify};
+use crate::retry::retry;
+use crate::xml::Element;
 
 /// The EC2 Query API version every request names.
 const API_VERSION: &str = "2016-11-15";
 
 /// Attempts per call for throttling and transport failures, first try included.
-const MAX_ATTEMPTS: u32 = 4;
+const CALL_BACKOFF: Backoff =
+    Backoff::doubling(4, Duration::from_millis(250), Duration::from_secs(2));
 
 /// One image, as far as the release tooling cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,27 +187,18 @@ impl Ec2MachineImages {
         resource: &str,
         params: &[(&str, &str)],
     ) -> Result<String, AwsError> {
-        let mut delay = Duration::from_millis(250);
-        let mut attempt = 1;
-        loop {
-            match self.call_once(region, action, resource, params).await {
-                Err(error)
-                    if attempt < MAX_ATTEMPTS
-                        && matches!(
-                            error.kind,
-                            AwsErrorKind::Throttled
-                                | AwsErrorKind::Transport
-                                | AwsErrorKind::Service
-                        ) =>
-                {
-                    warn!(%error, attempt, "retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        retry(
+            CALL_BACKOFF,
+            |error: &AwsError| {
+                matches!(
+                    error.kind,
+                    AwsErrorKind::Throttled | AwsErrorKind::Transport | AwsErrorKind::Service
+                )
+            },
+            |retrying| warn!(error = %retrying.error, attempt = retrying.attempt.number, "retrying"),
+            |_| self.call_once(region, action, resource, params),
+        )
+        .await
     }
 
     async fn call_once(
@@ -268,8 +263,10 @@ impl Ec2MachineImages {
         if (200..300).contains(&status) {
             return Ok(text);
         }
-        let code = xml_text(&text, "Code");
-        let message = xml_text(&text, "Message").unwrap_or_default();
+        let answer = Element::parse(&text);
+        let code = answer.as_ref().and_then(|answer| answer.find_text("Code"));
+        let message =
+            answer.as_ref().and_then(|answer| answer.find_text("Message")).unwrap_or_default();
         Err(AwsError {
             kind: classify(code.as_deref(), status),
             operation: action,
@@ -314,7 +311,7 @@ impl MachineImages for Ec2MachineImages {
             params.push(("Description", description.as_str()));
         }
         let answer = self.call(&request.region, "CopyImage", &resource, &params).await?;
-        xml_text(&answer, "imageId").ok_or_else(|| {
+        Element::parse(&answer).and_then(|answer| answer.find_text("imageId")).ok_or_else(|| {
             AwsError::new(AwsErrorKind::Service, "CopyImage", resource, "the answer has no imageId")
         })
     }
@@ -371,68 +368,32 @@ impl MachineImages for Ec2MachineImages {
 
 /// Every image of a DescribeImages answer.
 fn parse_owned_images(answer: &str) -> Vec<OwnedImage> {
-    let Some(images) = xml_raw(answer, "imagesSet") else { return Vec::new() };
-    xml_items(images)
-        .into_iter()
+    let Some(answer) = Element::parse(answer) else { return Vec::new() };
+    let Some(images) = answer.find("imagesSet") else { return Vec::new() };
+    images
+        .items()
         .filter_map(|item| {
-            let snapshot_ids = xml_raw(item, "blockDeviceMapping")
-                .map(|mappings| {
-                    xml_items(mappings)
-                        .into_iter()
-                        .filter_map(|mapping| xml_text(mapping, "snapshotId"))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let tags = xml_raw(item, "tagSet")
-                .map(|tags| {
-                    xml_items(tags)
-                        .into_iter()
-                        .filter_map(|tag| Some((xml_text(tag, "key")?, xml_text(tag, "value")?)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let snapshot_ids = item
+                .children_named("blockDeviceMapping")
+                .flat_map(Element::items)
+                .filter_map(|mapping| mapping.find_text("snapshotId"))
+                .collect();
+            let tags = item
+                .children_named("tagSet")
+                .flat_map(Element::items)
+                .filter_map(|tag| Some((tag.child_text("key")?, tag.child_text("value")?)))
+                .collect();
             Some(OwnedImage {
-                image_id: xml_text(item, "imageId")?,
-                name: xml_text(item, "name").unwrap_or_default(),
-                state: ImageState::parse(&xml_text(item, "imageState")?),
-                architecture: xml_text(item, "architecture").unwrap_or_default(),
-                creation_date: xml_text(item, "creationDate").unwrap_or_default(),
+                image_id: item.child_text("imageId")?,
+                name: item.child_text("name").unwrap_or_default(),
+                state: ImageState::parse(&item.child_text("imageState")?),
+                architecture: item.child_text("architecture").unwrap_or_default(),
+                creation_date: item.child_text("creationDate").unwrap_or_default(),
                 snapshot_ids,
                 tags,
             })
         })
         .collect()
-}
-
-/// The contents of each top-level `<item>` element of `xml`, nested items kept inside
-/// their parent's (EC2 writes every list as `<item>`s without attributes).
-fn xml_items(xml: &str) -> Vec<&str> {
-    const OPEN: &str = "<item>";
-    const CLOSE: &str = "</item>";
-    let mut items = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    let mut at = 0;
-    while let Some(offset) = xml[at..].find('<') {
-        let position = at + offset;
-        let rest = &xml[position..];
-        if rest.starts_with(OPEN) {
-            if depth == 0 {
-                start = position + OPEN.len();
-            }
-            depth += 1;
-            at = position + OPEN.len();
-        } else if rest.starts_with(CLOSE) {
-            if depth == 1 {
-                items.push(&xml[start..position]);
-            }
-            depth = depth.saturating_sub(1);
-            at = position + CLOSE.len();
-        } else {
-            at = position + 1;
-        }
-    }
-    items
 }
 
 /// Whether a subnet can reach the internet, and how.
@@ -484,7 +445,8 @@ impl Network for Ec2MachineImages {
             }
             Err(error) => return Err(error),
         };
-        let Some(vpc_id) = xml_text(&subnets, "vpcId") else {
+        let Some(vpc_id) = Element::parse(&subnets).and_then(|answer| answer.find_text("vpcId"))
+        else {
             return Ok(SubnetRoute::Missing);
         };
         let associated = self
@@ -495,7 +457,9 @@ impl Network for Ec2MachineImages {
                 &[("Filter.1.Name", "association.subnet-id"), ("Filter.1.Value.1", subnet_id)],
             )
             .await?;
-        let tables = if xml_text(&associated, "routeTableId").is_some() {
+        let tables = if Element::parse(&associated)
+            .is_some_and(|answer| answer.find_text("routeTableId").is_some())
+        {
             associated
         } else {
             self.call(
@@ -533,7 +497,7 @@ impl Network for Ec2MachineImages {
             Err(error) if error.kind == AwsErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
-        Ok(xml_text(&answer, "imageId"))
+        Ok(Element::parse(&answer).and_then(|answer| answer.find_text("imageId")))
     }
 
     #[instrument(skip_all, fields(region, instances = instance_ids.len()))]
@@ -558,67 +522,43 @@ impl Network for Ec2MachineImages {
 /// The target of the first default route (`0.0.0.0/0`) in a DescribeRouteTables
 /// answer.
 fn default_route(answer: &str) -> Option<String> {
-    const DEFAULT: &str = "<destinationCidrBlock>0.0.0.0/0</destinationCidrBlock>";
-    let at = answer.find(DEFAULT)?;
-    let start = answer[..at].rfind("<item>")?;
-    let end = at + answer[at..].find("</item>")?;
-    let route = &answer[start..end];
-    ["gatewayId", "natGatewayId", "transitGatewayId", "instanceId", "vpcPeeringConnectionId"]
-        .iter()
-        .find_map(|tag| xml_text(route, tag))
-        .filter(|target| target != "local")
+    const TARGETS: [&str; 5] =
+        ["gatewayId", "natGatewayId", "transitGatewayId", "instanceId", "vpcPeeringConnectionId"];
+    let answer = Element::parse(answer)?;
+    let route = answer.descendants().into_iter().find(|element| {
+        element.name == "item"
+            && element.child_text("destinationCidrBlock").as_deref() == Some("0.0.0.0/0")
+    })?;
+    TARGETS.iter().find_map(|tag| route.child_text(tag)).filter(|target| target != "local")
 }
 
 /// Instance id to launch time, from a DescribeInstances answer.
 fn parse_launch_times(answer: &str) -> BTreeMap<String, SystemTime> {
-    let mut times = BTreeMap::new();
-    let mut rest = answer;
-    while let Some(at) = rest.find("<instanceId>") {
-        rest = &rest[at..];
-        let id = xml_text(rest, "instanceId");
-        let next = rest[1..].find("<instanceId>").map_or(rest.len(), |next| next + 1);
-        let launch = xml_text(&rest[..next], "launchTime")
-            .and_then(|time| elastic_ci_core::lifecycle::parse_rfc3339(&time));
-        if let (Some(id), Some(launch)) = (id, launch) {
-            times.insert(id, launch);
-        }
-        rest = &rest[next..];
-    }
-    times
+    let Some(answer) = Element::parse(answer) else { return BTreeMap::new() };
+    answer
+        .descendants()
+        .into_iter()
+        .filter(|element| element.name == "item")
+        .filter_map(|instance| {
+            let launch = instance.child_text("launchTime")?;
+            Some((
+                instance.child_text("instanceId")?,
+                elastic_ci_core::lifecycle::parse_rfc3339(&launch)?,
+            ))
+        })
+        .collect()
 }
 
 /// The first image of a DescribeImages answer.
 fn parse_image(answer: &str) -> Option<MachineImage> {
-    let item = xml_raw(answer, "imagesSet")?;
+    let answer = Element::parse(answer)?;
+    let item = answer.find("imagesSet")?.items().next()?;
     Some(MachineImage {
-        image_id: xml_text(item, "imageId")?,
-        name: xml_text(item, "name").unwrap_or_default(),
-        state: ImageState::parse(&xml_text(item, "imageState")?),
-        public: xml_text(item, "isPublic").as_deref() == Some("true"),
+        image_id: item.child_text("imageId")?,
+        name: item.child_text("name").unwrap_or_default(),
+        state: ImageState::parse(&item.child_text("imageState")?),
+        public: item.child_text("isPublic").as_deref() == Some("true"),
     })
-}
-
-/// The text of the first `<tag>…</tag>` element, entities decoded. EC2's answers are
-/// flat enough for this: the fields read here occur once per image.
-fn xml_text(xml: &str, tag: &str) -> Option<String> {
-    Some(
-        xml_raw(xml, tag)?
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&"),
-    )
-}
-
-/// The contents of the first `<tag>…</tag>` element as sent, entities and all, for
-/// containers whose children are read next.
-fn xml_raw<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
-    Some(&xml[start..end])
 }
 
 #[cfg(test)]

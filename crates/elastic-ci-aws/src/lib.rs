@@ -60,3 +60,4 @@ pub mod retry;
 pub mod s3;
 #[cfg(feature = "ssm")]
 pub mod ssm;
+mod xml;

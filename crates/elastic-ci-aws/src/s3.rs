@@ -1,6 +1,5 @@
 //! Object store: S3.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -112,21 +111,6 @@ pub fn public_read_policy(bucket: &str, prefix: &str) -> String {
         }],
     })
     .to_string()
-}
-
-/// Downloads an object into a file at `path`, creating or truncating it.
-pub async fn download_to_file(
-    store: &dyn ObjectStore,
-    bucket: &str,
-    key: &str,
-    path: &Path,
-) -> Result<u64, DownloadError> {
-    let write_error =
-        |source| DownloadError::Write { bucket: bucket.to_owned(), key: key.to_owned(), source };
-    let mut file = tokio::fs::File::create(path).await.map_err(write_error)?;
-    let n_bytes = store.download(bucket, key, &mut file).await?;
-    file.sync_all().await.map_err(write_error)?;
-    Ok(n_bytes)
 }
 
 /// [`ObjectStore`] over the AWS SDK.

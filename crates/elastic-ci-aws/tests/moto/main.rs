@@ -10,7 +10,7 @@ use elastic_ci_aws::autoscaling::{AutoScalingGroups, LifecycleAction, ScalingGro
 use elastic_ci_aws::cloudwatch::{CloudWatchMetrics, MetricDatum, MetricUnit, Metrics};
 use elastic_ci_aws::ecr::{EcrRegistryAuth, RegistryAuth};
 use elastic_ci_aws::error::AwsErrorKind;
-use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore, download_to_file};
+use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore};
 use elastic_ci_aws::ssm::{ParameterStore, SsmParameterStore};
 use elastic_ci_core::fleet::{Health, LifecycleActionResult, LifecycleState};
 use elastic_ci_testkit::moto::moto;
@@ -28,11 +28,10 @@ async fn s3_upload_download_list_head() {
     store.upload(&bucket, "dir/big.bin", big.clone(), None).await.unwrap();
     store.upload(&bucket, "other/c.txt", b"c".to_vec(), None).await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.bin");
-    let n_bytes = download_to_file(&store, &bucket, "dir/big.bin", &path).await.unwrap();
+    let mut downloaded = Vec::new();
+    let n_bytes = store.download(&bucket, "dir/big.bin", &mut downloaded).await.unwrap();
     assert_eq!(n_bytes, big.len() as u64);
-    assert_eq!(std::fs::read(&path).unwrap(), big);
+    assert_eq!(downloaded, big);
 
     let mut in_memory = Vec::new();
     store.download(&bucket, "dir/a.txt", &mut in_memory).await.unwrap();
