@@ -544,7 +544,7 @@ fn record_mappings(
     for (region, ami) in built {
         mappings.entry(region.clone()).or_default().insert(variant.to_owned(), ami.clone());
     }
-    let text = serde_yaml::to_string(&mappings).context("failed to serialize the mappings")?;
+    let text = serde_yaml_ng::to_string(&mappings).context("failed to serialize the mappings")?;
     // The template task reads the file back; never let it see a malformed one.
     template::parse_mappings(&text, path)?;
     if let Some(parent) = path.parent() {

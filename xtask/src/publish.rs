@@ -266,8 +266,8 @@ const BINARY: &str = "application/octet-stream";
 /// Refuses a template without both architectures' AMIs in a region it is published
 /// for: a stack there would launch instances with an empty image id.
 fn check_amis(template: &str, regions: &[String], path: &Path) -> anyhow::Result<()> {
-    let parsed: serde_yaml::Value =
-        serde_yaml::from_str(template).context("the template is not valid YAML")?;
+    let parsed: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(template).context("the template is not valid YAML")?;
     for region in regions {
         let row = &parsed["Mappings"]["AWSRegion2AMI"][region.as_str()];
         for variant in ["linuxamd64", "linuxarm64"] {
@@ -449,7 +449,7 @@ fn summary_markdown(
         find(terraform_module::ARCHIVE_NAME),
         find(CHECKSUMS_NAME),
     );
-    let parsed: serde_yaml::Value = serde_yaml::from_str(template).unwrap_or_default();
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(template).unwrap_or_default();
     if let Some(regions) = parsed["Mappings"]["AWSRegion2AMI"].as_mapping() {
         text.push_str("\n| region | linuxamd64 | linuxarm64 |\n|---|---|---|\n");
         for (name, row) in regions {
@@ -657,8 +657,8 @@ fn read_template(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
             path.display()
         )
     })?;
-    let parsed: serde_yaml::Value =
-        serde_yaml::from_slice(&body).with_context(|| format!("{} is not YAML", path.display()))?;
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&body)
+        .with_context(|| format!("{} is not YAML", path.display()))?;
     ensure!(
         parsed.get("Resources").is_some(),
         "{} is not a CloudFormation template: it has no Resources",

@@ -134,7 +134,8 @@ pub(crate) fn run(args: &TemplateArgs, env: &HashMap<String, String>) -> anyhow:
     let service_role_output = output.with_file_name("service-role.yml");
     write(&service_role_output, &service_role)?;
     if let Some(mappings) = &options.ami_mappings {
-        let text = serde_yaml::to_string(mappings).context("failed to serialize the mappings")?;
+        let text =
+            serde_yaml_ng::to_string(mappings).context("failed to serialize the mappings")?;
         let mappings_output = output.with_file_name(MAPPINGS_NAME);
         write(&mappings_output, &text)?;
     }
@@ -279,7 +280,7 @@ pub fn parse_mappings(text: &str, path: &Path) -> anyhow::Result<AmiMappings> {
         ubuntu2404arm64: Option<String>,
     }
 
-    let parsed: BTreeMap<String, Variants> = serde_yaml::from_str(text).with_context(|| {
+    let parsed: BTreeMap<String, Variants> = serde_yaml_ng::from_str(text).with_context(|| {
         format!(
             "invalid mappings file {}: expected a map from region to {}",
             path.display(),
@@ -364,8 +365,8 @@ pub struct ScalerZips {
 
 /// Reads the scaler zip location from a template's `ScalerLambda` mapping.
 pub fn scaler_zips(template: &str) -> anyhow::Result<ScalerZips> {
-    let template: serde_yaml::Value =
-        serde_yaml::from_str(template).context("the template is not valid YAML")?;
+    let template: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(template).context("the template is not valid YAML")?;
     let release = &template["Mappings"]["ScalerLambda"]["Release"];
     let field = |name: &str| {
         release[name]
@@ -402,8 +403,8 @@ pub fn rendered_version(template: &str) -> anyhow::Result<String> {
 
 /// Reads the rendered template back as YAML and checks what rendering promised.
 fn check_rendered(rendered: &str, options: &RenderOptions) -> anyhow::Result<()> {
-    let template: serde_yaml::Value =
-        serde_yaml::from_str(rendered).context("the rendered template is not valid YAML")?;
+    let template: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(rendered).context("the rendered template is not valid YAML")?;
     let zips = scaler_zips(rendered)?;
     ensure!(
         zips.bucket_prefix == options.lambda_bucket_prefix,
@@ -536,7 +537,7 @@ mod tests {
         assert!(rendered.contains("BUILDKITE_STACK_VERSION=v1.2.3\n"));
         assert!(rendered.contains("amd64: elastic-ci-scaler/v1.2.3/elastic-ci-scaler-x86_64.zip"));
         assert!(rendered.contains("BucketPrefix: my-lambdas\n"));
-        let template: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("YAML");
+        let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&rendered).expect("YAML");
         let row = |region: &str| {
             let row = &template["Mappings"]["AWSRegion2AMI"][region];
             AMI_VARIANTS.map(|variant| row[variant].as_str().unwrap_or_default().to_owned())
@@ -572,7 +573,7 @@ mod tests {
             .nth(1)
             .expect("a placeholder row");
         assert_eq!(placeholder, mapping_line("us-east-1", &BTreeMap::new(), "    "));
-        let template: serde_yaml::Value = serde_yaml::from_str(&source).expect("YAML");
+        let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&source).expect("YAML");
         for variant in AMI_VARIANTS {
             let value = template["Mappings"]["AWSRegion2AMI"]["us-east-1"][variant]
                 .as_str()
@@ -595,7 +596,7 @@ mod tests {
     #[test]
     fn keeps_the_placeholder_mapping_without_a_mappings_file() {
         let rendered = render(&source(), &options(None)).expect("renders");
-        let template: serde_yaml::Value = serde_yaml::from_str(&rendered).expect("YAML");
+        let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(&rendered).expect("YAML");
         let regions = template["Mappings"]["AWSRegion2AMI"].as_mapping().expect("a mapping");
         assert_eq!(regions.len(), 1);
         assert_eq!(

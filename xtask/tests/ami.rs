@@ -236,8 +236,8 @@ async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
     let args = [&args[..], &["--version", "v9.9.9-test"]].concat();
     let stdout = stdout_of(&ami_on_moto(&moto, &args, dist.path(), &mappings));
 
-    let recorded: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&mappings).unwrap()).unwrap();
+    let recorded: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&mappings).unwrap()).unwrap();
     let ami = |region: &str, variant: &str| {
         recorded[region][variant]
             .as_str()
@@ -278,8 +278,8 @@ async fn builds_copies_and_records_an_ami_that_the_template_then_renders() {
         .output()
         .unwrap();
     stdout_of(&output);
-    let template: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
+    let template: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&rendered).unwrap()).unwrap();
     let mapping = &template["Mappings"]["AWSRegion2AMI"];
     assert_eq!(mapping["us-east-1"]["linuxamd64"].as_str(), Some(source.as_str()));
     assert_eq!(mapping["eu-west-1"]["linuxamd64"].as_str(), Some(copies[0].1.as_str()));
@@ -313,8 +313,8 @@ async fn a_failed_copy_keeps_the_built_image_in_the_mappings() {
     assert!(stderr.contains("failed to copy ami-"), "{stderr}");
     assert!(stderr.contains(" to xx-nowhere-1"), "{stderr}");
 
-    let recorded: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&mappings).unwrap()).unwrap();
+    let recorded: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&mappings).unwrap()).unwrap();
     let source = recorded["us-east-1"]["linuxarm64"].as_str().unwrap();
     let images = Ec2MachineImages::new(&moto.sdk_config());
     let built = images.describe_image("us-east-1", source).await.unwrap().expect("the built image");

@@ -10,17 +10,17 @@ use std::path::Path;
 
 use support::xtask;
 
-fn pipeline() -> serde_yaml::Value {
+fn pipeline() -> serde_yaml_ng::Value {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".buildkite/pipeline.yml");
-    serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-fn steps() -> Vec<serde_yaml::Value> {
+fn steps() -> Vec<serde_yaml_ng::Value> {
     pipeline()["steps"].as_sequence().unwrap().clone()
 }
 
-fn commands(step: &serde_yaml::Value) -> Vec<String> {
+fn commands(step: &serde_yaml_ng::Value) -> Vec<String> {
     let mut commands: Vec<String> =
         step["command"].as_str().map(str::to_owned).into_iter().collect();
     for command in step["commands"].as_sequence().into_iter().flatten() {
@@ -29,14 +29,14 @@ fn commands(step: &serde_yaml::Value) -> Vec<String> {
     commands
 }
 
-fn key(step: &serde_yaml::Value) -> &str {
+fn key(step: &serde_yaml_ng::Value) -> &str {
     step["key"].as_str().unwrap_or_default()
 }
 
-fn depends_on(step: &serde_yaml::Value) -> Vec<String> {
+fn depends_on(step: &serde_yaml_ng::Value) -> Vec<String> {
     match &step["depends_on"] {
-        serde_yaml::Value::String(key) => vec![key.clone()],
-        serde_yaml::Value::Sequence(keys) => {
+        serde_yaml_ng::Value::String(key) => vec![key.clone()],
+        serde_yaml_ng::Value::Sequence(keys) => {
             keys.iter().map(|key| key.as_str().unwrap().to_owned()).collect()
         }
         _ => Vec::new(),
@@ -103,7 +103,7 @@ fn every_step_is_bounded_and_retried_when_its_agent_is_lost() {
 #[test]
 fn only_dist_builds_the_artefacts_and_later_steps_download_them() {
     let steps = steps();
-    let dist: Vec<&serde_yaml::Value> = steps
+    let dist: Vec<&serde_yaml_ng::Value> = steps
         .iter()
         .filter(|step| commands(step).iter().any(|c| c == "cargo xtask dist"))
         .collect();
@@ -132,7 +132,7 @@ fn only_dist_builds_the_artefacts_and_later_steps_download_them() {
 #[test]
 fn public_images_wait_for_a_block_step_on_tags() {
     let steps = steps();
-    let by_key: BTreeMap<&str, &serde_yaml::Value> =
+    let by_key: BTreeMap<&str, &serde_yaml_ng::Value> =
         steps.iter().map(|step| (key(step), step)).collect();
     let mut n_public = 0;
     for step in &steps {

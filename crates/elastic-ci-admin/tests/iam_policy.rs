@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
-use serde_yaml::Value as Yaml;
+use serde_yaml_ng::Value as Yaml;
 
 use elastic_ci_e2e::cfn_eval::{ACCOUNT_ID, REGION, Stack, text};
 use xtask::{project, template};
@@ -140,7 +140,7 @@ const CASES: [Case; 4] = [
 
 fn source() -> Yaml {
     let text = std::fs::read_to_string(project::root().join(template::SOURCE)).expect("template");
-    serde_yaml::from_str(&text).expect("YAML")
+    serde_yaml_ng::from_str(&text).expect("YAML")
 }
 
 /// The AWS::IAM::Policy resources of the template attached to the role it creates, by

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value as Json, json};
-use serde_yaml::Value as Yaml;
+use serde_yaml_ng::Value as Yaml;
 
 pub const REGION: &str = "us-east-1";
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -439,7 +439,7 @@ mod tests {
     use super::*;
 
     fn template(text: &str) -> Yaml {
-        serde_yaml::from_str(text).expect("YAML")
+        serde_yaml_ng::from_str(text).expect("YAML")
     }
 
     #[test]

@@ -538,7 +538,7 @@ async fn check_release(
         );
     }
     let mappings: BTreeMap<String, BTreeMap<String, String>> =
-        serde_yaml::from_slice(&get(moto, bucket, &format!("{version}/mappings.yml")).await?)?;
+        serde_yaml_ng::from_slice(&get(moto, bucket, &format!("{version}/mappings.yml")).await?)?;
     let row =
         mappings.get(REGION).context("the published mappings have no region of the emulator")?;
     for variant in ["linuxamd64", "linuxarm64"] {

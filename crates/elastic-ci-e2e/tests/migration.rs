@@ -19,7 +19,7 @@ use aws_sdk_cloudformation::config::retry::RetryConfig;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
 use elastic_ci_testkit::moto::{Moto, moto};
 use elastic_ci_testkit::names::unique_name;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use elastic_ci_e2e::deploy;
 use elastic_ci_e2e::moto_api::MotoApi;
@@ -56,7 +56,7 @@ fn fixture_text() -> String {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).expect("the template is YAML")
+    serde_yaml_ng::from_str(text).expect("the template is YAML")
 }
 
 fn source_template() -> Value {
@@ -220,7 +220,7 @@ fn every_parameter_of_the_original_is_one_the_template_accepts() {
     // Windows comes back later as a second allowed value; today linux is the only one.
     assert_eq!(
         ours["Parameters"]["InstanceOperatingSystem"]["AllowedValues"],
-        serde_yaml::from_str::<Value>("[linux]").expect("YAML")
+        serde_yaml_ng::from_str::<Value>("[linux]").expect("YAML")
     );
 }
 
@@ -257,7 +257,7 @@ fn the_token_stays_the_original_resource_through_an_update() {
     assert_eq!(converter["Type"], "AWS::CloudFormation::CustomResource");
     assert_eq!(
         converter["Properties"]["Name"],
-        serde_yaml::from_str::<Value>("!Ref BuildkiteAgentTokenParameter").expect("YAML")
+        serde_yaml_ng::from_str::<Value>("!Ref BuildkiteAgentTokenParameter").expect("YAML")
     );
     let code = ours["Resources"]["AgentTokenParameterFunction"]["Properties"]["Code"]["ZipFile"]
         .as_str()
@@ -278,9 +278,9 @@ fn replacing_properties_are_the_original_s() {
             assert!(!theirs.is_null(), "{id}.{property} is not in the fixture");
             // The original's value, or (VpcId) one branch of ours, which also handles
             // the stack-built VPC that the fixture leaves out.
-            let mine = serde_yaml::to_string(&ours["Resources"][id]["Properties"][*property])
+            let mine = serde_yaml_ng::to_string(&ours["Resources"][id]["Properties"][*property])
                 .expect("YAML");
-            let theirs = serde_yaml::to_string(theirs).expect("YAML");
+            let theirs = serde_yaml_ng::to_string(theirs).expect("YAML");
             assert!(mine.contains(theirs.trim()), "{id}.{property}: {theirs} became {mine}");
         }
     }

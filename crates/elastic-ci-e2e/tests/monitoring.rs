@@ -15,7 +15,7 @@ use std::process::Command;
 
 use hcl::{Body, Expression};
 use serde_json::Value as Json;
-use serde_yaml::Value as Yaml;
+use serde_yaml_ng::Value as Yaml;
 
 use elastic_ci_e2e::cfn_eval::{ACCOUNT_ID, REGION, Stack, text};
 use elastic_ci_testkit::log_filter;
@@ -51,7 +51,7 @@ const QUEUE_METRICS: [&str; 6] = [
 
 fn template_yaml() -> Yaml {
     let text = std::fs::read_to_string(project::root().join(template::SOURCE)).expect("template");
-    serde_yaml::from_str(&text).expect("YAML")
+    serde_yaml_ng::from_str(&text).expect("YAML")
 }
 
 fn module() -> Body {

@@ -13,7 +13,7 @@ use elastic_ci_core::boot::config::BootConfig;
 use elastic_ci_core::boot::plan::STACK_RESOURCE;
 use elastic_ci_core::scaling::config::ScalerConfig;
 use hcl::{Body, Expression, ObjectKey};
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use elastic_ci_e2e::deploy::{BootInputs, parse_user_data};
 use xtask::{project, template};
@@ -55,7 +55,7 @@ pub(crate) fn snake_case(parameter: &str) -> String {
 fn template() -> Value {
     let text = std::fs::read_to_string(project::root().join(template::SOURCE))
         .expect("the source template");
-    serde_yaml::from_str(&text).expect("the template is YAML")
+    serde_yaml_ng::from_str(&text).expect("the template is YAML")
 }
 
 fn terraform(file: &str) -> Body {
@@ -187,7 +187,7 @@ fn every_parameter_is_a_terraform_variable_with_the_same_type_default_and_valida
             }
             ("string", Some(Expression::String(value))) => yaml_number(default)
                 .map_or(default.as_str() == Some(value), |_| {
-                    serde_yaml::to_string(default).unwrap_or_default().trim() == value
+                    serde_yaml_ng::to_string(default).unwrap_or_default().trim() == value
                 }),
             _ => false,
         };
@@ -215,7 +215,7 @@ fn every_parameter_is_a_terraform_variable_with_the_same_type_default_and_valida
                 .iter()
                 .map(|value| match value {
                     Value::String(text) => hcl_string(text),
-                    other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
+                    other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_owned(),
                 })
                 .collect();
             expect("AllowedValues", values);

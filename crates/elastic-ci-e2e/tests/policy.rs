@@ -12,7 +12,7 @@
 //!   agent's metric namespace, and the scaler's role has no action it does not use.
 
 use serde_json::{Value as Json, json};
-use serde_yaml::Value as Yaml;
+use serde_yaml_ng::Value as Yaml;
 
 use elastic_ci_e2e::cfn_eval::{
     ACCOUNT_ID, REGION, Stack, Statement, statements, text, wildcard_match,
@@ -72,7 +72,7 @@ const FUNCTION_ACTIONS: [&str; 5] = [
 
 fn load(path: &str) -> Yaml {
     let text = std::fs::read_to_string(project::root().join(path)).expect("a template");
-    serde_yaml::from_str(&text).expect("YAML")
+    serde_yaml_ng::from_str(&text).expect("YAML")
 }
 
 /// The parameter sets the service role is checked with.
@@ -238,7 +238,7 @@ fn the_service_role_cannot_escalate_beyond_the_boundary() {
 /// existed fails on each of them.
 #[test]
 fn escalation_checks_find_an_open_role() {
-    let template: Yaml = serde_yaml::from_str(
+    let template: Yaml = serde_yaml_ng::from_str(
         r#"
 Parameters:
   StackNamePattern: {Type: String, Default: "*"}

@@ -3,7 +3,7 @@
 //! launches from. Each rule refuses exactly the combinations it is for, with its
 //! sentence, and uses only the functions CloudFormation accepts in Rules.
 
-use serde_yaml::Value as Yaml;
+use serde_yaml_ng::Value as Yaml;
 
 use elastic_ci_e2e::cfn_eval::{RULE_FUNCTIONS, Stack, text};
 use xtask::{project, template};
@@ -12,7 +12,7 @@ const TOKEN: (&str, &str) = ("BuildkiteAgentToken", "bkua_token");
 
 fn source() -> Yaml {
     let text = std::fs::read_to_string(project::root().join(template::SOURCE)).expect("template");
-    serde_yaml::from_str(&text).expect("YAML")
+    serde_yaml_ng::from_str(&text).expect("YAML")
 }
 
 /// The rules a parameter set breaks, by name.
@@ -246,7 +246,7 @@ fn rendered_with(mappings: &str) -> Yaml {
         },
     )
     .expect("renders");
-    serde_yaml::from_str(&rendered).expect("YAML")
+    serde_yaml_ng::from_str(&rendered).expect("YAML")
 }
 
 /// An empty image id never reaches a launch: without ImageId or ImageIdParameter the

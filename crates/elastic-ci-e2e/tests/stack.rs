@@ -920,7 +920,7 @@ async fn stop_agents_function_drains_only_a_replaced_group() {
 /// it skips, read from the template: versioning and access logging of the secrets
 /// bucket, public access blocked on both, and both policies refusing plain HTTP.
 fn assert_secrets_buckets_are_private_versioned_and_tls_only() {
-    let template: serde_yaml::Value = serde_yaml::from_str(
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(project::root().join(template::SOURCE)).expect("the template"),
     )
     .expect("YAML");
@@ -928,7 +928,7 @@ fn assert_secrets_buckets_are_private_versioned_and_tls_only() {
     let secrets = &resources["ManagedSecretsBucket"]["Properties"];
     assert_eq!(secrets["VersioningConfiguration"]["Status"].as_str(), Some("Enabled"));
     let log_bucket = &secrets["LoggingConfiguration"]["DestinationBucketName"];
-    assert!(matches!(log_bucket, serde_yaml::Value::Tagged(_)), "{log_bucket:?}");
+    assert!(matches!(log_bucket, serde_yaml_ng::Value::Tagged(_)), "{log_bucket:?}");
     for (bucket, policy) in [
         ("ManagedSecretsBucket", "ManagedSecretsBucketPolicy"),
         ("ManagedSecretsLoggingBucket", "ManagedSecretsLoggingBucketPolicy"),

@@ -779,8 +779,8 @@ async fn warm_pool_instances_are_neither_in_service_nor_pending() {
 async fn the_stacks_metric_filters_count_successful_and_failed_polls() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cloudformation/aws-stack.yml");
-    let template: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let template: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let pattern = |resource: &str| {
         template["Resources"][resource]["Properties"]["FilterPattern"].as_str().unwrap().to_owned()
     };

@@ -147,7 +147,7 @@ async fn check_image(context: &Context) -> Check {
 
 /// The scaler zip's bucket and key, as the template resolves them.
 fn scaler_zip(context: &Context, template: &str) -> Option<(String, String)> {
-    let document: serde_yaml::Value = serde_yaml::from_str(template).ok()?;
+    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(template).ok()?;
     let release = &document["Mappings"]["ScalerLambda"]["Release"];
     let bucket = match context.target.parameter("ScalerLambdaS3Bucket") {
         Some(bucket) => bucket.to_owned(),

@@ -95,8 +95,8 @@ pub(crate) async fn deploy(
     let version = template::default_version(&project::root());
     let rendered = deploy::render_template(&version, LAMBDA_BUCKET_PREFIX)?;
     std::fs::write(out.join("aws-stack.yml"), &rendered).context("failed to save the template")?;
-    let document: serde_yaml::Value =
-        serde_yaml::from_str(&rendered).context("the rendered template is not YAML")?;
+    let document: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&rendered).context("the rendered template is not YAML")?;
     deploy::upload_scaler_zips(moto, &rendered).await?;
 
     // What a user prepares before deploying: a bootstrap script and agent environment.
@@ -229,7 +229,7 @@ async fn function_environment(
 fn store_agent_token(
     moto: &Moto,
     python: &Path,
-    document: &serde_yaml::Value,
+    document: &serde_yaml_ng::Value,
     parameter: &str,
     token: &Secret,
     out: &Path,

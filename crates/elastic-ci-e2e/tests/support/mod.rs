@@ -234,7 +234,7 @@ pub(crate) fn run_helper(
     function: &str,
     event: Value,
 ) -> (Value, String) {
-    let template: serde_yaml::Value = serde_yaml::from_str(
+    let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(project::root().join(template::SOURCE)).expect("the template"),
     )
     .expect("YAML");
