@@ -498,11 +498,22 @@ async fn check_release(
     work: &Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let (row, published_zip) = check_published_files(moto, stage, dist_dir, report).await?;
+    check_stack_from_url(moto, stage, &row, &published_zip, report).await?;
+    check_terraform_module(moto, stage, &row, work, report).await
+}
+
+/// Every key and its size, the checksums of the version's files, the aliases, the
+/// images and the scaler zip; returns the emulator region's images and the zip.
+async fn check_published_files(
+    moto: &Moto,
+    stage: &Stage,
+    dist_dir: &Path,
+    report: &mut Report,
+) -> anyhow::Result<(BTreeMap<String, String>, Vec<u8>)> {
     let version = &stage.version;
     let bucket = &stage.bucket;
     let s3 = moto.s3();
-
-    // Every key and its size, and the checksums of the version's files.
     let step = Instant::now();
     let listed = s3
         .list_objects_v2()
@@ -539,8 +550,10 @@ async fn check_release(
     }
     let mappings: BTreeMap<String, BTreeMap<String, String>> =
         serde_yaml_ng::from_slice(&get(moto, bucket, &format!("{version}/mappings.yml")).await?)?;
-    let row =
-        mappings.get(REGION).context("the published mappings have no region of the emulator")?;
+    let row = mappings
+        .get(REGION)
+        .context("the published mappings have no region of the emulator")?
+        .clone();
     for variant in ["linuxamd64", "linuxarm64"] {
         ensure!(
             row.get(variant).is_some_and(|ami| ami.starts_with("ami-")),
@@ -573,7 +586,19 @@ async fn check_release(
         seconds: step.elapsed().as_secs_f64(),
     });
 
-    // A stack from the published URL, with nothing but the token.
+    Ok((row, published_zip))
+}
+
+/// A stack from the published URL, with nothing but the token: it completes, with the
+/// release's image and the published scaler code.
+async fn check_stack_from_url(
+    moto: &Moto,
+    stage: &Stage,
+    row: &BTreeMap<String, String>,
+    published_zip: &[u8],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (version, bucket) = (&stage.version, &stage.bucket);
     let step = Instant::now();
     report.template_url = format!("https://s3.amazonaws.com/{bucket}/{version}/aws-stack.yml");
     let stack_name = short_name("rehearsal", 10);
@@ -643,7 +668,7 @@ async fn check_release(
         .await?;
     let code_sha256 =
         function["Configuration"]["CodeSha256"].as_str().unwrap_or_default().to_owned();
-    let expected = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&published_zip));
+    let expected = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(published_zip));
     ensure!(
         code_sha256 == expected,
         "the scaler's code is {code_sha256:?}, not the published zip's {expected:?}"
@@ -654,7 +679,19 @@ async fn check_release(
         seconds: step.elapsed().as_secs_f64(),
     });
 
-    // The Terraform module as a user would fetch it.
+    Ok(())
+}
+
+/// The Terraform module as a user would fetch it: it unpacks and parses, carries the
+/// release's stamp, finds its zip, and its minimal example needs only a token.
+async fn check_terraform_module(
+    moto: &Moto,
+    stage: &Stage,
+    row: &BTreeMap<String, String>,
+    work: &Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (version, bucket) = (&stage.version, &stage.bucket);
     let step = Instant::now();
     report.terraform_module_url =
         format!("https://s3.amazonaws.com/{bucket}/{version}/{}", terraform_module::ARCHIVE_NAME);
