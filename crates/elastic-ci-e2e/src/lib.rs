@@ -7,6 +7,8 @@
 //!   for the tests of Rules and IAM policies, which moto does not evaluate.
 //! - [`deploy`]: what every deployment on the emulator shares (the rendered template,
 //!   the scaler zips, the UserData read back).
+//! - [`helper_function`]: the template's helper functions' inline code run against
+//!   the emulator, whose CloudFormation skips custom resources.
 //! - [`moto_api`]: describe calls to the emulator for services whose SDK crates the
 //!   workspace does not build.
 //! - [`rehearsal`]: `elastic-ci-rehearse` (run by `cargo xtask release --rehearse` and
@@ -25,5 +27,6 @@
 pub mod cfn_eval;
 pub mod demo;
 pub mod deploy;
+pub mod helper_function;
 pub mod moto_api;
 pub mod rehearsal;

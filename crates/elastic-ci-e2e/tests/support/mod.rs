@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
@@ -15,8 +14,8 @@ use elastic_ci_testkit::moto::Moto;
 use elastic_ci_testkit::names::unique_name;
 use serde_json::{Value, json};
 
-use elastic_ci_e2e::deploy;
 use elastic_ci_e2e::moto_api::MotoApi;
+use elastic_ci_e2e::{deploy, helper_function};
 use xtask::{project, template};
 
 /// The release version the tests render the template with.
@@ -232,70 +231,17 @@ pub(crate) fn run_helper(
     moto: &Moto,
     python: &Path,
     function: &str,
-    event: Value,
+    mut event: Value,
 ) -> (Value, String) {
     let template: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(project::root().join(template::SOURCE)).expect("the template"),
     )
     .expect("YAML");
-    let code = template["Resources"][function]["Properties"]["Code"]["ZipFile"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{function} has no inline code"));
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    std::fs::write(dir.path().join("index.py"), code).expect("write index.py");
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a response listener");
-    let response_url = format!("http://{}/response", listener.local_addr().expect("an address"));
-    let receiver = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut stream, _) = listener.accept().expect("the function's response");
-        let mut request = Vec::new();
-        let mut buffer = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buffer).expect("read the response");
-            request.extend_from_slice(&buffer[..n]);
-            let text = String::from_utf8_lossy(&request);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .find_map(|line| {
-                        line.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                if body.len() >= length {
-                    stream
-                        .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
-                        .expect("answer");
-                    return body.to_owned();
-                }
-            }
-            assert!(n > 0, "the connection closed early");
-        }
-    });
-
-    let mut event = event;
-    event["ResponseURL"] = json!(response_url);
     event["StackId"] = json!("arn:aws:cloudformation:us-east-1:123456789012:stack/test/1");
     event["RequestId"] = json!(unique_name("request"));
     event["LogicalResourceId"] = json!("Helper");
-    let driver = "import json, sys, types, index\n\
-                  index.handler(json.loads(sys.argv[1]), types.SimpleNamespace(log_stream_name='test'))\n";
-    let output = Command::new(python)
-        .arg("-c")
-        .arg(driver)
-        .arg(event.to_string())
-        .current_dir(dir.path())
-        .envs(moto.env())
-        .output()
-        .expect("run python");
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{function}: {printed}");
-    let response = receiver.join().expect("the response");
-    (serde_json::from_str(&response).expect("a JSON response"), printed)
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let run = helper_function::run(moto, python, &template, function, event, dir.path())
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    (run.response, run.output)
 }
