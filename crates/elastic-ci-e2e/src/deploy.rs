@@ -129,7 +129,7 @@ pub async fn launch_template(api: &MotoApi, id: &str) -> anyhow::Result<(String,
             &[
                 ("Action", "DescribeLaunchTemplateVersions"),
                 ("LaunchTemplateId", id),
-                ("Versions.member.1", "$Latest"),
+                ("LaunchTemplateVersion.1", "$Latest"),
             ],
         )
         .await?;
