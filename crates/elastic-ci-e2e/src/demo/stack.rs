@@ -344,7 +344,8 @@ async fn create_replacement_group(
     let parameter = |name: &str| {
         stack.parameters.iter().find(|(key, _)| key == name).map_or("", |(_, value)| value)
     };
-    let name = format!("{}-AgentAutoScaleGroup-{}", stack.name, super::random_hex(6).to_uppercase());
+    let name =
+        format!("{}-AgentAutoScaleGroup-{}", stack.name, super::random_hex(6).to_uppercase());
     let mut params: Vec<(String, String)> = [
         ("Action", "CreateAutoScalingGroup".to_owned()),
         ("AutoScalingGroupName", name.clone()),
@@ -477,11 +478,7 @@ fn run_stack_helper(
         stdin.write_all(event.to_string().as_bytes()).context("failed to pass the event")?;
     }
     let status = child.wait().context("the stack helper did not finish")?;
-    ensure!(
-        status.success(),
-        "the {function} code failed ({status}); see {}",
-        log_path.display()
-    );
+    ensure!(status.success(), "the {function} code failed ({status}); see {}", log_path.display());
     let response = receiver
         .recv_timeout(Duration::from_secs(10))
         .with_context(|| format!("the {function} code sent no response"))?;
