@@ -55,7 +55,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     // The whole stack end to end, with the binaries the test build made: after the
     // tests, so that its timings do not compete with them for the CPU.
     // Then each removal scenario in its short form: no job may be interrupted.
-    for scenario in [None, Some("spot"), Some("scale-in"), Some("warm")] {
+    for scenario in [None, Some("spot"), Some("scale-in"), Some("warm"), Some("update")] {
         let label = match scenario {
             Some(name) => format!("cargo xtask demo --check --scenario {name}"),
             None => "cargo xtask demo --check".to_owned(),

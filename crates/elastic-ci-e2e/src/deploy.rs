@@ -126,7 +126,11 @@ pub async fn launch_template(api: &MotoApi, id: &str) -> anyhow::Result<(String,
         .try_query(
             "ec2",
             "2016-11-15",
-            &[("Action", "DescribeLaunchTemplateVersions"), ("LaunchTemplateId", id)],
+            &[
+                ("Action", "DescribeLaunchTemplateVersions"),
+                ("LaunchTemplateId", id),
+                ("LaunchTemplateVersion.1", "$Latest"),
+            ],
         )
         .await?;
     let encoded = xml_first(&xml, "userData").context("the launch template has no UserData")?;

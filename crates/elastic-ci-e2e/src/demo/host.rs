@@ -42,7 +42,7 @@ use elastic_ci_testkit::buildkite::{AgentClient, AssignedJob};
 use elastic_ci_testkit::imds::FakeImds;
 use elastic_ci_testkit::moto::REGION;
 
-use super::{Scenario, World};
+use super::{FleetGroup, Scenario, World};
 
 /// The hooks the simulated agent runs, in order, around the command.
 const HOOKS_BEFORE: [&str; 2] = ["environment", "pre-command"];
@@ -169,10 +169,10 @@ pub(crate) fn prepare_warm(world: &World, index: u32) -> anyhow::Result<PathBuf>
     let root = dir.join("root");
     install_image(world, &root, &dir.join("bin"))?;
     let imds = FakeImds::start(&format!("i-{:017x}", 0xa_0000 + index), REGION);
-    imds.set_tag("aws:autoscaling:groupName", &world.group);
+    imds.set_tag("aws:autoscaling:groupName", &world.group.name);
     imds.set_target_lifecycle_state(Some("Warmed:Stopped"));
-    let status =
-        run_logged(&mut boot_command(world, &root, &dir, &imds), &dir.join("warm-boot.log"))?;
+    let mut boot = boot_command(world, &world.group, &root, &dir, &imds);
+    let status = run_logged(&mut boot, &dir.join("warm-boot.log"))?;
     ensure!(
         status.success(),
         "the warm phase failed ({status}); see {}",
@@ -181,7 +181,13 @@ pub(crate) fn prepare_warm(world: &World, index: u32) -> anyhow::Result<PathBuf>
     Ok(dir)
 }
 
-fn boot_command(world: &World, root: &Path, dir: &Path, imds: &FakeImds) -> Command {
+fn boot_command(
+    world: &World,
+    group: &FleetGroup,
+    root: &Path,
+    dir: &Path,
+    imds: &FakeImds,
+) -> Command {
     let mut boot = Command::new(&world.binaries.bootstrap);
     boot.arg("boot")
         .arg("--root")
@@ -190,7 +196,7 @@ fn boot_command(world: &World, root: &Path, dir: &Path, imds: &FakeImds) -> Comm
         .arg(dir.join("actions.jsonl"))
         .args(["--metadata-retry-delay-ms", "200"])
         .env_clear()
-        .envs(world.boot_inputs.iter().map(|(name, value)| (name, value)))
+        .envs(group.boot_inputs.iter().map(|(name, value)| (name, value)))
         .envs(world.aws_env())
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint())
         .env("PATH", format!("{}:/usr/bin:/bin", dir.join("bin").display()))
@@ -199,8 +205,9 @@ fn boot_command(world: &World, root: &Path, dir: &Path, imds: &FakeImds) -> Comm
     boot
 }
 
-/// Runs one instance's life; never panics, so that the fleet loop always gets a report.
-pub(crate) fn run(world: &Arc<World>, instance_id: &str) -> HostReport {
+/// Runs the life of one instance of `group`; never panics, so that the fleet loop
+/// always gets a report.
+pub(crate) fn run(world: &Arc<World>, group: &FleetGroup, instance_id: &str) -> HostReport {
     // An instance taken out of the warm pool runs where its warm phase ran (the hook
     // shims name their root).
     let warm = world.take_warm();
@@ -218,7 +225,7 @@ pub(crate) fn run(world: &Arc<World>, instance_id: &str) -> HostReport {
         resumed_at: None,
         problems: Vec::new(),
     };
-    if let Err(error) = live(world, instance_id, &dir, warm.is_some(), &mut report) {
+    if let Err(error) = live(world, group, instance_id, &dir, warm.is_some(), &mut report) {
         world.say(format!("{instance_id}: {error:#}"));
         report.problems.push(format!("{error:#}"));
     }
@@ -227,6 +234,7 @@ pub(crate) fn run(world: &Arc<World>, instance_id: &str) -> HostReport {
 
 fn live(
     world: &Arc<World>,
+    group: &FleetGroup,
     instance_id: &str,
     dir: &Path,
     from_warm_pool: bool,
@@ -241,11 +249,11 @@ fn live(
     if from_warm_pool {
         imds.set_target_lifecycle_state(Some("InService"));
     }
-    imds.set_tag("aws:autoscaling:groupName", &world.group);
+    imds.set_tag("aws:autoscaling:groupName", &group.name);
     imds.set_tag("Role", "buildkite-agent");
     world.register_metadata(instance_id, imds.clone());
     std::thread::sleep(world.timings.instance_start);
-    let mut watch = Watch::start(world, &root, dir, &imds)?;
+    let mut watch = Watch::start(world, &group.name, &root, dir, &imds)?;
 
     // cloud-init runs the UserData: its inputs, exported, then the bootstrapper (the
     // resume phase, for an instance out of the warm pool).
@@ -253,7 +261,8 @@ fn live(
     if from_warm_pool {
         report.resumed_at = Some(world.now());
     }
-    let status = run_logged(&mut boot_command(world, &root, dir, &imds), &dir.join("boot.log"))?;
+    let status =
+        run_logged(&mut boot_command(world, group, &root, dir, &imds), &dir.join("boot.log"))?;
     if !status.success() {
         let message = format!("boot failed ({status}); see {}", dir.join("boot.log").display());
         report.boot = Err(message.clone());
@@ -332,14 +341,20 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(world: &World, root: &Path, dir: &Path, imds: &FakeImds) -> anyhow::Result<Watch> {
+    fn start(
+        world: &World,
+        group: &str,
+        root: &Path,
+        dir: &Path,
+        imds: &FakeImds,
+    ) -> anyhow::Result<Watch> {
         let actions = dir.join("watch-actions.jsonl");
         let log = File::create(dir.join("watch.log")).context("failed to create watch.log")?;
         let child = Command::new(&world.binaries.bootstrap)
             .arg("watch")
             .args(["--poll-secs", "1", "--heartbeat-secs", "5"])
             .arg("--group")
-            .arg(&world.group)
+            .arg(group)
             .arg("--record-actions")
             .arg(&actions)
             .arg("--drain-marker")

@@ -29,6 +29,13 @@
 //! once its host has drained.
 //! `warm` prepares a warm pool of two instances (the boot's warm phase) before the jobs
 //! arrive; the group's launches take them, and their resume phase starts the agents.
+//! `update` updates the stack while every agent of the group runs a job, with a changed
+//! launch template input, and the group is replaced ([`stack::replace_group`]): moto
+//! neither replaces a group as CloudFormation does nor runs custom resources, so the
+//! demo creates the replacement group, runs the template's own stop-agents function
+//! code, restarts the scaler with the updated function environment, and holds the old
+//! group's instances in `Terminating:Wait` until they have drained, as the deletion of
+//! the old group in the update's cleanup does.
 
 mod host;
 mod report;
@@ -97,8 +104,9 @@ pub struct DemoArgs {
     pub moto_endpoint: Option<String>,
     /// Remove instances under running jobs, on a trace of its own, and check that no
     /// job is interrupted: spot (a spot interruption is announced under a running
-    /// job), scale-in (scale-in enabled, the group shrinks while jobs run) or warm (a
-    /// warm pool of 2: jobs land on resumed instances within seconds).
+    /// job), scale-in (scale-in enabled, the group shrinks while jobs run), warm (a
+    /// warm pool of 2: jobs land on resumed instances within seconds) or update (a
+    /// stack update replaces the group while its agents run jobs).
     #[arg(long, value_enum, value_name = "NAME")]
     pub scenario: Option<Scenario>,
 }
@@ -114,6 +122,17 @@ pub enum Scenario {
     /// A warm pool of two stopped instances that ran the boot's warm phase; the group
     /// takes them when it scales out, and their resume phase starts the agents.
     Warm,
+    /// A stack update replaces the Auto Scaling group while every agent of the old
+    /// group runs a job.
+    Update,
+}
+
+/// One of the stack's Auto Scaling groups, and the variables its launch template's
+/// UserData hands `elastic-ci-bootstrap boot`.
+#[derive(Debug)]
+pub(crate) struct FleetGroup {
+    pub(crate) name: String,
+    pub(crate) boot_inputs: Vec<(String, String)>,
 }
 
 /// The warm scenario's pool.
@@ -202,8 +221,8 @@ pub(crate) struct World {
     pub(crate) moto: Moto,
     pub(crate) binaries: Binaries,
     pub(crate) out: PathBuf,
-    pub(crate) group: String,
-    pub(crate) boot_inputs: Vec<(String, String)>,
+    /// The stack's group as deployed (the update scenario adds its replacement).
+    pub(crate) group: Arc<FleetGroup>,
     pub(crate) timings: Timings,
     pub(crate) scenario: Option<Scenario>,
     /// The spot scenario announces one interruption.
@@ -292,6 +311,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         (None, Some(Scenario::Warm)) => {
             (trace::WARM.to_owned(), "the built-in warm-pool scenario".to_owned(), true)
         }
+        (None, Some(Scenario::Update)) => {
+            (trace::UPDATE.to_owned(), "the built-in stack update scenario".to_owned(), true)
+        }
         (None, None) if args.check => {
             (trace::CHECK.to_owned(), "the built-in check trace".to_owned(), true)
         }
@@ -358,6 +380,8 @@ fn on_interrupt() -> Arc<AtomicBool> {
 
 /// One simulated instance, as the fleet loop follows it.
 struct HostEntry {
+    /// The name of the group that launched it.
+    group: String,
     launched_at: Duration,
     gone_at: Option<Duration>,
     /// When the group let go of it while its host still ran: Auto Scaling's
@@ -389,6 +413,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         scale_out_cooldown_secs: timings.scale_out_cooldown_secs,
         poll_interval: &format!("{}s", timings.poll_interval_secs),
         scale_in: scenario == Some(Scenario::ScaleIn),
+        replaceable: scenario == Some(Scenario::Update),
     };
     let stack = runtime.block_on(stack::deploy(&moto, &python, &out, &settings))?;
     print_setup(&stack, &trace, &timings, &out);
@@ -397,8 +422,10 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         moto: moto.clone(),
         binaries,
         out: out.clone(),
-        group: stack.group.clone(),
-        boot_inputs: stack.boot_inputs.clone(),
+        group: Arc::new(FleetGroup {
+            name: stack.group.clone(),
+            boot_inputs: stack.boot_inputs.clone(),
+        }),
         timings,
         scenario,
         spot_announced: AtomicBool::new(false),
@@ -420,11 +447,14 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
     let mut samples: Vec<report::Sample> = Vec::new();
     let deadline = settle_deadline(&trace, &timings);
     let mut scaled_in = false;
+    let mut groups = vec![world.group.clone()];
+    let mut replacement: Option<report::GroupReplacement> = None;
+    let mut polls = Vec::new();
     let outcome: anyhow::Result<()> = loop {
-        let group = runtime.block_on(scaling.describe_group(&stack.group));
+        let described = runtime.block_on(describe_groups(&scaling, &groups));
         let now = world.now();
-        let group = match group {
-            Ok(group) => group,
+        let described = match described {
+            Ok(described) => described,
             Err(error) if now <= deadline => {
                 world.say(format!("could not describe the group: {error}"));
                 std::thread::sleep(Duration::from_secs(1));
@@ -434,15 +464,62 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
                 break Err(anyhow::Error::new(error).context("could not describe the group"));
             }
         };
-        let current: BTreeSet<&str> =
-            group.instances.iter().map(|instance| instance.id.as_str()).collect();
-        start_hosts(&world, &mut hosts, &current, now)?;
-        hold_instances_above_desired(&world, &mut hosts, &current, group.desired_capacity, now);
+        let current: BTreeSet<&str> = described
+            .iter()
+            .flat_map(|group| group.instances.iter().map(|instance| instance.id.as_str()))
+            .collect();
+        for (group, snapshot) in groups.iter().zip(&described) {
+            let members: BTreeSet<&str> =
+                snapshot.instances.iter().map(|instance| instance.id.as_str()).collect();
+            start_hosts(&world, group, &mut hosts, &members, now)?;
+            hold_instances_above_desired(
+                &world,
+                &mut hosts,
+                &members,
+                snapshot.desired_capacity,
+                now,
+            );
+        }
         reap_hosts(&world, &mut hosts, &current, now, |id| {
             runtime.block_on(scaling.terminate_instance(id, false))
         });
+        let first = &described[0];
+        if let Some(replaced) = &mut replacement {
+            replaced.old_instances_left = first.instances.len();
+        }
         if scenario == Some(Scenario::ScaleIn) && !scaled_in {
-            scaled_in = shrink_under_running_jobs(&runtime, &scaling, &fake, &group, &world)?;
+            scaled_in = shrink_under_running_jobs(&runtime, &scaling, &fake, first, &world)?;
+        }
+        if scenario == Some(Scenario::Update)
+            && replacement.is_none()
+            && !first.instances.is_empty()
+            && every_agent_busy(&fake, first, &world).is_some()
+        {
+            world.say(format!("stack update: replacing {} while its agents run jobs", first.name));
+            let replaced =
+                runtime.block_on(stack::replace_group(&moto, &python, &out, &stack, &token))?;
+            world.say(format!(
+                "stack update: {} replaces {}; the old group is at zero and its agents were told to stop",
+                replaced.group, first.name
+            ));
+            // CloudFormation's update of the scaler function: new invocations run with
+            // the new group's name.
+            polls.extend(scaler.stop());
+            scaler = scaler::Scaler::start(
+                &world,
+                &replaced.scaler_env,
+                &out.join("scaler-after-update.log"),
+            )?;
+            replacement = Some(report::GroupReplacement {
+                at: now,
+                old_group: first.name.clone(),
+                new_group: replaced.group.clone(),
+                old_instances_left: first.instances.len(),
+            });
+            groups.push(Arc::new(FleetGroup {
+                name: replaced.group,
+                boot_inputs: replaced.boot_inputs,
+            }));
         }
         let (metrics, n_done, all_ended) = {
             let state = fake.state();
@@ -457,16 +534,18 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         let sample = report::Sample {
             at: now,
             metrics,
-            desired: group.desired_capacity,
-            in_service: u32::try_from(group.instances.len()).unwrap_or(u32::MAX),
+            desired: described.iter().map(|group| group.desired_capacity).sum(),
+            in_service: u32::try_from(current.len()).unwrap_or(u32::MAX),
             jobs_done: n_done,
         };
         view.show(&world, &sample, trace.jobs.len());
         samples.push(sample);
 
         let hosts_done = hosts.values().all(|entry| entry.thread.is_none());
-        if all_ended && group.desired_capacity == group.min_size && current.is_empty() && hosts_done
-        {
+        let settled = described
+            .iter()
+            .all(|group| group.desired_capacity == group.min_size && group.instances.is_empty());
+        if all_ended && settled && hosts_done {
             break Ok(());
         }
         if interrupted.load(Ordering::SeqCst) {
@@ -491,7 +570,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
     while let Some(dir) = world.take_warm() {
         let _ = std::fs::remove_dir_all(dir);
     }
-    let polls = scaler.stop();
+    polls.extend(scaler.stop());
     for entry in hosts.values_mut() {
         if let Some(thread) = entry.thread.take() {
             entry.report = thread.join().ok();
@@ -509,6 +588,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
             .iter()
             .map(|(id, entry)| report::HostRecord {
                 instance_id: id.clone(),
+                group: entry.group.clone(),
                 launched_at: entry.launched_at,
                 gone_at: entry.gone_at.unwrap_or_default(),
                 removed_at: entry.removed_at,
@@ -521,6 +601,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         wall_time: run_started.elapsed(),
         out: &out,
         scenario,
+        replacement: replacement.as_ref(),
     };
     // A run that did not settle is not checked: its checks would only repeat that.
     let checks = if outcome.is_ok() { report::checks(&record, &token) } else { Vec::new() };
@@ -565,9 +646,22 @@ fn load_jobs(fake: &FakeBuildkite, world: &Arc<World>, trace: &trace::DemoTrace)
     }));
 }
 
-/// A simulated host for every instance the group has and the demo does not yet.
+/// Describes each of the stack's groups, in order.
+async fn describe_groups(
+    scaling: &AutoScalingGroups,
+    groups: &[Arc<FleetGroup>],
+) -> Result<Vec<elastic_ci_core::fleet::GroupSnapshot>, elastic_ci_aws::error::AwsError> {
+    let mut described = Vec::with_capacity(groups.len());
+    for group in groups {
+        described.push(scaling.describe_group(&group.name).await?);
+    }
+    Ok(described)
+}
+
+/// A simulated host for every instance `group` has and the demo does not yet.
 fn start_hosts(
     world: &Arc<World>,
+    group: &Arc<FleetGroup>,
     hosts: &mut BTreeMap<String, HostEntry>,
     current: &BTreeSet<&str>,
     now: Duration,
@@ -578,14 +672,16 @@ fn start_hosts(
         }
         world.say(format!("{id}: launched by the group; starting"));
         let host_world = world.clone();
+        let host_group = group.clone();
         let instance_id = (*id).to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("host {id}"))
-            .spawn(move || host::run(&host_world, &instance_id))
+            .spawn(move || host::run(&host_world, &host_group, &instance_id))
             .context("failed to start a host thread")?;
         hosts.insert(
             (*id).to_owned(),
             HostEntry {
+                group: group.name.clone(),
                 launched_at: now,
                 gone_at: None,
                 removed_at: None,
@@ -670,18 +766,8 @@ fn shrink_under_running_jobs(
     group: &elastic_ci_core::fleet::GroupSnapshot,
     world: &World,
 ) -> anyhow::Result<bool> {
-    let running = {
-        let state = fake.state();
-        let now = world.now();
-        state
-            .job_records()
-            .iter()
-            .filter(|job| matches!(job.state_at(now), JobState::Running))
-            .count()
-    };
-    let per_instance = usize::try_from(world.timings.agents_per_instance).unwrap_or(usize::MAX);
-    let agents = group.instances.len().saturating_mul(per_instance);
-    if group.instances.len() < 2 || running < agents {
+    let Some(running) = every_agent_busy(fake, group, world) else { return Ok(false) };
+    if group.instances.len() < 2 {
         return Ok(false);
     }
     let target = group.desired_capacity.saturating_sub(1);
@@ -693,6 +779,27 @@ fn shrink_under_running_jobs(
         group.desired_capacity
     ));
     Ok(true)
+}
+
+/// The number of running jobs, when they are enough to keep every agent of `group`
+/// busy.
+fn every_agent_busy(
+    fake: &FakeBuildkite,
+    group: &elastic_ci_core::fleet::GroupSnapshot,
+    world: &World,
+) -> Option<usize> {
+    let running = {
+        let state = fake.state();
+        let now = world.now();
+        state
+            .job_records()
+            .iter()
+            .filter(|job| matches!(job.state_at(now), JobState::Running))
+            .count()
+    };
+    let per_instance = usize::try_from(world.timings.agents_per_instance).unwrap_or(usize::MAX);
+    let agents = group.instances.len().saturating_mul(per_instance);
+    (running >= agents).then_some(running)
 }
 
 /// When a run that has not settled is given up: the trace's jobs run back to back on

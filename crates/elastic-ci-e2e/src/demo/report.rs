@@ -33,6 +33,8 @@ pub(crate) struct Sample {
 #[derive(Debug)]
 pub(crate) struct HostRecord<'a> {
     pub(crate) instance_id: String,
+    /// The group that launched it.
+    pub(crate) group: String,
     pub(crate) launched_at: Duration,
     pub(crate) gone_at: Duration,
     /// When the group let go of it while its agents ran (the termination hook's wait).
@@ -56,6 +58,19 @@ pub(crate) struct RunRecord<'a> {
     pub(crate) wall_time: Duration,
     pub(crate) out: &'a Path,
     pub(crate) scenario: Option<Scenario>,
+    /// The update scenario: when and how the group was replaced.
+    pub(crate) replacement: Option<&'a GroupReplacement>,
+}
+
+/// A stack update that replaced the Auto Scaling group.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupReplacement {
+    /// When the update began.
+    pub(crate) at: Duration,
+    pub(crate) old_group: String,
+    pub(crate) new_group: String,
+    /// Instances left in the old group when the fleet loop last looked.
+    pub(crate) old_instances_left: usize,
 }
 
 /// One end-to-end check.
@@ -524,6 +539,14 @@ fn scenario_check(record: &RunRecord<'_>) -> Option<Check> {
             let (problems, ok) = warm_starts(record);
             Some(check("jobs on warm instances started within 5 s of the resume", problems, ok))
         }
+        Some(Scenario::Update) => {
+            let (problems, ok) = update_drained(record);
+            Some(check(
+                "the replaced group drained, and later jobs ran on the new group",
+                problems,
+                ok,
+            ))
+        }
         None => None,
     }
 }
@@ -719,6 +742,64 @@ fn scale_in_drained(record: &RunRecord<'_>) -> (Vec<String>, String) {
             plural(n_busy, "instance")
         ),
     )
+}
+
+/// The update scenario: the old group's agents took no job once the replacement began,
+/// those busy finished their jobs before their instances went, every job queued after
+/// the replacement ran on the new group, and the old group ended empty.
+fn update_drained(record: &RunRecord<'_>) -> (Vec<String>, String) {
+    let Some(replacement) = record.replacement else {
+        return (vec!["the group was never replaced".to_owned()], String::new());
+    };
+    let mut problems = Vec::new();
+    let mut n_busy = 0;
+    for host in record.hosts.iter().filter(|host| host.group == replacement.old_group) {
+        let (host_problems, busy) = drained_from(record, host, replacement.at);
+        problems.extend(host_problems);
+        n_busy += usize::from(busy);
+        for job in jobs_of(record, host) {
+            if job.started_at.is_some_and(|started| started > replacement.at) {
+                problems.push(format!(
+                    "{} of the old group took {} after the replacement began",
+                    host.instance_id, job.spec.id
+                ));
+            }
+        }
+    }
+    if n_busy == 0 {
+        problems.push("no instance of the old group ran a job when it was replaced".to_owned());
+    }
+    let later: Vec<&JobRecord> =
+        record.jobs.iter().filter(|job| job.spec.visible_at > replacement.at).collect();
+    if later.is_empty() {
+        problems.push("no job was queued after the replacement".to_owned());
+    }
+    for job in &later {
+        let on_new_group = record
+            .hosts
+            .iter()
+            .filter(|host| host.group == replacement.new_group)
+            .any(|host| jobs_of(record, host).iter().any(|run| run.spec.id == job.spec.id));
+        if !on_new_group {
+            problems.push(format!("{} did not run on the new group", job.spec.id));
+        }
+    }
+    if replacement.old_instances_left != 0 {
+        problems.push(format!(
+            "the old group {} still has {}",
+            replacement.old_group,
+            plural(replacement.old_instances_left, "instance")
+        ));
+    }
+    let ok = format!(
+        "{} replaced at {:.1} s: {} of it busy took no new job and went once its jobs finished; {} queued later ran on {}; the old group ended empty",
+        replacement.old_group,
+        replacement.at.as_secs_f64(),
+        plural(n_busy, "instance"),
+        plural(later.len(), "job"),
+        replacement.new_group
+    );
+    (problems, ok)
 }
 
 /// The most a job may wait on an instance out of the warm pool, from the start of its

@@ -24,7 +24,7 @@ use elastic_ci_testkit::moto::{Moto, REGION};
 use serde_json::json;
 
 use crate::deploy;
-use crate::moto_api::MotoApi;
+use crate::moto_api::{MotoApi, xml_first};
 use xtask::{project, template};
 
 /// The prefix of the bucket the template reads the scaler zip from.
@@ -49,6 +49,10 @@ pub(crate) struct StackSettings<'a> {
     /// Scale-in by the group: `DisableScaleIn=false` without scale-in protection,
     /// relying on the termination hook (on by default) to drain.
     pub(crate) scale_in: bool,
+    /// A group a stack update may replace: `BuildkiteAgentEnableGracefulShutdown=true`
+    /// (the function that stops the old group's agents) and no scale-in protection, so
+    /// that the old group's removal goes through the termination hook.
+    pub(crate) replaceable: bool,
 }
 
 /// Values the demo puts where a user would, and looks for in the jobs.
@@ -81,7 +85,25 @@ pub(crate) struct Stack {
     /// The stack parameters the demo set, the token left out.
     pub(crate) parameters: Vec<(String, String)>,
     pub(crate) secrets: DemoSecrets,
+    /// The rendered template, for a stack update.
+    pub(crate) template: String,
+    pub(crate) launch_template: String,
 }
+
+/// The group a stack update put in place of the stack's first one.
+#[derive(Debug)]
+pub(crate) struct Replacement {
+    pub(crate) group: String,
+    /// The variables the launch template's new version hands the boot.
+    pub(crate) boot_inputs: Vec<(String, String)>,
+    /// The scaler function's environment once the update points it at the new group.
+    pub(crate) scaler_env: BTreeMap<String, String>,
+}
+
+/// The agent tags the stack update sets: a launch template input, so that the update
+/// makes a new launch template version and replaces the group, and a mark the new
+/// group's agents carry.
+pub(crate) const UPDATED_AGENT_TAGS: &str = "demo=true,release=2";
 
 /// Renders the template, deploys it and provides the inputs; `out` receives the
 /// rendered template and the stack helper's log.
@@ -128,6 +150,16 @@ pub(crate) async fn deploy(
     .into_iter()
     .chain(
         settings
+            .replaceable
+            .then_some([
+                ("BuildkiteAgentEnableGracefulShutdown", "true".to_owned()),
+                ("InstanceScaleInProtection", "false".to_owned()),
+            ])
+            .into_iter()
+            .flatten(),
+    )
+    .chain(
+        settings
             .scale_in
             .then_some([
                 ("DisableScaleIn", "false".to_owned()),
@@ -157,7 +189,8 @@ pub(crate) async fn deploy(
 
     let api = MotoApi::new(&moto.endpoint);
     let scaler_env = function_environment(&api, &physical("AutoscalingFunction")?).await?;
-    let (_, boot_inputs) = deploy::launch_template(&api, &physical("AgentLaunchTemplate")?).await?;
+    let launch_template = physical("AgentLaunchTemplate")?;
+    let (_, boot_inputs) = deploy::launch_template(&api, &launch_template).await?;
     let boot_inputs = boot_inputs.lines;
     let token_parameter = scaler_env
         .get("BUILDKITE_AGENT_TOKEN_SSM_KEY")
@@ -190,7 +223,161 @@ pub(crate) async fn deploy(
         boot_inputs,
         parameters,
         secrets,
+        template: rendered,
+        launch_template,
     })
+}
+
+/// A stack update that replaces the Auto Scaling group, as CloudFormation runs it:
+///
+/// 1. `update_stack` with a changed launch template input ([`UPDATED_AGENT_TAGS`] and
+///    a larger root volume): moto makes the launch template's new version;
+/// 2. the replacement group, created as `AutoScalingReplacingUpdate` does, from that
+///    version. moto's own replacement deletes the old group at once, under its running
+///    jobs, and its shallow update leaves this group alone, so the demo creates it;
+/// 3. the `StopBuildkiteAgents` custom resource's update, which moto skips: the
+///    template's `StopBuildkiteAgentsFunction` code, run here, takes the old group to
+///    zero and sends its agents SIGTERM through SSM Run Command.
+///
+/// The old group's deletion in the update's cleanup, which waits for its instances to
+/// go through the termination hook, is the fleet loop's part.
+pub(crate) async fn replace_group(
+    moto: &Moto,
+    python: &Path,
+    out: &Path,
+    stack: &Stack,
+    token: &Secret,
+) -> anyhow::Result<Replacement> {
+    update_stack(moto, stack, token).await?;
+    let api = MotoApi::new(&moto.endpoint);
+    let (xml, inputs) = deploy::launch_template(&api, &stack.launch_template).await?;
+    let version = xml_first(&xml, "versionNumber").context("the launch template has no version")?;
+    ensure!(version != "1", "the stack update made no new launch template version");
+    let group = create_replacement_group(&api, stack, &version).await?;
+    let document: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&stack.template).context("the rendered template is not YAML")?;
+    let event = json!({
+        "RequestType": "Update",
+        "LogicalResourceId": "StopBuildkiteAgents",
+        "PhysicalResourceId": stack.group,
+        "ResourceProperties": { "AutoScalingGroupName": group },
+        "OldResourceProperties": { "AutoScalingGroupName": stack.group },
+    });
+    run_stack_helper(moto, python, &document, "StopBuildkiteAgentsFunction", event, out)?;
+    let mut scaler_env = stack.scaler_env.clone();
+    scaler_env.insert("ASG_NAME".to_owned(), group.clone());
+    Ok(Replacement { group, boot_inputs: inputs.lines, scaler_env })
+}
+
+/// `update_stack` with the stack's parameters, the agent tags and root volume changed.
+async fn update_stack(moto: &Moto, stack: &Stack, token: &Secret) -> anyhow::Result<()> {
+    use aws_sdk_cloudformation::types::{Capability, Parameter, StackStatus};
+    let changed = [("BuildkiteAgentTags", UPDATED_AGENT_TAGS), ("RootVolumeSize", "300")];
+    let mut parameters: Vec<Parameter> = stack
+        .parameters
+        .iter()
+        .filter(|(key, _)| !changed.iter().any(|(name, _)| name == key))
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .chain(changed)
+        .map(|(key, value)| Parameter::builder().parameter_key(key).parameter_value(value).build())
+        .collect();
+    parameters.push(
+        Parameter::builder()
+            .parameter_key("BuildkiteAgentToken")
+            .parameter_value(token.expose())
+            .build(),
+    );
+    let cloudformation = moto.cloudformation();
+    cloudformation
+        .update_stack()
+        .stack_name(&stack.name)
+        .template_body(&stack.template)
+        .set_parameters(Some(parameters))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .send()
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "update_stack {} failed: {}",
+                stack.name,
+                aws_smithy_types::error::display::DisplayErrorContext(error.into_service_error())
+            )
+        })?;
+    let described = cloudformation
+        .describe_stacks()
+        .stack_name(&stack.name)
+        .send()
+        .await
+        .with_context(|| format!("failed to describe stack {}", stack.name))?;
+    let status = described.stacks().first().and_then(|stack| stack.stack_status());
+    ensure!(
+        status == Some(&StackStatus::UpdateComplete),
+        "stack {} is {status:?} after its update",
+        stack.name
+    );
+    Ok(())
+}
+
+/// The new group: the old one's subnets, sizes, protection and tags, at zero, on the
+/// launch template's `version`, under a name of CloudFormation's form.
+async fn create_replacement_group(
+    api: &MotoApi,
+    stack: &Stack,
+    version: &str,
+) -> anyhow::Result<String> {
+    let old = api
+        .try_query(
+            "autoscaling",
+            "2011-01-01",
+            &[
+                ("Action", "DescribeAutoScalingGroups"),
+                ("AutoScalingGroupNames.member.1", &stack.group),
+            ],
+        )
+        .await?;
+    let field = |tag: &str| {
+        xml_first(&old, tag).with_context(|| format!("group {} has no {tag}", stack.group))
+    };
+    let (subnets, max_size) = (field("VPCZoneIdentifier")?, field("MaxSize")?);
+    let protected = field("NewInstancesProtectedFromScaleIn")?;
+    let parameter = |name: &str| {
+        stack.parameters.iter().find(|(key, _)| key == name).map_or("", |(_, value)| value)
+    };
+    let name =
+        format!("{}-AgentAutoScaleGroup-{}", stack.name, super::random_hex(6).to_uppercase());
+    let mut params: Vec<(String, String)> = [
+        ("Action", "CreateAutoScalingGroup".to_owned()),
+        ("AutoScalingGroupName", name.clone()),
+        ("LaunchTemplate.LaunchTemplateId", stack.launch_template.clone()),
+        ("LaunchTemplate.Version", version.to_owned()),
+        ("MinSize", "0".to_owned()),
+        ("MaxSize", max_size),
+        ("DesiredCapacity", "0".to_owned()),
+        ("VPCZoneIdentifier", subnets),
+        ("NewInstancesProtectedFromScaleIn", protected),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    for (n, key) in ["BuildkiteQueue", "AgentsPerInstance"].into_iter().enumerate() {
+        let prefix = format!("Tags.member.{}", n + 1);
+        for (field, value) in [
+            ("Key", key.to_owned()),
+            ("Value", parameter(key).to_owned()),
+            ("PropagateAtLaunch", "false".to_owned()),
+            ("ResourceId", name.clone()),
+            ("ResourceType", "auto-scaling-group".to_owned()),
+        ] {
+            params.push((format!("{prefix}.{field}"), value));
+        }
+    }
+    let params: Vec<(&str, &str)> =
+        params.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+    api.try_query("autoscaling", "2011-01-01", &params)
+        .await
+        .with_context(|| format!("failed to create the replacement group {name}"))?;
+    Ok(name)
 }
 
 /// The bootstrap script the stack's `BootstrapScriptUrl` names. It runs as root at
@@ -224,8 +411,7 @@ async fn function_environment(
 }
 
 /// Runs the template's `AgentTokenParameterFunction` code against moto, as
-/// CloudFormation would for the `AgentTokenSecureString` custom resource. The event,
-/// which holds the token, goes to Python on stdin, never in an argument.
+/// CloudFormation would for the `AgentTokenSecureString` custom resource.
 fn store_agent_token(
     moto: &Moto,
     python: &Path,
@@ -234,11 +420,30 @@ fn store_agent_token(
     token: &Secret,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let code =
-        document["Resources"]["AgentTokenParameterFunction"]["Properties"]["Code"]["ZipFile"]
-            .as_str()
-            .context("the template's AgentTokenParameterFunction has no inline code")?;
-    let dir = out.join("stack-helper");
+    let event = json!({
+        "RequestType": "Create",
+        "LogicalResourceId": "AgentTokenSecureString",
+        "ResourceProperties": { "Name": parameter, "Value": token.expose() },
+    });
+    run_stack_helper(moto, python, document, "AgentTokenParameterFunction", event, out)
+}
+
+/// Runs the inline code of the template's function `function` against moto with a
+/// custom resource `event`, as CloudFormation would invoke it, and fails unless it
+/// answers SUCCESS. The event, which may hold the token, goes to Python on stdin, never
+/// in an argument.
+fn run_stack_helper(
+    moto: &Moto,
+    python: &Path,
+    document: &serde_yaml_ng::Value,
+    function: &str,
+    mut event: serde_json::Value,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let code = document["Resources"][function]["Properties"]["Code"]["ZipFile"]
+        .as_str()
+        .with_context(|| format!("the template's {function} has no inline code"))?;
+    let dir = out.join("stack-helper").join(function);
     std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
     std::fs::write(dir.join("index.py"), code).context("failed to write the helper's code")?;
 
@@ -248,16 +453,12 @@ fn store_agent_token(
         let _ = sender.lock().map(|sender| sender.send(body));
         async { "" }
     }));
-    let event = json!({
-        "RequestType": "Create",
-        "ResponseURL": server.url("/response"),
-        "StackId": format!("arn:aws:cloudformation:{REGION}:123456789012:stack/elastic-ci-demo/1"),
-        "RequestId": super::random_hex(8),
-        "LogicalResourceId": "AgentTokenSecureString",
-        "ResourceType": "AWS::CloudFormation::CustomResource",
-        "ResourceProperties": { "Name": parameter, "Value": token.expose() },
-    });
-    let log_path = dir.join("AgentTokenParameterFunction.log");
+    event["ResponseURL"] = json!(server.url("/response"));
+    event["StackId"] =
+        json!(format!("arn:aws:cloudformation:{REGION}:123456789012:stack/elastic-ci-demo/1"));
+    event["RequestId"] = json!(super::random_hex(8));
+    event["ResourceType"] = json!("AWS::CloudFormation::CustomResource");
+    let log_path = dir.join(format!("{function}.log"));
     let log = std::fs::File::create(&log_path).context("failed to create the helper's log")?;
     let mut child = Command::new(python)
         .args([
@@ -277,19 +478,15 @@ fn store_agent_token(
         stdin.write_all(event.to_string().as_bytes()).context("failed to pass the event")?;
     }
     let status = child.wait().context("the stack helper did not finish")?;
-    ensure!(
-        status.success(),
-        "the AgentTokenParameterFunction code failed ({status}); see {}",
-        log_path.display()
-    );
+    ensure!(status.success(), "the {function} code failed ({status}); see {}", log_path.display());
     let response = receiver
         .recv_timeout(Duration::from_secs(10))
-        .context("the AgentTokenParameterFunction code sent no response")?;
+        .with_context(|| format!("the {function} code sent no response"))?;
     let response: serde_json::Value =
         serde_json::from_slice(&response).context("the helper's response is not JSON")?;
     ensure!(
         response["Status"] == "SUCCESS",
-        "AgentTokenParameterFunction answered {}: {}",
+        "{function} answered {}: {}",
         response["Status"],
         response["Reason"]
     );

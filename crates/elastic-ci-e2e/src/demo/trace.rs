@@ -79,6 +79,19 @@ warm-2,default,6,6,5
 warm-3,default,6,6,4
 ";
 
+/// The stack update scenario: long jobs that keep the old group's agents busy through
+/// the replacement, then jobs queued after it, for the new group.
+pub(crate) const UPDATE: &str = "\
+# The stack update scenario: the group is replaced while the first jobs run.
+job_id,queue,visible_at_s,ready_at_s,duration_s
+update-1,default,1,1,14
+update-2,default,1,1,14
+update-3,default,1,1,14
+update-4,default,1,1,14
+update-5,default,9,9,4
+update-6,default,9,9,5
+";
+
 /// How much of a trace file is replayed without `--minutes`.
 pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(10 * 60);
 
