@@ -9,22 +9,15 @@
 //! environment moto recorded for the scaler function.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use axum::Router;
-use axum::body::Bytes;
 use elastic_ci_core::secret::Secret;
-use elastic_ci_testkit::http::TestServer;
 use elastic_ci_testkit::moto::{Moto, REGION};
 use serde_json::json;
 
-use crate::deploy;
 use crate::moto_api::{MotoApi, xml_first};
+use crate::{deploy, helper_function};
 use xtask::{project, template};
 
 /// The prefix of the bucket the template reads the scaler zip from.
@@ -440,55 +433,20 @@ fn run_stack_helper(
     mut event: serde_json::Value,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let code = document["Resources"][function]["Properties"]["Code"]["ZipFile"]
-        .as_str()
-        .with_context(|| format!("the template's {function} has no inline code"))?;
-    let dir = out.join("stack-helper").join(function);
-    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
-    std::fs::write(dir.join("index.py"), code).context("failed to write the helper's code")?;
-
-    let (sender, receiver) = mpsc::channel::<Bytes>();
-    let sender = std::sync::Arc::new(std::sync::Mutex::new(sender));
-    let server = TestServer::http(Router::new().fallback(move |body: Bytes| {
-        let _ = sender.lock().map(|sender| sender.send(body));
-        async { "" }
-    }));
-    event["ResponseURL"] = json!(server.url("/response"));
     event["StackId"] =
         json!(format!("arn:aws:cloudformation:{REGION}:123456789012:stack/elastic-ci-demo/1"));
     event["RequestId"] = json!(super::random_hex(8));
     event["ResourceType"] = json!("AWS::CloudFormation::CustomResource");
+    let dir = out.join("stack-helper").join(function);
+    let run = helper_function::run(moto, python, document, function, event, &dir)?;
     let log_path = dir.join(format!("{function}.log"));
-    let log = std::fs::File::create(&log_path).context("failed to create the helper's log")?;
-    let mut child = Command::new(python)
-        .args([
-            "-c",
-            "import json, sys, types, index\n\
-             index.handler(json.load(sys.stdin), types.SimpleNamespace(log_stream_name='elastic-ci-demo'))\n",
-        ])
-        .current_dir(&dir)
-        .env_clear()
-        .envs(moto.env())
-        .stdin(Stdio::piped())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("failed to run {}", python.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(event.to_string().as_bytes()).context("failed to pass the event")?;
-    }
-    let status = child.wait().context("the stack helper did not finish")?;
-    ensure!(status.success(), "the {function} code failed ({status}); see {}", log_path.display());
-    let response = receiver
-        .recv_timeout(Duration::from_secs(10))
-        .with_context(|| format!("the {function} code sent no response"))?;
-    let response: serde_json::Value =
-        serde_json::from_slice(&response).context("the helper's response is not JSON")?;
+    std::fs::write(&log_path, &run.output)
+        .with_context(|| format!("failed to write {}", log_path.display()))?;
     ensure!(
-        response["Status"] == "SUCCESS",
+        run.response["Status"] == "SUCCESS",
         "{function} answered {}: {}",
-        response["Status"],
-        response["Reason"]
+        run.response["Status"],
+        run.response["Reason"]
     );
     Ok(())
 }
