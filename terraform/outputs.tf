@@ -87,6 +87,11 @@ output "scaler_schedule_rule" {
   value       = local.has_variable_size ? aws_cloudwatch_event_rule.scaler[0].name : null
 }
 
+output "scaler_job_event_rule" {
+  description = "The rule on the Buildkite partner event bus that runs the scaler on Job Scheduled events, as BUS|NAME, or null without scaler_event_bus_name; elastic-ci pause disables it."
+  value       = local.scale_on_job_events ? "${var.scaler_event_bus_name}|${aws_cloudwatch_event_rule.job_scheduled[0].name}" : null
+}
+
 output "dashboard_name" {
   description = "The stack's CloudWatch dashboard (queue, capacity, scaler polls and errors, failed boots, alarms, decisions)."
   value       = aws_cloudwatch_dashboard.stack.dashboard_name

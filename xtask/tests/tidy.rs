@@ -327,3 +327,30 @@ fn clippy_bans_reading_the_environment_outside_the_shims() {
         );
     }
 }
+
+/// The template names its instance role (`<stack>-Role`, as the original did), so
+/// CloudFormation refuses it without `CAPABILITY_NAMED_IAM`: every command in the
+/// README that deploys it must pass that capability.
+#[test]
+fn readme_deploy_commands_pass_the_named_iam_capability() {
+    let template = std::fs::read_to_string(root().join("cloudformation/aws-stack.yml")).unwrap();
+    assert!(template.contains("RoleName:"), "the template no longer names a role");
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    // Shell commands continue over lines ending with a backslash.
+    let joined = readme.replace("\\\n", " ");
+    let deploys: Vec<&str> = joined
+        .lines()
+        .filter(|line| {
+            ["create-stack", "update-stack", "create-change-set"]
+                .iter()
+                .any(|command| line.contains(&format!("aws cloudformation {command}")))
+        })
+        .collect();
+    assert!(!deploys.is_empty(), "no deploy command found in the README");
+    for line in deploys {
+        assert!(
+            line.contains("CAPABILITY_NAMED_IAM"),
+            "this README command deploys the template without CAPABILITY_NAMED_IAM, which CloudFormation then refuses: {line}"
+        );
+    }
+}

@@ -71,13 +71,25 @@ impl PollLine {
 
     /// Jobs that need an agent: scheduled plus waiting.
     pub fn jobs_wanting_agents(&self) -> u64 {
-        self.scheduled_jobs.unwrap_or(0) + self.waiting_jobs.unwrap_or(0)
+        self.scheduled_jobs.unwrap_or(0).saturating_add(self.waiting_jobs.unwrap_or(0))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Log lines are data anyone with the instance role's log grants could write:
+    /// counts at the top of their range neither panic nor wrap.
+    #[test]
+    fn huge_counts_saturate() {
+        let message = format!(
+            r#"{{"target":"{POLL_TARGET}","scheduled_jobs":{},"waiting_jobs":1}}"#,
+            u64::MAX
+        );
+        let line = PollLine::parse(&message, SystemTime::UNIX_EPOCH).expect("a poll line");
+        assert_eq!(line.jobs_wanting_agents(), u64::MAX);
+    }
 
     #[test]
     fn reads_the_scalers_poll_line() {

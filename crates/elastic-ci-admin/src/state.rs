@@ -36,6 +36,10 @@ pub struct PauseRecord {
     pub at: String,
     /// Whether the schedule was enabled before (`resume` enables it only then).
     pub schedule_was_enabled: bool,
+    /// Whether the job-event rule was enabled before (absent in records of stacks
+    /// without one, and in records made before `pause` disabled it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_events_were_enabled: Option<bool>,
     /// The desired capacity before `--to`, if it was changed.
     pub desired_capacity: Option<u32>,
     /// The MinSize before `--to`, if it was lowered.

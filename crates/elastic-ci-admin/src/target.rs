@@ -76,6 +76,9 @@ pub struct StackTarget {
     /// `None` when MinSize equals MaxSize: the stack has no scaler.
     pub scaler_function: Option<String>,
     pub schedule_rule: Option<String>,
+    /// The rule that runs the scaler on Buildkite's Job Scheduled events, as
+    /// `BUS|NAME`; `None` without a partner event bus.
+    pub job_event_rule: Option<String>,
     pub token_parameter: Option<String>,
     pub launch_template: Option<String>,
     pub log_groups: BTreeMap<LogSource, String>,
@@ -171,6 +174,7 @@ pub fn from_resources(
         group,
         scaler_function: physical("AutoscalingFunction"),
         schedule_rule: physical("AutoscalingSchedule").map(|rule| rule_name(&rule)),
+        job_event_rule: physical("AutoscalingJobScheduledRule"),
         token_parameter,
         launch_template: physical("AgentLaunchTemplate"),
         log_groups,
@@ -194,23 +198,45 @@ fn rule_name(physical: &str) -> String {
     physical.rsplit_once("rule/").map_or(physical, |(_, name)| name).to_owned()
 }
 
-/// Reads the module's `terraform output -json`.
+/// The module's outputs by name: the root module's own outputs when it re-exports
+/// them one by one, or the one output holding the whole module
+/// (`output "elastic_ci" { value = module.buildkite_stack }`).
+fn module_outputs(
+    outputs: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let values = || outputs.iter().filter_map(|(name, output)| Some((name, output.get("value")?)));
+    if outputs.contains_key("stack_name") {
+        return values().map(|(name, value)| (name.clone(), value.clone())).collect();
+    }
+    let mut modules = values()
+        .filter_map(|(_, value)| value.as_object())
+        .filter(|module| module.contains_key("stack_name"));
+    match (modules.next(), modules.next()) {
+        (Some(module), None) => module.clone(),
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// Reads the module's `terraform output -json`: outputs named as the module's, or one
+/// output holding the whole module.
 pub fn from_terraform_output(path: &Path, text: &str) -> Result<StackTarget, InputError> {
     let invalid = |what: String| InputError::new(format!("{}: {what}", path.display()));
     let json: serde_json::Value = serde_json::from_str(text)
         .map_err(|error| invalid(format!("not the JSON of `terraform output -json`: {error}")))?;
     let outputs = json.as_object().ok_or_else(|| invalid("expected a JSON object".to_owned()))?;
+    let fields = module_outputs(outputs);
     let value = |name: &str| -> Option<String> {
-        outputs
+        fields
             .get(name)
-            .and_then(|output| output.get("value"))
             .and_then(serde_json::Value::as_str)
             .filter(|value| !value.is_empty())
             .map(str::to_owned)
     };
     let required = |name: &str| {
         value(name).ok_or_else(|| {
-            invalid(format!("no {name} output: is this the Elastic CI Stack module's output?"))
+            invalid(format!(
+                "no {name} output (or one output holding the module, such as `output \"elastic_ci\" {{ value = module.buildkite_stack }}`): is this the Elastic CI Stack module's output?"
+            ))
         })
     };
     let name = required("stack_name")?;
@@ -224,9 +250,8 @@ pub fn from_terraform_output(path: &Path, text: &str) -> Result<StackTarget, Inp
     if let Some(scaler_log_group) = value("scaler_log_group") {
         log_groups.insert(LogSource::Scaler, scaler_log_group);
     }
-    let subnets = outputs
+    let subnets = fields
         .get("subnet_ids")
-        .and_then(|output| output.get("value"))
         .and_then(serde_json::Value::as_array)
         .map(|list| list.iter().filter_map(|subnet| subnet.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
@@ -237,6 +262,7 @@ pub fn from_terraform_output(path: &Path, text: &str) -> Result<StackTarget, Inp
         group,
         scaler_function,
         schedule_rule: value("scaler_schedule_rule"),
+        job_event_rule: value("scaler_job_event_rule"),
         token_parameter: value("agent_token_parameter"),
         launch_template: value("launch_template_id"),
         log_groups,
@@ -320,9 +346,30 @@ mod tests {
         let error = from_terraform_output(Path::new("out.json"), "{}").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "out.json: no stack_name output: is this the Elastic CI Stack module's output?"
+            "out.json: no stack_name output (or one output holding the module, such as `output \"elastic_ci\" { value = module.buildkite_stack }`): is this the Elastic CI Stack module's output?"
         );
         let error = from_terraform_output(Path::new("out.json"), "[").unwrap_err();
         assert!(error.to_string().starts_with("out.json: not the JSON"), "{error}");
+    }
+
+    #[test]
+    fn reads_one_output_holding_the_whole_module() {
+        let text = r#"{"elastic_ci":{"sensitive":false,"type":["object",{}],"value":{
+            "stack_name":"ci","auto_scaling_group_name":"ci-agents",
+            "scaler_schedule_rule":"ci-scaler",
+            "scaler_job_event_rule":"aws.partner/buildkite.com/acme/x|ci-job-scheduled",
+            "subnet_ids":["subnet-1","subnet-2"]}},
+            "other":{"value":"x"}}"#;
+        let target = from_terraform_output(Path::new("out.json"), text).unwrap();
+        assert_eq!((target.name.as_str(), target.group.as_str()), ("ci", "ci-agents"));
+        assert_eq!(
+            target.job_event_rule.as_deref(),
+            Some("aws.partner/buildkite.com/acme/x|ci-job-scheduled")
+        );
+        assert_eq!(target.subnets, ["subnet-1", "subnet-2"]);
+        // Two modules in one output file: which one is meant cannot be told.
+        let two = r#"{"a":{"value":{"stack_name":"a","auto_scaling_group_name":"g"}},
+            "b":{"value":{"stack_name":"b","auto_scaling_group_name":"h"}}}"#;
+        assert!(from_terraform_output(Path::new("out.json"), two).is_err());
     }
 }

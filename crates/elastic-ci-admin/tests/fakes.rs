@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use elastic_ci_admin::clients::Clients;
 use elastic_ci_admin::commands::drain::{DRAIN_COMMAND, DRAIN_UNIT, DrainArgs, drain};
+use elastic_ci_admin::commands::pause::{PauseArgs, ResumeArgs, pause, resume};
 use elastic_ci_admin::commands::upgrade::{UpgradeArgs, upgrade};
 use elastic_ci_admin::state::PAUSE_TAG;
 use elastic_ci_admin::state::gather;
@@ -374,4 +375,54 @@ fn the_drain_command_starts_a_unit_of_the_image() {
         text.contains("ExecStart=/usr/local/bin/elastic-ci-bootstrap stop-gracefully"),
         "{text}"
     );
+}
+
+/// A stack with a Buildkite partner event bus: `pause` disables the job-event rule too
+/// (a job would otherwise start the scaler again), `resume` enables it again, and a
+/// rule that was off before the pause stays off.
+#[tokio::test]
+async fn pause_and_resume_take_the_job_event_rule_along() {
+    const JOB_RULE: &str = "aws.partner/buildkite.com/acme/x|ci-JobScheduled-1";
+    let world = world();
+    world.stacks.insert_stack(
+        "ci",
+        &[("BuildkiteQueue", "builds")],
+        &[
+            ("AgentAutoScaleGroup", "AWS::AutoScaling::AutoScalingGroup", "ci-asg"),
+            ("AutoscalingSchedule", "AWS::Events::Rule", "ci-schedule"),
+            ("AutoscalingJobScheduledRule", "AWS::Events::Rule", JOB_RULE),
+        ],
+    );
+    world.rules.insert(JOB_RULE, true);
+    let context = context(&world).await;
+    assert_eq!(context.target.job_event_rule.as_deref(), Some(JOB_RULE));
+    let pause_args = PauseArgs {
+        stack: stack_args(),
+        to: None,
+        mutate: MutateArgs { dry_run: false, yes: true },
+    };
+    let resume_args = ResumeArgs {
+        stack: stack_args(),
+        force: false,
+        mutate: MutateArgs { dry_run: false, yes: true },
+    };
+
+    let mut out = Vec::new();
+    pause(&context, &pause_args, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains(&format!("disable the scaler's job-event rule {JOB_RULE}")), "{out}");
+    assert_eq!(world.rules.enabled("ci-schedule"), Some(false));
+    assert_eq!(world.rules.enabled(JOB_RULE), Some(false));
+
+    let mut out = Vec::new();
+    resume(&context, &resume_args, &mut out).await.unwrap();
+    assert_eq!(world.rules.enabled("ci-schedule"), Some(true));
+    assert_eq!(world.rules.enabled(JOB_RULE), Some(true), "{}", String::from_utf8_lossy(&out));
+
+    // A job-event rule an operator turned off stays off through a pause and resume.
+    world.rules.insert(JOB_RULE, false);
+    pause(&context, &pause_args, &mut Vec::new()).await.unwrap();
+    resume(&context, &resume_args, &mut Vec::new()).await.unwrap();
+    assert_eq!(world.rules.enabled("ci-schedule"), Some(true));
+    assert_eq!(world.rules.enabled(JOB_RULE), Some(false));
 }

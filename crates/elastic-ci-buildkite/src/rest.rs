@@ -3,7 +3,7 @@
 //! `GET {base}/organizations/{org}/builds` (or `…/pipelines/{pipeline}/builds`) with
 //! `created_from` and `per_page=100`, following the `Link: <…>; rel="next"` header.
 //! Every page is read up to [`MAX_PAGE_BYTES`]; the token is sent as a sensitive
-//! header and never appears in an error.
+//! header, only to the base URL's scheme, host and port, and never appears in an error.
 
 use std::time::Duration;
 
@@ -153,6 +153,19 @@ impl RestClient {
                 .and_then(|link| link.to_str().ok())
                 .and_then(next_link)
                 .and_then(|link| url.join(&link).ok());
+            // The token goes with every page: a next page elsewhere is not followed.
+            if let Some(link) = &next
+                && link.origin() != self.base.origin()
+            {
+                return Err(RestError::InvalidAnswer {
+                    url: shown,
+                    reason: format!(
+                        "its next page is on another server ({}); not followed, so that the token stays with {}",
+                        link.origin().ascii_serialization(),
+                        self.base.origin().ascii_serialization()
+                    ),
+                });
+            }
             let (body, complete) =
                 crate::read_capped(response, MAX_PAGE_BYTES).await.map_err(transport)?;
             if !complete {

@@ -614,6 +614,7 @@ async fn check_stack_from_url(
                 .build(),
         )
         .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
         .send()
         .await
         .map_err(|error| {

@@ -76,3 +76,9 @@ output "auto_scaling_group_name" {
 output "instance_role_name" {
   value = module.buildkite_stack.instance_role_name
 }
+
+# Every output of the module, for `elastic-ci --terraform-output` (`terraform output
+# -json > out.json`).
+output "elastic_ci" {
+  value = module.buildkite_stack
+}

@@ -28,3 +28,9 @@ module "buildkite_stack" {
 output "auto_scaling_group_name" {
   value = module.buildkite_stack.auto_scaling_group_name
 }
+
+# Every output of the module, for `elastic-ci --terraform-output` (`terraform output
+# -json > out.json`).
+output "elastic_ci" {
+  value = module.buildkite_stack
+}

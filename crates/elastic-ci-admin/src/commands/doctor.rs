@@ -266,7 +266,7 @@ async fn check_subnets(context: &Context) -> Check {
                 return fail(
                     NAME,
                     format!("subnet {subnet} has no default route"),
-                    "add a 0.0.0.0/0 route to an internet or NAT gateway, or enable the VPC endpoints (EnableVpcEndpoints)",
+                    "add a 0.0.0.0/0 route to an internet or NAT gateway: agents reach Buildkite, git hosts and registries through it (VPC endpoints reach AWS services only)",
                 );
             }
             Err(error) => {

@@ -59,8 +59,12 @@ pub async fn run(
                 "set BUILDKITE_API_TOKEN to a Buildkite API access token with read_builds",
             )
         })?;
-    let base = url::Url::parse(&args.api_url).map_err(|error| {
-        InputError::new(format!("invalid --api-url {:?}: {error}", args.api_url))
+    // The token goes to this URL: HTTPS, or plain HTTP to this machine only.
+    let base = elastic_ci_core::uri::parse_agent_endpoint(&args.api_url).ok_or_else(|| {
+        InputError::new(format!(
+            "invalid --api-url {:?}: expected an https:// URL (http:// only to localhost)",
+            args.api_url
+        ))
     })?;
     let client = RestClient::new(&base, token).context("failed to build the Buildkite client")?;
     let since = SystemTime::now().checked_sub(args.since).unwrap_or(SystemTime::UNIX_EPOCH);

@@ -1,6 +1,6 @@
-//! `elastic-ci pause` and `elastic-ci resume`: stop the scaler's schedule (optionally
-//! setting the capacity), recording what changed in a tag on the group, and restore
-//! exactly that.
+//! `elastic-ci pause` and `elastic-ci resume`: stop the scaler's schedule and its
+//! job-event rule (optionally setting the capacity), recording what changed in a tag on
+//! the group, and restore exactly that.
 
 use std::io::Write;
 
@@ -51,6 +51,25 @@ fn schedule_rule(context: &Context) -> Result<&str, InputError> {
     })
 }
 
+/// The scaler's job-event rule, as it is now; `None` without one.
+async fn job_event_rule(context: &Context) -> anyhow::Result<Option<Rule>> {
+    let Some(rule) = &context.target.job_event_rule else { return Ok(None) };
+    let described = context
+        .clients
+        .rules
+        .describe_rule(rule)
+        .await
+        .with_context(|| format!("failed to describe the scaler's job-event rule {rule}"))?;
+    Ok(Some(described))
+}
+
+/// Enables or disables the job-event rule.
+async fn set_job_events(context: &Context, rule: &Rule, enabled: bool) -> anyhow::Result<()> {
+    context.clients.rules.set_rule_enabled(&rule.name, enabled).await.with_context(|| {
+        format!("failed to {} {}", if enabled { "enable" } else { "disable" }, rule.name)
+    })
+}
+
 /// The group (with its tags) and the scaler's schedule, as they are now.
 async fn current(context: &Context, rule: &str) -> anyhow::Result<(GroupDetails, Rule)> {
     let group_name = &context.target.group;
@@ -95,9 +114,11 @@ pub async fn pause(context: &Context, args: &PauseArgs, out: &mut dyn Write) -> 
         return Ok(());
     }
     let group = &details.snapshot;
+    let job_events = job_event_rule(context).await?;
     let mut record = PauseRecord {
         at: format_rfc3339(context.now),
         schedule_was_enabled: schedule.enabled,
+        job_events_were_enabled: job_events.as_ref().map(|rule| rule.enabled),
         desired_capacity: None,
         min_size: None,
     };
@@ -105,6 +126,10 @@ pub async fn pause(context: &Context, args: &PauseArgs, out: &mut dyn Write) -> 
     let mut plan = Vec::new();
     if schedule.enabled {
         plan.push(format!("disable the scaler's schedule {rule}"));
+    }
+    let job_events = job_events.filter(|rule| rule.enabled);
+    if let Some(job_events) = &job_events {
+        plan.push(format!("disable the scaler's job-event rule {}", job_events.name));
     }
     if let Some(to) = args.to {
         if to > group.max_size {
@@ -142,6 +167,9 @@ pub async fn pause(context: &Context, args: &PauseArgs, out: &mut dyn Write) -> 
             .await
             .with_context(|| format!("failed to disable {rule}"))?;
     }
+    if let Some(job_events) = &job_events {
+        set_job_events(context, job_events, false).await?;
+    }
     if update != SizeUpdate::default() {
         clients
             .group_admin
@@ -173,6 +201,15 @@ pub async fn resume(
     };
     let mut plan = Vec::new();
     let mut update = SizeUpdate::default();
+    let job_events = job_event_rule(context).await?;
+    // The job-event rule goes back on when pause turned it off, or with --force.
+    let job_events = job_events.filter(|rule| {
+        !rule.enabled
+            && match &record {
+                Some(record) => record.job_events_were_enabled == Some(true),
+                None => args.force,
+            }
+    });
     let enable = match &record {
         Some(record) => {
             if let Some(min) = record.min_size {
@@ -185,7 +222,7 @@ pub async fn resume(
             }
             record.schedule_was_enabled && !schedule.enabled
         }
-        None if schedule.enabled => {
+        None if schedule.enabled && job_events.is_none() => {
             writeln!(out, "not paused: nothing changed")?;
             return Ok(());
         }
@@ -195,10 +232,13 @@ pub async fn resume(
             ))
             .into());
         }
-        None => true,
+        None => !schedule.enabled,
     };
     if enable {
         plan.push(format!("enable the scaler's schedule {rule}"));
+    }
+    if let Some(job_events) = &job_events {
+        plan.push(format!("enable the scaler's job-event rule {}", job_events.name));
     }
     if record.is_some() {
         plan.push(format!("remove tag {PAUSE_TAG} from group {group_name}"));
@@ -219,6 +259,9 @@ pub async fn resume(
             .set_rule_enabled(rule, true)
             .await
             .with_context(|| format!("failed to enable {rule}"))?;
+    }
+    if let Some(job_events) = &job_events {
+        set_job_events(context, job_events, true).await?;
     }
     if record.is_some() {
         clients

@@ -149,7 +149,7 @@ pub(crate) struct ModelArgs {
 
     /// WarmPoolSize: stopped instances that have booted up to the agent start; a
     /// launch takes one and its agents connect --resume later (0: no warm pool).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub warm_pool_size: u32,
 
     /// A warm-pool instance's start to its agents connected.
