@@ -64,6 +64,7 @@ fn world() -> World {
         group_admin: group.clone(),
         rules: rules.clone(),
         logs: logs.clone(),
+        log_filters: logs.clone(),
         parameters: parameters.clone(),
         parameter_admin: parameters.clone(),
         commands: parameters.clone(),
