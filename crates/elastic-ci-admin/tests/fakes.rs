@@ -457,6 +457,14 @@ async fn log_filters_world() -> World {
     world
 }
 
+/// Runs `copy-log-filters` with the scaler's group, expecting a failure.
+async fn copy_failing(context: &Context) -> (anyhow::Error, String) {
+    let mut out = Vec::new();
+    let args = copy_args(Some("/aws/lambda/ci-Autoscaling-old"), false);
+    let error = copy_log_filters(context, &args, &mut out).await.unwrap_err();
+    (error, String::from_utf8(out).unwrap())
+}
+
 #[tokio::test]
 async fn copy_log_filters_reports_the_limit_and_a_refused_destination_and_copies_the_rest() {
     let world = log_filters_world().await;
@@ -464,15 +472,7 @@ async fn copy_log_filters_reports_the_limit_and_a_refused_destination_and_copies
     let logs: &dyn LogGroupFilters = world.logs.as_ref();
     let old_agent = logs.subscription_filters("/buildkite/buildkite-agent").await.unwrap();
     let context = context(&world).await;
-    let mut out = Vec::new();
-    let error = copy_log_filters(
-        &context,
-        &copy_args(Some("/aws/lambda/ci-Autoscaling-old"), false),
-        &mut out,
-    )
-    .await
-    .unwrap_err();
-    let out = String::from_utf8(out).unwrap();
+    let (error, out) = copy_failing(&context).await;
     assert_eq!(error.to_string(), "2 of 6 filters were not copied", "{out}");
     assert!(error.downcast_ref::<elastic_ci_admin::error::InputError>().is_none());
     let lines: Vec<&str> = out.lines().collect();
@@ -509,15 +509,7 @@ async fn copy_log_filters_reports_the_limit_and_a_refused_destination_and_copies
     assert_eq!(logs.subscription_filters("/buildkite/system").await.unwrap().len(), 2);
 
     // A second run copies nothing again and tries the refused ones again.
-    let mut out = Vec::new();
-    let error = copy_log_filters(
-        &context,
-        &copy_args(Some("/aws/lambda/ci-Autoscaling-old"), false),
-        &mut out,
-    )
-    .await
-    .unwrap_err();
-    let out = String::from_utf8(out).unwrap();
+    let (error, out) = copy_failing(&context).await;
     assert_eq!(error.to_string(), "2 of 6 filters were not copied", "{out}");
     assert!(out.ends_with("3 already present, 1 no counterpart, 2 failed\n"), "{out}");
 }

@@ -1331,32 +1331,31 @@ impl LogGroupFilters for FakeLogEvents {
         self.faults.check(OPERATION, group)?;
         self.require_group(OPERATION, group)?;
         if lock(&self.refused_destinations).contains(&filter.destination_arn) {
-            let mut error = AwsError::new(
-                AwsErrorKind::Validation,
-                OPERATION,
+            return Err(refused(
                 group,
+                "InvalidParameterException",
                 "Could not deliver test message to specified destination.",
-            );
-            error.code = Some("InvalidParameterException".to_owned());
-            return Err(error);
+            ));
         }
         let mut filters = lock(&self.subscription_filters);
         let filters = filters.entry(group.to_owned()).or_default();
         let replaces = filters.iter().any(|existing| existing.name == filter.name);
         if !replaces && filters.len() >= 2 {
-            let mut error = AwsError::new(
-                AwsErrorKind::Validation,
-                OPERATION,
-                group,
-                "Resource limit exceeded.",
-            );
-            error.code = Some("LimitExceededException".to_owned());
-            return Err(error);
+            return Err(refused(group, "LimitExceededException", "Resource limit exceeded."));
         }
         filters.retain(|existing| existing.name != filter.name);
         filters.push(filter.clone());
         Ok(())
     }
+}
+
+#[cfg(feature = "logs")]
+/// A `PutSubscriptionFilter` the service refuses, with its error code.
+fn refused(group: &str, code: &str, message: &str) -> AwsError {
+    let mut error =
+        AwsError::new(AwsErrorKind::Validation, "PutSubscriptionFilter", group, message);
+    error.code = Some(code.to_owned());
+    error
 }
 
 /// In-memory EC2 network and instance facts.
