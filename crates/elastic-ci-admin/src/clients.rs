@@ -9,7 +9,7 @@ use elastic_ci_aws::cloudformation::{CloudFormationStacks, Stacks};
 use elastic_ci_aws::config::AwsSettings;
 use elastic_ci_aws::ec2::{Ec2MachineImages, MachineImages, Network};
 use elastic_ci_aws::eventbridge::{EventBridgeRules, Rules};
-use elastic_ci_aws::logs::{CloudWatchLogEvents, LogEvents};
+use elastic_ci_aws::logs::{CloudWatchLogEvents, LogEvents, LogGroupFilters};
 use elastic_ci_aws::s3::{ObjectStore, S3ObjectStore};
 use elastic_ci_aws::ssm::{ParameterAdmin, ParameterStore, RemoteCommands, SsmParameterStore};
 
@@ -23,6 +23,7 @@ pub struct Clients {
     pub group_admin: Arc<dyn GroupAdmin>,
     pub rules: Arc<dyn Rules>,
     pub logs: Arc<dyn LogEvents>,
+    pub log_filters: Arc<dyn LogGroupFilters>,
     pub parameters: Arc<dyn ParameterStore>,
     pub parameter_admin: Arc<dyn ParameterAdmin>,
     pub commands: Arc<dyn RemoteCommands>,
@@ -37,13 +38,15 @@ impl Clients {
         let groups = Arc::new(AutoScalingGroups::new(sdk_config));
         let ssm = Arc::new(SsmParameterStore::new(sdk_config));
         let ec2 = Arc::new(Ec2MachineImages::new(sdk_config));
+        let logs = Arc::new(CloudWatchLogEvents::new(sdk_config));
         Clients {
             region: sdk_config.region().map_or_else(|| "us-east-1".to_owned(), ToString::to_string),
             stacks: Arc::new(CloudFormationStacks::new(sdk_config)),
             groups: groups.clone(),
             group_admin: groups,
             rules: Arc::new(EventBridgeRules::new(sdk_config)),
-            logs: Arc::new(CloudWatchLogEvents::new(sdk_config)),
+            logs: logs.clone(),
+            log_filters: logs,
             parameters: ssm.clone(),
             parameter_admin: ssm.clone(),
             commands: ssm,

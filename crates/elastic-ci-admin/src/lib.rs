@@ -10,7 +10,9 @@
 //! - `why`: why jobs are waiting, in one paragraph ([`why`]);
 //! - `drain`, `rotate-token`: stop agents after their jobs; replace the agent token;
 //! - `doctor`: one pass/fail line per check of the stack's prerequisites;
-//! - `iam-policy`: the policies a custom instance role needs ([`commands::iam_policy`]).
+//! - `iam-policy`: the policies a custom instance role needs ([`commands::iam_policy`]);
+//! - `copy-log-filters`: the original stack's log groups' metric and subscription
+//!   filters, created on this stack's log groups ([`commands::log_filters`]).
 //!
 //! And offline: `simulate TRACE` replays a job trace in virtual time against the real
 //! scaling decision ([`commands::simulate`]); `export-trace` writes a trace from the
@@ -130,6 +132,17 @@ pub enum Command {
     RotateToken(commands::drain::RotateTokenArgs),
     /// Check the stack's prerequisites: one pass/fail line each.
     Doctor(commands::doctor::DoctorArgs),
+    /// Put the original stack's log filters on this stack's log groups.
+    ///
+    /// The original stack's instances wrote to /buildkite/<file> log groups
+    /// (buildkite-agent, cloud-init, cloud-init/output, docker-daemon, elastic-stack,
+    /// system, auth); this stack's write to /buildkite/<stack name>/<file>. Every
+    /// metric filter and subscription filter of an old group that exists is created on
+    /// the new group with the same name and settings; filters already there are left
+    /// alone, and the old groups are only read. Exit status 1 when a filter could not
+    /// be created (the others still are).
+    #[command(verbatim_doc_comment)]
+    CopyLogFilters(commands::log_filters::CopyLogFiltersArgs),
     /// The trust policy and policies a custom InstanceRoleARN needs, as JSON.
     IamPolicy(commands::iam_policy::IamPolicyArgs),
     /// Write a job trace for `simulate` from the Buildkite REST API.
@@ -207,6 +220,9 @@ pub fn run(cli: Cli, env: &HashMap<String, String>, stdout: &mut dyn Write) -> a
         Command::Drain(args) => on_stack!(args, commands::drain::drain),
         Command::RotateToken(args) => on_stack!(args, commands::drain::rotate_token),
         Command::Doctor(args) => on_stack!(args, commands::doctor::doctor),
+        Command::CopyLogFilters(args) => {
+            on_stack!(args, commands::log_filters::copy_log_filters)
+        }
         Command::ExportTrace(args) => {
             runtime()?.block_on(commands::export_trace::run(&args, env, stdout))
         }

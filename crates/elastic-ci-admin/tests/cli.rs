@@ -337,6 +337,36 @@ fn stack_commands_need_a_stack() {
         .stderr(predicate::str::contains("BUILDKITE_API_TOKEN"));
 }
 
+#[test]
+fn copy_log_filters_refuses_bad_input_with_exit_2() {
+    elastic_ci().env_remove("ELASTIC_CI_STACK").arg("copy-log-filters").assert().code(2);
+    elastic_ci()
+        .args(["copy-log-filters", "--stack", "ci", "--from-scaler-log-group", "/aws/lambda/a b"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid log group name \"/aws/lambda/a b\": expected up to 512 letters, digits and _-/.#",
+        ));
+    // A Terraform deployment without a scaler has no group for the scaler's filters;
+    // said before any AWS call (the endpoint answers nothing).
+    let dir = tempfile::tempdir().unwrap();
+    let outputs = dir.path().join("out.json");
+    std::fs::write(
+        &outputs,
+        r#"{"stack_name":{"value":"ci"},"auto_scaling_group_name":{"value":"ci-agents"}}"#,
+    )
+    .unwrap();
+    elastic_ci()
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .args(["copy-log-filters", "--terraform-output"])
+        .arg(&outputs)
+        .args(["--from-scaler-log-group", "/aws/lambda/old-scaler", "--dry-run"])
+        .assert()
+        .code(2)
+        .stderr("error: stack ci has no scaler log group (MinSize equals MaxSize: no scaler)\n");
+}
+
 /// T2 with a warm pool of 20 and job events 5 s late: every job lands on a warm
 /// instance 5 s after it is ready plus 20 s of resume (25 s), stopped time is reported
 /// apart, and nothing is interrupted.

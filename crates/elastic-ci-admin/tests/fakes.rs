@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use elastic_ci_admin::clients::Clients;
 use elastic_ci_admin::commands::drain::{DRAIN_COMMAND, DRAIN_UNIT, DrainArgs, drain};
+use elastic_ci_admin::commands::log_filters::{CopyLogFiltersArgs, copy_log_filters};
 use elastic_ci_admin::commands::pause::{PauseArgs, ResumeArgs, pause, resume};
 use elastic_ci_admin::commands::upgrade::{UpgradeArgs, upgrade};
 use elastic_ci_admin::state::PAUSE_TAG;
@@ -19,6 +20,9 @@ use elastic_ci_aws::cloudformation::{ResourceChange, Stacks};
 use elastic_ci_aws::fake::{
     ChangeSetOutcome, FakeLogEvents, FakeNetwork, FakeObjectStore, FakeParameterStore, FakeRules,
     FakeScalingGroup, FakeStacks,
+};
+use elastic_ci_aws::logs::{
+    LogGroupFilters, MetricFilter, MetricTransformation, SubscriptionFilter,
 };
 use elastic_ci_core::fleet::{GroupSnapshot, Health, LifecycleState, ScalingActivity};
 
@@ -65,6 +69,7 @@ fn world() -> World {
         group_admin: group.clone(),
         rules: rules.clone(),
         logs: logs.clone(),
+        log_filters: logs.clone(),
         parameters: parameters.clone(),
         parameter_admin: parameters.clone(),
         commands: parameters.clone(),
@@ -224,6 +229,7 @@ async fn upgrade_executes_the_change_set_and_follows_it_to_the_end() {
     assert!(out.contains("the Auto Scaling group will be replaced"), "{out}");
     assert!(out.contains(" UPDATE_IN_PROGRESS ci AWS::CloudFormation::Stack"), "{out}");
     assert!(out.contains("stack ci: UPDATE_COMPLETE in "), "{out}");
+    assert!(!out.contains("log filters:"), "no original groups, no note: {out}");
     let parameters = world.stacks.parameters("ci");
     assert_eq!(parameters.get("MaxSize").map(String::as_str), Some("5"));
     assert_eq!(parameters.get("BuildkiteQueue").map(String::as_str), Some("builds"));
@@ -425,4 +431,188 @@ async fn pause_and_resume_take_the_job_event_rule_along() {
     resume(&context, &resume_args, &mut Vec::new()).await.unwrap();
     assert_eq!(world.rules.enabled("ci-schedule"), Some(true));
     assert_eq!(world.rules.enabled(JOB_RULE), Some(false));
+}
+
+fn metric_filter(name: &str) -> MetricFilter {
+    MetricFilter {
+        name: name.to_owned(),
+        pattern: "\"ERROR\"".to_owned(),
+        transformations: vec![MetricTransformation {
+            metric_name: format!("{name}-count"),
+            metric_namespace: "Team/CI".to_owned(),
+            metric_value: "1".to_owned(),
+            default_value: Some(0.0),
+            unit: Some("Count".to_owned()),
+            dimensions: [("Queue".to_owned(), "$.queue".to_owned())].into(),
+        }],
+        apply_on_transformed_logs: false,
+    }
+}
+
+fn subscription_filter(name: &str, destination: &str) -> SubscriptionFilter {
+    SubscriptionFilter {
+        name: name.to_owned(),
+        pattern: String::new(),
+        destination_arn: format!("arn:aws:lambda:us-east-1:123456789012:function:{destination}"),
+        role_arn: None,
+        distribution: "Random".to_owned(),
+        apply_on_transformed_logs: false,
+    }
+}
+
+fn copy_args(from_scaler: Option<&str>, dry_run: bool) -> CopyLogFiltersArgs {
+    CopyLogFiltersArgs {
+        stack: stack_args(),
+        from_scaler_log_group: from_scaler.map(str::to_owned),
+        json: false,
+        mutate: MutateArgs { dry_run, yes: true },
+    }
+}
+
+/// The original's groups with filters on them, beside the stack's new groups; the new
+/// system group already has a subscription filter of its own, so it takes one more.
+async fn log_filters_world() -> World {
+    let world = world();
+    for group in [
+        "/buildkite/buildkite-agent",
+        "/buildkite/system",
+        "/buildkite/cfn-init",
+        "/aws/lambda/ci-Autoscaling-old",
+        "/buildkite/ci/buildkite-agent",
+        "/buildkite/ci/system",
+    ] {
+        world.logs.create_group(group);
+    }
+    let logs: &dyn LogGroupFilters = world.logs.as_ref();
+    logs.put_metric_filter("/buildkite/buildkite-agent", &metric_filter("agent-errors"))
+        .await
+        .unwrap();
+    logs.put_subscription_filter(
+        "/buildkite/buildkite-agent",
+        &subscription_filter("to-siem", "siem"),
+    )
+    .await
+    .unwrap();
+    for name in ["to-store", "to-search"] {
+        logs.put_subscription_filter("/buildkite/system", &subscription_filter(name, name))
+            .await
+            .unwrap();
+    }
+    logs.put_subscription_filter("/buildkite/ci/system", &subscription_filter("ours", "ours"))
+        .await
+        .unwrap();
+    logs.put_metric_filter("/buildkite/cfn-init", &metric_filter("cfn")).await.unwrap();
+    logs.put_metric_filter("/aws/lambda/ci-Autoscaling-old", &metric_filter("scaler-errors"))
+        .await
+        .unwrap();
+    world
+}
+
+/// Runs `copy-log-filters` with the scaler's group, expecting a failure.
+async fn copy_failing(context: &Context) -> (anyhow::Error, String) {
+    let mut out = Vec::new();
+    let args = copy_args(Some("/aws/lambda/ci-Autoscaling-old"), false);
+    let error = copy_log_filters(context, &args, &mut out).await.unwrap_err();
+    (error, String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn copy_log_filters_reports_the_limit_and_a_refused_destination_and_copies_the_rest() {
+    let world = log_filters_world().await;
+    world.logs.refuse_destination("arn:aws:lambda:us-east-1:123456789012:function:siem");
+    let logs: &dyn LogGroupFilters = world.logs.as_ref();
+    let old_agent = logs.subscription_filters("/buildkite/buildkite-agent").await.unwrap();
+    let context = context(&world).await;
+    let (error, out) = copy_failing(&context).await;
+    assert_eq!(error.to_string(), "2 of 6 filters were not copied", "{out}");
+    assert!(error.downcast_ref::<elastic_ci_admin::error::InputError>().is_none());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "copied metric filter \"agent-errors\": /buildkite/buildkite-agent -> /buildkite/ci/buildkite-agent",
+            "failed subscription filter \"to-siem\": /buildkite/buildkite-agent -> /buildkite/ci/buildkite-agent: PutSubscriptionFilter /buildkite/ci/buildkite-agent: invalid request (InvalidParameterException): Could not deliver test message to specified destination.",
+            "copied subscription filter \"to-store\": /buildkite/system -> /buildkite/ci/system",
+            "failed subscription filter \"to-search\": /buildkite/system -> /buildkite/ci/system: PutSubscriptionFilter /buildkite/ci/system: invalid request (LimitExceededException): Resource limit exceeded. (a log group takes two subscription filters at most: delete one from it, or combine two, and run again)",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.contains("no counterpart metric filter \"cfn\": /buildkite/cfn-init: this stack writes no such log"),
+        "{out}"
+    );
+    assert!(
+        out.contains("copied metric filter \"scaler-errors\": /aws/lambda/ci-Autoscaling-old -> /buildkite/ci/scaler"),
+        "{out}"
+    );
+    assert!(out.ends_with("3 copied, 1 no counterpart, 2 failed\n"), "{out}");
+
+    // The copies carry every setting; the old groups are as they were.
+    assert_eq!(
+        logs.metric_filters("/buildkite/ci/buildkite-agent").await.unwrap(),
+        [metric_filter("agent-errors")]
+    );
+    assert_eq!(
+        logs.subscription_filters("/buildkite/ci/system").await.unwrap(),
+        [subscription_filter("ours", "ours"), subscription_filter("to-store", "to-store")]
+    );
+    assert_eq!(logs.subscription_filters("/buildkite/buildkite-agent").await.unwrap(), old_agent);
+    assert_eq!(logs.subscription_filters("/buildkite/system").await.unwrap().len(), 2);
+
+    // A second run copies nothing again and tries the refused ones again.
+    let (error, out) = copy_failing(&context).await;
+    assert_eq!(error.to_string(), "2 of 6 filters were not copied", "{out}");
+    assert!(out.ends_with("3 already present, 1 no counterpart, 2 failed\n"), "{out}");
+}
+
+#[tokio::test]
+async fn copy_log_filters_dry_run_writes_nothing_and_a_changed_filter_is_left_alone() {
+    let world = log_filters_world().await;
+    let logs: &dyn LogGroupFilters = world.logs.as_ref();
+    let mut changed = metric_filter("agent-errors");
+    changed.pattern = "\"FATAL\"".to_owned();
+    logs.put_metric_filter("/buildkite/ci/buildkite-agent", &changed).await.unwrap();
+    let context = context(&world).await;
+    let mut out = Vec::new();
+    copy_log_filters(&context, &copy_args(None, true), &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.starts_with("differs metric filter \"agent-errors\": /buildkite/buildkite-agent -> /buildkite/ci/buildkite-agent: the new group has a filter of that name with other settings; left as it is\n"),
+        "{out}"
+    );
+    assert!(out.contains("would copy subscription filter \"to-search\""), "{out}");
+    assert!(!out.contains("scaler-errors"), "the scaler's group only when named: {out}");
+    assert!(out.ends_with("3 would copy, 1 differs, 1 no counterpart\n"), "{out}");
+    assert_eq!(logs.metric_filters("/buildkite/ci/buildkite-agent").await.unwrap(), [changed]);
+    assert!(logs.subscription_filters("/buildkite/ci/buildkite-agent").await.unwrap().is_empty());
+    assert_eq!(logs.subscription_filters("/buildkite/ci/system").await.unwrap().len(), 1);
+
+    // A scaler group that is gone is the user's mistake, reported before any change.
+    let error =
+        copy_log_filters(&context, &copy_args(Some("/aws/lambda/gone"), false), &mut Vec::new())
+            .await
+            .unwrap_err();
+    assert!(error.downcast_ref::<elastic_ci_admin::error::InputError>().is_some());
+    assert_eq!(
+        error.to_string(),
+        "log group \"/aws/lambda/gone\" (--from-scaler-log-group) does not exist: the switch from the original stack deletes the original scaler with its log group"
+    );
+    assert!(logs.subscription_filters("/buildkite/ci/buildkite-agent").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn upgrade_notes_the_original_groups_filters_left_to_copy() {
+    let (world, context) = upgrade_world().await;
+    world.logs.create_group("/buildkite/elastic-stack");
+    let logs: &dyn LogGroupFilters = world.logs.as_ref();
+    logs.put_metric_filter("/buildkite/elastic-stack", &metric_filter("boots")).await.unwrap();
+    let mut args = upgrade_args(&[]);
+    args.mutate.dry_run = true;
+    let mut out = Vec::new();
+    upgrade(&context, &args, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("log filters: the original stack's log groups (/buildkite/buildkite-agent, …) have 1 metric or subscription filters that this stack's groups lack; after the update, `elastic-ci copy-log-filters --stack ci` creates them there"),
+        "{out}"
+    );
 }

@@ -506,3 +506,178 @@ fn no_credentials_is_one_line_and_exit_2() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: no usable AWS credentials"), "{stderr}");
 }
+
+/// A log group made afresh for the test: the original's group names are account-wide,
+/// so a group left by an earlier run on the same emulator loses its subscription
+/// filters (two at most per group) first.
+async fn fresh_log_group(api: &MotoApi, group: &str) {
+    let listed = api
+        .json("logs", "Logs_20140328.DescribeLogGroups", &json!({"logGroupNamePrefix": group}))
+        .await;
+    let exists = listed["logGroups"]
+        .as_array()
+        .is_some_and(|groups| groups.iter().any(|found| found["logGroupName"] == group));
+    if !exists {
+        api.json("logs", "Logs_20140328.CreateLogGroup", &json!({"logGroupName": group})).await;
+        return;
+    }
+    let filters = api
+        .json("logs", "Logs_20140328.DescribeSubscriptionFilters", &json!({"logGroupName": group}))
+        .await;
+    for filter in filters["subscriptionFilters"].as_array().into_iter().flatten() {
+        api.json(
+            "logs",
+            "Logs_20140328.DeleteSubscriptionFilter",
+            &json!({"logGroupName": group, "filterName": filter["filterName"]}),
+        )
+        .await;
+    }
+}
+
+/// A group's filters of one kind, by name.
+async fn filters_of(
+    api: &MotoApi,
+    kind: &str,
+    group: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let (target, key) = match kind {
+        "metric" => ("Logs_20140328.DescribeMetricFilters", "metricFilters"),
+        _ => ("Logs_20140328.DescribeSubscriptionFilters", "subscriptionFilters"),
+    };
+    let answer = api.json("logs", target, &json!({"logGroupName": group})).await;
+    answer[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|filter| filter["logGroupName"] == group)
+        .map(|filter| (filter["filterName"].as_str().unwrap().to_owned(), filter.clone()))
+        .collect()
+}
+
+/// The settings of a filter that a copy must carry: everything but the group, the
+/// creation time and moto's bookkeeping.
+fn settings(filter: &Value) -> Value {
+    let mut settings = filter.clone();
+    if let Some(object) = settings.as_object_mut() {
+        object.retain(|key, _| {
+            matches!(
+                key.as_str(),
+                "filterName"
+                    | "filterPattern"
+                    | "metricTransformations"
+                    | "destinationArn"
+                    | "roleArn"
+                    | "distribution"
+            )
+        });
+    }
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copy_log_filters_puts_the_original_groups_filters_on_the_stacks_groups() {
+    let Some(moto) = moto() else { return };
+    let stack = stack(&moto, &[("MaxSize", "3")]).await;
+    let api = MotoApi::new(&moto.endpoint);
+    let tag = unique("f");
+    let function = stack.physical("AutoscalingFunction").unwrap();
+    let destination = format!("arn:aws:lambda:us-east-1:123456789012:function:{function}");
+    let old_scaler = format!("/aws/lambda/{}-Autoscaling-{tag}", stack.name);
+    for group in ["/buildkite/buildkite-agent", "/buildkite/system"] {
+        fresh_log_group(&api, group).await;
+    }
+    api.json("logs", "Logs_20140328.CreateLogGroup", &json!({"logGroupName": old_scaler})).await;
+    let metric = |group: &str, name: &str, pattern: &str| {
+        json!({
+            "logGroupName": group, "filterName": name, "filterPattern": pattern,
+            "metricTransformations": [{
+                "metricName": format!("{name}-count"), "metricNamespace": "Team/CI",
+                "metricValue": "1", "defaultValue": 0.0, "unit": "Count",
+            }],
+        })
+    };
+    let agent_errors = format!("agent-errors-{tag}");
+    let agent_lambda = format!("agent-to-lambda-{tag}");
+    let system_oom = format!("system-oom-{tag}");
+    let scaler_errors = format!("scaler-errors-{tag}");
+    for body in [
+        metric("/buildkite/buildkite-agent", &agent_errors, "\"ERROR\""),
+        metric("/buildkite/system", &system_oom, "\"Out of memory\""),
+        metric(&old_scaler, &scaler_errors, "{ $.level = \"ERROR\" }"),
+    ] {
+        api.json("logs", "Logs_20140328.PutMetricFilter", &body).await;
+    }
+    api.json(
+        "logs",
+        "Logs_20140328.PutSubscriptionFilter",
+        &json!({"logGroupName": "/buildkite/buildkite-agent", "filterName": agent_lambda,
+                "filterPattern": "", "destinationArn": destination}),
+    )
+    .await;
+    let old = [
+        filters_of(&api, "metric", "/buildkite/buildkite-agent").await,
+        filters_of(&api, "subscription", "/buildkite/buildkite-agent").await,
+        filters_of(&api, "metric", "/buildkite/system").await,
+        filters_of(&api, "metric", &old_scaler).await,
+    ];
+    let new_agent = format!("/buildkite/{}/buildkite-agent", stack.name);
+    let new_system = format!("/buildkite/{}/system", stack.name);
+    let new_scaler = stack.physical("ScalerLogGroup").unwrap().to_owned();
+    let args = ["copy-log-filters", "--stack", &stack.name, "--from-scaler-log-group", &old_scaler];
+
+    let dry = run_text(&moto, &[&args[..], &["--dry-run"]].concat());
+    for (name, from, to) in [
+        (&agent_errors, "/buildkite/buildkite-agent", &new_agent),
+        (&system_oom, "/buildkite/system", &new_system),
+        (&scaler_errors, old_scaler.as_str(), &new_scaler),
+    ] {
+        let line = format!("would copy metric filter {name:?}: {from} -> {to}\n");
+        assert!(dry.contains(&line), "{line}: {dry}");
+    }
+    assert!(
+        dry.contains(&format!(
+            "would copy subscription filter {agent_lambda:?}: /buildkite/buildkite-agent -> {new_agent}\n"
+        )),
+        "{dry}"
+    );
+    assert!(!filters_of(&api, "metric", &new_agent).await.contains_key(&agent_errors));
+    assert!(filters_of(&api, "subscription", &new_agent).await.is_empty());
+
+    let copied = run_text(&moto, &[&args[..], &["--yes"]].concat());
+    for name in [&agent_errors, &agent_lambda, &system_oom, &scaler_errors] {
+        assert!(copied.contains(&format!(" filter {name:?}: ")), "{name}: {copied}");
+    }
+    assert!(!copied.contains("would copy") && !copied.contains("failed"), "{copied}");
+    for (group, kind, name, original) in [
+        (&new_agent, "metric", &agent_errors, &old[0]),
+        (&new_agent, "subscription", &agent_lambda, &old[1]),
+        (&new_system, "metric", &system_oom, &old[2]),
+        (&new_scaler, "metric", &scaler_errors, &old[3]),
+    ] {
+        let new = filters_of(&api, kind, group).await;
+        let copy =
+            new.get(name.as_str()).unwrap_or_else(|| panic!("{name} not on {group}: {new:?}"));
+        assert_eq!(settings(copy), settings(&original[name.as_str()]), "{name}");
+    }
+    assert_eq!(
+        filters_of(&api, "subscription", &new_agent).await[agent_lambda.as_str()]["destinationArn"],
+        destination.as_str()
+    );
+    // The original groups are only read.
+    assert_eq!(filters_of(&api, "metric", "/buildkite/buildkite-agent").await, old[0]);
+    assert_eq!(filters_of(&api, "subscription", "/buildkite/buildkite-agent").await, old[1]);
+    assert_eq!(filters_of(&api, "metric", "/buildkite/system").await, old[2]);
+    assert_eq!(filters_of(&api, "metric", &old_scaler).await, old[3]);
+
+    // A second run copies nothing.
+    let again = run_text(&moto, &[&args[..], &["--yes", "--json"]].concat());
+    let lines: Vec<Value> = again.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert!(lines.len() >= 4, "{again}");
+    assert!(lines.iter().all(|line| line["outcome"] == "already-present"), "{again}");
+    assert!(
+        lines.iter().any(|line| line["name"] == agent_lambda.as_str()
+            && line["kind"] == "subscription"
+            && line["to"] == new_agent.as_str()),
+        "{again}"
+    );
+}

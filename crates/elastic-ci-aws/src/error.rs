@@ -191,7 +191,8 @@ pub(crate) fn classify(code: Option<&str>, status: u16) -> AwsErrorKind {
             | "InvalidFilterKey"
             | "InvalidFilterValue"
             | "InvalidNextToken"
-            | "ParameterLimitExceeded",
+            | "ParameterLimitExceeded"
+            | "LimitExceededException",
         ) => AwsErrorKind::Validation,
         _ => match status {
             404 => AwsErrorKind::NotFound,

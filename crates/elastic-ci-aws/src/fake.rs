@@ -36,7 +36,9 @@ use crate::error::{AwsError, AwsErrorKind};
 #[cfg(feature = "eventbridge")]
 use crate::eventbridge::{Rule, Rules};
 #[cfg(feature = "logs")]
-use crate::logs::{LogEvent, LogEvents, LogFilter, LogPage};
+use crate::logs::{
+    LogEvent, LogEvents, LogFilter, LogGroupFilters, LogPage, MetricFilter, SubscriptionFilter,
+};
 #[cfg(feature = "s3")]
 use crate::s3::{DownloadError, ObjectHead, ObjectStore, ObjectSummary};
 #[cfg(feature = "ssm")]
@@ -1205,10 +1207,15 @@ impl Rules for FakeRules {
 }
 
 #[cfg(feature = "logs")]
-/// In-memory CloudWatch Logs: events per group.
+/// In-memory CloudWatch Logs: events, metric filters and subscription filters per
+/// group. Like the service, a group takes two subscription filters at most, and a
+/// destination can be made to refuse delivery.
 #[derive(Debug, Default)]
 pub struct FakeLogEvents {
     groups: Mutex<BTreeMap<String, Vec<LogEvent>>>,
+    metric_filters: Mutex<BTreeMap<String, Vec<MetricFilter>>>,
+    subscription_filters: Mutex<BTreeMap<String, Vec<SubscriptionFilter>>>,
+    refused_destinations: Mutex<HashSet<String>>,
     pub faults: Faults,
 }
 
@@ -1216,6 +1223,25 @@ pub struct FakeLogEvents {
 impl FakeLogEvents {
     pub fn create_group(&self, group: &str) {
         lock(&self.groups).entry(group.to_owned()).or_default();
+    }
+
+    /// Makes `PutSubscriptionFilter` refuse this destination, as the service does when
+    /// it cannot deliver a test message there.
+    pub fn refuse_destination(&self, destination_arn: &str) {
+        lock(&self.refused_destinations).insert(destination_arn.to_owned());
+    }
+
+    fn require_group(&self, operation: &'static str, group: &str) -> Result<(), AwsError> {
+        if lock(&self.groups).contains_key(group) {
+            Ok(())
+        } else {
+            Err(AwsError::new(
+                AwsErrorKind::NotFound,
+                operation,
+                group,
+                "The specified log group does not exist.",
+            ))
+        }
     }
 
     pub fn put(&self, group: &str, stream: &str, timestamp: SystemTime, message: &str) {
@@ -1264,6 +1290,72 @@ impl LogEvents for FakeLogEvents {
         events.sort_by_key(|event| event.timestamp);
         Ok(LogPage { events, next_token: None })
     }
+}
+
+#[cfg(feature = "logs")]
+#[async_trait]
+impl LogGroupFilters for FakeLogEvents {
+    async fn log_group_names(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
+        self.faults.check("DescribeLogGroups", prefix)?;
+        Ok(lock(&self.groups).keys().filter(|name| name.starts_with(prefix)).cloned().collect())
+    }
+
+    async fn metric_filters(&self, group: &str) -> Result<Vec<MetricFilter>, AwsError> {
+        self.faults.check("DescribeMetricFilters", group)?;
+        self.require_group("DescribeMetricFilters", group)?;
+        Ok(lock(&self.metric_filters).get(group).cloned().unwrap_or_default())
+    }
+
+    async fn put_metric_filter(&self, group: &str, filter: &MetricFilter) -> Result<(), AwsError> {
+        self.faults.check("PutMetricFilter", group)?;
+        self.require_group("PutMetricFilter", group)?;
+        let mut filters = lock(&self.metric_filters);
+        let filters = filters.entry(group.to_owned()).or_default();
+        filters.retain(|existing| existing.name != filter.name);
+        filters.push(filter.clone());
+        Ok(())
+    }
+
+    async fn subscription_filters(&self, group: &str) -> Result<Vec<SubscriptionFilter>, AwsError> {
+        self.faults.check("DescribeSubscriptionFilters", group)?;
+        self.require_group("DescribeSubscriptionFilters", group)?;
+        Ok(lock(&self.subscription_filters).get(group).cloned().unwrap_or_default())
+    }
+
+    async fn put_subscription_filter(
+        &self,
+        group: &str,
+        filter: &SubscriptionFilter,
+    ) -> Result<(), AwsError> {
+        const OPERATION: &str = "PutSubscriptionFilter";
+        self.faults.check(OPERATION, group)?;
+        self.require_group(OPERATION, group)?;
+        if lock(&self.refused_destinations).contains(&filter.destination_arn) {
+            return Err(refused(
+                group,
+                "InvalidParameterException",
+                "Could not deliver test message to specified destination.",
+            ));
+        }
+        let mut filters = lock(&self.subscription_filters);
+        let filters = filters.entry(group.to_owned()).or_default();
+        let replaces = filters.iter().any(|existing| existing.name == filter.name);
+        if !replaces && filters.len() >= 2 {
+            return Err(refused(group, "LimitExceededException", "Resource limit exceeded."));
+        }
+        filters.retain(|existing| existing.name != filter.name);
+        filters.push(filter.clone());
+        Ok(())
+    }
+}
+
+#[cfg(feature = "logs")]
+/// A `PutSubscriptionFilter` the service refuses, with its error code.
+fn refused(group: &str, code: &str, message: &str) -> AwsError {
+    let mut error =
+        AwsError::new(AwsErrorKind::Validation, "PutSubscriptionFilter", group, message);
+    error.code = Some(code.to_owned());
+    error
 }
 
 /// In-memory EC2 network and instance facts.

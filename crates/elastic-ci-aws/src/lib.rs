@@ -14,7 +14,7 @@
 //! | [`autoscaling::GroupAdmin`] | EC2 Auto Scaling (sizes, tags, instance details) | [`autoscaling::AutoScalingGroups`] |
 //! | [`ssm::ParameterAdmin`], [`ssm::RemoteCommands`] | SSM (token rotation, SendCommand) | [`ssm::SsmParameterStore`] |
 //! | [`eventbridge::Rules`] | EventBridge rules | [`eventbridge::EventBridgeRules`] |
-//! | [`logs::LogEvents`] | CloudWatch Logs | [`logs::CloudWatchLogEvents`] |
+//! | [`logs::LogEvents`], [`logs::LogGroupFilters`] | CloudWatch Logs (events; metric and subscription filters) | [`logs::CloudWatchLogEvents`] |
 //! | [`imds::InstanceMetadata`] | EC2 instance metadata (IMDSv2) | [`imds::Imds`] |
 //! | [`ec2::MachineImages`], [`ec2::Network`] | EC2 images, subnets and routes, instance launch times | [`ec2::Ec2MachineImages`] (signed Query API calls, no SDK crate) |
 //!

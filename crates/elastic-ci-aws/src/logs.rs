@@ -1,12 +1,14 @@
-//! Log events: CloudWatch Logs, where the instances' and the scaler's logs go.
+//! CloudWatch Logs, where the instances' and the scaler's logs go: reading their
+//! events, and copying log groups' metric and subscription filters.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use tracing::instrument;
 
-use crate::error::AwsError;
+use crate::error::{AwsError, AwsErrorKind};
 
 /// One log event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,5 +115,212 @@ impl LogEvents for CloudWatchLogEvents {
             .collect();
         events.sort_by_key(|event| event.timestamp);
         Ok(LogPage { events, next_token: output.next_token.filter(|token| !token.is_empty()) })
+    }
+}
+
+/// One metric a metric filter publishes for each matching event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricTransformation {
+    pub metric_name: String,
+    pub metric_namespace: String,
+    /// What is published per match: a number or a `$.field` of the event.
+    pub metric_value: String,
+    pub default_value: Option<f64>,
+    /// A CloudWatch unit name, such as `Count`.
+    pub unit: Option<String>,
+    pub dimensions: BTreeMap<String, String>,
+}
+
+/// A log group's metric filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFilter {
+    pub name: String,
+    pub pattern: String,
+    pub transformations: Vec<MetricTransformation>,
+    pub apply_on_transformed_logs: bool,
+}
+
+/// A log group's subscription filter: where matching events are delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionFilter {
+    pub name: String,
+    pub pattern: String,
+    /// A Lambda function, Kinesis or Firehose stream, or log destination.
+    pub destination_arn: String,
+    /// The role CloudWatch Logs assumes to deliver (Kinesis and Firehose).
+    pub role_arn: Option<String>,
+    /// `ByLogStream` (the service's default) or `Random`.
+    pub distribution: String,
+    pub apply_on_transformed_logs: bool,
+}
+
+/// The distribution the service gives a subscription filter created without one.
+pub const DEFAULT_DISTRIBUTION: &str = "ByLogStream";
+
+/// What copying filters between log groups needs from CloudWatch Logs.
+#[async_trait]
+pub trait LogGroupFilters: Send + Sync {
+    /// The names of the log groups whose name starts with `prefix`.
+    async fn log_group_names(&self, prefix: &str) -> Result<Vec<String>, AwsError>;
+
+    /// A group's metric filters. A missing group is `NotFound`.
+    async fn metric_filters(&self, group: &str) -> Result<Vec<MetricFilter>, AwsError>;
+
+    /// Creates the filter on `group`, or replaces the one of the same name.
+    async fn put_metric_filter(&self, group: &str, filter: &MetricFilter) -> Result<(), AwsError>;
+
+    /// A group's subscription filters. A missing group is `NotFound`.
+    async fn subscription_filters(&self, group: &str) -> Result<Vec<SubscriptionFilter>, AwsError>;
+
+    /// Creates the filter on `group`, or replaces the one of the same name. A group
+    /// takes two subscription filters at most: a third is refused with code
+    /// `LimitExceededException`.
+    async fn put_subscription_filter(
+        &self,
+        group: &str,
+        filter: &SubscriptionFilter,
+    ) -> Result<(), AwsError>;
+}
+
+#[async_trait]
+impl LogGroupFilters for CloudWatchLogEvents {
+    #[instrument(skip_all, fields(prefix = %prefix))]
+    async fn log_group_names(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
+        let mut names = Vec::new();
+        let mut pages =
+            self.client.describe_log_groups().log_group_name_prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|error| AwsError::from_sdk("DescribeLogGroups", prefix, error))?;
+            names.extend(
+                page.log_groups.unwrap_or_default().into_iter().filter_map(|g| g.log_group_name),
+            );
+        }
+        Ok(names)
+    }
+
+    #[instrument(skip_all, fields(group = %group))]
+    async fn metric_filters(&self, group: &str) -> Result<Vec<MetricFilter>, AwsError> {
+        let mut filters = Vec::new();
+        let mut pages =
+            self.client.describe_metric_filters().log_group_name(group).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|error| AwsError::from_sdk("DescribeMetricFilters", group, error))?;
+            filters.extend(page.metric_filters.unwrap_or_default().into_iter().map(|filter| {
+                MetricFilter {
+                    name: filter.filter_name.unwrap_or_default(),
+                    pattern: filter.filter_pattern.unwrap_or_default(),
+                    transformations: filter
+                        .metric_transformations
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|metric| MetricTransformation {
+                            metric_name: metric.metric_name,
+                            metric_namespace: metric.metric_namespace,
+                            metric_value: metric.metric_value,
+                            default_value: metric.default_value,
+                            unit: metric.unit.map(|unit| unit.as_str().to_owned()),
+                            dimensions: metric.dimensions.unwrap_or_default().into_iter().collect(),
+                        })
+                        .collect(),
+                    apply_on_transformed_logs: filter.apply_on_transformed_logs,
+                }
+            }));
+        }
+        Ok(filters)
+    }
+
+    #[instrument(skip_all, fields(group = %group, filter = %filter.name))]
+    async fn put_metric_filter(&self, group: &str, filter: &MetricFilter) -> Result<(), AwsError> {
+        use aws_sdk_cloudwatchlogs::types::{MetricTransformation as Sdk, StandardUnit};
+        let transformations = filter
+            .transformations
+            .iter()
+            .map(|metric| {
+                Sdk::builder()
+                    .metric_name(&metric.metric_name)
+                    .metric_namespace(&metric.metric_namespace)
+                    .metric_value(&metric.metric_value)
+                    .set_default_value(metric.default_value)
+                    .set_unit(metric.unit.as_deref().map(StandardUnit::from))
+                    .set_dimensions(
+                        (!metric.dimensions.is_empty())
+                            .then(|| metric.dimensions.clone().into_iter().collect()),
+                    )
+                    .build()
+                    .map_err(|error| {
+                        AwsError::new(
+                            AwsErrorKind::Validation,
+                            "PutMetricFilter",
+                            group,
+                            error.to_string(),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<Sdk>, AwsError>>()?;
+        self.client
+            .put_metric_filter()
+            .log_group_name(group)
+            .filter_name(&filter.name)
+            .filter_pattern(&filter.pattern)
+            .set_metric_transformations(Some(transformations))
+            .set_apply_on_transformed_logs(filter.apply_on_transformed_logs.then_some(true))
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("PutMetricFilter", group, error))?;
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(group = %group))]
+    async fn subscription_filters(&self, group: &str) -> Result<Vec<SubscriptionFilter>, AwsError> {
+        let mut filters = Vec::new();
+        let mut pages = self
+            .client
+            .describe_subscription_filters()
+            .log_group_name(group)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|error| AwsError::from_sdk("DescribeSubscriptionFilters", group, error))?;
+            filters.extend(page.subscription_filters.unwrap_or_default().into_iter().map(
+                |filter| SubscriptionFilter {
+                    name: filter.filter_name.unwrap_or_default(),
+                    pattern: filter.filter_pattern.unwrap_or_default(),
+                    destination_arn: filter.destination_arn.unwrap_or_default(),
+                    role_arn: filter.role_arn.filter(|role| !role.is_empty()),
+                    distribution: filter.distribution.map_or_else(
+                        || DEFAULT_DISTRIBUTION.to_owned(),
+                        |distribution| distribution.as_str().to_owned(),
+                    ),
+                    apply_on_transformed_logs: filter.apply_on_transformed_logs,
+                },
+            ));
+        }
+        Ok(filters)
+    }
+
+    #[instrument(skip_all, fields(group = %group, filter = %filter.name))]
+    async fn put_subscription_filter(
+        &self,
+        group: &str,
+        filter: &SubscriptionFilter,
+    ) -> Result<(), AwsError> {
+        self.client
+            .put_subscription_filter()
+            .log_group_name(group)
+            .filter_name(&filter.name)
+            .filter_pattern(&filter.pattern)
+            .destination_arn(&filter.destination_arn)
+            .set_role_arn(filter.role_arn.clone())
+            .distribution(aws_sdk_cloudwatchlogs::types::Distribution::from(
+                filter.distribution.as_str(),
+            ))
+            .set_apply_on_transformed_logs(filter.apply_on_transformed_logs.then_some(true))
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("PutSubscriptionFilter", group, error))?;
+        Ok(())
     }
 }

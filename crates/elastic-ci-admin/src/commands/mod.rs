@@ -4,6 +4,7 @@ pub mod doctor;
 pub mod drain;
 pub mod export_trace;
 pub mod iam_policy;
+pub mod log_filters;
 pub mod logs;
 pub mod pause;
 pub mod simulate;

@@ -216,6 +216,15 @@ pub async fn upgrade(
         writeln!(out, "parameter {key}: {old} -> {}", shown(key, new))?;
     }
 
+    if let Some(n_missing) = crate::commands::log_filters::n_missing(context).await
+        && n_missing > 0
+    {
+        writeln!(
+            out,
+            "log filters: the original stack's log groups (/buildkite/buildkite-agent, …) have {n_missing} metric or subscription filters that this stack's groups lack; after the update, `elastic-ci copy-log-filters --stack {stack_name}` creates them there"
+        )?;
+    }
+
     let change_set_name = format!(
         "elastic-ci-upgrade-{}",
         context.now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
