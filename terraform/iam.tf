@@ -157,13 +157,14 @@ resource "aws_iam_role_policy" "instance" {
         Action   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
         Resource = local.group_arn_pattern
       },
-      # The CloudWatch agent writes the stack's log groups (and sets their retention).
-      # No other group can be created, written or have its retention changed.
+      # The CloudWatch agent writes the instances' log groups (and sets their
+      # retention). No other group can be created, written or have its retention
+      # changed: not the scaler's or the helpers', whose lines feed the stack's alarms.
       {
         Sid      = "Logging"
         Effect   = "Allow"
         Action   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:PutRetentionPolicy"]
-        Resource = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/buildkite/${var.stack_name}/*"
+        Resource = [for name in sort(keys(aws_cloudwatch_log_group.instances)) : "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/buildkite/${var.stack_name}/${name}:*"]
       },
       {
         Sid      = "ListLogGroups"

@@ -425,7 +425,18 @@ fn the_instance_role_writes_only_the_stacks_logs_and_the_agents_metrics() {
         Stack::new(&template, STACK, &[("BuildkiteAgentToken", "token")]).expect("defaults");
     let policy = stack.resource("IAMPolicies").expect("created");
     let granted = statements(&policy["PolicyDocument"]);
-    let own_groups = format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/buildkite/{STACK}/*");
+    let own_groups: Vec<String> = [
+        "buildkite-agent",
+        "cloud-init",
+        "cloud-init/output",
+        "docker-daemon",
+        "elastic-stack",
+        "system",
+        "auth",
+    ]
+    .iter()
+    .map(|file| format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:/buildkite/{STACK}/{file}:*"))
+    .collect();
     for action in [
         "logs:CreateLogGroup",
         "logs:PutRetentionPolicy",
@@ -433,19 +444,28 @@ fn the_instance_role_writes_only_the_stacks_logs_and_the_agents_metrics() {
         "logs:CreateLogStream",
     ] {
         for statement in granted.iter().filter(|statement| grants(statement, action)) {
-            for resource in &statement.resources {
-                assert_eq!(resource, &own_groups, "{action} on {resource}");
-            }
+            assert_eq!(statement.resources, own_groups, "{action}");
         }
     }
-    // Another stack's group, or any group, is out of reach.
-    for other in ["/buildkite/other-stack/buildkite-agent", "/aws/lambda/anything"] {
+    // Another stack's group, any group, and the stack's own scaler and helper groups
+    // (their lines feed the alarms and elastic-ci) are out of reach.
+    for other in [
+        "/buildkite/other-stack/buildkite-agent:*",
+        "/aws/lambda/anything:*",
+        &format!("/buildkite/{STACK}/scaler:*"),
+        &format!("/buildkite/{STACK}/stack-helpers:*"),
+    ] {
         let arn = format!("arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{other}");
-        let reachable = granted.iter().any(|statement| {
-            grants(statement, "logs:PutRetentionPolicy")
-                && statement.resources.iter().any(|pattern| wildcard_match(pattern, &arn, false))
-        });
-        assert!(!reachable, "PutRetentionPolicy reaches {other}");
+        for action in ["logs:PutRetentionPolicy", "logs:PutLogEvents"] {
+            let reachable = granted.iter().any(|statement| {
+                grants(statement, action)
+                    && statement
+                        .resources
+                        .iter()
+                        .any(|pattern| wildcard_match(pattern, &arn, false))
+            });
+            assert!(!reachable, "{action} reaches {other}");
+        }
     }
     let metrics: Vec<&Statement> =
         granted.iter().filter(|statement| grants(statement, "cloudwatch:PutMetricData")).collect();

@@ -204,15 +204,21 @@ async fn deploys_updates_and_deletes_the_stack_with_realistic_parameters() {
         [format!("arn:aws:ssm:{REGION}:123456789012:parameter/{name}/buildkite/agent-token")]
     );
     assert_eq!(granted(core, "cloudformation:SignalResource"), std::slice::from_ref(&stack.id));
-    // Logs and retention: the stack's own log groups only.
-    assert_eq!(
-        granted(core, "logs:PutRetentionPolicy"),
-        [format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/*")]
-    );
-    assert_eq!(
-        granted(core, "logs:CreateLogGroup"),
-        [format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/*")]
-    );
+    // Logs and retention: the instances' own log groups only.
+    let instance_groups: Vec<String> = [
+        "buildkite-agent",
+        "cloud-init",
+        "cloud-init/output",
+        "docker-daemon",
+        "elastic-stack",
+        "system",
+        "auth",
+    ]
+    .iter()
+    .map(|file| format!("arn:aws:logs:{REGION}:123456789012:log-group:/buildkite/{name}/{file}:*"))
+    .collect();
+    assert_eq!(granted(core, "logs:PutRetentionPolicy"), instance_groups);
+    assert_eq!(granted(core, "logs:CreateLogGroup"), instance_groups);
     let bucket = &stack.outputs["ManagedSecretsBucket"];
     assert_eq!(
         granted(&policies["SecretsBucket"], "s3:Get*"),

@@ -18,6 +18,17 @@ use serde_json::{Value, json};
 
 use crate::error::InputError;
 
+/// The instances' log groups, `/buildkite/<stack>/<file>`, in the template's order.
+const INSTANCE_LOG_GROUPS: [&str; 7] = [
+    "buildkite-agent",
+    "cloud-init",
+    "cloud-init/output",
+    "docker-daemon",
+    "elastic-stack",
+    "system",
+    "auth",
+];
+
 /// Arguments of `elastic-ci iam-policy`.
 #[derive(Debug, Args)]
 pub struct IamPolicyArgs {
@@ -203,7 +214,7 @@ pub fn policies(args: &IamPolicyArgs) -> Result<RolePolicies, InputError> {
             json!({"Sid": "TerminateInstance", "Effect": "Allow", "Action": ["autoscaling:SetInstanceHealth", "autoscaling:TerminateInstanceInAutoScalingGroup"], "Resource": format!("arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{stack}-AgentAutoScaleGroup-*")}),
             json!({"Sid": "DrainInstance", "Effect": "Allow", "Action": ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"], "Resource": format!("arn:{partition}:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{stack}-AgentAutoScaleGroup-*")}),
             json!({"Sid": "SignalStack", "Effect": "Allow", "Action": ["cloudformation:DescribeStackResource", "cloudformation:SignalResource"], "Resource": format!("arn:{partition}:cloudformation:{region}:{account}:stack/{stack}/*")}),
-            json!({"Sid": "Logging", "Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:PutRetentionPolicy"], "Resource": format!("{log_groups}/buildkite/{stack}/*")}),
+            json!({"Sid": "Logging", "Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:PutRetentionPolicy"], "Resource": INSTANCE_LOG_GROUPS.iter().map(|file| format!("{log_groups}/buildkite/{stack}/{file}:*")).collect::<Vec<_>>()}),
             json!({"Sid": "ListLogGroups", "Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": format!("{log_groups}*")}),
             json!({"Sid": "Ssm", "Effect": "Allow", "Action": ["ssm:DescribeInstanceProperties", "ssm:ListAssociations", "ssm:PutInventory", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel", "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage", "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"], "Resource": "*"}),
             json!({"Sid": "ReadAgentToken", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": token_parameter}),
