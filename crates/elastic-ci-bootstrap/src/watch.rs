@@ -37,7 +37,7 @@ use crate::stop::{Stopped, drain_before, group_name};
 use crate::system::System;
 
 /// The termination lifecycle hook the stack declares on its group.
-pub const LIFECYCLE_HOOK_NAME: &str = "buildkite-agent-drain";
+pub const LIFECYCLE_HOOK_NAME: &str = elastic_ci_core::lifecycle::DRAIN_HOOK_NAME;
 
 /// The longest a lifecycle action can be kept waiting, whatever its heartbeats.
 pub const MAX_GLOBAL_TIMEOUT: Duration = Duration::from_secs(48 * 3600);

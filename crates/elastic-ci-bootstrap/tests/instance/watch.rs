@@ -104,6 +104,7 @@ async fn a_termination_hook_waits_for_running_jobs_with_heartbeats_then_continue
         scaling.calls().last(),
         Some(&ScalingCall::CompleteLifecycleAction {
             instance_id: INSTANCE.into(),
+            hook_name: "buildkite-agent-drain".into(),
             result: LifecycleActionResult::Continue
         }),
         "completed only after the agents stopped"
