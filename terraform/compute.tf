@@ -100,20 +100,6 @@ resource "aws_autoscaling_group" "agents" {
   # terminate themselves once their agents are idle, instead of terminating them at once.
   force_delete = !var.buildkite_agent_enable_graceful_shutdown
 
-  # Inline rather than a separate aws_autoscaling_lifecycle_hook: it lives exactly as
-  # long as its group, so a replaced group's instances still drain, and it covers the
-  # group's first instances. Each instance's `elastic-ci-bootstrap watch` completes it
-  # once its jobs end.
-  dynamic "initial_lifecycle_hook" {
-    for_each = var.enable_termination_hook ? [1] : []
-    content {
-      name                 = "buildkite-agent-drain"
-      lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
-      heartbeat_timeout    = var.termination_hook_heartbeat_timeout
-      default_result       = "CONTINUE"
-    }
-  }
-
   # Stopped instances that have run the whole boot up to the agent start: a scale-out
   # takes one and starts it, and the boot's resume phase refreshes the token and starts
   # the agents. min_size and max_group_prepared_capacity equal keep the pool at exactly
@@ -175,9 +161,46 @@ resource "aws_autoscaling_group" "agents" {
   }
 
   lifecycle {
-    # The scaler owns the desired capacity.
-    ignore_changes = [desired_capacity]
+    # A replacement group (its name comes from name_prefix) is created, and its
+    # instances started, before the old one is deleted.
+    create_before_destroy = true
+    # The scaler owns the desired capacity. The hooks are the separate
+    # aws_autoscaling_lifecycle_hook resources below: since AWS provider 5.26 any
+    # change to initial_lifecycle_hook replaces the whole group (and its instances),
+    # so the hooks that earlier versions of this module declared inline are left in
+    # the state, where the separate resources of the same names take them over.
+    ignore_changes = [desired_capacity, initial_lifecycle_hook]
   }
+}
+
+# Each instance's `elastic-ci-bootstrap watch` completes this hook once its jobs
+# end. Unlike the template's inline hook, a separate resource is deleted before a group
+# that Terraform replaces, so the old group's instances leave without it: the graceful
+# shutdown (protection from scale-in, agents stopped after their job) is what drains
+# them then.
+resource "aws_autoscaling_lifecycle_hook" "drain" {
+  count = var.enable_termination_hook ? 1 : 0
+
+  name                   = "buildkite-agent-drain"
+  autoscaling_group_name = aws_autoscaling_group.agents.name
+  lifecycle_transition   = "autoscaling:EC2_INSTANCE_TERMINATING"
+  heartbeat_timeout      = var.termination_hook_heartbeat_timeout
+  default_result         = "CONTINUE"
+}
+
+# With a warm pool: holds each new instance until its boot is done (Auto Scaling
+# would otherwise stop an instance launched into the pool part-way through its boot);
+# the boot completes it, CONTINUE or, when it failed, ABANDON. Its timeout is the
+# boot's deadline. The pool's first instances may launch before the hook exists: a
+# warm phase cut short by the stop runs again at the instance's next start.
+resource "aws_autoscaling_lifecycle_hook" "launch" {
+  count = var.warm_pool_size > 0 ? 1 : 0
+
+  name                   = "buildkite-agent-launch"
+  autoscaling_group_name = aws_autoscaling_group.agents.name
+  lifecycle_transition   = "autoscaling:EC2_INSTANCE_LAUNCHING"
+  heartbeat_timeout      = 900
+  default_result         = "ABANDON"
 }
 
 resource "aws_autoscaling_schedule" "scale_up" {

@@ -406,11 +406,26 @@ impl ParameterStore for FakeParameterStore {
 /// A call made to the [`FakeScalingGroup`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScalingCall {
-    SetDesiredCapacity { group_name: String, desired: u32 },
-    SetInstanceHealth { instance_id: String, health: Health },
-    TerminateInstance { instance_id: String, decrement_desired: bool },
-    CompleteLifecycleAction { instance_id: String, result: LifecycleActionResult },
-    RecordLifecycleActionHeartbeat { instance_id: String },
+    SetDesiredCapacity {
+        group_name: String,
+        desired: u32,
+    },
+    SetInstanceHealth {
+        instance_id: String,
+        health: Health,
+    },
+    TerminateInstance {
+        instance_id: String,
+        decrement_desired: bool,
+    },
+    CompleteLifecycleAction {
+        instance_id: String,
+        hook_name: String,
+        result: LifecycleActionResult,
+    },
+    RecordLifecycleActionHeartbeat {
+        instance_id: String,
+    },
 }
 
 #[cfg(feature = "autoscaling")]
@@ -695,6 +710,7 @@ impl ScalingGroup for FakeScalingGroup {
         self.faults.check("CompleteLifecycleAction", &action.instance_id)?;
         self.record(ScalingCall::CompleteLifecycleAction {
             instance_id: action.instance_id.clone(),
+            hook_name: action.hook_name.clone(),
             result,
         });
         Ok(())

@@ -11,7 +11,14 @@
 //!   `Warmed:*`) runs the warm phase, everything but the agent start, and the status
 //!   file says `Warmed`; its next boot out of the pool runs the resume phase (token and
 //!   agent environment read again, agents started) — see
-//!   [`elastic_ci_core::boot::plan::BootPhase`];
+//!   [`elastic_ci_core::boot::plan::BootPhase`]; a warm phase cut short (the status
+//!   file still says `Warming`) runs again, or the whole boot runs when the group takes
+//!   the instance into service;
+//! - with a warm pool, the stack's launch lifecycle hook holds each new instance until
+//!   its boot is done: the boot completes it with `CONTINUE` when it succeeds (after a
+//!   warm phase, the group then stops the instance into its pool) and with `ABANDON`
+//!   when it fails (the group replaces the instance). Without a hook waiting there is
+//!   nothing to complete: that answer is logged, never a failure;
 //! - the instance id comes from the metadata service with retries and exponential
 //!   backoff, and, if the service stays down, from what cloud-init recorded, so that a
 //!   failed boot can still mark its own instance unhealthy;
@@ -31,7 +38,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use elastic_ci_aws::autoscaling::ScalingGroup;
+use elastic_ci_aws::autoscaling::{LifecycleAction, ScalingGroup};
+use elastic_ci_aws::error::AwsErrorKind;
 use elastic_ci_aws::imds::InstanceMetadata;
 use elastic_ci_aws::retry::{self, Attempt, retry};
 use elastic_ci_aws::s3::ObjectStore;
@@ -46,7 +54,8 @@ use elastic_ci_core::boot::plan::{
     InstanceFacts, Op, PRIVATE_DIR_PATH, STATUS_FILE_PATH, Step,
 };
 use elastic_ci_core::boot::storage::{self, StorageFacts};
-use elastic_ci_core::fleet::Health;
+use elastic_ci_core::fleet::{Health, LifecycleActionResult};
+use elastic_ci_core::lifecycle::LAUNCH_HOOK_NAME;
 use elastic_ci_core::secret::{Secret, agent_token};
 use elastic_ci_core::uri::SourceUri;
 use tracing::{error, info, warn};
@@ -74,8 +83,9 @@ pub(crate) struct BootDeps {
 }
 
 /// The default [`BootDeps::deadline`]: the stack's creation policy waits up to 15
-/// minutes with a git-mirror seed bucket, and a boot that takes longer has failed.
-pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// minutes with a git-mirror seed bucket, and a boot that takes longer has failed. The
+/// launch lifecycle hook waits as long.
+pub(crate) const DEFAULT_DEADLINE: Duration = elastic_ci_core::lifecycle::BOOT_DEADLINE;
 
 /// Where a boot is, for the failure path of a boot that ran out of time.
 #[derive(Debug, Default)]
@@ -150,6 +160,7 @@ pub(crate) async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
                 deps,
                 context: FailureContext::from_env_map(&deps.env),
                 instance_id: instance_id.or_else(|| fallback_instance_id(&deps.root)),
+                launch_action_may_wait: true,
             };
             let error = anyhow::anyhow!(
                 "the boot did not finish within its deadline of {} s",
@@ -180,8 +191,12 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
         progress.instance_id(id);
     }
     progress.step("instance-facts");
-    let failing =
-        Failing { deps, context: FailureContext::from_env_map(&deps.env), instance_id: known_id };
+    let mut failing = Failing {
+        deps,
+        context: FailureContext::from_env_map(&deps.env),
+        instance_id: known_id,
+        launch_action_may_wait: true,
+    };
     let instance_id = match instance {
         Ok(id) => id,
         Err(error) => return Err(failing.fail("instance-metadata", &error).await),
@@ -193,14 +208,21 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
     // Where Auto Scaling is taking the instance: into the warm pool, or into service.
     // One attempt: when the service cannot say, the instance boots as any other (an
     // agent started in the pool is stopped again by `watch` before the pool stops it).
+    // A launch lifecycle action can only wait when Auto Scaling sets a target state;
+    // when the service cannot say, the boot tries to complete one anyway.
     let to_warm_pool = match deps.metadata.target_lifecycle_state().await {
-        Ok(state) => state.is_some_and(|state| state.trim().starts_with("Warmed:")),
+        Ok(state) => {
+            failing.launch_action_may_wait = state.is_some();
+            state.is_some_and(|state| state.trim().starts_with("Warmed:"))
+        }
         Err(error) => {
             warn!(error = %error, "could not read the target lifecycle state; booting in full");
             false
         }
     };
-    // A half-done boot is not resumed, and its instance is not changed any further.
+    let failing = failing;
+    // A half-done boot is not resumed, and its instance is not changed any further; a
+    // half-done warm phase changed nothing the agents use yet, and runs again.
     let (completed, phase) = match status.as_deref().map(str::trim) {
         None if to_warm_pool => (false, BootPhase::Warm),
         None => (false, BootPhase::Full),
@@ -208,6 +230,14 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
         // Started again inside the pool: nothing more to do until it leaves.
         Some(plan::STATUS_WARMED) if to_warm_pool => (true, BootPhase::Warm),
         Some(plan::STATUS_WARMED) => (false, BootPhase::Resume),
+        Some(plan::STATUS_WARMING) if to_warm_pool => {
+            warn!("the last warm phase did not finish: running it again");
+            (false, BootPhase::Warm)
+        }
+        Some(plan::STATUS_WARMING) => {
+            warn!("the last warm phase did not finish: running the whole boot");
+            (false, BootPhase::Full)
+        }
         Some(other) => {
             let error = anyhow::anyhow!(
                 "Bootstrap previously failed, will not continue from unknown state ({STATUS_FILE_PATH} says {other:?})"
@@ -238,12 +268,17 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
     let mut executor = Executor { deps, token: None, progress };
     executor.run_steps(&every_boot, &failing).await?;
     if completed {
+        failing.complete_launch_action(LifecycleActionResult::Continue).await;
         return Ok(BootOutcome::AlreadyCompleted);
     }
-    if let Err(error) = files::write_atomic(&status_path, 0o644, b"Started") {
+    let started =
+        if phase == BootPhase::Warm { plan::STATUS_WARMING } else { plan::STATUS_STARTED };
+    if let Err(error) = files::write_atomic(&status_path, 0o644, started.as_bytes()) {
         return Err(failing.fail("status", &error).await);
     }
     executor.run_steps(&first_boot, &failing).await?;
+    // Last: after a warm phase, this is what lets the group stop the instance.
+    failing.complete_launch_action(LifecycleActionResult::Continue).await;
     Ok(match phase {
         BootPhase::Full => {
             info!("boot completed");
@@ -272,10 +307,13 @@ pub(crate) async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
             out,
             "Note: {STATUS_FILE_PATH} says {:?}: a real boot would {}.",
             status.trim(),
-            if status.trim() == "Completed" {
-                "run only the every-boot steps"
-            } else {
-                "fail at once"
+            match status.trim() {
+                plan::STATUS_COMPLETED => "run only the every-boot steps",
+                plan::STATUS_WARMED =>
+                    "resume (or, still in the warm pool, run only the every-boot steps)",
+                plan::STATUS_WARMING =>
+                    "run the warm phase again (or the whole boot when taken into service)",
+                _ => "fail at once",
             }
         );
     }
@@ -436,14 +474,53 @@ async fn lookup_remap_ids(system: &dyn System) -> anyhow::Result<RemapIds> {
     })
 }
 
-/// The failure path.
+/// The failure path, and the launch lifecycle action the boot ends with.
 struct Failing<'a> {
     deps: &'a BootDeps,
     context: FailureContext,
     instance_id: Option<String>,
+    /// Whether a launch lifecycle action may be waiting for this boot: `false` only
+    /// when the metadata service said there is no target lifecycle state.
+    launch_action_may_wait: bool,
 }
 
 impl Failing<'_> {
+    /// Completes the launch lifecycle action with `result`. Never fails the boot: with
+    /// no launch hook on the group, or none waiting, the service refuses the call
+    /// (logged), and any other failure leaves the action to its default result.
+    async fn complete_launch_action(&self, result: LifecycleActionResult) {
+        let Some(instance_id) = self.instance_id.as_deref().filter(|_| self.launch_action_may_wait)
+        else {
+            return;
+        };
+        let group_name = match crate::stop::group_name(self.deps.metadata.as_ref(), None).await {
+            Ok(group) => group,
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "could not complete the launch lifecycle action: the instance's group is unknown");
+                return;
+            }
+        };
+        let action = LifecycleAction {
+            group_name,
+            hook_name: LAUNCH_HOOK_NAME.to_owned(),
+            instance_id: instance_id.to_owned(),
+            token: None,
+        };
+        match self.deps.scaling.complete_lifecycle_action(&action, result).await {
+            Ok(()) => info!(
+                group = %action.group_name,
+                hook = %action.hook_name,
+                result = result.as_api(),
+                "completed the launch lifecycle action"
+            ),
+            // "No active Lifecycle Action found": no launch hook, or it is not waiting.
+            Err(error) if error.kind == AwsErrorKind::Validation => {
+                info!(error = %error, "no launch lifecycle action waits for this instance");
+            }
+            Err(error) => warn!(error = %error, "could not complete the launch lifecycle action"),
+        }
+    }
+
     async fn fail(&self, step: &str, error: &anyhow::Error) -> BootFailure {
         let message = format!("{error:#}");
         error!(step, error = %message, "boot failed");
@@ -470,6 +547,8 @@ impl Failing<'_> {
             }
             _ => info!("Skipping cfn-signal (not deployed by CloudFormation)"),
         }
+        // The group replaces the instance at once instead of waiting out the hook.
+        self.complete_launch_action(LifecycleActionResult::Abandon).await;
         // The script's own status is what the original's boot exited with.
         let exit_code = error
             .downcast_ref::<ScriptFailed>()
@@ -743,6 +822,9 @@ pub(crate) fn with_log_retention(config: &str, days: u32) -> anyhow::Result<Stri
     text.push('\n');
     Ok(text)
 }
+
+#[cfg(test)]
+mod lifecycle_tests;
 
 #[cfg(test)]
 mod tests {

@@ -116,7 +116,8 @@ pub(crate) async fn terminate(
     // Several agents (agent processes, or the workers of one) share the instance: it
     // terminates with the last of them, never under another's running job.
     let user = args.agent_user.clone();
-    let n_running = tokio::task::spawn_blocking(move || agent_processes_of(&user))
+    let proc_dir = args.proc_dir.clone();
+    let n_running = tokio::task::spawn_blocking(move || agent_processes_of(&user, &proc_dir))
         .await
         .context("process scan failed")??;
     if n_running > 0 {

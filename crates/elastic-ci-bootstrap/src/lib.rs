@@ -247,6 +247,9 @@ pub(crate) struct TerminateArgs {
     /// The user whose buildkite-agent processes count as the instance's agents.
     #[arg(long, value_name = "USER", default_value = elastic_ci_core::boot::plan::AGENT_USER, hide = true)]
     pub(crate) agent_user: String,
+    /// The process table the agents are looked for in.
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    pub(crate) proc_dir: PathBuf,
     /// The marker `watch` writes when Auto Scaling itself removes or stops the
     /// instance: while it exists, terminate does nothing.
     #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]

@@ -121,6 +121,17 @@ pub async fn drain_before(
     poll: Duration,
 ) -> anyhow::Result<Stopped> {
     system.perform(&kill("SIGTERM")).await?;
+    cancel_before(system, interruption, poll).await
+}
+
+/// For agents already asked to stop: waits for their jobs until 20 s before
+/// `interruption`, then tells them to cancel (SIGQUIT). A second SIGTERM is never
+/// sent: the agent takes it as an order to cancel its jobs at once.
+pub async fn cancel_before(
+    system: &dyn System,
+    interruption: SystemTime,
+    poll: Duration,
+) -> anyhow::Result<Stopped> {
     let deadline = interruption.checked_sub(SPOT_MARGIN).unwrap_or(interruption);
     loop {
         if !system.agent_processes_running().await? {

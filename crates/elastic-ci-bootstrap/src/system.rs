@@ -40,8 +40,9 @@ pub trait System: Send + Sync {
     /// The docker version, such as `27.1.1`.
     async fn docker_version(&self) -> anyhow::Result<String>;
 
-    /// Whether any `buildkite-agent` process of the agent user is still running (the
-    /// agent itself and its job executors).
+    /// Whether any process of the agent service is still running (the agent itself
+    /// and its job executors): a process of the agent user running the image's agent
+    /// binary inside the agent unit, never a job's process that merely has the name.
     async fn agent_processes_running(&self) -> anyhow::Result<bool>;
 
     /// The mount table (`/proc/self/mounts`).
@@ -212,9 +213,10 @@ impl System for RealSystem {
 
     async fn agent_processes_running(&self) -> anyhow::Result<bool> {
         let (uid, _) = ids_of(AGENT_USER, AGENT_USER)?;
-        tokio::task::spawn_blocking(move || processes_named("buildkite-agent", uid))
+        tokio::task::spawn_blocking(move || count_agent_processes(Path::new("/proc"), uid))
             .await
             .context("process scan failed")?
+            .map(|n_processes| n_processes > 0)
     }
 
     async fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
@@ -450,31 +452,43 @@ fn chown_no_follow(path: &Path, uid: u32, gid: u32, recursive: bool) -> anyhow::
     Ok(())
 }
 
-/// Whether a process whose name is `name` runs as `uid`, from `/proc`.
-fn processes_named(name: &str, uid: u32) -> anyhow::Result<bool> {
-    Ok(count_processes_named(name, uid)? > 0)
-}
-
-/// How many `buildkite-agent` processes `user` runs (0 when there is no such user).
-pub(crate) fn agent_processes_of(user: &str) -> anyhow::Result<usize> {
+/// How many processes of the agent service `user` runs (0 when there is no such
+/// user).
+/// `proc` is the process table, `/proc`.
+pub(crate) fn agent_processes_of(user: &str, proc: &Path) -> anyhow::Result<usize> {
     match nix::unistd::User::from_name(user) {
-        Ok(Some(user)) => count_processes_named("buildkite-agent", user.uid.as_raw()),
+        Ok(Some(user)) => count_agent_processes(proc, user.uid.as_raw()),
         Ok(None) => Ok(0),
         Err(error) => Err(anyhow::anyhow!("could not look up user {user}: {error}")),
     }
 }
 
-/// How many live processes called `name` belong to `uid`.
-fn count_processes_named(name: &str, uid: u32) -> anyhow::Result<usize> {
+/// Where the image installs the agent: `/usr/bin/buildkite-agent-<channel>`, one per
+/// release channel, and the `/usr/bin/buildkite-agent` link the boot points at one.
+const AGENT_BINARY_DIR: &str = "/usr/bin";
+const AGENT_BINARY_NAME: &str = "buildkite-agent";
+
+/// How many live processes under `proc` (a `/proc` tree) are the agent service's: they
+/// run as `uid`, run the image's agent binary, and sit in an agent unit's control group.
+/// The name alone proves nothing: a job can copy any program to a file called
+/// `buildkite-agent` and leave it running after the job, which would keep the instance
+/// (and its lifecycle hook) alive for ever.
+fn count_agent_processes(proc: &Path, uid: u32) -> anyhow::Result<usize> {
     let mut n_processes = 0;
-    for entry in std::fs::read_dir("/proc").context("could not list /proc")? {
+    let entries =
+        std::fs::read_dir(proc).with_context(|| format!("could not list {}", proc.display()))?;
+    for entry in entries {
         let Ok(entry) = entry else { continue };
         if !entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
             continue;
         }
         // A process may exit between listing and reading: skip it.
-        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
-        if comm.trim_end() != name {
+        let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else { continue };
+        if !is_agent_binary(&exe) {
+            continue;
+        }
+        let Ok(cgroup) = std::fs::read_to_string(entry.path().join("cgroup")) else { continue };
+        if !in_agent_unit(&cgroup) {
             continue;
         }
         // A zombie has exited already.
@@ -486,6 +500,30 @@ fn count_processes_named(name: &str, uid: u32) -> anyhow::Result<usize> {
         }
     }
     Ok(n_processes)
+}
+
+/// `/usr/bin/buildkite-agent` or `/usr/bin/buildkite-agent-<channel>`, also once an
+/// upgrade replaced the file (the kernel then adds ` (deleted)`). Only root writes
+/// there.
+fn is_agent_binary(exe: &Path) -> bool {
+    let text = exe.to_string_lossy();
+    let path = Path::new(text.strip_suffix(" (deleted)").unwrap_or(&text));
+    path.parent() == Some(Path::new(AGENT_BINARY_DIR))
+        && path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
+            name.strip_prefix(AGENT_BINARY_NAME)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+        })
+}
+
+/// Whether a `/proc/<pid>/cgroup` text puts the process in the agent unit
+/// (`buildkite-agent.service`, or an instance `buildkite-agent@….service`).
+fn in_agent_unit(cgroup: &str) -> bool {
+    cgroup.lines().filter_map(|line| line.rsplit_once(':').map(|(_, path)| path)).any(|path| {
+        path.split('/').any(|unit| {
+            unit == "buildkite-agent.service"
+                || (unit.starts_with("buildkite-agent@") && unit.ends_with(".service"))
+        })
+    })
 }
 
 #[cfg(test)]
@@ -561,6 +599,72 @@ mod tests {
         std::fs::write(&path, r#"{"mounts": [{"source": "a", "target": "/b"}]}"#).unwrap();
         let error = format!("{:#}", SystemState::load(&path).unwrap_err());
         assert!(error.contains("missing field `fs_type`"), "{error}");
+    }
+
+    /// A fake `/proc` entry: its executable, control group and state.
+    fn fake_process(proc: &Path, pid: u32, exe: &str, cgroup: &str, state: char) {
+        let dir = proc.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(exe, dir.join("exe")).unwrap();
+        std::fs::write(dir.join("cgroup"), cgroup).unwrap();
+        std::fs::write(dir.join("comm"), "buildkite-agent\n").unwrap();
+        std::fs::write(dir.join("stat"), format!("{pid} (buildkite-agent) {state} 1 2 3")).unwrap();
+    }
+
+    const AGENT_UNIT: &str = "0::/system.slice/buildkite-agent.service\n";
+
+    #[test]
+    fn only_the_agent_services_own_processes_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc = dir.path();
+        let uid = nix::unistd::geteuid().as_raw();
+        std::fs::create_dir_all(proc.join("self")).unwrap();
+        // A job's program copied to a file named like the agent, daemonized: it stays
+        // in the agent unit's control group, under the agent's name, for ever.
+        fake_process(
+            proc,
+            4242,
+            "/var/lib/buildkite-agent/builds/a/o/p/buildkite-agent",
+            AGENT_UNIT,
+            'S',
+        );
+        // The real binary outside the agent unit (a login session).
+        fake_process(
+            proc,
+            4243,
+            "/usr/bin/buildkite-agent-stable",
+            "0::/user.slice/user-1000.slice/session-3.scope\n",
+            'S',
+        );
+        // An agent that has exited.
+        fake_process(proc, 4244, "/usr/bin/buildkite-agent-stable", AGENT_UNIT, 'Z');
+        assert_eq!(count_agent_processes(proc, uid).unwrap(), 0);
+
+        fake_process(proc, 100, "/usr/bin/buildkite-agent-stable", AGENT_UNIT, 'S');
+        assert_eq!(count_agent_processes(proc, uid).unwrap(), 1);
+        // Under the resource-limits slice, after an upgrade replaced the binary.
+        fake_process(
+            proc,
+            101,
+            "/usr/bin/buildkite-agent-beta (deleted)",
+            "0::/buildkite-agent.slice/buildkite-agent.service\n",
+            'R',
+        );
+        assert_eq!(count_agent_processes(proc, uid).unwrap(), 2);
+        assert_eq!(count_agent_processes(proc, uid + 1).unwrap(), 0, "another user's");
+    }
+
+    #[test]
+    fn recognises_the_agent_binaries_and_units() {
+        assert!(is_agent_binary(Path::new("/usr/bin/buildkite-agent")));
+        assert!(is_agent_binary(Path::new("/usr/bin/buildkite-agent-edge")));
+        assert!(!is_agent_binary(Path::new("/usr/bin/buildkite-agentx")));
+        assert!(!is_agent_binary(Path::new("/tmp/usr/bin/buildkite-agent")));
+        assert!(!is_agent_binary(Path::new("/bin/sleep")));
+        assert!(in_agent_unit("0::/system.slice/buildkite-agent@2.service\n"));
+        assert!(in_agent_unit("12:pids:/system.slice/buildkite-agent.service\n"));
+        assert!(!in_agent_unit("0::/system.slice/buildkite-agent-drain.service\n"));
+        assert!(!in_agent_unit("0::/system.slice/evil-buildkite-agent.service.d/x\n"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `terminate`: retire this instance when its agents have stopped (the agent unit's
-//! `ExecStopPost`). While another `buildkite-agent` process of the agent user still
-//! runs, the command leaves the instance alone: the last agent's stop terminates it,
+//! `ExecStopPost`). While another process of the agent service still runs (the agent
+//! user's, running the image's agent binary in the agent unit: see
+//! [`crate::system::System::agent_processes_running`]), the command leaves the
+//! instance alone: the last agent's stop terminates it,
 //! so an agent that stopped early (after a full disk) never ends its siblings' jobs.
 //!
 //! The ladder is the original's: terminate with the desired capacity decremented (so

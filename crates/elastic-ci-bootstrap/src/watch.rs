@@ -11,15 +11,19 @@
 //! - **spot interruption**: the agents stop taking jobs, and are told to cancel theirs
 //!   20 seconds before the interruption so they can deregister;
 //! - **rebalance recommendation**: the agents stop taking jobs and finish theirs, and
-//!   the instance retires as after any agent stop.
+//!   the instance retires as after any agent stop. `watch` goes on polling meanwhile:
+//!   a termination hook that follows (Capacity Rebalancing replaces the instance, or
+//!   its own retirement) gets its heartbeats and its completion, and a spot
+//!   interruption that follows its cancel 20 seconds ahead (without a second SIGTERM,
+//!   which would cancel the jobs at once).
 //!
 //! For the first two, a marker file (under `/run`, so it is gone after a reboot) tells
 //! `terminate` (the agent unit's `ExecStopPost`) to leave the instance to Auto
 //! Scaling: terminating it there would lower the desired capacity a second time, and
 //! would end an instance the group only meant to stop into its pool.
 //!
-//! It exits after acting on one notice, as lifecycled did; a metadata outage is logged
-//! and polled through.
+//! It exits once it has acted on a notice that means the instance is leaving (any but
+//! a rebalance recommendation); a metadata outage is logged and polled through.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -33,11 +37,11 @@ use elastic_ci_core::lifecycle::{Notice, notice};
 use tracing::{info, warn};
 
 use crate::files::write_atomic;
-use crate::stop::{Stopped, drain_before, group_name};
+use crate::stop::{Stopped, cancel_before, drain_before, group_name};
 use crate::system::System;
 
 /// The termination lifecycle hook the stack declares on its group.
-pub const LIFECYCLE_HOOK_NAME: &str = "buildkite-agent-drain";
+pub const LIFECYCLE_HOOK_NAME: &str = elastic_ci_core::lifecycle::DRAIN_HOOK_NAME;
 
 /// The longest a lifecycle action can be kept waiting, whatever its heartbeats.
 pub const MAX_GLOBAL_TIMEOUT: Duration = Duration::from_secs(48 * 3600);
@@ -82,39 +86,60 @@ pub struct WatchDeps<'a> {
     pub scaling: &'a dyn ScalingGroup,
 }
 
-/// Polls until a notice arrives, then handles it.
+/// Polls until a notice that the instance is leaving arrives, then handles it. A
+/// rebalance recommendation on the way stops the agents, and polling goes on.
 pub async fn watch(deps: &WatchDeps<'_>, settings: &WatchSettings) -> anyhow::Result<Watched> {
     info!(poll_secs = settings.poll.as_secs_f64(), "watching for removal notices");
-    let notice = loop {
-        match deps.notices.notices().await {
-            Ok(notices) => {
-                if let Some(notice) = notice(&notices, SystemTime::now()) {
-                    break notice;
-                }
+    let mut agents_stopping = false;
+    loop {
+        let notices = match deps.notices.notices().await {
+            Ok(notices) => notices,
+            Err(error) => {
+                warn!(error = %error, "could not read the removal notices; polling on");
+                tokio::time::sleep(settings.poll).await;
+                continue;
             }
-            Err(error) => warn!(error = %error, "could not read the removal notices; polling on"),
+        };
+        match notice(&notices, SystemTime::now()) {
+            Some(Notice::Rebalance) if agents_stopping => {}
+            Some(Notice::Rebalance) => {
+                info!(
+                    "rebalance recommendation: the agents finish their jobs and stop; watching on"
+                );
+                stop_agents(deps.system).await?;
+                agents_stopping = true;
+            }
+            Some(notice) => return handle(deps, settings, notice, agents_stopping).await,
+            None => {}
         }
         tokio::time::sleep(settings.poll).await;
-    };
-    handle(deps, settings, notice).await
+    }
 }
 
 /// Drains the agents for `notice` and, for a lifecycle hook, completes its action.
+/// `agents_stopping`: the agents were already asked to stop (after a rebalance
+/// recommendation), and must not be signalled to stop again.
 pub async fn handle(
     deps: &WatchDeps<'_>,
     settings: &WatchSettings,
     notice: Notice,
+    agents_stopping: bool,
 ) -> anyhow::Result<Watched> {
-    info!(?notice, "removal notice: draining the agents");
+    info!(?notice, agents_stopping, "removal notice: draining the agents");
     match &notice {
+        Notice::SpotInterruption { time } if agents_stopping => {
+            let stopped = cancel_before(deps.system, *time, settings.agent_poll).await?;
+            Ok(Watched { notice, stopped, n_heartbeats: 0, completed: false })
+        }
         Notice::SpotInterruption { time } => {
             let stopped = drain_before(deps.system, *time, settings.agent_poll).await?;
             Ok(Watched { notice, stopped, n_heartbeats: 0, completed: false })
         }
         Notice::Rebalance => {
+            stop_agents(deps.system).await?;
             let deadline = SystemTime::now() + MAX_GLOBAL_TIMEOUT;
             let (stopped, _) =
-                stop_and_wait(deps.system, settings.agent_poll, deadline, None).await?;
+                wait_for_agents(deps.system, settings.agent_poll, deadline, None).await?;
             Ok(Watched { notice, stopped, n_heartbeats: 0, completed: false })
         }
         Notice::Terminating | Notice::ToWarmPool(_) => {
@@ -129,8 +154,12 @@ pub async fn handle(
                 action: &action,
                 every: settings.heartbeat_every,
             };
+            if !agents_stopping {
+                stop_agents(deps.system).await?;
+            }
             let (stopped, n_heartbeats) =
-                stop_and_wait(deps.system, settings.agent_poll, deadline, Some(heartbeat)).await?;
+                wait_for_agents(deps.system, settings.agent_poll, deadline, Some(heartbeat))
+                    .await?;
             let completed = complete(deps.scaling, &action).await;
             Ok(Watched { notice, stopped, n_heartbeats, completed })
         }
@@ -144,17 +173,20 @@ struct Heartbeat<'a> {
     every: Duration,
 }
 
-/// Asks the agent unit to stop without waiting for it (its running jobs finish), then
-/// looks for agent processes every `poll` until none is left or `deadline` passes,
+/// Asks the agent unit to stop without waiting for it: its running jobs finish.
+async fn stop_agents(system: &dyn System) -> anyhow::Result<()> {
+    system.perform(&SystemAction::systemctl(&["stop", "--no-block", "buildkite-agent"])).await
+}
+
+/// Looks for agent processes every `poll` until none is left or `deadline` passes,
 /// sending a lifecycle heartbeat whenever one is due. Returns how the agents ended and
 /// the number of heartbeats sent.
-async fn stop_and_wait(
+async fn wait_for_agents(
     system: &dyn System,
     poll: Duration,
     deadline: SystemTime,
     heartbeat: Option<Heartbeat<'_>>,
 ) -> anyhow::Result<(Stopped, u32)> {
-    system.perform(&SystemAction::systemctl(&["stop", "--no-block", "buildkite-agent"])).await?;
     let mut n_heartbeats = 0;
     let mut last_beat = SystemTime::now();
     loop {

@@ -4,6 +4,20 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The termination lifecycle hook the stack declares on its group: `watch` keeps it
+/// waiting while jobs run and completes it once the agents are gone.
+pub const DRAIN_HOOK_NAME: &str = "buildkite-agent-drain";
+
+/// The launch lifecycle hook the stack declares on its group when it has a warm pool:
+/// it holds a new instance until its boot (warm phase, resume or full boot) is done,
+/// and the boot completes it (`CONTINUE`, or `ABANDON` when the boot failed). Without
+/// it, Auto Scaling stops an instance launched into the warm pool as soon as it runs.
+pub const LAUNCH_HOOK_NAME: &str = "buildkite-agent-launch";
+
+/// How long a boot may take before it is given up: the boot's own deadline, and the
+/// launch hook's heartbeat timeout (the boot sends no heartbeat).
+pub const BOOT_DEADLINE: Duration = Duration::from_secs(15 * 60);
+
 /// The transition lifecycled passes as the handler's first argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {

@@ -5,7 +5,8 @@
 //! - the UserData of both passes the bootstrapper exactly the inputs it reads;
 //! - every scaler environment variable they set is one the scaler reads;
 //! - the bootstrapper signals the template's Auto Scaling group;
-//! - the log groups the stack creates are the ones the image streams to.
+//! - the log groups the stack creates are the ones the image streams to;
+//! - the module declares the template's lifecycle hooks, under the same conditions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +16,8 @@ use elastic_ci_core::scaling::config::ScalerConfig;
 use hcl::{Body, Expression, ObjectKey};
 use serde_yaml_ng::Value;
 
+use elastic_ci_core::lifecycle::{BOOT_DEADLINE, DRAIN_HOOK_NAME, LAUNCH_HOOK_NAME};
+use elastic_ci_e2e::cfn_eval::{Stack, text as cfn_text};
 use elastic_ci_e2e::deploy::{BootInputs, parse_user_data};
 use xtask::{project, template};
 
@@ -703,5 +706,158 @@ fn the_module_checks_what_the_template_rules_check() {
         serde_json::to_value(reserved).unwrap(),
         serde_json::json!({"!If": ["ScaleOnJobEvents", 2, 1]}),
         "{reserved:?}"
+    );
+}
+
+/// One lifecycle hook: name, transition, heartbeat timeout, default result.
+type Hook = (String, String, String, String);
+
+/// The hooks the template declares on its group for `values`.
+fn template_hooks(values: &[(&str, &str)]) -> Vec<Hook> {
+    let template = template();
+    let mut values = values.to_vec();
+    values.push(("BuildkiteAgentToken", "token"));
+    let stack = Stack::new(&template, "ci-linux", &values).expect("a valid parameter set");
+    let group = stack.resource("AgentAutoScaleGroup").expect("the group");
+    let Some(hooks) = group.get("LifecycleHookSpecificationList") else { return Vec::new() };
+    hooks
+        .as_array()
+        .expect("a list of hooks")
+        .iter()
+        .map(|hook| {
+            (
+                cfn_text(&hook["LifecycleHookName"]),
+                cfn_text(&hook["LifecycleTransition"]),
+                cfn_text(&hook["HeartbeatTimeout"]),
+                cfn_text(&hook["DefaultResult"]),
+            )
+        })
+        .collect()
+}
+
+/// The module's `aws_autoscaling_lifecycle_hook` resources: their `count` expression
+/// and the hook, with the heartbeat timeout as written.
+fn module_hooks() -> Vec<(String, Hook)> {
+    terraform("compute.tf")
+        .blocks()
+        .filter(|block| {
+            block.identifier() == "resource"
+                && block.labels()[0].as_str() == "aws_autoscaling_lifecycle_hook"
+        })
+        .map(|block| {
+            let body = block.body();
+            let value = |key: &str| match attribute(body, key) {
+                Some(Expression::String(text)) => text.clone(),
+                Some(expression) => expression.to_string(),
+                None => panic!("hook {} has no {key}", block.labels()[1].as_str()),
+            };
+            (
+                value("count"),
+                (
+                    value("name"),
+                    value("lifecycle_transition"),
+                    value("heartbeat_timeout"),
+                    value("default_result"),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn hook(name: &str, transition: &str, heartbeat: &str, result: &str) -> Hook {
+    (name.to_owned(), transition.to_owned(), heartbeat.to_owned(), result.to_owned())
+}
+
+/// The launch hook exists exactly when there is a warm pool, waits as long as the boot
+/// may take, and abandons an instance whose boot never answers; the termination hook
+/// follows `EnableTerminationHook`.
+#[test]
+fn the_template_holds_new_instances_with_a_launch_hook_only_with_a_warm_pool() {
+    let boot_deadline = BOOT_DEADLINE.as_secs().to_string();
+    let drain = hook(DRAIN_HOOK_NAME, "autoscaling:EC2_INSTANCE_TERMINATING", "900", "CONTINUE");
+    let launch =
+        hook(LAUNCH_HOOK_NAME, "autoscaling:EC2_INSTANCE_LAUNCHING", &boot_deadline, "ABANDON");
+    for (termination, warm_pool, expected) in [
+        ("true", "0", vec![drain.clone()]),
+        ("true", "2", vec![drain.clone(), launch.clone()]),
+        ("false", "0", vec![]),
+        ("false", "2", vec![launch.clone()]),
+    ] {
+        let values = [
+            ("EnableTerminationHook", termination),
+            ("TerminationHookHeartbeatTimeout", "900"),
+            ("WarmPoolSize", warm_pool),
+        ];
+        assert_eq!(
+            template_hooks(&values),
+            expected,
+            "EnableTerminationHook={termination} WarmPoolSize={warm_pool}"
+        );
+    }
+}
+
+/// The module declares the template's hooks, under the same conditions, as separate
+/// resources (an inline `initial_lifecycle_hook` change replaces the whole group).
+#[test]
+fn the_module_declares_the_templates_lifecycle_hooks() {
+    let boot_deadline = BOOT_DEADLINE.as_secs().to_string();
+    let template =
+        template_hooks(&[("WarmPoolSize", "2"), ("TerminationHookHeartbeatTimeout", "900")]);
+    let module = module_hooks();
+    assert_eq!(
+        module,
+        [
+            (
+                "var.enable_termination_hook ? 1 : 0".to_owned(),
+                hook(
+                    DRAIN_HOOK_NAME,
+                    "autoscaling:EC2_INSTANCE_TERMINATING",
+                    "var.termination_hook_heartbeat_timeout",
+                    "CONTINUE"
+                )
+            ),
+            (
+                "var.warm_pool_size > 0 ? 1 : 0".to_owned(),
+                hook(
+                    LAUNCH_HOOK_NAME,
+                    "autoscaling:EC2_INSTANCE_LAUNCHING",
+                    &boot_deadline,
+                    "ABANDON"
+                )
+            ),
+        ]
+    );
+    // Apart from the heartbeat parameter's name, the same hooks as the template's.
+    let module: Vec<Hook> = module
+        .into_iter()
+        .map(|(_, hook)| match hook.2.as_str() {
+            "var.termination_hook_heartbeat_timeout" => (hook.0, hook.1, "900".to_owned(), hook.3),
+            _ => hook,
+        })
+        .collect();
+    assert_eq!(module, template);
+    // No inline hook is left on the group; the group is replaced before it is deleted.
+    let compute = terraform("compute.tf");
+    let group = compute
+        .blocks()
+        .find(|block| {
+            block.identifier() == "resource"
+                && block.labels()[0].as_str() == "aws_autoscaling_group"
+        })
+        .expect("the group");
+    assert!(!group.body().blocks().any(|block| block.identifier() == "initial_lifecycle_hook"));
+    let lifecycle = group
+        .body()
+        .blocks()
+        .find(|block| block.identifier() == "lifecycle")
+        .expect("the group's lifecycle block");
+    assert_eq!(
+        attribute(lifecycle.body(), "create_before_destroy").map(ToString::to_string),
+        Some("true".to_owned())
+    );
+    assert!(
+        attribute(lifecycle.body(), "ignore_changes")
+            .is_some_and(|ignored| ignored.to_string().contains("initial_lifecycle_hook")),
+        "hooks declared inline by earlier versions must not replace the group"
     );
 }

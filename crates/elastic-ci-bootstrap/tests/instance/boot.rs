@@ -343,7 +343,8 @@ async fn metadata_down_for_good_marks_the_instance_unhealthy_and_signals_failure
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let log = stderr(&output);
     assert!(log.contains("error: boot failed at step instance-metadata: Failed to fetch EC2 metadata after 5 attempts"), "{log}");
-    assert_eq!(instance.imds.n_failed(), 5);
+    // Five attempts at the instance id, then one at the group, for the launch hook.
+    assert_eq!(instance.imds.n_failed(), 6);
     assert_eq!(instance.health().await, Health::Unhealthy);
     assert_eq!(instance.signals(), [false]);
     assert!(!instance.path("/var/log/elastic-stack-bootstrap-status").exists());

@@ -144,6 +144,7 @@ async fn a_terminating_lifecycle_hook_is_completed_after_the_stop() {
         scaling.calls(),
         [ScalingCall::CompleteLifecycleAction {
             instance_id: "i-0123456789abcdef0".into(),
+            hook_name: "drain".into(),
             result: LifecycleActionResult::Continue
         }]
     );

@@ -95,34 +95,38 @@ async fn terminate_ignores_a_variable_that_is_not_utf8() {
 /// running jobs.
 #[tokio::test(flavor = "multi_thread")]
 async fn terminates_only_when_the_last_agent_has_stopped() {
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
-
     let Some(moto) = moto() else { return };
     let (group, instance_id) = group_with_instance(&moto, "terminate-last", 0, 3, 2).await;
     let imds = FakeImds::start(&instance_id, REGION);
-    // The simulated agents: processes named buildkite-agent of their own user
-    // (nobody, so that no other test's processes count).
-    let scratch = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let agent = scratch.path().join("buildkite-agent");
-    std::fs::write(&agent, "#!/bin/bash\nwhile :; do sleep 1; done\n").unwrap();
-    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a nobody user");
-    let mut agents: Vec<std::process::Child> = (0..2)
-        .map(|_| {
-            std::process::Command::new(&agent)
-                .uid(nobody.uid.as_raw())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    // The simulated agents: entries of a process table of their own, running the
+    // image's agent binary in the agent unit, as the user running the test.
+    let proc = tempfile::tempdir().unwrap();
+    let agent_entry = |pid: u32| {
+        let dir = proc.path().join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/buildkite-agent-stable", dir.join("exe")).unwrap();
+        std::fs::write(dir.join("cgroup"), "0::/system.slice/buildkite-agent.service\n").unwrap();
+        std::fs::write(dir.join("stat"), format!("{pid} (buildkite-agent) S 1")).unwrap();
+        dir
+    };
+    let mut agents = vec![agent_entry(100), agent_entry(101)];
+    // A job's leftover named like the agent, in the unit: it must not count.
+    let impostor = proc.path().join("200");
+    std::fs::create_dir_all(&impostor).unwrap();
+    std::os::unix::fs::symlink(
+        "/var/lib/buildkite-agent/builds/buildkite-agent",
+        impostor.join("exe"),
+    )
+    .unwrap();
+    std::fs::write(impostor.join("cgroup"), "0::/system.slice/buildkite-agent.service\n").unwrap();
+    let user =
+        nix::unistd::User::from_uid(nix::unistd::geteuid()).unwrap().expect("the test's user");
     let terminate = || {
         command(&terminate_env(&moto, &imds))
             .args(["terminate", "--drain-secs", "0", "--metadata-retry-delay-ms", "10"])
-            .args(["--agent-user", "nobody"])
+            .args(["--agent-user", &user.name])
+            .arg("--proc-dir")
+            .arg(proc.path())
             .output()
             .unwrap()
     };
@@ -131,9 +135,7 @@ async fn terminates_only_when_the_last_agent_has_stopped() {
     };
 
     // The first agent stops (its job hit a full disk); the second still runs a job.
-    let mut first = agents.remove(0);
-    first.kill().unwrap();
-    first.wait().unwrap();
+    std::fs::remove_dir_all(agents.remove(0)).unwrap();
     let output = terminate();
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
@@ -145,9 +147,7 @@ async fn terminates_only_when_the_last_agent_has_stopped() {
         && !matches!(i.lifecycle_state, LifecycleState::Terminating | LifecycleState::Terminated)));
 
     // The last agent stops: its stop terminates the instance.
-    let mut last = agents.remove(0);
-    last.kill().unwrap();
-    last.wait().unwrap();
+    std::fs::remove_dir_all(agents.remove(0)).unwrap();
     let output = terminate();
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");

@@ -104,6 +104,7 @@ async fn a_termination_hook_waits_for_running_jobs_with_heartbeats_then_continue
         scaling.calls().last(),
         Some(&ScalingCall::CompleteLifecycleAction {
             instance_id: INSTANCE.into(),
+            hook_name: "buildkite-agent-drain".into(),
             result: LifecycleActionResult::Continue
         }),
         "completed only after the agents stopped"
@@ -171,16 +172,114 @@ async fn a_job_that_outlives_its_spot_notice_is_cancelled_twenty_seconds_ahead()
     );
 }
 
+/// Runs `watch` while `announce` changes what the metadata service says.
+async fn watch_while(
+    fake: &FakeImds,
+    scaling: &FakeScalingGroup,
+    system: &Scripted,
+    marker: &Path,
+    announce: impl Future<Output = ()>,
+) -> Watched {
+    let imds = Imds::new(Some(&fake.endpoint())).unwrap();
+    let deps = WatchDeps { system, notices: &imds, metadata: &imds, scaling };
+    let settings = settings(marker);
+    let (watched, ()) = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(watch(&deps, &settings), announce)
+    })
+    .await
+    .expect("watch returns once the instance is leaving");
+    watched.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rebalance_recommendation_drains_without_a_lifecycle_action() {
+async fn a_rebalance_recommendation_stops_the_agents_and_watches_on_until_the_instance_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let fake = fake_imds();
     fake.set_rebalance_recommendation(Some("2026-01-05T18:00:00Z"));
     let scaling = scaling();
-    let system = Scripted::running_for(2);
-    let watched = run(&fake, &scaling, &system, &dir.path().join("m")).await;
-    assert_eq!((watched.notice, watched.stopped), (Notice::Rebalance, Stopped::Gracefully));
+    let system = Scripted::running_for(0);
+    let announce = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(system.actions(), ["systemctl stop --no-block buildkite-agent"]);
+        assert!(scaling.calls().is_empty());
+        // The agents are gone and the instance retires itself: its termination hook
+        // waits, and is completed at once.
+        fake.set_target_lifecycle_state(Some("Terminated"));
+    };
+    let watched = watch_while(&fake, &scaling, &system, &dir.path().join("m"), announce).await;
+    assert_eq!((watched.notice, watched.stopped), (Notice::Terminating, Stopped::Gracefully));
     assert_eq!(system.actions(), ["systemctl stop --no-block buildkite-agent"]);
+    assert_eq!(heartbeats(&scaling), 0);
+    assert!(watched.completed);
+}
+
+/// Capacity Rebalancing: the recommendation comes first, then the group replaces the
+/// instance through its termination hook while the jobs still run. The hook gets its
+/// heartbeats, and is completed only once the jobs have finished.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_termination_hook_after_a_rebalance_recommendation_gets_heartbeats_and_completion() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("lifecycle-drain");
+    let fake = fake_imds();
+    fake.set_rebalance_recommendation(Some("2026-01-05T18:00:00Z"));
+    let scaling = scaling();
+    let system = Scripted::running_for(4);
+    let announce = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        fake.set_target_lifecycle_state(Some("Terminated"));
+    };
+    let watched = watch_while(&fake, &scaling, &system, &marker, announce).await;
+    assert_eq!(
+        watched,
+        Watched {
+            notice: Notice::Terminating,
+            stopped: Stopped::Gracefully,
+            n_heartbeats: 4,
+            completed: true
+        }
+    );
+    assert_eq!(heartbeats(&scaling), 4);
+    assert_eq!(
+        scaling.calls().last(),
+        Some(&ScalingCall::CompleteLifecycleAction {
+            instance_id: INSTANCE.into(),
+            hook_name: "buildkite-agent-drain".into(),
+            result: LifecycleActionResult::Continue
+        })
+    );
+    assert!(marker.exists(), "terminate must stand down while the hook removes the instance");
+}
+
+/// A spot interruption after a rebalance recommendation: the agents, already stopping,
+/// are told to cancel 20 seconds before the interruption (and never get a second
+/// SIGTERM, which would cancel their jobs at once).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spot_notice_after_a_rebalance_recommendation_cancels_the_jobs_ahead_of_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake_imds();
+    fake.set_rebalance_recommendation(Some("2026-01-05T18:00:00Z"));
+    let scaling = scaling();
+    let system = Scripted::running_for(u32::MAX);
+    let interruption = SystemTime::now() + Duration::from_secs(22);
+    let announce = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        fake.set_spot_instance_action(Some(("terminate", &format_rfc3339(interruption))));
+    };
+    let watched = watch_while(&fake, &scaling, &system, &dir.path().join("m"), announce).await;
+    let cancelled_at = SystemTime::now();
+    assert_eq!(watched.stopped, Stopped::Cancelled);
+    assert!(matches!(watched.notice, Notice::SpotInterruption { .. }));
+    assert_eq!(
+        system.actions(),
+        [
+            "systemctl stop --no-block buildkite-agent",
+            "systemctl kill --signal=SIGQUIT --kill-who=main buildkite-agent"
+        ]
+    );
+    assert!(
+        cancelled_at + Duration::from_secs(15) <= interruption,
+        "cancelled about 20 s ahead of the interruption"
+    );
     assert!(scaling.calls().is_empty());
 }
 

@@ -165,6 +165,14 @@ pub struct BootPlan {
 pub const STATUS_WARMED: &str = "Warmed";
 /// What the status file says after a whole boot or a resume.
 pub const STATUS_COMPLETED: &str = "Completed";
+/// What the status file says while a whole boot or a resume runs: a boot that finds
+/// it failed half-way and does not go on.
+pub const STATUS_STARTED: &str = "Started";
+/// What the status file says while a warm phase runs. The warm phase changes nothing
+/// the agents use yet, so a boot that finds it (the instance was stopped or rebooted
+/// half-way) runs the warm phase again, or the whole boot when the group takes the
+/// instance into service.
+pub const STATUS_WARMING: &str = "Warming";
 
 /// Which part of the boot runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
