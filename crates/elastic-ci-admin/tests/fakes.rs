@@ -318,6 +318,27 @@ async fn drain_sends_the_command_to_the_instance_named_only() {
     assert_eq!(world.parameters.commands().len(), 1);
 }
 
+/// SSM's SendCommand names at most 50 instances: 120 in service go out as three
+/// commands of 50, 50 and 20.
+#[tokio::test]
+async fn drain_all_sends_the_command_in_batches_of_fifty() {
+    let world = world();
+    let ids: Vec<String> = (1..=120).map(|n| format!("i-{n:03}")).collect();
+    for id in &ids {
+        world.group.add_instance("ci-asg", id, LifecycleState::InService);
+    }
+    let context = context(&world).await;
+    let mut out = Vec::new();
+    drain(&context, &drain_args(&[], true, false, false), &mut out).await.unwrap();
+    let sizes: Vec<usize> =
+        world.parameters.commands().iter().map(|(instances, _)| instances.len()).collect();
+    assert_eq!(sizes, [50, 50, 20]);
+    let sent: Vec<String> =
+        world.parameters.commands().into_iter().flat_map(|(instances, _)| instances).collect();
+    assert_eq!(sent, ids);
+    assert_eq!(String::from_utf8(out).unwrap().matches("draining ").count(), 3);
+}
+
 #[tokio::test]
 async fn a_dry_run_drains_nothing_and_pauses_nothing() {
     let (world, context) = drain_world().await;

@@ -19,6 +19,9 @@ use crate::commands::pause::{PauseArgs, pause};
 use crate::error::InputError;
 use crate::{Context, MutateArgs, StackArgs, confirm};
 
+/// The most instances one SSM SendCommand call names.
+const SEND_COMMAND_MAX_INSTANCES: usize = 50;
+
 /// The command SSM runs on each drained instance.
 pub const DRAIN_COMMAND: &str = "systemctl start --no-block buildkite-agent-drain.service";
 
@@ -91,17 +94,20 @@ async fn send_drain(
         writeln!(out, "no instances to drain")?;
         return Ok(());
     }
-    let command_id = context
-        .clients
-        .commands
-        .run_shell(
-            instances,
-            &[DRAIN_COMMAND.to_owned()],
-            "elastic-ci drain: stop the agent after its job",
-        )
-        .await
-        .with_context(|| format!("failed to send the drain command to {}", instances.join(", ")))?;
-    writeln!(out, "draining {} (SSM command {command_id})", instances.join(", "))?;
+    // SendCommand takes at most 50 instances; each batch is its own command.
+    for batch in instances.chunks(SEND_COMMAND_MAX_INSTANCES) {
+        let command_id = context
+            .clients
+            .commands
+            .run_shell(
+                batch,
+                &[DRAIN_COMMAND.to_owned()],
+                "elastic-ci drain: stop the agent after its job",
+            )
+            .await
+            .with_context(|| format!("failed to send the drain command to {}", batch.join(", ")))?;
+        writeln!(out, "draining {} (SSM command {command_id})", batch.join(", "))?;
+    }
     Ok(())
 }
 
