@@ -146,6 +146,10 @@ pub enum Command {
     /// The trust policy and policies a custom InstanceRoleARN needs, as JSON.
     IamPolicy(commands::iam_policy::IamPolicyArgs),
     /// Write a job trace for `simulate` from the Buildkite REST API.
+    ///
+    /// Reads the API token from BUILDKITE_API_TOKEN (a token with read_builds); it is
+    /// sent only to --api-url's server.
+    #[command(verbatim_doc_comment)]
     ExportTrace(commands::export_trace::ExportTraceArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),

@@ -291,3 +291,36 @@ fn a_missing_image_is_a_sentence_naming_the_architecture_never_empty() {
         assert!(id.starts_with(&format!("No {arch} Amazon Linux 2023 AMI")), "{types}: {id}");
     }
 }
+
+/// In a region the release did not publish to, the release's bucket name
+/// (`<prefix>-<region>`) is anyone's to create: the stack refuses to take the scaler's
+/// code from it there, and takes it from `ScalerLambdaS3Bucket` when given.
+#[test]
+fn the_release_bucket_is_used_only_in_the_releases_regions() {
+    let mut template = source();
+    let bucket = |template: &Yaml, values: &[(&str, &str)]| {
+        let mut values = values.to_vec();
+        values.push(TOKEN);
+        let stack = Stack::new(template, "ci", &values).expect("valid parameters");
+        let function = stack.resource("AutoscalingFunction").expect("a scaler");
+        text(&function["Code"]["S3Bucket"])
+    };
+    assert!(bucket(&template, &[]).ends_with("-us-east-1"));
+
+    // The emulator's region out of the image mapping: a region without a release.
+    let mappings = template["Mappings"]["AWSRegion2AMI"].as_mapping_mut().expect("a mapping");
+    let row = mappings.remove("us-east-1").expect("a us-east-1 row");
+    mappings.insert(Yaml::from("eu-west-1"), row);
+    let image = ("ImageId", "ami-0123456789abcdef0");
+    let refused = std::panic::catch_unwind(|| bucket(&template, &[image])).expect_err("refused");
+    let message = refused
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| refused.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+        .unwrap_or_default();
+    assert!(message.contains("Unable to get mapping for AWSRegion2AMI::us-east-1"), "{message}");
+    assert_eq!(
+        bucket(&template, &[image, ("ScalerLambdaS3Bucket", "my-scaler-zips")]),
+        "my-scaler-zips"
+    );
+}

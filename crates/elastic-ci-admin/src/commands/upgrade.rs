@@ -65,15 +65,30 @@ pub struct UpgradeArgs {
     pub mutate: MutateArgs,
 }
 
+/// A release tag: `vX.Y.Z`, optionally with a pre-release suffix of letters, digits
+/// and dots (`v1.2.0-rc.1`), as the release process tags them.
 fn parse_version(text: &str) -> Result<String, String> {
-    let digits = text.strip_prefix('v').unwrap_or(text);
-    let parts: Vec<&str> = digits.split('.').collect();
-    if parts.len() == 3
-        && parts.iter().all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
-    {
-        Ok(format!("v{digits}"))
+    let version = text.strip_prefix('v').unwrap_or(text);
+    let (release, pre_release) = match version.split_once('-') {
+        Some((release, pre)) => (release, Some(pre)),
+        None => (version, None),
+    };
+    let parts: Vec<&str> = release.split('.').collect();
+    let numbers = parts.len() == 3
+        && parts.iter().all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+    let suffix = pre_release.is_none_or(|pre| {
+        !pre.is_empty()
+            && !pre.starts_with('.')
+            && !pre.ends_with('.')
+            && !pre.contains("..")
+            && pre.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+    });
+    if numbers && suffix {
+        Ok(format!("v{version}"))
     } else {
-        Err(format!("invalid version {text:?}: expected vX.Y.Z, such as v1.2.3"))
+        Err(format!(
+            "invalid version {text:?}: expected vX.Y.Z or vX.Y.Z-PRE, such as v1.2.3 or v1.2.0-rc.1"
+        ))
     }
 }
 
@@ -448,6 +463,10 @@ mod tests {
         assert!(!replaces_group(&[change("AutoscalingFunction", "Modify", &[])]));
         assert_eq!(parse_version("1.2.3"), Ok("v1.2.3".to_owned()));
         assert!(parse_version("v1.2").is_err());
+        assert_eq!(parse_version("v1.2.0-rc.1"), Ok("v1.2.0-rc.1".to_owned()));
+        for bad in ["v1.2.0-", "v1.2.0-rc..1", "v1.2.0-rc/1", "v1.2.0-../x"] {
+            assert!(parse_version(bad).is_err(), "{bad}");
+        }
         assert!(shown("BuildkiteAgentToken", "secret").contains("hidden"));
     }
 }
