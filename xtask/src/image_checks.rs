@@ -274,7 +274,7 @@ pub(crate) fn shell_scripts(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// `binary` from `PATH`, installed from Debian's `package` when missing.
-fn ensure_apt_tool(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn ensure_apt_tool(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
     let found = |binary: &str| {
         Command::new(binary).arg("--version").output().is_ok_and(|output| output.status.success())
     };

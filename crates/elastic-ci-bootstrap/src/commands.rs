@@ -21,10 +21,11 @@ use tracing::info;
 
 use crate::boot::BootDeps;
 use crate::files::Root;
-use crate::system::{RealSystem, RecordingSystem, System, SystemState, agent_processes_of};
+use crate::platform::agent_processes_of;
+use crate::system::{RealSystem, RecordingSystem, System, SystemState};
 use crate::{
     BootArgs, CheckDiskArgs, ExitWith, FixPermsArgs, StopArgs, TerminateArgs, WatchArgs, disk,
-    fetch, fixperms, output, stop, terminate, watch,
+    fetch, output, platform, stop, terminate, watch,
 };
 
 fn metadata(env: &HashMap<String, String>) -> anyhow::Result<Imds> {
@@ -221,8 +222,8 @@ pub(crate) fn check_disk(args: CheckDiskArgs, env: &HashMap<String, String>) -> 
 }
 
 pub(crate) async fn fix_permissions(args: FixPermsArgs) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || fixperms::run("fix-permissions", &args.args))
+    tokio::task::spawn_blocking(move || platform::fix_permissions(&args.args))
         .await
         .context("fix-permissions task failed")?
-        .map_err(|failure| ExitWith { code: failure.code, message: failure.message }.into())
+        .map_err(|(code, message)| ExitWith { code, message }.into())
 }

@@ -64,8 +64,10 @@ mod commands;
 pub(crate) mod disk;
 pub(crate) mod fetch;
 pub mod files;
+#[cfg(unix)]
 pub mod fixperms;
 mod output;
+mod platform;
 pub mod seed;
 pub mod stop;
 pub mod system;
@@ -249,7 +251,7 @@ pub(crate) struct TerminateArgs {
     pub(crate) agent_user: String,
     /// The marker `watch` writes when Auto Scaling itself removes or stops the
     /// instance: while it exists, terminate does nothing.
-    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
+    #[arg(long, value_name = "FILE", default_value = platform::INSTANCE_OS.drain_marker(), hide = true)]
     pub(crate) drain_marker: PathBuf,
 }
 
@@ -302,7 +304,7 @@ pub(crate) struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) record_actions: Option<PathBuf>,
     /// Where the drain marker that makes terminate stand down is written.
-    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
+    #[arg(long, value_name = "FILE", default_value = platform::INSTANCE_OS.drain_marker(), hide = true)]
     pub(crate) drain_marker: PathBuf,
 }
 
@@ -389,7 +391,7 @@ pub fn log_file(cli: &Cli) -> Option<PathBuf> {
         Command::Boot(args)
             if !args.dry_run && (args.record_actions.is_some() || args.root == Path::new("/")) =>
         {
-            Some(files::Root::new(&args.root).path(elastic_ci_core::boot::plan::LOG_FILE_PATH))
+            Some(files::Root::new(&args.root).path(platform::INSTANCE_OS.log_file()))
         }
         _ => None,
     }

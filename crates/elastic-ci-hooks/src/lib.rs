@@ -58,6 +58,7 @@ pub(crate) mod git_credential;
 pub(crate) mod hooks;
 pub(crate) mod job;
 pub mod joblog;
+mod platform;
 pub(crate) mod process;
 pub(crate) mod redact;
 pub(crate) mod secrets;
