@@ -74,8 +74,11 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
         objects: Arc::new(S3ObjectStore::new(&sdk_config, &settings)),
         scaling: Arc::new(AutoScalingGroups::new(&sdk_config)),
         system,
-        http: fetch::http_client(Duration::from_secs(300))
-            .context("failed to build the HTTP client")?,
+        http: fetch::http_client_trusting(
+            Duration::from_secs(300),
+            platform::root_certificates(env)?,
+        )
+        .context("failed to build the HTTP client")?,
         metadata_backoff: crate::boot::metadata_backoff(Duration::from_millis(
             args.metadata_retry_delay_ms,
         )),

@@ -55,13 +55,26 @@ pub(crate) struct Fetched {
 /// Builds the HTTP client used for `https://` and `http://` sources: follows up to ten
 /// redirects, gives up on connecting after ten seconds and on the whole download after
 /// `timeout`.
+#[cfg(test)]
 pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    http_client_trusting(timeout, None)
+}
+
+/// The same, trusting only `roots` when given instead of the system's certificate
+/// authorities.
+pub(crate) fn http_client_trusting(
+    timeout: Duration,
+    roots: Option<Vec<reqwest::Certificate>>,
+) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("elastic-ci-bootstrap/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(10))
         .connect_timeout(Duration::from_secs(10))
-        .timeout(timeout)
-        .build()
+        .timeout(timeout);
+    match roots {
+        Some(roots) => builder.tls_certs_only(roots).build(),
+        None => builder.build(),
+    }
 }
 
 /// Fetches `source` into `dest` with permission bits `mode`.

@@ -404,7 +404,8 @@ async fn backends_for(
     env: &HashMap<String, String>,
     timeout: Duration,
 ) -> anyhow::Result<fetch::Backends> {
-    let http = fetch::http_client(timeout).context("failed to build the HTTP client")?;
+    let http = fetch::http_client_trusting(timeout, platform::root_certificates(env)?)
+        .context("failed to build the HTTP client")?;
     let mut backends = fetch::Backends { objects: None, parameters: None, http };
     if matches!(source, SourceUri::S3(_) | SourceUri::Ssm(_)) {
         let settings = AwsSettings::from_env_map(env);

@@ -160,6 +160,14 @@ fn count_processes_named(name: &str, uid: u32) -> anyhow::Result<usize> {
     Ok(n_processes)
 }
 
+/// The system's trust store, which already honours `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR`.
+pub(crate) fn root_certificates(
+    _env: &std::collections::HashMap<String, String>,
+) -> anyhow::Result<Option<Vec<reqwest::Certificate>>> {
+    Ok(None)
+}
+
 /// Services, access lists and local groups are Windows actions.
 pub(crate) fn require_windows(action: &SystemAction) -> anyhow::Result<()> {
     Err(super::unsupported(&format!("`{action}`")))

@@ -117,6 +117,22 @@ pub(crate) fn agent_processes_of(_user: &str) -> anyhow::Result<usize> {
         .count())
 }
 
+/// The certificate authorities of the PEM file `SSL_CERT_FILE` names, when set: they
+/// replace the Windows certificate store (which does not read that variable), as the
+/// variable replaces the system's authorities on Linux. Unset: the store.
+pub(crate) fn root_certificates(
+    env: &std::collections::HashMap<String, String>,
+) -> anyhow::Result<Option<Vec<reqwest::Certificate>>> {
+    let Some(path) = env.get("SSL_CERT_FILE").filter(|path| !path.is_empty()) else {
+        return Ok(None);
+    };
+    let pem =
+        std::fs::read(path).with_context(|| format!("could not read SSL_CERT_FILE {path}"))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("SSL_CERT_FILE {path} holds no valid PEM certificates"))?;
+    Ok(Some(roots))
+}
+
 /// Services, access lists and local groups are what Windows has.
 pub(crate) fn require_windows(_action: &SystemAction) -> anyhow::Result<()> {
     Ok(())

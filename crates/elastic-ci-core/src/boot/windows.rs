@@ -21,7 +21,7 @@
 //!   step.
 //!
 //! What Linux has and Windows does not (instance storage, Docker's daemon settings,
-//! sudo rules, authorized keys, git-mirror seeds, resource limits, log retention) is
+//! sudo rules, authorized keys, resource limits, log retention) is
 //! left out, with a note in the boot log when it was asked for.
 
 use crate::boot::action::{Access, AccessGrant, SystemAction};
@@ -121,7 +121,6 @@ fn refusals(config: &BootConfig) -> Vec<Op> {
 /// Notes for the settings that mean nothing on Windows but were asked for.
 fn ignored_settings(config: &BootConfig) -> Vec<Op> {
     let asked = [
-        (config.git_mirror_seed_bucket.is_some(), "BUILDKITE_GIT_MIRROR_SEED_BUCKET"),
         (config.authorized_users.is_some(), "BUILDKITE_AUTHORIZED_USERS_URL"),
         (config.additional_sudo_permissions.is_some(), "BUILDKITE_ADDITIONAL_SUDO_PERMISSIONS"),
         (config.resource_limits.is_some(), "ENABLE_RESOURCE_LIMITS"),
@@ -174,6 +173,9 @@ fn directory_ops(config: &BootConfig) -> Vec<Op> {
     for dir in writable {
         ops.push(Op::CreateDir { path: dir.to_owned(), mode: 0o755 });
         ops.push(restrict_dir(dir, Access::Modify));
+    }
+    if let (true, Some(bucket)) = (config.git_mirrors, &config.git_mirror_seed_bucket) {
+        ops.push(Op::SeedGitMirrors { bucket: bucket.clone(), dir: GIT_MIRRORS_PATH.to_owned() });
     }
     ops
 }
