@@ -118,7 +118,7 @@ fn non_empty(env: &HashMap<String, String>, name: &str) -> Option<String> {
 /// replace the disk check that protects the next jobs, and the program the hooks run
 /// through sudo.
 pub(crate) fn bootstrap_beside(hooks_binary: &Path) -> PathBuf {
-    hooks_binary.with_file_name(BOOTSTRAP_NAME)
+    hooks_binary.with_file_name(format!("{BOOTSTRAP_NAME}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// The image's `buildkite-agent` for a hooks binary installed at `hooks_binary`: under
@@ -154,7 +154,8 @@ impl HooksConfig {
             terminate_on_disk_full: is_true(env, "BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL"),
             pre_exit_disk_cleanup: is_true(env, "ENABLE_PRE_EXIT_DISK_CLEANUP"),
             ecr_enabled_by_stack: !policy.is_empty() && policy != "none",
-            fix_permissions: env.get("DOCKER_USERNS_REMAP").is_none_or(|v| v == "false"),
+            fix_permissions: crate::platform::HAS_FIX_PERMISSIONS
+                && env.get("DOCKER_USERNS_REMAP").is_none_or(|v| v == "false"),
             build_path: value(env, "BUILDKITE_BUILD_PATH").to_owned(),
             checkout_path: value(env, "BUILDKITE_BUILD_CHECKOUT_PATH").to_owned(),
             dump_env: matches!(value(env, "BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV"), "true" | "1"),

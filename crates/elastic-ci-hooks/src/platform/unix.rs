@@ -7,6 +7,14 @@ use std::process::{Child, Command};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+/// Whether the hooks always change the job's environment through the agent's job API:
+/// no, Linux has the shell shims.
+pub(crate) const JOB_API_ONLY: bool = false;
+
+/// Whether the bootstrapper has `fix-permissions` (run through sudo after containers
+/// left root-owned files in the checkout).
+pub(crate) const HAS_FIX_PERMISSIONS: bool = true;
+
 /// Whether a file's metadata says it can be executed (any execute bit).
 pub(crate) fn is_executable(metadata: &std::fs::Metadata) -> bool {
     metadata.is_file() && metadata.permissions().mode() & 0o111 != 0

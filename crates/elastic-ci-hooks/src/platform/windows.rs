@@ -9,6 +9,14 @@ use std::process::{Child, Command, Stdio};
 /// `CREATE_NEW_PROCESS_GROUP`: the child gets a console process group of its own.
 const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
 
+/// Whether the hooks always change the job's environment through the agent's job API:
+/// yes, the agent runs them as executables, with no shell to evaluate a script.
+pub(crate) const JOB_API_ONLY: bool = true;
+
+/// Whether the bootstrapper has `fix-permissions`: not on Windows, where jobs run as
+/// the agent's account and leave nothing it cannot remove.
+pub(crate) const HAS_FIX_PERMISSIONS: bool = false;
+
 /// Any file can be started (by its extension).
 pub(crate) fn is_executable(metadata: &std::fs::Metadata) -> bool {
     metadata.is_file()
