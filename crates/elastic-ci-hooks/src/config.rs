@@ -300,11 +300,14 @@ mod tests {
     #[test]
     fn defaults_follow_the_ami() {
         let config = HooksConfig::from_env_map(&env(&[]), Path::new(INSTALLED_HOOKS_BINARY));
-        assert_eq!(config.bootstrap, Path::new("/usr/local/bin/elastic-ci-bootstrap"));
+        let bootstrap =
+            format!("/usr/local/bin/elastic-ci-bootstrap{}", std::env::consts::EXE_SUFFIX);
+        assert_eq!(config.bootstrap, Path::new(&bootstrap));
         assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
         assert_eq!(config.tmp_dir, PathBuf::from("/tmp"));
         assert_eq!(config.prune_until, "4h");
-        assert!(config.fix_permissions);
+        // Windows has no fix-permissions.
+        assert_eq!(config.fix_permissions, cfg!(unix));
         assert!(!config.ecr_enabled_by_stack);
         assert!(!config.terminate_on_disk_full);
     }
@@ -325,7 +328,9 @@ mod tests {
             ]),
             Path::new("/opt/elastic-ci/elastic-ci-hooks"),
         );
-        assert_eq!(config.bootstrap, Path::new("/opt/elastic-ci/elastic-ci-bootstrap"));
+        let bootstrap =
+            format!("/opt/elastic-ci/elastic-ci-bootstrap{}", std::env::consts::EXE_SUFFIX);
+        assert_eq!(config.bootstrap, Path::new(&bootstrap));
         assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
         let under_root = Path::new("/tmp/image/usr/local/bin/elastic-ci-hooks");
         assert_eq!(agent_in_image(under_root), Path::new("/tmp/image/usr/bin/buildkite-agent"));
