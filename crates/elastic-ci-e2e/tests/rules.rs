@@ -316,7 +316,7 @@ fn windows_launches_its_own_image_on_x86_64_types_only() {
     for types in ["m7g.large", "m5.large,c7g.large", "a1.large"] {
         assert_eq!(
             text(&launch(&[("InstanceTypes", types)])["ImageId"]),
-            "Windows instances run on x86_64 only: InstanceTypes lists an arm64 (Graviton) type",
+            "Windows instances run on x86_64 only: InstanceOperatingSystem windows with an arm64 (Graviton) type in InstanceTypes",
             "{types}"
         );
     }

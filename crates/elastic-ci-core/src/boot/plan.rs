@@ -475,42 +475,65 @@ fn build_path_ops(config: &BootConfig) -> Vec<Op> {
 }
 
 fn agent_config_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
-    vec![
-        Op::ReadAgentToken { parameter: config.token_parameter.clone() },
-        Op::WriteAgentConfig {
-            path: AGENT_CONFIG_PATH.to_owned(),
-            mode: 0o640,
-            config: AgentConfig::new(config, facts),
-        },
-        Op::System(agent_owned(AGENT_CONFIG_PATH)),
-    ]
+    agent_config_ops_at(config, AGENT_CONFIG_PATH, AgentConfig::new(config, facts), &protect)
 }
 
 fn signing_key_ops(config: &BootConfig) -> Vec<Op> {
-    let keys = [
-        (&config.signing_key_parameter, SIGNING_KEY_PATH),
-        (&config.verification_key_parameter, VERIFICATION_KEY_PATH),
-    ];
+    signing_key_ops_at(config, [SIGNING_KEY_PATH, VERIFICATION_KEY_PATH], &protect)
+}
+
+fn agent_env_file_ops(config: &BootConfig) -> Vec<Op> {
+    agent_env_file_ops_at(config, AGENT_ENV_FILE_PATH, &protect)
+}
+
+/// A file with a secret: root's, readable by the agent's group.
+fn protect(path: &str) -> Op {
+    Op::System(agent_owned(path))
+}
+
+/// The token read, the agent configuration written at `path`, and `protect`ed.
+pub(crate) fn agent_config_ops_at(
+    config: &BootConfig,
+    path: &str,
+    agent_config: AgentConfig,
+    protect: &dyn Fn(&str) -> Op,
+) -> Vec<Op> {
+    vec![
+        Op::ReadAgentToken { parameter: config.token_parameter.clone() },
+        Op::WriteAgentConfig { path: path.to_owned(), mode: 0o640, config: agent_config },
+        protect(path),
+    ]
+}
+
+/// The signing and verification keys at `paths`, each `protect`ed.
+pub(crate) fn signing_key_ops_at(
+    config: &BootConfig,
+    paths: [&str; 2],
+    protect: &dyn Fn(&str) -> Op,
+) -> Vec<Op> {
+    let parameters = [&config.signing_key_parameter, &config.verification_key_parameter];
     let mut ops = Vec::new();
-    for (parameter, path) in keys {
+    for (parameter, path) in parameters.into_iter().zip(paths) {
         if let Some(parameter) = parameter {
             ops.push(Op::FetchParameter {
                 parameter: parameter.clone(),
                 path: path.to_owned(),
                 mode: 0o640,
             });
-            ops.push(Op::System(agent_owned(path)));
+            ops.push(protect(path));
         }
     }
     ops
 }
 
-fn agent_env_file_ops(config: &BootConfig) -> Vec<Op> {
+/// The agent environment file at `path`, `protect`ed.
+pub(crate) fn agent_env_file_ops_at(
+    config: &BootConfig,
+    path: &str,
+    protect: &dyn Fn(&str) -> Op,
+) -> Vec<Op> {
     let Some(source) = &config.env_file else { return Vec::new() };
-    vec![
-        Op::Fetch { source: source.clone(), path: AGENT_ENV_FILE_PATH.to_owned(), mode: 0o640 },
-        Op::System(agent_owned(AGENT_ENV_FILE_PATH)),
-    ]
+    vec![Op::Fetch { source: source.clone(), path: path.to_owned(), mode: 0o640 }, protect(path)]
 }
 
 /// The login user's `authorized_keys` from the source, and a timer that refreshes it.

@@ -30,7 +30,8 @@ use crate::boot::cfn_env;
 use crate::boot::config::BootConfig;
 use crate::boot::plan::{
     BootPhase, BootPlan, InstanceFacts, Op, STATUS_COMPLETED, STATUS_WARMED, ScriptShell,
-    first_boot_steps, signal_success_step, status_step_at, write,
+    agent_config_ops_at, agent_env_file_ops_at, first_boot_steps, signal_success_step,
+    signing_key_ops_at, status_step_at, write,
 };
 use crate::uri::SourceUri;
 
@@ -183,7 +184,7 @@ fn directory_ops(config: &BootConfig) -> Vec<Op> {
 fn cfn_env_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
     vec![
         write(CFN_ENV_PATH, 0o640, cfn_env::render(&cfn_env::entries(config, facts))),
-        restrict(CFN_ENV_PATH, Access::Read),
+        read_only(CFN_ENV_PATH),
     ]
 }
 
@@ -203,42 +204,21 @@ fn agent_release_ops(config: &BootConfig) -> Vec<Op> {
 }
 
 fn agent_config_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
-    vec![
-        Op::ReadAgentToken { parameter: config.token_parameter.clone() },
-        Op::WriteAgentConfig {
-            path: AGENT_CONFIG_PATH.to_owned(),
-            mode: 0o640,
-            config: AgentConfig::with_paths(config, facts, &WINDOWS_PATHS),
-        },
-        restrict(AGENT_CONFIG_PATH, Access::Read),
-    ]
+    let agent_config = AgentConfig::with_paths(config, facts, &WINDOWS_PATHS);
+    agent_config_ops_at(config, AGENT_CONFIG_PATH, agent_config, &read_only)
 }
 
 fn signing_key_ops(config: &BootConfig) -> Vec<Op> {
-    let keys = [
-        (&config.signing_key_parameter, SIGNING_KEY_PATH),
-        (&config.verification_key_parameter, VERIFICATION_KEY_PATH),
-    ];
-    let mut ops = Vec::new();
-    for (parameter, path) in keys {
-        if let Some(parameter) = parameter {
-            ops.push(Op::FetchParameter {
-                parameter: parameter.clone(),
-                path: path.to_owned(),
-                mode: 0o640,
-            });
-            ops.push(restrict(path, Access::Read));
-        }
-    }
-    ops
+    signing_key_ops_at(config, [SIGNING_KEY_PATH, VERIFICATION_KEY_PATH], &read_only)
 }
 
 fn agent_env_file_ops(config: &BootConfig) -> Vec<Op> {
-    let Some(source) = &config.env_file else { return Vec::new() };
-    vec![
-        Op::Fetch { source: source.clone(), path: AGENT_ENV_FILE_PATH.to_owned(), mode: 0o640 },
-        restrict(AGENT_ENV_FILE_PATH, Access::Read),
-    ]
+    agent_env_file_ops_at(config, AGENT_ENV_FILE_PATH, &read_only)
+}
+
+/// A file with a secret: the agent's account may read it, no other account.
+fn read_only(path: &str) -> Op {
+    restrict(path, Access::Read)
 }
 
 fn bootstrap_script_ops(config: &BootConfig) -> Vec<Op> {
