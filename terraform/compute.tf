@@ -31,7 +31,7 @@ resource "aws_launch_template" "agents" {
   }
 
   block_device_mappings {
-    device_name = var.root_volume_name != "" ? var.root_volume_name : (local.use_ubuntu ? "/dev/sda1" : "/dev/xvda")
+    device_name = var.root_volume_name != "" ? var.root_volume_name : (local.use_ubuntu || local.use_windows ? "/dev/sda1" : "/dev/xvda")
     ebs {
       volume_size           = var.root_volume_size
       volume_type           = var.root_volume_type
@@ -74,7 +74,7 @@ resource "aws_launch_template" "agents" {
     })
   }
 
-  user_data = base64encode(templatefile("${path.module}/user-data.tftpl", { inputs = local.boot_inputs }))
+  user_data = base64encode(templatefile("${path.module}/${local.use_windows ? "user-data-windows.tftpl" : "user-data.tftpl"}", { inputs = local.boot_inputs }))
   tags      = local.common_tags
 
   depends_on = [terraform_data.validate]

@@ -46,7 +46,8 @@ locals {
   agent_env_file_on_s3    = startswith(var.agent_env_file_url, "s3://")
   agent_env_file_on_ssm   = startswith(var.agent_env_file_url, "ssm:")
   authorized_users_on_s3  = startswith(var.authorized_users_url, "s3://")
-  use_ubuntu              = var.linux_distribution == "ubuntu2404"
+  use_windows             = var.instance_operating_system == "windows"
+  use_ubuntu              = var.linux_distribution == "ubuntu2404" && !local.use_windows
   instance_types          = [for type in split(",", var.instance_types) : type if type != ""]
   first_instance_family   = split(".", local.instance_types[0])[0]
   using_burstable         = contains(["t2", "t3", "t3a", "t4g"], local.first_instance_family)
@@ -68,7 +69,7 @@ locals {
   # Terraform waits for capacity with a Go duration: PT1H30M becomes 1h30m.
   capacity_timeout = lower(replace(local.instance_creation_delay, "PT", ""))
 
-  image_variant = "${local.use_ubuntu ? "ubuntu2404" : "linux"}${local.using_arm ? "arm64" : "amd64"}"
+  image_variant = "${local.use_windows ? "windows" : (local.use_ubuntu ? "ubuntu2404" : "linux")}${local.using_arm ? "arm64" : "amd64"}"
   image_id = (
     var.image_id != "" ? var.image_id :
     var.image_id_parameter != "" ? "resolve:ssm:${var.image_id_parameter}" :
@@ -76,7 +77,7 @@ locals {
   )
   # AMI ids by region, as in the template's AWSRegion2AMI mapping.
   ami_mapping = {
-    us-east-1 = { linuxamd64 = "", linuxarm64 = "", ubuntu2404amd64 = "", ubuntu2404arm64 = "" }
+    us-east-1 = { linuxamd64 = "", linuxarm64 = "", ubuntu2404amd64 = "", ubuntu2404arm64 = "", windowsamd64 = "" }
   }
 
   # The bootstrapper's inputs: the names of the CloudFormation template's UserData.
@@ -146,6 +147,7 @@ locals {
     RESOURCE_LIMITS_IO_WEIGHT                               = tostring(var.resource_limits_io_weight)
     ENABLE_EC2_LOG_RETENTION_POLICY                         = tostring(var.enable_ec2_log_retention_policy)
     EC2_LOG_RETENTION_DAYS                                  = tostring(var.ec2_log_retention_days)
+    BUILDKITE_WINDOWS_ADMINISTRATOR                         = tostring(var.buildkite_windows_administrator)
   }
 }
 
@@ -196,8 +198,12 @@ resource "terraform_data" "validate" {
       error_message = "availability_zones needs two zones for the two subnets the module builds."
     }
     precondition {
+      condition     = !(local.use_windows && local.using_arm)
+      error_message = "Windows instances run on x86_64 only: instance_types lists an arm64 (Graviton) type."
+    }
+    precondition {
       condition     = local.image_id != ""
-      error_message = "No ${local.using_arm ? "arm64" : "x86_64"} ${local.use_ubuntu ? "Ubuntu 24.04" : "Amazon Linux 2023"} AMI for ${local.region} in this module: set image_id or image_id_parameter."
+      error_message = "No ${local.using_arm ? "arm64" : "x86_64"} ${local.use_windows ? "Windows Server 2022" : (local.use_ubuntu ? "Ubuntu 24.04" : "Amazon Linux 2023")} AMI for ${local.region} in this module: set image_id or image_id_parameter."
     }
     precondition {
       condition     = alltrue([for value in values(local.boot_inputs) : !strcontains(value, "\n")])

@@ -488,6 +488,25 @@ variable "image_id_parameter" {
   }
 }
 
+variable "instance_operating_system" {
+  description = "The instances' operating system. windows runs Windows Server 2022 instances (x86_64 instance types only), with the agent as a Windows service; LinuxDistribution, the Docker settings, instance storage, resource limits and authorized users apply to linux only."
+  type        = string
+  default     = "linux"
+  nullable    = false
+
+  validation {
+    condition     = contains(["linux", "windows"], var.instance_operating_system)
+    error_message = "instance_operating_system must be linux or windows."
+  }
+}
+
+variable "buildkite_windows_administrator" {
+  description = "Windows instances only. Whether the agent's account (NT SERVICE\\buildkite-agent) is a member of the Administrators group, so jobs can install software and control the instance."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
 variable "linux_distribution" {
   description = "Linux distribution of the stack's AMIs."
   type        = string
@@ -1456,25 +1475,6 @@ variable "buildkite_agent_scaler_serverless_arn" {
     condition     = can(regex("^[^\\r\\n]*$", var.buildkite_agent_scaler_serverless_arn))
     error_message = "buildkite_agent_scaler_serverless_arn must be a single line, without line breaks."
   }
-}
-
-variable "instance_operating_system" {
-  description = "Deprecated. The instances' operating system; this version of the stack runs Linux instances only, so linux is the one value it accepts."
-  type        = string
-  default     = "linux"
-  nullable    = false
-
-  validation {
-    condition     = contains(["linux"], var.instance_operating_system)
-    error_message = "instance_operating_system must be linux. This version of the stack has no Windows instances, so a Windows stack cannot be updated to it."
-  }
-}
-
-variable "buildkite_windows_administrator" {
-  description = "Deprecated and ignored. On Windows instances it put the agent's user in the Administrators group; this version of the stack runs Linux instances only."
-  type        = bool
-  default     = true
-  nullable    = false
 }
 
 variable "secrets_bucket_encryption" {

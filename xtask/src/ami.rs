@@ -12,9 +12,8 @@
 //! 4. Records every id in the mappings file that `cargo xtask template` merges, under the
 //!    OS and arch's column (`linuxamd64` or `linuxarm64`), keeping the other entries.
 //!
-//! The OS is a flag so that another image (Windows) becomes another template directory
-//! and another pair of mapping columns (`windowsamd64`), not another task; Linux is
-//! the only one built today.
+//! The OS is a flag: `--os windows` builds `packer/windows` (x86_64 only, column
+//! `windowsamd64`) from the `.exe`s in `--dist-dir`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -59,12 +58,24 @@ const MAX_POLL_FAILURES: u32 = 5;
 pub(crate) enum Os {
     #[value(name = "linux")]
     Linux,
+    /// Windows Server 2022, x86_64 only.
+    #[value(name = "windows")]
+    Windows,
 }
 
 impl Os {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Os::Linux => "linux",
+            Os::Windows => "windows",
+        }
+    }
+
+    /// The instance binaries the image takes from the dist directory.
+    pub(crate) fn binaries(self) -> [&'static str; 2] {
+        match self {
+            Os::Linux => BINARIES,
+            Os::Windows => ["elastic-ci-bootstrap.exe", "elastic-ci-hooks.exe"],
         }
     }
 }
@@ -106,6 +117,10 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
     let root = project::root();
     let template_dir =
         args.template.clone().unwrap_or_else(|| root.join("packer").join(args.os.as_str()));
+    ensure!(
+        !(args.os == Os::Windows && args.arch == Arch::Arm64),
+        "Windows images are built for x86_64 only: leave out --arch arm64"
+    );
     let region = args.region.clone().unwrap_or_else(|| default_region(env));
     validate_region(&region)?;
     for copy_region in &args.copy_to_regions {
@@ -152,6 +167,9 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
 
     let dist_dir = match &args.dist_dir {
         Some(dir) => dir.clone(),
+        None if args.os == Os::Windows => bail!(
+            "pass --dist-dir with the Windows binaries (cargo build --profile ship --target x86_64-pc-windows-gnu -p elastic-ci-bootstrap -p elastic-ci-hooks builds them)"
+        ),
         None => {
             let (mut command, dir) = dist_command(args.arch)?;
             say(format!("would run: cargo xtask {}", display_args(&command)));
@@ -162,7 +180,7 @@ pub(crate) fn run(args: &AmiArgs, env: &HashMap<String, String>) -> anyhow::Resu
         }
     };
     if !args.dry_run {
-        for binary in BINARIES {
+        for binary in args.os.binaries() {
             let path = dist_dir.join(binary);
             ensure!(
                 path.is_file(),
@@ -580,8 +598,10 @@ fn missing_digests(template_dir: &Path, arch: Arch) -> anyhow::Result<Vec<String
         })
     };
     let is_url = |value: &hcl::Value| value.as_str().is_some_and(|url| url.starts_with("https://"));
-    let for_arch = |value: &hcl::Value| {
-        value.as_object().and_then(|by_arch| by_arch.get(arch.as_str())).cloned()
+    // By architecture (Linux), or one value (Windows, x86_64 only).
+    let for_arch = |value: &hcl::Value| match value.as_object() {
+        Some(by_arch) => by_arch.get(arch.as_str()).cloned(),
+        None => Some(value.clone()),
     };
     Ok(inputs
         .iter()
@@ -701,8 +721,31 @@ mod tests {
         assert!(manifest_ami("not json", "us-east-1").is_err());
     }
 
+    /// The Windows pins are single values (one architecture); until pinned, each
+    /// digest is reported missing and the build refuses to start.
+    #[test]
+    fn windows_pins_are_read_as_single_values() {
+        let dir = project::root().join("packer/windows");
+        let missing = missing_digests(&dir, Arch::X86_64).unwrap();
+        assert_eq!(
+            missing,
+            ["buildkite_agent_sha256", "cloudwatch_agent_sha256", "git_sha256", "nssm_sha256"]
+        );
+        let pinned = tempfile::tempdir().unwrap();
+        let digest = "a".repeat(64);
+        std::fs::write(
+            pinned.path().join(VERSIONS_FILE),
+            format!("git_url = \"https://example.com/git.exe\"\ngit_sha256 = \"{digest}\"\n"),
+        )
+        .unwrap();
+        assert!(missing_digests(pinned.path(), Arch::X86_64).unwrap().is_empty());
+    }
+
     #[test]
     fn mapping_columns_are_named_after_the_os_and_arch() {
+        assert_eq!(Arch::X86_64.mapping_variant(Os::Windows), "windowsamd64");
+        assert!(template::AMI_VARIANTS.contains(&"windowsamd64"));
+        assert_eq!(Os::Windows.binaries(), ["elastic-ci-bootstrap.exe", "elastic-ci-hooks.exe"]);
         assert_eq!(Arch::X86_64.mapping_variant(Os::Linux), "linuxamd64");
         assert_eq!(Arch::Arm64.mapping_variant(Os::Linux), "linuxarm64");
         for column in [Arch::X86_64, Arch::Arm64].map(|arch| arch.mapping_variant(Os::Linux)) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::flags::CiArgs;
-use crate::{demo, image_checks, infra_checks, moto, project};
+use crate::{demo, image_checks, infra_checks, moto, project, windows};
 
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -52,6 +52,9 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         // Suites that need the emulator fail instead of skipping when CI is set.
         .env("CI", "true");
     step("tests", &mut tests)?;
+    // The Windows binaries: cross-built, their unit tests and the end-to-end suite
+    // under wine, against the same emulator.
+    timed("windows", || windows::run(false, Some(&server.endpoint)))?;
     // The whole stack end to end, with the binaries the test build made: after the
     // tests, so that its timings do not compete with them for the CPU.
     // Then each removal scenario in its short form: no job may be interrupted.

@@ -49,6 +49,24 @@ pub(crate) enum Command {
     /// launches. Shows the queue and the fleet live, then a summary and an HTML report.
     #[command(disable_help_flag = true)]
     Demo(DemoArgs),
+    /// Build the Windows binaries (elastic-ci-bootstrap.exe, elastic-ci-hooks.exe,
+    /// elastic-ci.exe) with MinGW-w64 and test them under wine: the unit tests, then
+    /// the end-to-end suite against the local AWS emulator. Installs the Rust target,
+    /// MinGW-w64 and wine when missing, and makes a wine prefix under the target
+    /// directory.
+    Windows(WindowsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WindowsArgs {
+    /// Only install the toolchain and make the wine prefix (what `cargo test --target
+    /// x86_64-pc-windows-gnu` needs to run the tests under wine).
+    #[arg(long)]
+    pub(crate) prepare: bool,
+    /// The local AWS emulator the end-to-end suite uses (default: the one `cargo xtask
+    /// moto start` started, through ELASTIC_CI_MOTO_ENDPOINT).
+    #[arg(long, value_name = "URL")]
+    pub(crate) moto_endpoint: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

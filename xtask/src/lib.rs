@@ -19,6 +19,7 @@
 //! - `cargo xtask demo`: the whole stack on this machine (moto, a fake Buildkite queue,
 //!   the real scaler, simulated instances running the real bootstrapper and hooks): a
 //!   launcher for the `elastic-ci-demo` binary of the `elastic-ci-e2e` crate.
+//! - `cargo xtask windows`: the Windows binaries, cross-built and tested under wine.
 
 #![allow(
     clippy::print_stdout,
@@ -47,6 +48,7 @@ pub mod terraform_module;
 #[cfg(test)]
 mod test_images;
 mod version;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -103,5 +105,6 @@ fn dispatch(command: flags::Command, env: &HashMap<String, String>) -> anyhow::R
         flags::Command::PinDownloads(args) => pin_downloads::run(&args),
         flags::Command::Release(args) => release::run(&args),
         flags::Command::Demo(args) => demo::run(&args.args),
+        flags::Command::Windows(args) => windows::run(args.prepare, args.moto_endpoint.as_deref()),
     }
 }

@@ -29,7 +29,8 @@
 //!   linuxamd64: ami-00112233445566778
 //! ```
 //!
-//! Variants are `linuxamd64`, `linuxarm64`, `ubuntu2404amd64` and `ubuntu2404arm64`; a
+//! Variants are `linuxamd64`, `linuxarm64`, `ubuntu2404amd64`, `ubuntu2404arm64` and
+//! `windowsamd64`; a
 //! missing one renders as a sentence naming the architecture, distribution and region
 //! (`missing_image`), never as an empty string, so that no stack launches from an empty
 //! image id. Without the file the template keeps its placeholder mapping, a us-east-1 row
@@ -64,8 +65,8 @@ pub const SOURCE_VERSION: &str = "0.0.0-dev";
 /// The default prefix of the per-region buckets that hold the scaler zips.
 pub const DEFAULT_LAMBDA_BUCKET_PREFIX: &str = "elastic-ci-stack-lambdas";
 /// The image variants of the `AWSRegion2AMI` mapping, in column order.
-pub const AMI_VARIANTS: [&str; 4] =
-    ["linuxamd64", "linuxarm64", "ubuntu2404amd64", "ubuntu2404arm64"];
+pub const AMI_VARIANTS: [&str; 5] =
+    ["linuxamd64", "linuxarm64", "ubuntu2404amd64", "ubuntu2404arm64", "windowsamd64"];
 /// CloudFormation's limit for a template passed inline (`--template-body`); larger
 /// templates must be deployed from S3 (`--template-url`).
 pub(crate) const INLINE_TEMPLATE_LIMIT_BYTES: usize = 51_200;
@@ -278,6 +279,7 @@ pub fn parse_mappings(text: &str, path: &Path) -> anyhow::Result<AmiMappings> {
         linuxarm64: Option<String>,
         ubuntu2404amd64: Option<String>,
         ubuntu2404arm64: Option<String>,
+        windowsamd64: Option<String>,
     }
 
     let parsed: BTreeMap<String, Variants> = serde_yaml_ng::from_str(text).with_context(|| {
@@ -300,6 +302,7 @@ pub fn parse_mappings(text: &str, path: &Path) -> anyhow::Result<AmiMappings> {
             variants.linuxarm64,
             variants.ubuntu2404amd64,
             variants.ubuntu2404arm64,
+            variants.windowsamd64,
         ];
         let mut row = BTreeMap::new();
         for (variant, ami) in AMI_VARIANTS.iter().zip(values) {
@@ -346,6 +349,7 @@ pub(crate) fn missing_image(variant: &str, region: &str) -> String {
         "linuxamd64" => ("Amazon Linux 2023", "x86_64"),
         "linuxarm64" => ("Amazon Linux 2023", "arm64"),
         "ubuntu2404amd64" => ("Ubuntu 24.04", "x86_64"),
+        "windowsamd64" => ("Windows Server 2022", "x86_64"),
         _ => ("Ubuntu 24.04", "arm64"),
     };
     format!(
@@ -549,6 +553,7 @@ mod tests {
                 "ami-12c6146b",
                 "No x86_64 Ubuntu 24.04 AMI for us-east-1 in this template: set ImageId or ImageIdParameter",
                 "No arm64 Ubuntu 24.04 AMI for us-east-1 in this template: set ImageId or ImageIdParameter",
+                "No x86_64 Windows Server 2022 AMI for us-east-1 in this template: set ImageId or ImageIdParameter",
             ]
         );
         assert_eq!(
@@ -558,6 +563,7 @@ mod tests {
                 "No arm64 Amazon Linux 2023 AMI for eu-west-1 in this template: set ImageId or ImageIdParameter",
                 "ami-0fedcba9876543210",
                 "No arm64 Ubuntu 24.04 AMI for eu-west-1 in this template: set ImageId or ImageIdParameter",
+                "No x86_64 Windows Server 2022 AMI for eu-west-1 in this template: set ImageId or ImageIdParameter",
             ]
         );
     }

@@ -152,7 +152,11 @@ fn refuses_bad_inputs_before_running_anything() {
         ),
         (&["--version", "v1;rm -rf /"][..], "invalid image name"),
         (&["--arch", "sparc"][..], "invalid value 'sparc' for '--arch <ARCH>'"),
-        (&["--os", "windows"][..], "invalid value 'windows' for '--os <OS>'"),
+        (&["--os", "solaris"][..], "invalid value 'solaris' for '--os <OS>'"),
+        (
+            &["--os", "windows", "--arch", "arm64"][..],
+            "Windows images are built for x86_64 only: leave out --arch arm64",
+        ),
         (&["--public", "--encrypt-boot"][..], "cannot be used with"),
         (&["--kms-key-id", "k"][..], "--encrypt-boot"),
     ] {

@@ -51,7 +51,7 @@ use elastic_ci_core::boot::config::{BootConfig, DockerSettings, FailureContext};
 use elastic_ci_core::boot::docker::{self, RemapIds};
 use elastic_ci_core::boot::plan::{
     self, BootPhase, BootPlan, CLOUD_INIT_INSTANCE_ID_PATH, EPHEMERAL_PATH, FSTAB_PATH,
-    InstanceFacts, Op, PRIVATE_DIR_PATH, STATUS_FILE_PATH, Step,
+    InstanceFacts, Op, ScriptShell, Step,
 };
 use elastic_ci_core::boot::storage::{self, StorageFacts};
 use elastic_ci_core::fleet::{Health, LifecycleActionResult};
@@ -62,6 +62,7 @@ use tracing::{error, info, warn};
 
 use crate::fetch::{self, Backends};
 use crate::files::{self, Root};
+use crate::platform::INSTANCE_OS;
 use crate::system::System;
 
 /// Everything the boot reads from and acts on.
@@ -172,7 +173,8 @@ pub(crate) async fn boot(deps: &BootDeps) -> Result<BootOutcome, BootFailure> {
 }
 
 async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome, BootFailure> {
-    let status_path = deps.root.path(STATUS_FILE_PATH);
+    let status_file = INSTANCE_OS.status_file();
+    let status_path = deps.root.path(status_file);
     let status = match std::fs::read_to_string(&status_path) {
         Ok(status) => Some(status),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
@@ -240,7 +242,7 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
         }
         Some(other) => {
             let error = anyhow::anyhow!(
-                "Bootstrap previously failed, will not continue from unknown state ({STATUS_FILE_PATH} says {other:?})"
+                "Bootstrap previously failed, will not continue from unknown state ({status_file} says {other:?})"
             );
             return Err(failing.fail("status", &error).await);
         }
@@ -301,11 +303,12 @@ async fn boot_steps(deps: &BootDeps, progress: &Progress) -> Result<BootOutcome,
 pub(crate) async fn dry_run(deps: &BootDeps) -> anyhow::Result<String> {
     let config = BootConfig::from_env_map(&deps.env)?;
     let mut out = String::new();
-    let status_path = deps.root.path(STATUS_FILE_PATH);
+    let status_file = INSTANCE_OS.status_file();
+    let status_path = deps.root.path(status_file);
     if let Ok(status) = std::fs::read_to_string(&status_path) {
         let _ = writeln!(
             out,
-            "Note: {STATUS_FILE_PATH} says {:?}: a real boot would {}.",
+            "Note: {status_file} says {:?}: a real boot would {}.",
             status.trim(),
             match status.trim() {
                 plan::STATUS_COMPLETED => "run only the every-boot steps",
@@ -430,6 +433,7 @@ async fn gather_facts(
     let login_user = plan::login_user(&read("/etc/os-release")).to_owned();
     let login_home = plan::home_of(&read("/etc/passwd"), &login_user);
     let facts = InstanceFacts {
+        os: INSTANCE_OS,
         instance_id: instance_id.to_owned(),
         docker_version,
         arch: plan::arch_name(std::env::consts::ARCH).to_owned(),
@@ -691,7 +695,21 @@ impl Executor<'_> {
                 );
                 Ok(())
             }
-            Op::RunBootstrapScript { source } => self.run_bootstrap_script(source).await,
+            Op::RunBootstrapScript { source, shell } => {
+                self.run_bootstrap_script(source, *shell).await
+            }
+            Op::Copy { from, to } => {
+                let target = root.path(to);
+                if let Some(dir) = target.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("could not create {}", dir.display()))?;
+                }
+                std::fs::copy(root.path(from), &target)
+                    .with_context(|| format!("could not copy {from} to {to}"))?;
+                info!("copied {from} to {to}");
+                Ok(())
+            }
+            Op::Refuse(reason) => Err(anyhow::anyhow!("{reason}")),
             Op::SetLogRetention { config_path, days } => {
                 let path = root.path(config_path);
                 let text = match std::fs::read_to_string(&path) {
@@ -729,31 +747,32 @@ impl Executor<'_> {
         }
     }
 
-    /// Fetches the script into a root-only directory (never `/tmp`), runs it with bash
-    /// and the boot's environment, and removes it. Its output goes to the boot log.
-    async fn run_bootstrap_script(&self, source: &SourceUri) -> anyhow::Result<()> {
-        let dir = self.deps.root.path(PRIVATE_DIR_PATH);
+    /// Fetches the script into a root-only directory (never `/tmp`), runs it with its
+    /// shell and the boot's environment, and removes it. Its output goes to the boot
+    /// log.
+    async fn run_bootstrap_script(
+        &self,
+        source: &SourceUri,
+        shell: ScriptShell,
+    ) -> anyhow::Result<()> {
+        let dir = self.deps.root.path(INSTANCE_OS.private_dir());
         files::create_dir(&dir, 0o700)?;
-        let script = dir.join(format!("bootstrap-script.{}", std::process::id()));
+        let script =
+            dir.join(format!("bootstrap-script.{}{}", std::process::id(), shell.extension()));
         fetch::fetch(source, &script, 0o700, &self.backends())
             .await
             .with_context(|| format!("fetching the bootstrap script {source} failed"))?;
         info!(source = %source, "running the bootstrap script");
-        let stdout = std::io::stderr()
-            .as_fd_owned()
+        let stdout = crate::platform::stderr_for_child()
             .context("could not pass the log to the bootstrap script")?;
         // The script gets the usual umask whatever the boot runs with, so that what it
         // installs is readable by the agent user, as under the original.
         // No limit of its own: the user's script may take long, and the boot's
         // deadline bounds it (its process group is killed when the boot gives up).
-        let mut command = tokio::process::Command::new("bash");
-        command
-            .args(["-c", "umask 022 && exec bash \"$1\"", "bash"])
-            .arg(&script)
-            .env_clear()
-            .envs(&self.deps.env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout));
+        let words = shell.command(&script.display().to_string());
+        let (program, args) = words.split_first().context("internal: an empty script command")?;
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).env_clear().envs(&self.deps.env).stdin(Stdio::null()).stdout(stdout);
         let status = crate::child::status(&mut command, None).await;
         let _ = std::fs::remove_file(&script);
         let status = status?;
@@ -791,19 +810,6 @@ fn configure_docker_daemon(
     files::rewrite(&file, 0o644, rendered.as_bytes())?;
     info!("wrote {path}:\n{}", rendered.trim_end());
     Ok(())
-}
-
-/// A duplicate of stderr, so a child's stdout joins the log instead of our stdout
-/// (which is reserved for data).
-trait AsFdOwned {
-    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd>;
-}
-
-impl AsFdOwned for std::io::Stderr {
-    fn as_fd_owned(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        use std::os::fd::AsFd;
-        self.as_fd().try_clone_to_owned()
-    }
 }
 
 /// Sets `retention_in_days` on every entry of `logs.logs_collected.files.collect_list`.

@@ -14,8 +14,8 @@ use std::process::{ExitStatus, Output};
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+
+use crate::platform;
 
 /// How long commands may run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,7 @@ impl CommandTimeouts {
 
 /// Kills a process group when dropped, unless disarmed.
 struct GroupGuard {
-    pgid: Option<Pid>,
+    pgid: Option<u32>,
 }
 
 impl GroupGuard {
@@ -60,7 +60,7 @@ impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid {
             // The group may be gone already; there is nothing else to do either way.
-            let _ = killpg(pgid, Signal::SIGKILL);
+            platform::kill_group(pgid);
         }
     }
 }
@@ -70,12 +70,8 @@ fn spawn(
     command: &mut tokio::process::Command,
     program: &str,
 ) -> anyhow::Result<(tokio::process::Child, GroupGuard)> {
-    let child = command
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("could not run {program}"))?;
-    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    let (child, pgid) =
+        platform::spawn_grouped(command).with_context(|| format!("could not run {program}"))?;
     Ok((child, GroupGuard { pgid }))
 }
 
@@ -135,6 +131,7 @@ mod tests {
 
     /// A script that never ends, and a child of it that holds its output open, are
     /// both killed when the limit passes.
+    #[cfg(unix)]
     #[tokio::test]
     async fn a_command_that_never_ends_is_killed_with_its_children() {
         let dir = tempfile::tempdir().unwrap();

@@ -21,10 +21,11 @@ use tracing::info;
 
 use crate::boot::BootDeps;
 use crate::files::Root;
-use crate::system::{RealSystem, RecordingSystem, System, SystemState, agent_processes_of};
+use crate::platform::agent_processes_of;
+use crate::system::{RealSystem, RecordingSystem, System, SystemState};
 use crate::{
     BootArgs, CheckDiskArgs, ExitWith, FixPermsArgs, StopArgs, TerminateArgs, WatchArgs, disk,
-    fetch, fixperms, output, stop, terminate, watch,
+    fetch, output, platform, stop, terminate, watch,
 };
 
 fn metadata(env: &HashMap<String, String>) -> anyhow::Result<Imds> {
@@ -73,8 +74,11 @@ pub(crate) async fn boot(args: BootArgs, env: &HashMap<String, String>) -> anyho
         objects: Arc::new(S3ObjectStore::new(&sdk_config, &settings)),
         scaling: Arc::new(AutoScalingGroups::new(&sdk_config)),
         system,
-        http: fetch::http_client(Duration::from_secs(300))
-            .context("failed to build the HTTP client")?,
+        http: fetch::http_client_trusting(
+            Duration::from_secs(300),
+            platform::root_certificates(env)?,
+        )
+        .context("failed to build the HTTP client")?,
         metadata_backoff: crate::boot::metadata_backoff(Duration::from_millis(
             args.metadata_retry_delay_ms,
         )),
@@ -222,8 +226,8 @@ pub(crate) fn check_disk(args: CheckDiskArgs, env: &HashMap<String, String>) -> 
 }
 
 pub(crate) async fn fix_permissions(args: FixPermsArgs) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || fixperms::run("fix-permissions", &args.args))
+    tokio::task::spawn_blocking(move || platform::fix_permissions(&args.args))
         .await
         .context("fix-permissions task failed")?
-        .map_err(|failure| ExitWith { code: failure.code, message: failure.message }.into())
+        .map_err(|(code, message)| ExitWith { code, message }.into())
 }

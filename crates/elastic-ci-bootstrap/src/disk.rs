@@ -33,14 +33,8 @@ pub(crate) fn measure(dir: &Path) -> anyhow::Result<DiskUsage> {
     if measured != dir {
         say(&format!("{} does not exist; checking {} instead", dir.display(), measured.display()));
     }
-    let stats = nix::sys::statvfs::statvfs(measured)
-        .with_context(|| format!("could not read the free space of {}", measured.display()))?;
-    // The statvfs counts are u64 on the Linux targets the stack runs on.
-    let available_bytes = stats.blocks_available().saturating_mul(stats.fragment_size());
-    Ok(DiskUsage {
-        available_kib: available_bytes / 1024,
-        free_inodes: (stats.files() > 0).then(|| stats.files_available()),
-    })
+    let (available_bytes, free_inodes) = crate::platform::free_space(measured)?;
+    Ok(DiskUsage { available_kib: available_bytes / 1024, free_inodes })
 }
 
 /// Runs the check; `Ok(true)` means enough space and inodes.

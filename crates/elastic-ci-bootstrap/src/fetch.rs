@@ -55,13 +55,26 @@ pub(crate) struct Fetched {
 /// Builds the HTTP client used for `https://` and `http://` sources: follows up to ten
 /// redirects, gives up on connecting after ten seconds and on the whole download after
 /// `timeout`.
+#[cfg(test)]
 pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    http_client_trusting(timeout, None)
+}
+
+/// The same, trusting only `roots` when given instead of the system's certificate
+/// authorities.
+pub(crate) fn http_client_trusting(
+    timeout: Duration,
+    roots: Option<Vec<reqwest::Certificate>>,
+) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("elastic-ci-bootstrap/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(10))
         .connect_timeout(Duration::from_secs(10))
-        .timeout(timeout)
-        .build()
+        .timeout(timeout);
+    match roots {
+        Some(roots) => builder.tls_certs_only(roots).build(),
+        None => builder.build(),
+    }
 }
 
 /// Fetches `source` into `dest` with permission bits `mode`.
@@ -80,12 +93,10 @@ pub(crate) async fn fetch(
         let path = path.to_owned();
         move |source| FetchError::Io { what, path, source }
     };
-    let temp = tempfile::Builder::new()
-        .prefix(".elastic-ci-fetch.")
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .tempfile_in(&dir)
-        .map_err(io_error("creating a temporary file in", &dir))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".elastic-ci-fetch.").suffix(".tmp");
+    crate::platform::private_temp_file(&mut builder);
+    let temp = builder.tempfile_in(&dir).map_err(io_error("creating a temporary file in", &dir))?;
     let mut file = tokio::fs::File::from_std(
         temp.reopen().map_err(io_error("opening the temporary file", temp.path()))?,
     );
@@ -138,8 +149,7 @@ pub(crate) async fn fetch(
     };
 
     file.flush().await.map_err(io_error("writing", temp.path()))?;
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .await
+    crate::platform::set_mode(temp.path(), mode)
         .map_err(io_error("setting the mode of", temp.path()))?;
     file.sync_all().await.map_err(io_error("syncing", temp.path()))?;
     drop(file);
@@ -226,8 +236,6 @@ fn source_chain(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use elastic_ci_aws::fake::{FakeObjectStore, FakeParameterStore};
     use elastic_ci_testkit::http::{TestServer, download_routes};
 
@@ -264,7 +272,8 @@ mod tests {
         let fetched = fetch(&source, &dest, 0o640, &backends(objects, parameters)).await.unwrap();
         assert_eq!(fetched.n_bytes, 4);
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "A=1\n");
-        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777, 0o640);
+        #[cfg(unix)]
+        assert_eq!(crate::platform::mode_of(&std::fs::metadata(&dest).unwrap()), 0o640);
         assert_eq!(only_dest_in(dir.path()), ["env"]);
     }
 

@@ -3,10 +3,11 @@
 //! temporary directory in tests and the local demo.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use crate::platform;
 
 /// The directory instance paths are resolved under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,9 +23,19 @@ impl Root {
         self.0 == Path::new("/")
     }
 
-    /// `/etc/x` → `<root>/etc/x`.
+    /// `/etc/x` → `<root>/etc/x`; a Windows path `C:\x` → `<root>\C\x` (the drive
+    /// letter becomes a directory), and itself under the real root.
     pub(crate) fn path(&self, instance_path: &str) -> PathBuf {
-        self.0.join(instance_path.trim_start_matches('/'))
+        if self.is_system_root() && has_drive(instance_path) {
+            return PathBuf::from(instance_path);
+        }
+        let relative = match instance_path.split_once(':') {
+            Some((drive, rest)) if has_drive(instance_path) => {
+                format!("{drive}/{}", rest.trim_start_matches(['/', '\\']))
+            }
+            _ => instance_path.to_owned(),
+        };
+        self.0.join(relative.trim_start_matches(['/', '\\']))
     }
 }
 
@@ -35,14 +46,14 @@ impl Root {
 pub(crate) fn write_atomic(path: &Path, mode: u32, content: &[u8]) -> anyhow::Result<()> {
     let dir = parent_of(path)?;
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".elastic-ci-write.")
-        .permissions(std::fs::Permissions::from_mode(0o600))
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".elastic-ci-write.");
+    platform::private_temp_file(&mut builder);
+    let mut temp = builder
         .tempfile_in(dir)
         .with_context(|| format!("could not create a temporary file in {}", dir.display()))?;
     temp.write_all(content).with_context(|| format!("could not write {}", path.display()))?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
+    platform::set_mode(temp.path(), mode)
         .with_context(|| format!("could not set the mode of {}", path.display()))?;
     temp.as_file().sync_all().with_context(|| format!("could not sync {}", path.display()))?;
     temp.persist(path)
@@ -55,7 +66,7 @@ pub(crate) fn write_atomic(path: &Path, mode: u32, content: &[u8]) -> anyhow::Re
 pub(crate) fn create_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
     std::fs::create_dir_all(path)
         .with_context(|| format!("could not create {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    platform::set_mode(path, mode)
         .with_context(|| format!("could not set the mode of {}", path.display()))
 }
 
@@ -65,7 +76,7 @@ pub(crate) fn replace_symlink(link: &Path, target: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     let temp = dir.join(format!(".elastic-ci-link.{}", std::process::id()));
     let _ = std::fs::remove_file(&temp);
-    std::os::unix::fs::symlink(target, &temp)
+    platform::symlink(target, &temp)
         .with_context(|| format!("could not create a link to {target} in {}", dir.display()))?;
     std::fs::rename(&temp, link).with_context(|| format!("could not replace {}", link.display()))
 }
@@ -82,9 +93,14 @@ pub(crate) fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
 /// Replaces a system file's content atomically ([`write_atomic`]), keeping the mode it
 /// has, or giving it `new_mode` when it does not exist yet.
 pub(crate) fn rewrite(path: &Path, new_mode: u32, content: &[u8]) -> anyhow::Result<()> {
-    let mode =
-        std::fs::metadata(path).map_or(new_mode, |metadata| metadata.permissions().mode() & 0o7777);
+    let mode = std::fs::metadata(path).map_or(new_mode, |metadata| platform::mode_of(&metadata));
     write_atomic(path, mode, content)
+}
+
+/// Whether a path starts with a drive letter (`C:`).
+fn has_drive(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':'
 }
 
 fn parent_of(path: &Path) -> anyhow::Result<&Path> {
@@ -93,8 +109,10 @@ fn parent_of(path: &Path) -> anyhow::Result<&Path> {
         .with_context(|| format!("{} has no parent directory", path.display()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -103,6 +121,11 @@ mod tests {
         assert_eq!(root.path("/etc/x"), PathBuf::from("/tmp/r/etc/x"));
         assert!(!root.is_system_root());
         assert_eq!(Root::new("/").path("/etc/x"), PathBuf::from("/etc/x"));
+        assert_eq!(
+            root.path(r"C:\buildkite-agent\x"),
+            PathBuf::from(r"/tmp/r/C/buildkite-agent\x")
+        );
+        assert_eq!(Root::new("/").path(r"C:\x"), PathBuf::from(r"C:\x"));
     }
 
     #[test]

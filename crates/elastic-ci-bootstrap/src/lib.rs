@@ -46,7 +46,7 @@
 //!   `RESOURCE_LIMITS_MEMORY_MAX`, `RESOURCE_LIMITS_MEMORY_SWAP_MAX`,
 //!   `RESOURCE_LIMITS_CPU_WEIGHT`, `RESOURCE_LIMITS_CPU_QUOTA`,
 //!   `RESOURCE_LIMITS_IO_WEIGHT`, `ENABLE_EC2_LOG_RETENTION_POLICY`,
-//!   `EC2_LOG_RETENTION_DAYS`.
+//!   `EC2_LOG_RETENTION_DAYS`, `BUILDKITE_WINDOWS_ADMINISTRATOR`.
 //! - `check-disk` reads `DISK_MIN_AVAILABLE`, `DISK_MIN_INODES`,
 //!   `BUILDKITE_PURGE_BUILDS_ON_DISK_FULL`, `BUILDKITE_BUILD_PATH` and
 //!   `BUILDKITE_BUILD_CHECKOUT_PATH` from the job environment.
@@ -64,8 +64,10 @@ mod commands;
 pub(crate) mod disk;
 pub(crate) mod fetch;
 pub mod files;
+#[cfg(unix)]
 pub mod fixperms;
 mod output;
+mod platform;
 pub mod seed;
 pub mod stop;
 pub mod system;
@@ -252,7 +254,7 @@ pub(crate) struct TerminateArgs {
     pub(crate) proc_dir: PathBuf,
     /// The marker `watch` writes when Auto Scaling itself removes or stops the
     /// instance: while it exists, terminate does nothing.
-    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
+    #[arg(long, value_name = "FILE", default_value = platform::INSTANCE_OS.drain_marker(), hide = true)]
     pub(crate) drain_marker: PathBuf,
 }
 
@@ -305,7 +307,7 @@ pub(crate) struct WatchArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) record_actions: Option<PathBuf>,
     /// Where the drain marker that makes terminate stand down is written.
-    #[arg(long, value_name = "FILE", default_value = elastic_ci_core::boot::plan::DRAIN_MARKER_PATH, hide = true)]
+    #[arg(long, value_name = "FILE", default_value = platform::INSTANCE_OS.drain_marker(), hide = true)]
     pub(crate) drain_marker: PathBuf,
 }
 
@@ -392,7 +394,7 @@ pub fn log_file(cli: &Cli) -> Option<PathBuf> {
         Command::Boot(args)
             if !args.dry_run && (args.record_actions.is_some() || args.root == Path::new("/")) =>
         {
-            Some(files::Root::new(&args.root).path(elastic_ci_core::boot::plan::LOG_FILE_PATH))
+            Some(files::Root::new(&args.root).path(platform::INSTANCE_OS.log_file()))
         }
         _ => None,
     }
@@ -405,7 +407,8 @@ async fn backends_for(
     env: &HashMap<String, String>,
     timeout: Duration,
 ) -> anyhow::Result<fetch::Backends> {
-    let http = fetch::http_client(timeout).context("failed to build the HTTP client")?;
+    let http = fetch::http_client_trusting(timeout, platform::root_certificates(env)?)
+        .context("failed to build the HTTP client")?;
     let mut backends = fetch::Backends { objects: None, parameters: None, http };
     if matches!(source, SourceUri::S3(_) | SourceUri::Ssm(_)) {
         let settings = AwsSettings::from_env_map(env);

@@ -13,7 +13,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use elastic_ci_aws::s3::ObjectStore;
@@ -314,12 +313,7 @@ fn apply(
 
 /// Creates `path`, which must not exist yet (not even as a dangling link), with `mode`.
 fn create_new_file(path: &Path, mode: u32) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
+    crate::platform::create_new_file(path, mode)
 }
 
 fn write_new_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,12 +23,14 @@ use elastic_ci_aws::cloudformation::{ResourceSignal, StackSignal};
 use elastic_ci_core::boot::action::SystemAction;
 use elastic_ci_core::boot::plan::AGENT_USER;
 use elastic_ci_core::boot::storage::{self, BlockDevice, Mount};
-use elastic_ci_core::shell;
+use elastic_ci_core::boot::windows;
+use elastic_ci_core::{envfile, shell};
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::child::{self, CommandTimeouts};
 use crate::files::Root;
+use crate::platform;
 
 /// Performs (or records) system changes, and answers the few questions about the
 /// system that the commands ask.
@@ -107,6 +108,33 @@ impl RealSystem {
     }
 }
 
+impl RealSystem {
+    /// The Windows-only actions, as the commands of
+    /// [`elastic_ci_core::boot::windows::commands`]; a service's environment file is
+    /// read here (systemd's `EnvironmentFile=` syntax, as on Linux).
+    async fn perform_windows(&self, action: &SystemAction) -> anyhow::Result<()> {
+        platform::require_windows(action)?;
+        let mut assignments = Vec::new();
+        if let SystemAction::InstallService { environment_file: Some(path), .. } = action {
+            let text = std::fs::read_to_string(self.root.path(path))
+                .with_context(|| format!("could not read {path}"))?;
+            let parsed = envfile::parse(&text).with_context(|| format!("invalid {path}"))?;
+            assignments =
+                parsed.into_iter().map(|(name, value)| format!("{name}={value}")).collect();
+        }
+        let commands = windows::commands(action, &assignments)
+            .with_context(|| format!("internal: no commands for {action}"))?;
+        for command in commands {
+            let (program, args) = command.split_first().context("internal: an empty command")?;
+            // Not `run`: its error would quote the arguments, and a service's
+            // environment may hold secrets.
+            let output = self.output(program, args).await?;
+            anyhow::ensure!(output.status.success(), "{program} failed ({})", output.status);
+        }
+        Ok(())
+    }
+}
+
 fn command_failed(program: &str, args: &[String], output: &Output) -> anyhow::Error {
     let stderr = String::from_utf8_lossy(&output.stderr);
     anyhow::anyhow!(
@@ -124,11 +152,12 @@ impl System for RealSystem {
         match action {
             SystemAction::Chown { path, user, group, recursive } => {
                 let path = self.root.path(path);
-                let (uid, gid) = ids_of(user, group)?;
-                let recursive = *recursive;
-                tokio::task::spawn_blocking(move || chown_no_follow(&path, uid, gid, recursive))
-                    .await
-                    .context("chown task failed")?
+                let (user, group, recursive) = (user.clone(), group.clone(), *recursive);
+                tokio::task::spawn_blocking(move || {
+                    platform::chown_no_follow(&path, &user, &group, recursive)
+                })
+                .await
+                .context("chown task failed")?
             }
             SystemAction::Systemctl { args } => self.run("systemctl", args).await,
             SystemAction::BindMount { source, target } => {
@@ -181,6 +210,10 @@ impl System for RealSystem {
                 info!("wrote {path}:\n{content}");
                 Ok(())
             }
+            SystemAction::InstallService { .. }
+            | SystemAction::StartService { .. }
+            | SystemAction::RestrictAccess { .. }
+            | SystemAction::AddToGroup { .. } => self.perform_windows(action).await,
             SystemAction::SignalStack { stack_name, logical_resource_id, unique_id, success } => {
                 let signals = self
                     .signals
@@ -212,11 +245,12 @@ impl System for RealSystem {
     }
 
     async fn agent_processes_running(&self) -> anyhow::Result<bool> {
-        let (uid, _) = ids_of(AGENT_USER, AGENT_USER)?;
-        tokio::task::spawn_blocking(move || count_agent_processes(Path::new("/proc"), uid))
-            .await
-            .context("process scan failed")?
-            .map(|n_processes| n_processes > 0)
+        let n_running = tokio::task::spawn_blocking(|| {
+            platform::agent_processes_of(AGENT_USER, Path::new("/proc"))
+        })
+        .await
+        .context("process scan failed")??;
+        Ok(n_running > 0)
     }
 
     async fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
@@ -252,11 +286,11 @@ impl System for RealSystem {
     }
 
     async fn user_id(&self, user: &str) -> anyhow::Result<u32> {
-        uid_of(user)
+        platform::uid_of(user)
     }
 
     async fn group_id(&self, group: &str) -> anyhow::Result<u32> {
-        gid_of(group)
+        platform::gid_of(group)
     }
 }
 
@@ -411,121 +445,6 @@ pub(crate) fn parse_docker_version(text: &str) -> Option<String> {
     .then(|| version.to_owned())
 }
 
-/// The uid of `user` and gid of `group`, for the actions that change owners.
-pub(crate) fn ids_of(user: &str, group: &str) -> anyhow::Result<(u32, u32)> {
-    Ok((uid_of(user)?, gid_of(group)?))
-}
-
-fn uid_of(user: &str) -> anyhow::Result<u32> {
-    Ok(nix::unistd::User::from_name(user)
-        .with_context(|| format!("could not look up user {user}"))?
-        .with_context(|| format!("no user {user}"))?
-        .uid
-        .as_raw())
-}
-
-fn gid_of(group: &str) -> anyhow::Result<u32> {
-    Ok(nix::unistd::Group::from_name(group)
-        .with_context(|| format!("could not look up group {group}"))?
-        .with_context(|| format!("no group {group}"))?
-        .gid
-        .as_raw())
-}
-
-/// Changes owners without ever following a symlink: a link itself is changed, never
-/// its target, and a recursive walk does not descend through links.
-fn chown_no_follow(path: &Path, uid: u32, gid: u32, recursive: bool) -> anyhow::Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .with_context(|| format!("chown {}", path.display()))?;
-    if !recursive {
-        return Ok(());
-    }
-    let metadata =
-        std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
-    if !metadata.is_dir() {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(path).with_context(|| format!("read {}", path.display()))? {
-        let entry = entry.with_context(|| format!("read {}", path.display()))?;
-        chown_no_follow(&entry.path(), uid, gid, true)?;
-    }
-    Ok(())
-}
-
-/// How many processes of the agent service `user` runs (0 when there is no such
-/// user).
-/// `proc` is the process table, `/proc`.
-pub(crate) fn agent_processes_of(user: &str, proc: &Path) -> anyhow::Result<usize> {
-    match nix::unistd::User::from_name(user) {
-        Ok(Some(user)) => count_agent_processes(proc, user.uid.as_raw()),
-        Ok(None) => Ok(0),
-        Err(error) => Err(anyhow::anyhow!("could not look up user {user}: {error}")),
-    }
-}
-
-/// Where the image installs the agent: `/usr/bin/buildkite-agent-<channel>`, one per
-/// release channel, and the `/usr/bin/buildkite-agent` link the boot points at one.
-const AGENT_BINARY_DIR: &str = "/usr/bin";
-const AGENT_BINARY_NAME: &str = "buildkite-agent";
-
-/// How many live processes under `proc` (a `/proc` tree) are the agent service's: they
-/// run as `uid`, run the image's agent binary, and sit in an agent unit's control group.
-/// The name alone proves nothing: a job can copy any program to a file called
-/// `buildkite-agent` and leave it running after the job, which would keep the instance
-/// (and its lifecycle hook) alive for ever.
-fn count_agent_processes(proc: &Path, uid: u32) -> anyhow::Result<usize> {
-    let mut n_processes = 0;
-    let entries =
-        std::fs::read_dir(proc).with_context(|| format!("could not list {}", proc.display()))?;
-    for entry in entries {
-        let Ok(entry) = entry else { continue };
-        if !entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        // A process may exit between listing and reading: skip it.
-        let Ok(exe) = std::fs::read_link(entry.path().join("exe")) else { continue };
-        if !is_agent_binary(&exe) {
-            continue;
-        }
-        let Ok(cgroup) = std::fs::read_to_string(entry.path().join("cgroup")) else { continue };
-        if !in_agent_unit(&cgroup) {
-            continue;
-        }
-        // A zombie has exited already.
-        let exited = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.starts_with(" Z"))
-        });
-        if !exited && std::fs::metadata(entry.path()).is_ok_and(|metadata| metadata.uid() == uid) {
-            n_processes += 1;
-        }
-    }
-    Ok(n_processes)
-}
-
-/// `/usr/bin/buildkite-agent` or `/usr/bin/buildkite-agent-<channel>`, also once an
-/// upgrade replaced the file (the kernel then adds ` (deleted)`). Only root writes
-/// there.
-fn is_agent_binary(exe: &Path) -> bool {
-    let text = exe.to_string_lossy();
-    let path = Path::new(text.strip_suffix(" (deleted)").unwrap_or(&text));
-    path.parent() == Some(Path::new(AGENT_BINARY_DIR))
-        && path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
-            name.strip_prefix(AGENT_BINARY_NAME)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
-        })
-}
-
-/// Whether a `/proc/<pid>/cgroup` text puts the process in the agent unit
-/// (`buildkite-agent.service`, or an instance `buildkite-agent@….service`).
-fn in_agent_unit(cgroup: &str) -> bool {
-    cgroup.lines().filter_map(|line| line.rsplit_once(':').map(|(_, path)| path)).any(|path| {
-        path.split('/').any(|unit| {
-            unit == "buildkite-agent.service"
-                || (unit.starts_with("buildkite-agent@") && unit.ends_with(".service"))
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +480,7 @@ mod tests {
         assert!(!recorder.agent_processes_running().await.unwrap());
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn the_real_system_answers_from_the_machine() {
         let dir = tempfile::tempdir().unwrap();
@@ -599,90 +519,5 @@ mod tests {
         std::fs::write(&path, r#"{"mounts": [{"source": "a", "target": "/b"}]}"#).unwrap();
         let error = format!("{:#}", SystemState::load(&path).unwrap_err());
         assert!(error.contains("missing field `fs_type`"), "{error}");
-    }
-
-    /// A fake `/proc` entry: its executable, control group and state.
-    fn fake_process(proc: &Path, pid: u32, exe: &str, cgroup: &str, state: char) {
-        let dir = proc.join(pid.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        std::os::unix::fs::symlink(exe, dir.join("exe")).unwrap();
-        std::fs::write(dir.join("cgroup"), cgroup).unwrap();
-        std::fs::write(dir.join("comm"), "buildkite-agent\n").unwrap();
-        std::fs::write(dir.join("stat"), format!("{pid} (buildkite-agent) {state} 1 2 3")).unwrap();
-    }
-
-    const AGENT_UNIT: &str = "0::/system.slice/buildkite-agent.service\n";
-
-    #[test]
-    fn only_the_agent_services_own_processes_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let proc = dir.path();
-        let uid = nix::unistd::geteuid().as_raw();
-        std::fs::create_dir_all(proc.join("self")).unwrap();
-        // A job's program copied to a file named like the agent, daemonized: it stays
-        // in the agent unit's control group, under the agent's name, for ever.
-        fake_process(
-            proc,
-            4242,
-            "/var/lib/buildkite-agent/builds/a/o/p/buildkite-agent",
-            AGENT_UNIT,
-            'S',
-        );
-        // The real binary outside the agent unit (a login session).
-        fake_process(
-            proc,
-            4243,
-            "/usr/bin/buildkite-agent-stable",
-            "0::/user.slice/user-1000.slice/session-3.scope\n",
-            'S',
-        );
-        // An agent that has exited.
-        fake_process(proc, 4244, "/usr/bin/buildkite-agent-stable", AGENT_UNIT, 'Z');
-        assert_eq!(count_agent_processes(proc, uid).unwrap(), 0);
-
-        fake_process(proc, 100, "/usr/bin/buildkite-agent-stable", AGENT_UNIT, 'S');
-        assert_eq!(count_agent_processes(proc, uid).unwrap(), 1);
-        // Under the resource-limits slice, after an upgrade replaced the binary.
-        fake_process(
-            proc,
-            101,
-            "/usr/bin/buildkite-agent-beta (deleted)",
-            "0::/buildkite-agent.slice/buildkite-agent.service\n",
-            'R',
-        );
-        assert_eq!(count_agent_processes(proc, uid).unwrap(), 2);
-        assert_eq!(count_agent_processes(proc, uid + 1).unwrap(), 0, "another user's");
-    }
-
-    #[test]
-    fn recognises_the_agent_binaries_and_units() {
-        assert!(is_agent_binary(Path::new("/usr/bin/buildkite-agent")));
-        assert!(is_agent_binary(Path::new("/usr/bin/buildkite-agent-edge")));
-        assert!(!is_agent_binary(Path::new("/usr/bin/buildkite-agentx")));
-        assert!(!is_agent_binary(Path::new("/tmp/usr/bin/buildkite-agent")));
-        assert!(!is_agent_binary(Path::new("/bin/sleep")));
-        assert!(in_agent_unit("0::/system.slice/buildkite-agent@2.service\n"));
-        assert!(in_agent_unit("12:pids:/system.slice/buildkite-agent.service\n"));
-        assert!(!in_agent_unit("0::/system.slice/buildkite-agent-drain.service\n"));
-        assert!(!in_agent_unit("0::/system.slice/evil-buildkite-agent.service.d/x\n"));
-    }
-
-    #[test]
-    fn chown_never_follows_links() {
-        // Changing to the current owner works without privileges and still exercises
-        // the walk; the link's target outside the tree must keep its own owner.
-        let dir = tempfile::tempdir().unwrap();
-        let outside = tempfile::NamedTempFile::new().unwrap();
-        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-        std::fs::write(dir.path().join("a/b/file"), "x").unwrap();
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("a/link")).unwrap();
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
-        let target_uid = if uid == 0 { 4321 } else { uid };
-        chown_no_follow(dir.path(), target_uid, gid, true).unwrap();
-        let owner = |path: &Path| std::fs::symlink_metadata(path).unwrap().uid();
-        assert_eq!(owner(&dir.path().join("a/b/file")), target_uid);
-        assert_eq!(owner(&dir.path().join("a/link")), target_uid);
-        assert_eq!(owner(outside.path()), uid);
     }
 }

@@ -7,7 +7,8 @@
 //! The instance binary gathers facts (instance id, docker version, login user, mounts,
 //! NVMe devices and what they hold, the ids user-namespace remapping needs), asks
 //! [`plan::plan`] for the steps, and executes them; `boot --dry-run` prints the same
-//! plan instead. Nothing here touches the system.
+//! plan instead. Nothing here touches the system. A Windows instance gets the plan of
+//! [`windows`], from the same configuration.
 
 pub mod action;
 pub mod agent_config;
@@ -17,3 +18,4 @@ pub mod docker;
 pub mod plan;
 pub mod storage;
 pub mod units;
+pub mod windows;

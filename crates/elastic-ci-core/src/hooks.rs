@@ -50,6 +50,35 @@ pub enum HookScriptError {
     NulInValue(String),
 }
 
+/// One call of the agent's job API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobApiCall {
+    /// `buildkite-agent env set --input-format=json -`: the values go on stdin.
+    Set(Vec<(String, String)>),
+    /// `buildkite-agent env unset NAME…`.
+    Unset(Vec<String>),
+}
+
+/// The longest stdin line `buildkite-agent env set` reads (its line scanner's buffer).
+pub const JOB_API_MAX_LINE: usize = 64 * 1024 - 1;
+
+impl JobApiCall {
+    /// The stdin of a `set` call: one JSON object per variable per line, each within
+    /// [`JOB_API_MAX_LINE`], or the name of the first variable too long for it.
+    pub fn set_input(values: &[(String, String)]) -> Result<String, String> {
+        let mut input = String::new();
+        for (name, value) in values {
+            let line = serde_json::json!({ name: value }).to_string();
+            if line.len() > JOB_API_MAX_LINE {
+                return Err(name.clone());
+            }
+            input.push_str(&line);
+            input.push('\n');
+        }
+        Ok(input)
+    }
+}
+
 /// The changes a hook makes to the job environment, in order, rendered as bash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HookScript {
@@ -116,6 +145,30 @@ impl HookScript {
                 }
             }
         }
+    }
+
+    /// The same changes as calls of the agent's job API (`buildkite-agent env set` and
+    /// `env unset`, agent 3.115.2 and later), for hooks the agent runs directly (an
+    /// executable hook, as on Windows) rather than through a shell: nothing is
+    /// evaluated. Consecutive exports become one `set` call, consecutive unsets one
+    /// `unset` call, in order.
+    pub fn job_api_calls(&self) -> Vec<JobApiCall> {
+        let mut calls: Vec<JobApiCall> = Vec::new();
+        for change in &self.changes {
+            match (change, calls.last_mut()) {
+                (EnvChange::Export { name, value }, Some(JobApiCall::Set(values))) => {
+                    values.push((name.clone(), value.clone()));
+                }
+                (EnvChange::Export { name, value }, _) => {
+                    calls.push(JobApiCall::Set(vec![(name.clone(), value.clone())]));
+                }
+                (EnvChange::Unset { name }, Some(JobApiCall::Unset(names))) => {
+                    names.push(name.clone());
+                }
+                (EnvChange::Unset { name }, _) => calls.push(JobApiCall::Unset(vec![name.clone()])),
+            }
+        }
+        calls
     }
 
     /// The script: one `export` or `unset` line per change.
@@ -455,6 +508,38 @@ mod tests {
     use test_case::test_case;
 
     use super::*;
+
+    /// The job API gets the same changes as the script, in order, grouped into as few
+    /// calls as the order allows, every value as JSON on stdin.
+    #[test]
+    fn job_api_calls_carry_the_changes_in_order() {
+        let mut script = HookScript::new();
+        script.export("A", "it's $(x) `y` %P% ^&\n\"q\"").unwrap();
+        script.export("B", "").unwrap();
+        script.unset("C").unwrap();
+        script.unset("D").unwrap();
+        script.export("C", "back").unwrap();
+        let calls = script.job_api_calls();
+        assert_eq!(
+            calls,
+            [
+                JobApiCall::Set(vec![
+                    ("A".into(), "it's $(x) `y` %P% ^&\n\"q\"".into()),
+                    ("B".into(), String::new())
+                ]),
+                JobApiCall::Unset(vec!["C".into(), "D".into()]),
+                JobApiCall::Set(vec![("C".into(), "back".into())]),
+            ]
+        );
+        let JobApiCall::Set(values) = &calls[0] else { unreachable!() };
+        let input = JobApiCall::set_input(values).unwrap();
+        let lines: Vec<serde_json::Value> =
+            input.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines[0]["A"], "it's $(x) `y` %P% ^&\n\"q\"");
+        assert_eq!(lines[1]["B"], "");
+        let huge = [("BIG".to_owned(), "x".repeat(JOB_API_MAX_LINE))];
+        assert_eq!(JobApiCall::set_input(&huge), Err("BIG".to_owned()));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()

@@ -66,7 +66,7 @@ pub struct BootInputs {
     pub lines: Vec<(String, String)>,
     /// The count the shell part compares the written file's lines with.
     pub expected_lines: usize,
-    /// The whole shell part, from `#!/bin/bash`.
+    /// The whole shell part, from `#!/bin/bash` (or `<powershell>` on Windows).
     pub shell_part: String,
 }
 
@@ -87,8 +87,12 @@ impl BootInputs {
     }
 }
 
-/// Reads the shell part of a UserData document (rendered, or the template's `!Sub`).
+/// Reads the shell part of a UserData document (rendered, or the template's `!Sub`):
+/// the Linux one's quoted heredoc, or the Windows one's single-quoted here-string.
 pub fn parse_user_data(user_data: &str) -> anyhow::Result<BootInputs> {
+    if user_data.contains("<powershell>") {
+        return parse_windows_user_data(user_data);
+    }
     let start = user_data.find("#!/bin/bash").context("the UserData has no shell part")?;
     let shell_part = match user_data[start..].find("\n--==ELASTIC-CI==--") {
         Some(end) => &user_data[start..start + end],
@@ -104,20 +108,48 @@ pub fn parse_user_data(user_data: &str) -> anyhow::Result<BootInputs> {
         .and_then(|(_, rest)| rest.split_once("\nELASTIC_CI_BOOT_INPUTS\n"))
         .map(|(body, _)| body)
         .context("the UserData has no ELASTIC_CI_BOOT_INPUTS heredoc")?;
-    let lines = body
-        .lines()
-        .map(|line| {
-            line.split_once('=')
-                .map(|(name, value)| (name.to_owned(), value.to_owned()))
-                .with_context(|| format!("UserData input {line:?} is not NAME=value"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let lines = input_lines(body)?;
     let expected_lines = shell_part
         .split_once("\")\" -ne ")
         .and_then(|(_, rest)| rest.split(' ').next())
         .and_then(|count| count.parse().ok())
         .context("the UserData does not check its input file's line count")?;
     Ok(BootInputs { lines, expected_lines, shell_part })
+}
+
+/// The PowerShell part of a Windows UserData document.
+fn parse_windows_user_data(user_data: &str) -> anyhow::Result<BootInputs> {
+    let start = user_data.find("<powershell>").context("the UserData has no PowerShell part")?;
+    let end = user_data[start..]
+        .find("</powershell>")
+        .context("the UserData's PowerShell part is not closed")?;
+    let shell_part = user_data[start..start + end + "</powershell>".len()].to_owned();
+    ensure!(
+        shell_part.contains("& 'C:\\buildkite-agent\\bin\\elastic-ci-bootstrap.exe' boot"),
+        "the UserData does not run elastic-ci-bootstrap.exe boot"
+    );
+    let body = shell_part
+        .split_once("$inputs = @'\n")
+        .and_then(|(_, rest)| rest.split_once("\n'@\n"))
+        .map(|(body, _)| body)
+        .context("the UserData has no $inputs here-string")?;
+    let lines = input_lines(body)?;
+    let expected_lines = shell_part
+        .split_once("$lines.Count -ne ")
+        .and_then(|(_, rest)| rest.split(')').next())
+        .and_then(|count| count.parse().ok())
+        .context("the UserData does not check its inputs' line count")?;
+    Ok(BootInputs { lines, expected_lines, shell_part })
+}
+
+fn input_lines(body: &str) -> anyhow::Result<Vec<(String, String)>> {
+    body.lines()
+        .map(|line| {
+            line.split_once('=')
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .with_context(|| format!("UserData input {line:?} is not NAME=value"))
+        })
+        .collect()
 }
 
 /// A launch template's latest version: its data as XML, and its decoded UserData.
@@ -162,6 +194,17 @@ mod tests {
         let error = parse_user_data("#!/bin/bash\nexec /usr/local/bin/elastic-ci-bootstrap boot\n")
             .unwrap_err();
         assert!(error.to_string().contains("heredoc"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_boot_inputs_of_the_windows_user_data() {
+        let user_data = "<powershell>\n$inputs = @'\nBUILDKITE_QUEUE=windows\nBUILDKITE_AGENT_TAGS=a=b\n'@\nif ($lines.Count -ne 2) { exit 1 }\n& 'C:\\buildkite-agent\\bin\\elastic-ci-bootstrap.exe' boot\n</powershell>\n<persist>true</persist>\n";
+        let inputs = parse_user_data(user_data).unwrap();
+        assert_eq!(inputs.value("BUILDKITE_AGENT_TAGS"), "a=b");
+        assert_eq!(inputs.expected_lines, 2);
+        assert!(inputs.shell_part.ends_with("</powershell>"));
+        let error = parse_user_data("<powershell>\n</powershell>").unwrap_err();
+        assert!(error.to_string().contains("elastic-ci-bootstrap.exe"), "{error}");
     }
 }
 

@@ -267,14 +267,46 @@ fn every_parameter_is_in_exactly_one_console_group() {
     assert_eq!(unique, parameters);
 }
 
-/// The UserData of the template, unrendered.
-fn template_boot_inputs() -> BootInputs {
+/// The UserData of the template, unrendered: the Linux branch, or the Windows one.
+fn template_user_data(windows: bool) -> BootInputs {
     let template = template();
     let user_data = &template["Resources"]["AgentLaunchTemplate"]["Properties"]["LaunchTemplateData"]
-        ["UserData"]["Fn::Base64"];
-    let Value::Tagged(sub) = user_data else { panic!("UserData is not Fn::Base64: !Sub") };
+        ["UserData"];
+    let Value::Tagged(choice) = user_data else { panic!("UserData is not !If") };
+    assert_eq!(choice.tag, "If");
+    assert_eq!(choice.value[0], "UseWindowsAgents");
+    let branch = &choice.value[if windows { 1 } else { 2 }]["Fn::Base64"];
+    let Value::Tagged(sub) = branch else { panic!("a UserData branch is not Fn::Base64: !Sub") };
     let text = sub.value[0].as_str().expect("the !Sub string");
     parse_user_data(text).expect("the template's UserData")
+}
+
+fn template_boot_inputs() -> BootInputs {
+    template_user_data(false)
+}
+
+/// The Windows UserData passes the same inputs, in the same order, with the same
+/// substitutions, and checks the same line count; the here-string cannot be ended by
+/// a value, and the substitutions are the Linux branch's.
+#[test]
+fn the_windows_user_data_passes_the_same_inputs_as_the_linux_one() {
+    let linux = template_user_data(false);
+    let windows = template_user_data(true);
+    assert_eq!(windows.lines, linux.lines);
+    assert_eq!(windows.expected_lines, windows.lines.len(), "the line-count check is stale");
+    let here_string_ends = windows.shell_part.lines().filter(|line| line.starts_with("'@")).count();
+    assert_eq!(here_string_ends, 1, "{}", windows.shell_part);
+    let template = template();
+    let user_data = &template["Resources"]["AgentLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+        ["UserData"];
+    let Value::Tagged(choice) = user_data else { unreachable!() };
+    let substitutions = |index: usize| {
+        let Value::Tagged(sub) = &choice.value[index]["Fn::Base64"] else { unreachable!() };
+        sub.value[1].clone()
+    };
+    assert_eq!(substitutions(1), substitutions(2));
+    assert!(windows.shell_part.contains("<powershell>"));
+    assert!(!windows.shell_part.contains("Invoke-Expression"), "no value is ever evaluated");
 }
 
 #[test]

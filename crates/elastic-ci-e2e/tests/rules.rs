@@ -324,3 +324,47 @@ fn the_release_bucket_is_used_only_in_the_releases_regions() {
         "my-scaler-zips"
     );
 }
+
+/// Windows: the windows image on x86_64 types, the Windows root device, and for arm64
+/// types a sentence Auto Scaling refuses as the image id (Rules cannot look inside the
+/// type list, so this is where windows with Graviton types stops, before any launch).
+#[test]
+fn windows_launches_its_own_image_on_x86_64_types_only() {
+    let template = rendered_with(
+        "us-east-1:\n  linuxamd64: ami-0123456789abcdef0\n  windowsamd64: ami-0aaaaaaaaaaaaaaaa\n",
+    );
+    let launch = |values: &[(&str, &str)]| {
+        let mut values = values.to_vec();
+        values.push(TOKEN);
+        values.push(("InstanceOperatingSystem", "windows"));
+        let stack = Stack::new(&template, "ci", &values).expect("parameters");
+        stack.resource("AgentLaunchTemplate").expect("created")["LaunchTemplateData"].clone()
+    };
+    let x86 = launch(&[("InstanceTypes", "m5.large,c5.large")]);
+    assert_eq!(text(&x86["ImageId"]), "ami-0aaaaaaaaaaaaaaaa");
+    assert_eq!(text(&x86["BlockDeviceMappings"][0]["DeviceName"]), "/dev/sda1");
+    // Ubuntu is a Linux distribution: it does not change a Windows stack's image.
+    let ubuntu = launch(&[("InstanceTypes", "m5.large"), ("LinuxDistribution", "ubuntu2404")]);
+    assert_eq!(text(&ubuntu["ImageId"]), "ami-0aaaaaaaaaaaaaaaa");
+    for types in ["m7g.large", "m5.large,c7g.large", "a1.large"] {
+        assert_eq!(
+            text(&launch(&[("InstanceTypes", types)])["ImageId"]),
+            "Windows instances run on x86_64 only: InstanceOperatingSystem windows with an arm64 (Graviton) type in InstanceTypes",
+            "{types}"
+        );
+    }
+    let missing = rendered_with("us-east-1:\n  linuxamd64: ami-0123456789abcdef0\n");
+    let stack = Stack::new(
+        &missing,
+        "ci",
+        &[TOKEN, ("InstanceOperatingSystem", "windows"), ("InstanceTypes", "m5.large")],
+    )
+    .expect("parameters");
+    assert_eq!(
+        text(
+            &stack.resource("AgentLaunchTemplate").expect("created")["LaunchTemplateData"]["ImageId"]
+        ),
+        "No x86_64 Windows Server 2022 AMI for us-east-1 in this template: set ImageId or ImageIdParameter"
+    );
+    assert!(broken(&template, &[("InstanceOperatingSystem", "windows")]).is_empty());
+}

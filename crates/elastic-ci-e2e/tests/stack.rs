@@ -1202,3 +1202,55 @@ async fn deploys_the_job_event_rule_on_the_buildkite_partner_bus() {
     let function = lambda_function(&api, stack.physical("AutoscalingFunction")).await;
     assert_eq!(targets["Targets"][0]["Arn"], function["Configuration"]["FunctionArn"]);
 }
+
+/// A Windows stack on the emulator: the launch template carries the PowerShell
+/// UserData with the Linux one's inputs (hostile values literal, in a single-quoted
+/// here-string no value can end), the Windows administrator setting and the Windows
+/// root device.
+#[tokio::test]
+async fn deploys_a_windows_stack_with_powershell_user_data() {
+    let Some(moto) = moto() else { return };
+    let api = MotoApi::new(&moto.endpoint);
+    let template = rendered_template(template::DEFAULT_LAMBDA_BUCKET_PREFIX);
+    let (vpc_id, subnets) = existing_vpc(&api).await;
+    let subnets = subnets.join(",");
+    let hostile = r#"a=$(whoami),b=`whoami`,c="q" 'x',d=%PATH%,e=^&,f='@"#;
+    let stack = create_stack(
+        &moto,
+        &stack_name(),
+        &template,
+        &[
+            ("BuildkiteAgentToken", TOKEN),
+            ("VpcId", &vpc_id),
+            ("Subnets", &subnets),
+            ("MinSize", "0"),
+            ("MaxSize", "0"),
+            ("ImageId", AMD64_AMI),
+            ("InstanceTypes", "m5.large"),
+            ("InstanceOperatingSystem", "windows"),
+            ("BuildkiteWindowsAdministrator", "false"),
+            ("BuildkiteAgentTags", hostile),
+            ("BootstrapScriptUrl", "s3://setup-bucket/windows/setup.ps1"),
+        ],
+    )
+    .await;
+    let (xml, inputs) = launch_template(&api, stack.physical("AgentLaunchTemplate")).await;
+    assert!(inputs.shell_part.starts_with("<powershell>"), "{}", inputs.shell_part);
+    assert_eq!(inputs.lines.len(), inputs.expected_lines);
+    let names: Vec<&str> = inputs.lines.iter().map(|(name, _)| name.as_str()).collect();
+    let read: Vec<&str> = elastic_ci_core::boot::config::BootConfig::ENV_VARS.to_vec();
+    assert_eq!(names.iter().collect::<BTreeSet<_>>(), read.iter().collect::<BTreeSet<_>>());
+    assert_eq!(inputs.value("BUILDKITE_AGENT_TAGS"), hostile);
+    assert_eq!(inputs.value("BUILDKITE_WINDOWS_ADMINISTRATOR"), "false");
+    assert_eq!(
+        inputs.value("BUILDKITE_ELASTIC_BOOTSTRAP_SCRIPT"),
+        "s3://setup-bucket/windows/setup.ps1"
+    );
+    assert_eq!(inputs.value("BUILDKITE_STACK_NAME"), stack.name.as_str());
+    // The here-string ends once, on its own line: the hostile '@ stayed inside a line.
+    let ends = inputs.shell_part.lines().filter(|line| line.starts_with("'@")).count();
+    assert_eq!(ends, 1, "{}", inputs.shell_part);
+    assert_eq!(xml_first(&xml, "deviceName").as_deref(), Some("/dev/sda1"));
+    assert_eq!(xml_first(&xml, "imageId").as_deref(), Some(AMD64_AMI));
+    delete_stack(&moto, &stack).await;
+}

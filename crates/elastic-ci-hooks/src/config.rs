@@ -118,7 +118,7 @@ fn non_empty(env: &HashMap<String, String>, name: &str) -> Option<String> {
 /// replace the disk check that protects the next jobs, and the program the hooks run
 /// through sudo.
 pub(crate) fn bootstrap_beside(hooks_binary: &Path) -> PathBuf {
-    hooks_binary.with_file_name(BOOTSTRAP_NAME)
+    hooks_binary.with_file_name(format!("{BOOTSTRAP_NAME}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// The image's `buildkite-agent` for a hooks binary installed at `hooks_binary`: under
@@ -154,7 +154,8 @@ impl HooksConfig {
             terminate_on_disk_full: is_true(env, "BUILDKITE_TERMINATE_INSTANCE_ON_DISK_FULL"),
             pre_exit_disk_cleanup: is_true(env, "ENABLE_PRE_EXIT_DISK_CLEANUP"),
             ecr_enabled_by_stack: !policy.is_empty() && policy != "none",
-            fix_permissions: env.get("DOCKER_USERNS_REMAP").is_none_or(|v| v == "false"),
+            fix_permissions: crate::platform::HAS_FIX_PERMISSIONS
+                && env.get("DOCKER_USERNS_REMAP").is_none_or(|v| v == "false"),
             build_path: value(env, "BUILDKITE_BUILD_PATH").to_owned(),
             checkout_path: value(env, "BUILDKITE_BUILD_CHECKOUT_PATH").to_owned(),
             dump_env: matches!(value(env, "BUILDKITE_PLUGIN_S3_SECRETS_DUMP_ENV"), "true" | "1"),
@@ -299,11 +300,14 @@ mod tests {
     #[test]
     fn defaults_follow_the_ami() {
         let config = HooksConfig::from_env_map(&env(&[]), Path::new(INSTALLED_HOOKS_BINARY));
-        assert_eq!(config.bootstrap, Path::new("/usr/local/bin/elastic-ci-bootstrap"));
+        let bootstrap =
+            format!("/usr/local/bin/elastic-ci-bootstrap{}", std::env::consts::EXE_SUFFIX);
+        assert_eq!(config.bootstrap, Path::new(&bootstrap));
         assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
         assert_eq!(config.tmp_dir, PathBuf::from("/tmp"));
         assert_eq!(config.prune_until, "4h");
-        assert!(config.fix_permissions);
+        // Windows has no fix-permissions.
+        assert_eq!(config.fix_permissions, cfg!(unix));
         assert!(!config.ecr_enabled_by_stack);
         assert!(!config.terminate_on_disk_full);
     }
@@ -324,7 +328,9 @@ mod tests {
             ]),
             Path::new("/opt/elastic-ci/elastic-ci-hooks"),
         );
-        assert_eq!(config.bootstrap, Path::new("/opt/elastic-ci/elastic-ci-bootstrap"));
+        let bootstrap =
+            format!("/opt/elastic-ci/elastic-ci-bootstrap{}", std::env::consts::EXE_SUFFIX);
+        assert_eq!(config.bootstrap, Path::new(&bootstrap));
         assert_eq!(config.agent, Path::new("/usr/bin/buildkite-agent"));
         let under_root = Path::new("/tmp/image/usr/local/bin/elastic-ci-hooks");
         assert_eq!(agent_in_image(under_root), Path::new("/tmp/image/usr/bin/buildkite-agent"));

@@ -1,7 +1,6 @@
 //! Docker: the per-job client configuration directory, the daemon check, pruning,
 //! registry logins and the ECR credential-helper configuration.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,13 +20,12 @@ pub(crate) const CONFIG_DIR_PREFIX: &str = "elastic-ci-docker-config-";
 pub(crate) fn create_config_dir(tmp_dir: &Path) -> anyhow::Result<PathBuf> {
     // Created with mode 0700 (not the umask's default), so registry credentials written
     // into it are never readable by other users, not even for a moment.
-    let dir = tempfile::Builder::new()
-        .prefix(CONFIG_DIR_PREFIX)
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(tmp_dir)
-        .with_context(|| {
-            format!("failed to create a Docker config directory in {}", tmp_dir.display())
-        })?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(CONFIG_DIR_PREFIX);
+    crate::platform::private_temp_dir(&mut builder);
+    let dir = builder.tempdir_in(tmp_dir).with_context(|| {
+        format!("failed to create a Docker config directory in {}", tmp_dir.display())
+    })?;
     Ok(dir.keep())
 }
 
@@ -52,7 +50,7 @@ pub(crate) fn check_config_dir(path: &Path, tmp_dir: &Path) -> Result<(), &'stat
     if !meta.file_type().is_dir() {
         return Err("it is not a directory");
     }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
+    if !crate::platform::owned_by_us(&meta) {
         return Err("it belongs to another user");
     }
     Ok(())
@@ -212,8 +210,11 @@ enum LoginFailure {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn makes_private_config_dirs_and_recognises_only_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+
         let tmp = tempfile::tempdir().unwrap();
         let dir = create_config_dir(tmp.path()).unwrap();
         assert_eq!(dir.metadata().unwrap().permissions().mode() & 0o777, 0o700);

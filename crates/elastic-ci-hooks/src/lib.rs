@@ -57,7 +57,9 @@ pub(crate) mod env_files;
 pub(crate) mod git_credential;
 pub(crate) mod hooks;
 pub(crate) mod job;
+pub(crate) mod job_api;
 pub mod joblog;
+mod platform;
 pub(crate) mod process;
 pub(crate) mod redact;
 pub(crate) mod secrets;
@@ -76,11 +78,42 @@ use crate::joblog::JobLog;
 /// The hook files in /etc/buildkite-agent/hooks run one subcommand each and evaluate
 /// its stdout, which holds only shell-quoted `export NAME='value'` and `unset NAME`
 /// lines. Progress and errors go to stderr, which the agent shows in the job log.
+/// On Windows the binary is the hook itself (environment.exe, pre-command.exe,
+/// pre-exit.exe) and changes the job's environment through the agent's job API.
 #[derive(Debug, Parser)]
 #[command(name = "elastic-ci-hooks", version, verbatim_doc_comment)]
 pub struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// Change the job's environment with `buildkite-agent env set`/`unset` (the agent's
+    /// job API, agent 3.115.2 and later) instead of printing a script for a shell
+    /// shim: for an executable hook the agent runs directly. Always on on Windows, and
+    /// when this binary runs under a hook's name (`environment`, `pre-command`,
+    /// `pre-exit`, with or without `.exe`).
+    #[arg(long, global = true)]
+    pub(crate) job_api: bool,
+}
+
+/// The command line: `elastic-ci-hooks SUBCOMMAND …`, or, when this binary is
+/// installed under a hook's name (the agent runs `environment.exe` with no
+/// arguments), that hook with `--job-api`.
+pub fn cli_from_args(args: Vec<std::ffi::OsString>) -> Cli {
+    let hook = args
+        .first()
+        .and_then(|program| std::path::Path::new(program).file_stem())
+        .and_then(|stem| stem.to_str())
+        .filter(|stem| job_api::HOOK_NAMES.contains(stem))
+        .map(str::to_owned);
+    let mut cli = match hook {
+        Some(hook) => {
+            let mut hook_args = vec!["elastic-ci-hooks".into(), hook.into(), "--job-api".into()];
+            hook_args.extend(args.into_iter().skip(1));
+            Cli::parse_from(hook_args)
+        }
+        None => Cli::parse_from(args),
+    };
+    cli.job_api |= platform::JOB_API_ONLY;
+    cli
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,19 +200,29 @@ pub async fn run(
         }
         Command::Environment => {
             let mut job = Job::new(env, log, clients);
-            let result = hooks::environment(&mut job).await;
+            let mut result = Ok(());
+            if cli.job_api {
+                // Without a shim to source it, the hook reads the stack's settings.
+                result = job_api::load_cfn_env(&mut job, &hooks_binary());
+            }
+            if result.is_ok() {
+                result = hooks::environment(&mut job).await;
+            }
+            let result = result.and_then(|()| finish(&job, cli.job_api));
             if result.is_err() {
                 hooks::clean_up_after_failure(&mut job);
             }
-            (result.map(|()| job.script.render()), 53, "environment")
+            (result, 53, "environment")
         }
         Command::PreCommand => {
             let mut job = Job::new(env, log, clients);
-            (hooks::pre_command(&mut job).await.map(|()| job.script.render()), 1, "pre-command")
+            let result = hooks::pre_command(&mut job).await;
+            (result.and_then(|()| finish(&job, cli.job_api)), 1, "pre-command")
         }
         Command::PreExit => {
             let mut job = Job::new(env, log, clients);
-            (hooks::pre_exit(&mut job).map(|()| job.script.render()), 1, "pre-exit")
+            let result = hooks::pre_exit(&mut job);
+            (result.and_then(|()| finish(&job, cli.job_api)), 1, "pre-exit")
         }
     };
     result.map_err(|error| match error.downcast_ref::<JobFailure>() {
@@ -189,6 +232,22 @@ pub async fn run(
             default_code
         }
     })
+}
+
+/// What a successful hook leaves: the script for the shim on stdout, or, through the
+/// job API, the changes already made and nothing on stdout.
+fn finish(job: &Job<'_>, job_api: bool) -> anyhow::Result<String> {
+    if job_api {
+        job_api::apply(&job.script, &job.env, job.config.limits.quick)?;
+        Ok(String::new())
+    } else {
+        Ok(job.script.render())
+    }
+}
+
+/// The running executable (the hooks binary, or a copy installed as a hook).
+fn hooks_binary() -> std::path::PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| config::INSTALLED_HOOKS_BINARY.into())
 }
 
 fn one_line(error: &anyhow::Error) -> String {

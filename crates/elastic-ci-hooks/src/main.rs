@@ -3,14 +3,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use elastic_ci_core::environment::from_os_vars;
 use elastic_ci_hooks::clients::SdkClients;
 use elastic_ci_hooks::joblog::JobLog;
-use elastic_ci_hooks::{Cli, init_logging, run};
+use elastic_ci_hooks::{cli_from_args, init_logging, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli_from_args(std::env::args_os().collect());
     // Variables that are not UTF-8 cannot be passed on faithfully; they are left out,
     // with a warning in the job log.
     #[allow(clippy::disallowed_methods, reason = "the one place this binary reads its environment")]

@@ -14,8 +14,6 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
@@ -24,28 +22,32 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 
-/// Finds a program the way a shell does: a name with a `/` is taken as a path, any
-/// other name is looked up in the job's `PATH`. Only executable files count.
+use crate::platform;
+
+/// Finds a program the way a shell does: a name with a path separator is taken as a
+/// path, any other name is looked up in the job's `PATH` (`:`-separated on Linux,
+/// `;` on Windows, where `NAME.exe` is tried first). Only executable files count.
 pub(crate) fn find_program(name: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
     let executable = |path: &Path| is_executable(path);
-    if name.contains('/') {
+    if name.contains('/') || name.contains(std::path::MAIN_SEPARATOR) {
         let path = PathBuf::from(name);
         return executable(&path).then_some(path);
     }
     let search_path = env.get("PATH").map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
-    search_path
-        .split(':')
-        .filter(|dir| !dir.is_empty())
-        .map(|dir| Path::new(dir).join(name))
+    let suffix = std::env::consts::EXE_SUFFIX;
+    std::env::split_paths(search_path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .flat_map(|dir| {
+            let with_suffix = (!suffix.is_empty()).then(|| dir.join(format!("{name}{suffix}")));
+            with_suffix.into_iter().chain([dir.join(name)])
+        })
         .find(|candidate| executable(candidate))
 }
 
 /// Whether `path` is an executable file.
 pub(crate) fn is_executable(path: &Path) -> bool {
-    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|meta| platform::is_executable(&meta))
 }
 
 /// A command for `program` with the job environment, stdin from `/dev/null` and
@@ -75,8 +77,8 @@ fn supervised<T>(
 ) -> anyhow::Result<T> {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child =
-        command.process_group(0).spawn().with_context(|| format!("failed to run {program}"))?;
-    let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+        platform::spawn_grouped(command).with_context(|| format!("failed to run {program}"))?;
+    let pgid = child.id();
     let (done, finished) = mpsc::channel::<()>();
     let expired = Arc::new(AtomicBool::new(false));
     let watchdog = {
@@ -85,7 +87,7 @@ fn supervised<T>(
             if finished.recv_timeout(limit) == Err(mpsc::RecvTimeoutError::Timeout) {
                 expired.store(true, Ordering::SeqCst);
                 // The group may be gone already; the wait below ends either way.
-                let _ = killpg(pgid, Signal::SIGKILL);
+                platform::kill_group(pgid);
             }
         })
     };
@@ -181,8 +183,10 @@ pub(crate) fn describe(status: ExitStatus) -> String {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     /// A command that never ends, and the children that hold its pipes, are killed at

@@ -9,8 +9,6 @@ use std::collections::HashMap;
 
 use anyhow::{Context, bail};
 use elastic_ci_core::hooks::parse_ssh_agent_output;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::job::Job;
 use crate::process;
@@ -95,12 +93,7 @@ pub(crate) fn add_key(
 /// Whether `pid` is a running ssh-agent (the job can change the variable that names
 /// it; the hook must not signal anything else).
 fn is_ssh_agent(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|name| name.trim() == "ssh-agent")
-}
-
-fn pid_i32(pid: u32) -> i32 {
-    i32::try_from(pid).unwrap_or(i32::MAX)
+    crate::platform::process_is(pid, "ssh-agent")
 }
 
 /// Stops an agent this hook started (SIGTERM; ssh-agent removes its socket on exit).
@@ -109,5 +102,5 @@ pub(crate) fn stop(pid: u32) -> bool {
     if pid == 0 || !is_ssh_agent(pid) {
         return false;
     }
-    kill(Pid::from_raw(pid_i32(pid)), Signal::SIGTERM).is_ok()
+    crate::platform::terminate(pid)
 }

@@ -37,6 +37,9 @@ pub fn install_hook_shim(root: &Path, hook: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(hook);
     std::fs::write(&path, installed)?;
+    // Windows has no execute bit (the testkit builds there for the hooks' unit tests
+    // under wine, which do not run the shims).
+    #[cfg(unix)]
     std::fs::set_permissions(
         &path,
         <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),

@@ -18,6 +18,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::system::RecordingSystem;
+use elastic_ci_core::boot::plan::STATUS_FILE_PATH;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
 const GROUP: &str = "ci-linux-AgentAutoScaleGroup-ABC123";

@@ -1,5 +1,6 @@
 //! The actions that change the instance beyond writing files: ownership, systemd,
-//! mounts, file systems and arrays, commands run as another user, the stack signal.
+//! mounts, file systems and arrays, commands run as another user, the stack signal;
+//! on Windows, the agent's service, access control lists and group membership.
 //!
 //! The instance binary executes them through one small trait, or, with
 //! `--record-actions FILE`, appends each to FILE as one JSON object per line
@@ -41,6 +42,64 @@ pub enum SystemAction {
         unique_id: String,
         success: bool,
     },
+    /// Windows: installs `program ARGS…` as the service `name` (run by NSSM), running as
+    /// `account`, its output appended to `log_path`, with `environment` (`NAME=value`,
+    /// nothing secret) and the assignments of `environment_file` when given. When the
+    /// program exits, `on_exit` runs and the service stays stopped (never restarted);
+    /// a stop request is a Ctrl-C (the agent's graceful stop) followed by up to
+    /// `stop_timeout_secs` for the jobs to finish. Starts automatically at boot.
+    InstallService {
+        name: String,
+        program: String,
+        args: Vec<String>,
+        account: String,
+        log_path: String,
+        environment: Vec<String>,
+        environment_file: Option<String>,
+        on_exit: Vec<String>,
+        stop_timeout_secs: u32,
+    },
+    /// Windows: starts the service `name`.
+    StartService { name: String },
+    /// Windows: replaces the access control list of `path` by exactly `grants`
+    /// (inheritance from the parent removed); with `inherit` (a directory) the grants
+    /// are inherited by what it contains.
+    RestrictAccess { path: String, grants: Vec<AccessGrant>, inherit: bool },
+    /// Windows: adds `account` to the local group `group`.
+    AddToGroup { account: String, group: String },
+}
+
+/// Who may do what to a file, in a [`SystemAction::RestrictAccess`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessGrant {
+    pub account: String,
+    pub access: Access,
+}
+
+/// The access rights `icacls` grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// `F`: everything, including changing the access list.
+    Full,
+    /// `M`: read, write, create and delete.
+    Modify,
+    /// `RX`: read and run.
+    ReadExecute,
+    /// `R`: read only.
+    Read,
+}
+
+impl Access {
+    /// The `icacls` abbreviation.
+    pub fn icacls(self) -> &'static str {
+        match self {
+            Access::Full => "F",
+            Access::Modify => "M",
+            Access::ReadExecute => "RX",
+            Access::Read => "R",
+        }
+    }
 }
 
 impl SystemAction {
@@ -94,6 +153,31 @@ impl fmt::Display for SystemAction {
             SystemAction::SignalStack { stack_name, logical_resource_id, unique_id, success } => {
                 let status = if *success { "SUCCESS" } else { "FAILURE" };
                 write!(f, "signal {status} to {stack_name}/{logical_resource_id} for {unique_id}")
+            }
+            SystemAction::InstallService {
+                name,
+                program,
+                args,
+                account,
+                on_exit,
+                stop_timeout_secs,
+                ..
+            } => write!(
+                f,
+                "install service {name}: {program} {} as {account}; on exit {}, never restarted; stops by Ctrl-C within {stop_timeout_secs} s",
+                args.join(" "),
+                on_exit.join(" ")
+            ),
+            SystemAction::StartService { name } => write!(f, "start service {name}"),
+            SystemAction::RestrictAccess { path, grants, .. } => {
+                let grants: Vec<String> = grants
+                    .iter()
+                    .map(|grant| format!("{}:{}", grant.account, grant.access.icacls()))
+                    .collect();
+                write!(f, "set the access list of {path} to {}", grants.join(", "))
+            }
+            SystemAction::AddToGroup { account, group } => {
+                write!(f, "add {account} to the local group {group}")
             }
         }
     }

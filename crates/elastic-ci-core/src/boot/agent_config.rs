@@ -14,11 +14,40 @@ use crate::boot::plan::{
 };
 use crate::secret::Secret;
 
+/// Where an instance keeps the agent's files, and what else differs between the
+/// operating systems in the configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentPaths {
+    pub hooks: &'static str,
+    pub build: &'static str,
+    pub plugins: &'static str,
+    pub git_mirrors: &'static str,
+    pub signing_key: &'static str,
+    pub verification_key: &'static str,
+    /// The agent's `shell` setting, when not its default.
+    pub shell: Option<&'static str>,
+    /// Who may read the file, for its header.
+    pub access: &'static str,
+}
+
+/// The Linux layout.
+pub const LINUX_PATHS: AgentPaths = AgentPaths {
+    hooks: HOOKS_PATH,
+    build: BUILD_PATH,
+    plugins: PLUGINS_PATH,
+    git_mirrors: GIT_MIRRORS_PATH,
+    signing_key: SIGNING_KEY_PATH,
+    verification_key: VERIFICATION_KEY_PATH,
+    shell: None,
+    access: "root:buildkite-agent, mode 0640",
+};
+
 /// The configuration file without its token: everything is known when the plan is
 /// made, the token only when the file is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
     lines: Vec<Line>,
+    access: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +75,15 @@ pub enum AgentConfigError {
 
 impl AgentConfig {
     pub fn new(config: &BootConfig, facts: &InstanceFacts) -> AgentConfig {
+        AgentConfig::with_paths(config, facts, &LINUX_PATHS)
+    }
+
+    /// The configuration for an instance whose files are at `paths`.
+    pub fn with_paths(
+        config: &BootConfig,
+        facts: &InstanceFacts,
+        paths: &AgentPaths,
+    ) -> AgentConfig {
         let mut lines = vec![
             Line {
                 key: "name",
@@ -62,15 +100,18 @@ impl AgentConfig {
         push("tags-from-ec2-meta-data", "true".to_owned(), false);
         push("no-ansi-timestamps", config.timestamp_lines.to_string(), false);
         push("timestamp-lines", config.timestamp_lines.to_string(), false);
-        push("hooks-path", HOOKS_PATH.to_owned(), false);
-        push("build-path", BUILD_PATH.to_owned(), false);
-        push("plugins-path", PLUGINS_PATH.to_owned(), false);
-        let mirrors = if config.git_mirrors { GIT_MIRRORS_PATH } else { "" };
+        push("hooks-path", paths.hooks.to_owned(), false);
+        push("build-path", paths.build.to_owned(), false);
+        push("plugins-path", paths.plugins.to_owned(), false);
+        let mirrors = if config.git_mirrors { paths.git_mirrors } else { "" };
         push("git-mirrors-path", mirrors.to_owned(), true);
         push("experiment", config.experiments.clone().unwrap_or_default(), true);
         push("priority", "%n".to_owned(), false);
         push("spawn", config.agents_per_instance.to_string(), false);
         push("no-color", "true".to_owned(), false);
+        if let Some(shell) = paths.shell {
+            push("shell", shell.to_owned(), false);
+        }
         push("disconnect-after-idle-timeout", config.scale_in_idle_period_secs.to_string(), false);
         push("disconnect-after-job", config.terminate_after_job.to_string(), false);
         push("disconnect-after-uptime", config.disconnect_after_uptime_secs.to_string(), false);
@@ -84,15 +125,15 @@ impl AgentConfig {
         let behavior = config.verification_failure_behavior.as_str();
         push("verification-failure-behavior", behavior.to_owned(), false);
         if config.signing_key_parameter.is_some() {
-            push("signing-jwks-file", SIGNING_KEY_PATH.to_owned(), false);
+            push("signing-jwks-file", paths.signing_key.to_owned(), false);
         }
         if let Some(id) = &config.signing_key_id {
             push("signing-jwks-key-id", id.clone(), false);
         }
         if config.verification_key_parameter.is_some() {
-            push("verification-jwks-file", VERIFICATION_KEY_PATH.to_owned(), false);
+            push("verification-jwks-file", paths.verification_key.to_owned(), false);
         }
-        AgentConfig { lines }
+        AgentConfig { lines, access: paths.access }
     }
 
     /// The file's contents with the token in place. The result holds the token: it goes
@@ -115,9 +156,10 @@ impl AgentConfig {
     }
 
     fn render_with(&self, token: &str) -> Result<String, AgentConfigError> {
-        let mut out = String::from(
+        let mut out = format!(
             "# Written by elastic-ci-bootstrap at boot. It holds the agent registration token:\n\
-             # root:buildkite-agent, mode 0640. Changes are overwritten on the next boot.\n",
+             # {}. Changes are overwritten on the next boot.\n",
+            self.access
         );
         for line in &self.lines {
             let value = match &line.value {

@@ -84,6 +84,9 @@ pub struct BootConfig {
     pub resource_limits: Option<ResourceLimits>,
     /// `Some(days)` when `ENABLE_EC2_LOG_RETENTION_POLICY` is `true`.
     pub log_retention_days: Option<u32>,
+    /// Windows instances: the agent's account is a member of Administrators
+    /// (`BUILDKITE_WINDOWS_ADMINISTRATOR`, default true, as in the original).
+    pub windows_administrator: bool,
     /// Accepted but risky settings, for the boot log (never values that could be secret).
     pub warnings: Vec<String>,
 }
@@ -274,14 +277,26 @@ impl Keyword for Networking {
 impl AgentRelease {
     /// The download URL for channels that are not baked into the image.
     pub fn download_url(self, arch: &str) -> Option<String> {
-        let channel = match self {
-            AgentRelease::Edge => "experimental",
-            AgentRelease::OldStable => "oldstable",
-            AgentRelease::Stable | AgentRelease::Beta => return None,
-        };
+        let channel = self.download_channel()?;
         Some(format!(
             "https://download.buildkite.com/agent/{channel}/latest/buildkite-agent-linux-{arch}"
         ))
+    }
+
+    /// The same for a Windows instance (x86_64 only).
+    pub fn windows_download_url(self) -> Option<String> {
+        let channel = self.download_channel()?;
+        Some(format!(
+            "https://download.buildkite.com/agent/{channel}/latest/buildkite-agent-windows-amd64.exe"
+        ))
+    }
+
+    fn download_channel(self) -> Option<&'static str> {
+        match self {
+            AgentRelease::Edge => Some("experimental"),
+            AgentRelease::OldStable => Some("oldstable"),
+            AgentRelease::Stable | AgentRelease::Beta => None,
+        }
     }
 }
 
@@ -379,6 +394,7 @@ impl BootConfig {
         "RESOURCE_LIMITS_IO_WEIGHT",
         "ENABLE_EC2_LOG_RETENTION_POLICY",
         "EC2_LOG_RETENTION_DAYS",
+        "BUILDKITE_WINDOWS_ADMINISTRATOR",
     ];
 
     /// Parses the UserData environment. Every problem is collected before returning,
@@ -460,6 +476,7 @@ impl BootConfig {
             docker: read_docker(&mut r),
             resource_limits: read_resource_limits(&mut r),
             log_retention_days: read_log_retention(&mut r),
+            windows_administrator: r.bool("BUILDKITE_WINDOWS_ADMINISTRATOR", true),
             region,
             warnings: Vec::new(),
         };

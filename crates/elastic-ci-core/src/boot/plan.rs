@@ -15,7 +15,7 @@ use crate::boot::agent_config::AgentConfig;
 use crate::boot::config::{BootConfig, DockerSettings};
 use crate::boot::docker::{self, RemapIds};
 use crate::boot::storage::{self, StorageFacts};
-use crate::boot::{cfn_env, units};
+use crate::boot::{cfn_env, units, windows};
 use crate::uri::SourceUri;
 
 pub const AGENT_USER: &str = "buildkite-agent";
@@ -60,9 +60,120 @@ pub const PRIVATE_DIR_PATH: &str = "/var/lib/elastic-ci-bootstrap";
 /// The logical id of the Auto Scaling group in the stack template.
 pub const STACK_RESOURCE: &str = "AgentAutoScaleGroup";
 
+/// The operating system an instance runs: it picks the layout of the agent's files
+/// and the plan's shape (see [`crate::boot::windows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceOs {
+    Linux,
+    Windows,
+}
+
+impl InstanceOs {
+    /// The boot's status file.
+    pub fn status_file(self) -> &'static str {
+        match self {
+            InstanceOs::Linux => STATUS_FILE_PATH,
+            InstanceOs::Windows => windows::STATUS_FILE_PATH,
+        }
+    }
+
+    /// The boot's log file.
+    pub fn log_file(self) -> &'static str {
+        match self {
+            InstanceOs::Linux => LOG_FILE_PATH,
+            InstanceOs::Windows => windows::LOG_FILE_PATH,
+        }
+    }
+
+    /// Where the bootstrap script is fetched to, readable by administrators alone.
+    pub fn private_dir(self) -> &'static str {
+        match self {
+            InstanceOs::Linux => PRIVATE_DIR_PATH,
+            InstanceOs::Windows => windows::PRIVATE_DIR_PATH,
+        }
+    }
+
+    /// The marker `watch` leaves while Auto Scaling removes the instance.
+    pub fn drain_marker(self) -> &'static str {
+        match self {
+            InstanceOs::Linux => DRAIN_MARKER_PATH,
+            InstanceOs::Windows => windows::DRAIN_MARKER_PATH,
+        }
+    }
+}
+
+/// How the bootstrap script is run: chosen by the operating system and, on Windows,
+/// by the script's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptShell {
+    /// `bash`, with umask 022 (Linux).
+    Bash,
+    /// `powershell.exe -File` (a `.ps1` script).
+    PowerShell,
+    /// `cmd.exe /c` (a `.bat` or `.cmd` script).
+    Batch,
+}
+
+impl ScriptShell {
+    /// The shell for a Windows script, by the extension of the source's path (its
+    /// query string ignored).
+    pub fn for_windows(source: &SourceUri) -> Result<ScriptShell, String> {
+        let path = match source {
+            SourceUri::S3(s3) => s3.key.as_str(),
+            SourceUri::Http(url) => url.as_str().split(['?', '#']).next().unwrap_or_default(),
+            SourceUri::File(path) => path.as_str(),
+            SourceUri::Ssm(_) => "",
+        };
+        let extension = path.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
+        match extension.as_deref() {
+            Some("ps1") => Ok(ScriptShell::PowerShell),
+            Some("bat" | "cmd") => Ok(ScriptShell::Batch),
+            _ => Err(format!(
+                "the bootstrap script {source} must end in .ps1 (PowerShell), .bat or .cmd (batch) on Windows"
+            )),
+        }
+    }
+
+    /// The file name extension the fetched script is given (the interpreters go by it).
+    pub fn extension(self) -> &'static str {
+        match self {
+            ScriptShell::Bash => "",
+            ScriptShell::PowerShell => ".ps1",
+            ScriptShell::Batch => ".bat",
+        }
+    }
+
+    /// The command that runs the script at `path`.
+    pub fn command(self, path: &str) -> Vec<String> {
+        let words: &[&str] = match self {
+            ScriptShell::Bash => &["bash", "-c", "umask 022 && exec bash \"$1\"", "bash"],
+            ScriptShell::PowerShell => &[
+                "powershell.exe",
+                "-NoLogo",
+                "-NoProfile",
+                "-NonInteractive",
+                "-ExecutionPolicy",
+                "Bypass",
+                "-File",
+            ],
+            ScriptShell::Batch => &["cmd.exe", "/d", "/c"],
+        };
+        words.iter().map(|word| (*word).to_owned()).chain([path.to_owned()]).collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ScriptShell::Bash => "bash",
+            ScriptShell::PowerShell => "powershell.exe -File",
+            ScriptShell::Batch => "cmd.exe /c",
+        }
+    }
+}
+
 /// What the boot learned about the instance before planning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceFacts {
+    pub os: InstanceOs,
     pub instance_id: String,
     /// Such as `27.1.1`; `unknown` when it could not be read.
     pub docker_version: String,
@@ -134,9 +245,15 @@ pub enum Op {
     Fetch { source: SourceUri, path: String, mode: u32 },
     /// Best-effort seeding of git mirrors from `s3://bucket/git-mirror-seeds/`.
     SeedGitMirrors { bucket: String, dir: String },
-    /// Fetches the user's bootstrap script to a private path and runs it with bash as
-    /// root; a non-zero exit fails the boot.
-    RunBootstrapScript { source: SourceUri },
+    /// Fetches the user's bootstrap script to a private path and runs it with `shell`
+    /// as root (Linux) or as the boot's account (Windows); a non-zero exit fails the
+    /// boot.
+    RunBootstrapScript { source: SourceUri, shell: ScriptShell },
+    /// Copies a file (Windows: the agent channel's binary into place).
+    Copy { from: String, to: String },
+    /// Fails the step: a setting the plan cannot carry out, found before anything
+    /// changed.
+    Refuse(String),
     /// Adds `retention_in_days` to the CloudWatch agent's log files and reloads it.
     SetLogRetention { config_path: String, days: u32 },
     /// A change outside the file system.
@@ -196,6 +313,9 @@ pub fn plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
 
 /// Plans one phase of the boot.
 pub fn plan_phase(config: &BootConfig, facts: &InstanceFacts, phase: BootPhase) -> BootPlan {
+    if facts.os == InstanceOs::Windows {
+        return windows::plan_phase(config, facts, phase);
+    }
     if phase == BootPhase::Resume {
         return resume_plan(config, facts);
     }
@@ -243,7 +363,7 @@ fn resume_plan(config: &BootConfig, facts: &InstanceFacts) -> BootPlan {
     BootPlan { steps }
 }
 
-fn first_boot_steps<const N: usize>(steps: [(&'static str, Vec<Op>); N]) -> Vec<Step> {
+pub(crate) fn first_boot_steps<const N: usize>(steps: [(&'static str, Vec<Op>); N]) -> Vec<Step> {
     steps
         .into_iter()
         .filter(|(_, ops)| !ops.is_empty())
@@ -260,11 +380,15 @@ fn start_agent_ops(phase: BootPhase) -> Vec<Op> {
     }
 }
 
-fn status_step(status: &str) -> Step {
+pub(crate) fn status_step(status: &str) -> Step {
+    status_step_at(STATUS_FILE_PATH, status)
+}
+
+pub(crate) fn status_step_at(path: &str, status: &str) -> Step {
     Step {
         name: "status",
         ops: vec![Op::WriteFile {
-            path: STATUS_FILE_PATH.to_owned(),
+            path: path.to_owned(),
             mode: 0o644,
             content: status.to_owned(),
             show: false,
@@ -359,42 +483,65 @@ fn build_path_ops(config: &BootConfig) -> Vec<Op> {
 }
 
 fn agent_config_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
-    vec![
-        Op::ReadAgentToken { parameter: config.token_parameter.clone() },
-        Op::WriteAgentConfig {
-            path: AGENT_CONFIG_PATH.to_owned(),
-            mode: 0o640,
-            config: AgentConfig::new(config, facts),
-        },
-        Op::System(agent_owned(AGENT_CONFIG_PATH)),
-    ]
+    agent_config_ops_at(config, AGENT_CONFIG_PATH, AgentConfig::new(config, facts), &protect)
 }
 
 fn signing_key_ops(config: &BootConfig) -> Vec<Op> {
-    let keys = [
-        (&config.signing_key_parameter, SIGNING_KEY_PATH),
-        (&config.verification_key_parameter, VERIFICATION_KEY_PATH),
-    ];
+    signing_key_ops_at(config, [SIGNING_KEY_PATH, VERIFICATION_KEY_PATH], &protect)
+}
+
+fn agent_env_file_ops(config: &BootConfig) -> Vec<Op> {
+    agent_env_file_ops_at(config, AGENT_ENV_FILE_PATH, &protect)
+}
+
+/// A file with a secret: root's, readable by the agent's group.
+fn protect(path: &str) -> Op {
+    Op::System(agent_owned(path))
+}
+
+/// The token read, the agent configuration written at `path`, and `protect`ed.
+pub(crate) fn agent_config_ops_at(
+    config: &BootConfig,
+    path: &str,
+    agent_config: AgentConfig,
+    protect: &dyn Fn(&str) -> Op,
+) -> Vec<Op> {
+    vec![
+        Op::ReadAgentToken { parameter: config.token_parameter.clone() },
+        Op::WriteAgentConfig { path: path.to_owned(), mode: 0o640, config: agent_config },
+        protect(path),
+    ]
+}
+
+/// The signing and verification keys at `paths`, each `protect`ed.
+pub(crate) fn signing_key_ops_at(
+    config: &BootConfig,
+    paths: [&str; 2],
+    protect: &dyn Fn(&str) -> Op,
+) -> Vec<Op> {
+    let parameters = [&config.signing_key_parameter, &config.verification_key_parameter];
     let mut ops = Vec::new();
-    for (parameter, path) in keys {
+    for (parameter, path) in parameters.into_iter().zip(paths) {
         if let Some(parameter) = parameter {
             ops.push(Op::FetchParameter {
                 parameter: parameter.clone(),
                 path: path.to_owned(),
                 mode: 0o640,
             });
-            ops.push(Op::System(agent_owned(path)));
+            ops.push(protect(path));
         }
     }
     ops
 }
 
-fn agent_env_file_ops(config: &BootConfig) -> Vec<Op> {
+/// The agent environment file at `path`, `protect`ed.
+pub(crate) fn agent_env_file_ops_at(
+    config: &BootConfig,
+    path: &str,
+    protect: &dyn Fn(&str) -> Op,
+) -> Vec<Op> {
     let Some(source) = &config.env_file else { return Vec::new() };
-    vec![
-        Op::Fetch { source: source.clone(), path: AGENT_ENV_FILE_PATH.to_owned(), mode: 0o640 },
-        Op::System(agent_owned(AGENT_ENV_FILE_PATH)),
-    ]
+    vec![Op::Fetch { source: source.clone(), path: path.to_owned(), mode: 0o640 }, protect(path)]
 }
 
 /// The login user's `authorized_keys` from the source, and a timer that refreshes it.
@@ -434,7 +581,7 @@ fn git_lfs_ops() -> Vec<Op> {
 
 fn bootstrap_script_ops(config: &BootConfig) -> Vec<Op> {
     let Some(source) = &config.bootstrap_script else { return Vec::new() };
-    vec![Op::RunBootstrapScript { source: source.clone() }]
+    vec![Op::RunBootstrapScript { source: source.clone(), shell: ScriptShell::Bash }]
 }
 
 fn resource_limits_ops(config: &BootConfig) -> Vec<Op> {
@@ -470,7 +617,7 @@ fn log_retention_step(config: &BootConfig) -> Option<Step> {
     })
 }
 
-fn signal_success_step(config: &BootConfig, facts: &InstanceFacts) -> Option<Step> {
+pub(crate) fn signal_success_step(config: &BootConfig, facts: &InstanceFacts) -> Option<Step> {
     // Expected to fail once the stack is complete (nothing waits for the signal), so
     // best effort.
     config.signals_cloudformation().then(|| Step {
@@ -482,7 +629,7 @@ fn signal_success_step(config: &BootConfig, facts: &InstanceFacts) -> Option<Ste
 }
 
 /// A file shown in the boot log.
-fn write(path: &str, mode: u32, content: String) -> Op {
+pub(crate) fn write(path: &str, mode: u32, content: String) -> Op {
     Op::WriteFile { path: path.to_owned(), mode, content, show: true }
 }
 
@@ -510,7 +657,7 @@ pub fn stack_signal(stack_name: &str, instance_id: &str, success: bool) -> Syste
 }
 
 /// A source as the `fetch` command takes it, query string included.
-fn source_text(source: &SourceUri) -> String {
+pub(crate) fn source_text(source: &SourceUri) -> String {
     match source {
         SourceUri::S3(s3) => s3.to_string(),
         SourceUri::Ssm(path) => format!("ssm:{path}"),
@@ -579,9 +726,17 @@ impl fmt::Display for Op {
                 f,
                 "seed git mirrors from s3://{bucket}/git-mirror-seeds/ into {dir} (best effort)"
             ),
-            Op::RunBootstrapScript { source } => {
-                write!(f, "fetch {source} to {PRIVATE_DIR_PATH} and run it with bash as root")
+            Op::RunBootstrapScript { source, shell } => {
+                let (dir, user) = match shell {
+                    ScriptShell::Bash => (PRIVATE_DIR_PATH, "root"),
+                    ScriptShell::PowerShell | ScriptShell::Batch => {
+                        (windows::PRIVATE_DIR_PATH, "the boot's account")
+                    }
+                };
+                write!(f, "fetch {source} to {dir} and run it with {} as {user}", shell.name())
             }
+            Op::Copy { from, to } => write!(f, "copy {from} to {to}"),
+            Op::Refuse(reason) => write!(f, "refuse: {reason}"),
             Op::SetLogRetention { config_path, days } => write!(
                 f,
                 "set retention_in_days={days} on every log of {config_path} and reload the CloudWatch agent"
@@ -618,6 +773,7 @@ pub(crate) mod tests {
 
     pub(crate) fn facts() -> InstanceFacts {
         InstanceFacts {
+            os: InstanceOs::Linux,
             instance_id: "i-0123456789abcdef0".to_owned(),
             docker_version: "27.1.1".to_owned(),
             arch: "amd64".to_owned(),

@@ -70,6 +70,74 @@ fn environment_creates_a_private_docker_config_and_pre_exit_removes_it() {
     assert!(sandbox.tmp_entries().is_empty(), "{:?}", sandbox.tmp_entries());
 }
 
+/// Installed under a hook's name, the binary is the hook itself, as the agent runs an
+/// executable hook (Windows' environment.exe): it reads cfn-env on its own, prints
+/// nothing, and hands the changes to `buildkite-agent env set` as JSON on stdin and
+/// to `env unset` by name, so no shell evaluates any value.
+#[test]
+fn installed_as_a_hook_it_changes_the_job_through_the_agents_job_api() {
+    use elastic_ci_core::boot::cfn_env::{self, CfnEnvEntry, SetMode};
+
+    let sandbox = Sandbox::new();
+    let bin = sandbox.path("usr/local/bin");
+    for hook in ["environment", "pre-exit"] {
+        std::fs::hard_link(bin.join("elastic-ci-hooks"), bin.join(hook)).unwrap();
+    }
+    let hostile = "it's $(touch pwned) `x` %PATH% ^& \"q\"";
+    let entry = |mode, name: &str, value: &str| CfnEnvEntry {
+        mode,
+        name: name.to_owned(),
+        value: value.to_owned(),
+    };
+    let entries = [
+        entry(SetMode::Always, "BUILDKITE_STACK_VERSION", "v9.9.9"),
+        entry(SetMode::Always, "STACK_NOTE", hostile),
+        entry(SetMode::UnlessPresent, "AWS_REGION", "eu-west-1"),
+    ];
+    std::fs::write(sandbox.path("usr/local/cfn-env"), cfn_env::render(&entries)).unwrap();
+    let env = sandbox.job_env();
+    let output = Command::new(bin.join("environment"))
+        .current_dir(sandbox.path("tmp"))
+        .env_clear()
+        .envs(&env)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(stderr.contains("(v9.9.9)"), "{stderr}");
+    assert!(stderr.contains("AWS_REGION already set, NOT overriding!"), "{stderr}");
+    let calls = sandbox.calls();
+    assert!(
+        calls.contains("buildkite-agent env set --input-format=json --output-format=quiet -"),
+        "{calls}"
+    );
+    assert!(!calls.contains("v9.9.9") && !calls.contains("pwned"), "values as arguments: {calls}");
+    let sent: HashMap<String, String> = sandbox
+        .stdin_log()
+        .lines()
+        .filter_map(|line| line.strip_prefix("buildkite-agent: ").or(Some(line)))
+        .filter_map(|line| serde_json::from_str::<HashMap<String, String>>(line).ok())
+        .flatten()
+        .collect();
+    assert_eq!(sent["STACK_NOTE"], hostile);
+    assert_eq!(sent["BUILDKITE_STACK_VERSION"], "v9.9.9");
+    assert!(!sent.contains_key("AWS_REGION"));
+    let docker_config = sent["DOCKER_CONFIG"].clone();
+    assert!(std::path::Path::new(&docker_config).is_dir());
+    assert!(!sandbox.path("tmp/pwned").exists());
+
+    let mut job = env.clone();
+    job.extend(sent);
+    let output = Command::new(bin.join("pre-exit")).env_clear().envs(&job).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty());
+    assert!(!std::path::Path::new(&docker_config).exists());
+    let calls = sandbox.calls();
+    assert!(calls.contains("buildkite-agent env unset"), "{calls}");
+    assert!(calls.contains("DOCKER_CONFIG"), "{calls}");
+}
+
 /// A job can put a variable that is not UTF-8 into the environment of later hooks: it
 /// is named in a warning and left out, and the hook does its work.
 /// See: `std::env::vars()` panicked on a variable that is not UTF-8.
