@@ -711,40 +711,65 @@ impl Executor<'_> {
             }
             Op::Refuse(reason) => Err(anyhow::anyhow!("{reason}")),
             Op::SetLogRetention { config_path, days } => {
-                let path = root.path(config_path);
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(text) => text,
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                        warn!(path = %config_path, "the CloudWatch agent configuration is missing: log retention not set");
-                        return Ok(());
-                    }
-                    Err(error) => {
-                        return Err(error).with_context(|| format!("could not read {config_path}"));
-                    }
-                };
-                let updated = with_log_retention(&text, *days)
-                    .with_context(|| format!("could not update {config_path}"))?;
-                files::write_atomic(&path, 0o644, updated.as_bytes())?;
-                self.deps
-                    .system
-                    .perform(&SystemAction::Run {
-                        command: [
-                            "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl",
-                            "-a",
-                            "fetch-config",
-                            "-m",
-                            "ec2",
-                            "-s",
-                            "-c",
-                            &format!("file:{config_path}"),
-                        ]
-                        .map(str::to_owned)
-                        .to_vec(),
-                    })
-                    .await
+                let reload = [
+                    "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl",
+                    "-a",
+                    "fetch-config",
+                    "-m",
+                    "ec2",
+                    "-s",
+                    "-c",
+                    &format!("file:{config_path}"),
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                self.configure_cloudwatch_agent(config_path, None, Some(*days), reload).await
+            }
+            Op::ConfigureCloudWatchAgent { config_path, stack_name, retention_days, reload } => {
+                self.configure_cloudwatch_agent(
+                    config_path,
+                    Some(stack_name),
+                    *retention_days,
+                    reload.clone(),
+                )
+                .await
             }
             Op::System(action) => self.deps.system.perform(action).await,
         }
+    }
+
+    /// Rewrites the CloudWatch agent's configuration: its log groups named after the
+    /// stack (the `{stack_name}` placeholder) and `retention_in_days`, each when given,
+    /// then has the agent read it again. A missing configuration (an image without
+    /// the agent) is a warning.
+    async fn configure_cloudwatch_agent(
+        &self,
+        config_path: &str,
+        stack_name: Option<&str>,
+        retention_days: Option<u32>,
+        reload: Vec<String>,
+    ) -> anyhow::Result<()> {
+        let path = self.deps.root.path(config_path);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                warn!(path = %config_path, "the CloudWatch agent configuration is missing: its logs are not set up");
+                return Ok(());
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("could not read {config_path}"));
+            }
+        };
+        let mut updated = match stack_name {
+            Some(stack_name) => text.replace("{stack_name}", stack_name),
+            None => text,
+        };
+        if let Some(days) = retention_days {
+            updated = with_log_retention(&updated, days)
+                .with_context(|| format!("could not update {config_path}"))?;
+        }
+        files::write_atomic(&path, 0o644, updated.as_bytes())?;
+        self.deps.system.perform(&SystemAction::Run { command: reload }).await
     }
 
     /// Fetches the script into a root-only directory (never `/tmp`), runs it with its

@@ -442,9 +442,31 @@ async fn boot_writes_the_windows_layout_and_records_the_service() {
     let image_agent = instance.path(r"C:\buildkite-agent\bin\buildkite-agent-stable.exe");
     std::fs::create_dir_all(image_agent.parent().unwrap()).unwrap();
     std::fs::write(&image_agent, "the image's agent").unwrap();
+    // The image's CloudWatch agent configuration, as Packer installs it.
+    let cloudwatch_config =
+        instance.path(r"C:\ProgramData\Amazon\AmazonCloudWatchAgent\amazon-cloudwatch-agent.json");
+    std::fs::create_dir_all(cloudwatch_config.parent().unwrap()).unwrap();
+    std::fs::copy(
+        xtask::project::root()
+            .join("packer/windows/conf/cloudwatch-agent/amazon-cloudwatch-agent.json"),
+        &cloudwatch_config,
+    )
+    .unwrap();
 
     let output = instance.boot();
     assert!(output.status.success(), "{}", streams(&output));
+
+    // The CloudWatch agent writes to the stack's log groups, and reads its
+    // configuration again.
+    let cloudwatch = std::fs::read_to_string(&cloudwatch_config).unwrap();
+    assert!(!cloudwatch.contains("{stack_name}"), "{cloudwatch}");
+    assert!(cloudwatch.contains("\"/buildkite/ci-windows/buildkite-agent\""), "{cloudwatch}");
+    let reloads: Vec<serde_json::Value> = instance
+        .actions_named("run")
+        .into_iter()
+        .filter(|action| action["command"].to_string().contains("fetch-config"))
+        .collect();
+    assert_eq!(reloads.len(), 1, "{:?}", instance.actions());
 
     let config =
         std::fs::read_to_string(instance.path(r"C:\buildkite-agent\buildkite-agent.cfg")).unwrap();

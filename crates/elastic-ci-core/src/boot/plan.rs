@@ -256,6 +256,15 @@ pub enum Op {
     Refuse(String),
     /// Adds `retention_in_days` to the CloudWatch agent's log files and reloads it.
     SetLogRetention { config_path: String, days: u32 },
+    /// Names the log groups of the CloudWatch agent's configuration after the stack
+    /// (its `{stack_name}` placeholder), sets `retention_in_days` when given, and runs
+    /// `reload` (the agent's fetch-config). Windows; Linux does this in a unit.
+    ConfigureCloudWatchAgent {
+        config_path: String,
+        stack_name: String,
+        retention_days: Option<u32>,
+        reload: Vec<String>,
+    },
     /// A change outside the file system.
     System(SystemAction),
 }
@@ -741,6 +750,13 @@ impl fmt::Display for Op {
                 f,
                 "set retention_in_days={days} on every log of {config_path} and reload the CloudWatch agent"
             ),
+            Op::ConfigureCloudWatchAgent { config_path, stack_name, retention_days, reload } => {
+                write!(f, "name the log groups of {config_path} /buildkite/{stack_name}/…")?;
+                if let Some(days) = retention_days {
+                    write!(f, " with retention_in_days={days}")?;
+                }
+                write!(f, " and run {}", reload.join(" "))
+            }
             Op::System(action) => write!(f, "{action}"),
         }
     }

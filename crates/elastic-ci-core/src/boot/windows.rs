@@ -49,6 +49,12 @@ pub const VERIFICATION_KEY_PATH: &str = r"C:\buildkite-agent\verification-key.js
 pub const AGENT_BINARY_PATH: &str = r"C:\buildkite-agent\bin\buildkite-agent.exe";
 pub const BOOTSTRAP_BINARY_PATH: &str = r"C:\buildkite-agent\bin\elastic-ci-bootstrap.exe";
 pub const AGENT_LOG_PATH: &str = r"C:\buildkite-agent\buildkite-agent.log";
+/// Where the image puts the CloudWatch agent's configuration, and the agent's control
+/// script.
+pub const CLOUDWATCH_AGENT_CONFIG_PATH: &str =
+    r"C:\ProgramData\Amazon\AmazonCloudWatchAgent\amazon-cloudwatch-agent.json";
+const CLOUDWATCH_AGENT_CTL: &str =
+    r"C:\Program Files\Amazon\AmazonCloudWatchAgent\amazon-cloudwatch-agent-ctl.ps1";
 pub const STATUS_FILE_PATH: &str = r"C:\buildkite-agent\elastic-stack-bootstrap-status";
 pub const LOG_FILE_PATH: &str = r"C:\buildkite-agent\elastic-stack.log";
 /// Where the bootstrap script is fetched to: under the administrators' program data,
@@ -102,6 +108,7 @@ pub fn plan_phase(config: &BootConfig, facts: &InstanceFacts, phase: BootPhase) 
         ("signing-keys", signing_key_ops(config)),
         ("agent-env-file", agent_env_file_ops(config)),
         ("bootstrap-script", bootstrap_script_ops(config)),
+        ("cloudwatch-agent", cloudwatch_agent_ops(config)),
         ("agent-service", agent_service_ops(config)),
         ("start-agent", start_agent_ops(phase)),
     ]));
@@ -186,6 +193,34 @@ fn cfn_env_ops(config: &BootConfig, facts: &InstanceFacts) -> Vec<Op> {
         write(CFN_ENV_PATH, 0o640, cfn_env::render(&cfn_env::entries(config, facts))),
         read_only(CFN_ENV_PATH),
     ]
+}
+
+/// The image's CloudWatch agent configuration names its log groups `/buildkite/{stack_name}/…`:
+/// the boot fills in the stack and has the agent read it again.
+fn cloudwatch_agent_ops(config: &BootConfig) -> Vec<Op> {
+    vec![Op::ConfigureCloudWatchAgent {
+        config_path: CLOUDWATCH_AGENT_CONFIG_PATH.to_owned(),
+        stack_name: config.stack_name.clone(),
+        retention_days: config.log_retention_days,
+        reload: [
+            "powershell.exe",
+            "-NoProfile",
+            "-NonInteractive",
+            "-ExecutionPolicy",
+            "Bypass",
+            "-File",
+            CLOUDWATCH_AGENT_CTL,
+            "-a",
+            "fetch-config",
+            "-m",
+            "ec2",
+            "-s",
+            "-c",
+            &format!("file:{CLOUDWATCH_AGENT_CONFIG_PATH}"),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    }]
 }
 
 /// `bin\buildkite-agent.exe` from the channel's binary, downloaded first when the
@@ -451,14 +486,16 @@ mod tests {
                 - set the access list of C:\buildkite-agent\env to *S-1-5-18:F, *S-1-5-32-544:F, NT SERVICE\buildkite-agent:R
              6. bootstrap-script
                 - fetch https://example.com/setup.ps1?… to C:\ProgramData\elastic-ci-bootstrap and run it with powershell.exe -File as the boot's account
-             7. agent-service
+             7. cloudwatch-agent
+                - name the log groups of C:\ProgramData\Amazon\AmazonCloudWatchAgent\amazon-cloudwatch-agent.json /buildkite/ci-linux/… and run powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File C:\Program Files\Amazon\AmazonCloudWatchAgent\amazon-cloudwatch-agent-ctl.ps1 -a fetch-config -m ec2 -s -c file:C:\ProgramData\Amazon\AmazonCloudWatchAgent\amazon-cloudwatch-agent.json
+             8. agent-service
                 - install service buildkite-agent: C:\buildkite-agent\bin\buildkite-agent.exe start --config C:\buildkite-agent\buildkite-agent.cfg as NT SERVICE\buildkite-agent; on exit C:\buildkite-agent\bin\elastic-ci-bootstrap.exe terminate, never restarted; stops by Ctrl-C within 86400 s
                 - add NT SERVICE\buildkite-agent to the local group *S-1-5-32-544
-             8. start-agent
+             9. start-agent
                 - start service buildkite-agent
-             9. signal-success (best effort)
+            10. signal-success (best effort)
                 - signal SUCCESS to ci-linux/AgentAutoScaleGroup for i-0123456789abcdef0
-            10. status
+            11. status
                 - write C:\buildkite-agent\elastic-stack-bootstrap-status (0644)
         "#]].assert_eq(&plan.to_string());
     }
