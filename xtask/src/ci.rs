@@ -45,6 +45,11 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let dir = moto::moto_dir()?;
     let server = moto::Server::start(&dir).context("failed to start the local AWS emulator")?;
     eprintln!("moto listening at {}", server.endpoint);
+    // The Windows binaries: cross-built, their unit tests and the end-to-end suite
+    // under wine, against the same emulator. Before the workspace's tests, which
+    // include that suite and need this build's `.exe`s (a stale or missing one fails
+    // them when CI is set).
+    timed("windows", || windows::run(false, Some(&server.endpoint)))?;
     let mut tests = test_command(&cargo, &root, false);
     tests
         .current_dir(&root)
@@ -52,12 +57,9 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         // Suites that need the emulator fail instead of skipping when CI is set.
         .env("CI", "true");
     step("tests", &mut tests)?;
-    // The Windows binaries: cross-built, their unit tests and the end-to-end suite
-    // under wine, against the same emulator.
-    timed("windows", || windows::run(false, Some(&server.endpoint)))?;
     // The whole stack end to end, with the binaries the test build made: after the
-    // tests, so that its timings do not compete with them for the CPU.
-    // Then each removal scenario in its short form: no job may be interrupted.
+    // tests, so that its timings do not compete with them for the CPU; each removal
+    // scenario in its short form: no job may be interrupted.
     for scenario in [None, Some("spot"), Some("scale-in"), Some("warm"), Some("update")] {
         let label = match scenario {
             Some(name) => format!("cargo xtask demo --check --scenario {name}"),
