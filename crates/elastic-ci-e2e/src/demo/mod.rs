@@ -53,6 +53,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use elastic_ci_aws::autoscaling::{AutoScalingGroups, ScalingGroup};
+use elastic_ci_core::fleet::GroupSnapshot;
 use elastic_ci_core::secret::Secret;
 use elastic_ci_testkit::buildkite::{FakeBuildkite, JobSpec, JobState};
 use elastic_ci_testkit::imds::FakeImds;
@@ -495,49 +496,16 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
             && !first.instances.is_empty()
             && every_agent_busy(&fake, first, &world).is_some()
         {
-            world.say(format!("stack update: replacing {} while its agents run jobs", first.name));
-            let replaced =
-                runtime.block_on(stack::replace_group(&moto, &python, &out, &stack, &token))?;
-            world.say(format!(
-                "stack update: {} replaces {}; the old group is at zero and its agents were told to stop",
-                replaced.group, first.name
-            ));
+            let replace = Replace { moto: &moto, python: &python, out: &out, stack: &stack };
+            let (replaced, group, new_scaler) =
+                replace_group_under_jobs(&runtime, &world, &replace, &token, first, now)?;
             // CloudFormation's update of the scaler function: new invocations run with
             // the new group's name.
-            polls.extend(scaler.stop());
-            scaler = scaler::Scaler::start(
-                &world,
-                &replaced.scaler_env,
-                &out.join("scaler-after-update.log"),
-            )?;
-            replacement = Some(report::GroupReplacement {
-                at: now,
-                old_group: first.name.clone(),
-                new_group: replaced.group.clone(),
-                old_instances_left: first.instances.len(),
-            });
-            groups.push(Arc::new(FleetGroup {
-                name: replaced.group,
-                boot_inputs: replaced.boot_inputs,
-            }));
+            polls.extend(std::mem::replace(&mut scaler, new_scaler).stop());
+            replacement = Some(replaced);
+            groups.push(group);
         }
-        let (metrics, n_done, all_ended) = {
-            let state = fake.state();
-            let records = state.job_records();
-            let n_done = records
-                .iter()
-                .filter(|job| matches!(job.state_at(now), JobState::Finished))
-                .count();
-            let all_ended = records.iter().all(|job| job.finished_at.is_some());
-            (state.modelled_metrics(&trace.queue), n_done, all_ended)
-        };
-        let sample = report::Sample {
-            at: now,
-            metrics,
-            desired: described.iter().map(|group| group.desired_capacity).sum(),
-            in_service: u32::try_from(current.len()).unwrap_or(u32::MAX),
-            jobs_done: n_done,
-        };
+        let (sample, all_ended) = sample_run(&fake, &trace.queue, &described, current.len(), now);
         view.show(&world, &sample, trace.jobs.len());
         samples.push(sample);
 
@@ -584,17 +552,7 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         stack: &stack,
         timings: &timings,
         samples: &samples,
-        hosts: hosts
-            .iter()
-            .map(|(id, entry)| report::HostRecord {
-                instance_id: id.clone(),
-                group: entry.group.clone(),
-                launched_at: entry.launched_at,
-                gone_at: entry.gone_at.unwrap_or_default(),
-                removed_at: entry.removed_at,
-                report: entry.report.as_ref(),
-            })
-            .collect(),
+        hosts: host_records(&hosts),
         jobs: fake.state().job_records().to_vec(),
         polls: &polls,
         elapsed: world.now(),
@@ -603,10 +561,35 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         scenario,
         replacement: replacement.as_ref(),
     };
+    check_and_report(&record, &token, outcome)
+}
+
+/// Each host as the report shows it.
+fn host_records(hosts: &BTreeMap<String, HostEntry>) -> Vec<report::HostRecord<'_>> {
+    hosts
+        .iter()
+        .map(|(id, entry)| report::HostRecord {
+            instance_id: id.clone(),
+            group: entry.group.clone(),
+            launched_at: entry.launched_at,
+            gone_at: entry.gone_at.unwrap_or_default(),
+            removed_at: entry.removed_at,
+            report: entry.report.as_ref(),
+        })
+        .collect()
+}
+
+/// Checks a settled run, writes the report and prints the summary; the run's error,
+/// or the failed checks, fail the demo.
+fn check_and_report(
+    record: &report::RunRecord<'_>,
+    token: &Secret,
+    outcome: anyhow::Result<()>,
+) -> anyhow::Result<()> {
     // A run that did not settle is not checked: its checks would only repeat that.
-    let checks = if outcome.is_ok() { report::checks(&record, &token) } else { Vec::new() };
-    let report_path = report::write(&record, &checks)?;
-    report::print_summary(&record, &checks, &report_path);
+    let checks = if outcome.is_ok() { report::checks(record, token) } else { Vec::new() };
+    let report_path = report::write(record, &checks)?;
+    report::print_summary(record, &checks, &report_path);
     outcome?;
     let failed: Vec<String> = checks
         .iter()
@@ -617,6 +600,76 @@ fn demo(setup: Setup) -> anyhow::Result<()> {
         bail!("the end-to-end checks failed:\n  {}", failed.join("\n  "));
     }
     Ok(())
+}
+
+/// What a stack update needs to replace the group.
+struct Replace<'a> {
+    moto: &'a Moto,
+    python: &'a Path,
+    out: &'a Path,
+    stack: &'a stack::Stack,
+}
+
+/// The update scenario's stack update, while `first`'s agents all run jobs: the
+/// replacement group, its record for the report, and the scaler restarted with the
+/// new group's name.
+fn replace_group_under_jobs(
+    runtime: &tokio::runtime::Runtime,
+    world: &Arc<World>,
+    replace: &Replace<'_>,
+    token: &Secret,
+    first: &GroupSnapshot,
+    now: Duration,
+) -> anyhow::Result<(report::GroupReplacement, Arc<FleetGroup>, scaler::Scaler)> {
+    world.say(format!("stack update: replacing {} while its agents run jobs", first.name));
+    let replaced = runtime.block_on(stack::replace_group(
+        replace.moto,
+        replace.python,
+        replace.out,
+        replace.stack,
+        token,
+    ))?;
+    world.say(format!(
+        "stack update: {} replaces {}; the old group is at zero and its agents were told to stop",
+        replaced.group, first.name
+    ));
+    let scaler = scaler::Scaler::start(
+        world,
+        &replaced.scaler_env,
+        &replace.out.join("scaler-after-update.log"),
+    )?;
+    let record = report::GroupReplacement {
+        at: now,
+        old_group: first.name.clone(),
+        new_group: replaced.group.clone(),
+        old_instances_left: first.instances.len(),
+    };
+    let group = Arc::new(FleetGroup { name: replaced.group, boot_inputs: replaced.boot_inputs });
+    Ok((record, group, scaler))
+}
+
+/// One sample of the run: the queue's counts, the groups' capacity, the jobs done;
+/// and whether every job has ended.
+fn sample_run(
+    fake: &FakeBuildkite,
+    queue: &str,
+    described: &[GroupSnapshot],
+    in_service: usize,
+    now: Duration,
+) -> (report::Sample, bool) {
+    let state = fake.state();
+    let records = state.job_records();
+    let jobs_done =
+        records.iter().filter(|job| matches!(job.state_at(now), JobState::Finished)).count();
+    let all_ended = records.iter().all(|job| job.finished_at.is_some());
+    let sample = report::Sample {
+        at: now,
+        metrics: state.modelled_metrics(queue),
+        desired: described.iter().map(|group| group.desired_capacity).sum(),
+        in_service: u32::try_from(in_service).unwrap_or(u32::MAX),
+        jobs_done,
+    };
+    (sample, all_ended)
 }
 
 /// What Auto Scaling does when a warm pool is created: launch its instances, run their
