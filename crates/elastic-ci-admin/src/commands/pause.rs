@@ -63,11 +63,29 @@ async fn job_event_rule(context: &Context) -> anyhow::Result<Option<Rule>> {
     Ok(Some(described))
 }
 
-/// Enables or disables the job-event rule.
-async fn set_job_events(context: &Context, rule: &Rule, enabled: bool) -> anyhow::Result<()> {
-    context.clients.rules.set_rule_enabled(&rule.name, enabled).await.with_context(|| {
-        format!("failed to {} {}", if enabled { "enable" } else { "disable" }, rule.name)
-    })
+/// Enables or disables one of the scaler's rules.
+async fn set_rule(context: &Context, rule: &str, enabled: bool) -> anyhow::Result<()> {
+    let verb = if enabled { "enable" } else { "disable" };
+    context
+        .clients
+        .rules
+        .set_rule_enabled(rule, enabled)
+        .await
+        .with_context(|| format!("failed to {verb} {rule}"))
+}
+
+/// Changes the group's sizes, when there is anything to change.
+async fn resize(context: &Context, update: SizeUpdate) -> anyhow::Result<()> {
+    if update == SizeUpdate::default() {
+        return Ok(());
+    }
+    let group_name = &context.target.group;
+    context
+        .clients
+        .group_admin
+        .update_sizes(group_name, update)
+        .await
+        .with_context(|| format!("failed to resize {group_name}"))
 }
 
 /// The group (with its tags) and the scaler's schedule, as they are now.
@@ -161,22 +179,12 @@ pub async fn pause(context: &Context, args: &PauseArgs, out: &mut dyn Write) -> 
         .await
         .context("failed to record the pause")?;
     if schedule.enabled {
-        clients
-            .rules
-            .set_rule_enabled(rule, false)
-            .await
-            .with_context(|| format!("failed to disable {rule}"))?;
+        set_rule(context, rule, false).await?;
     }
     if let Some(job_events) = &job_events {
-        set_job_events(context, job_events, false).await?;
+        set_rule(context, &job_events.name, false).await?;
     }
-    if update != SizeUpdate::default() {
-        clients
-            .group_admin
-            .update_sizes(group_name, update)
-            .await
-            .with_context(|| format!("failed to resize {group_name}"))?;
-    }
+    resize(context, update).await?;
     writeln!(out, "paused")?;
     Ok(())
 }
@@ -246,22 +254,12 @@ pub async fn resume(
     if !announce(&plan, &args.mutate, "Resume the scaler?", out)? {
         return Ok(());
     }
-    if update != SizeUpdate::default() {
-        clients
-            .group_admin
-            .update_sizes(group_name, update)
-            .await
-            .with_context(|| format!("failed to resize {group_name}"))?;
-    }
+    resize(context, update).await?;
     if enable {
-        clients
-            .rules
-            .set_rule_enabled(rule, true)
-            .await
-            .with_context(|| format!("failed to enable {rule}"))?;
+        set_rule(context, rule, true).await?;
     }
     if let Some(job_events) = &job_events {
-        set_job_events(context, job_events, true).await?;
+        set_rule(context, &job_events.name, true).await?;
     }
     if record.is_some() {
         clients
